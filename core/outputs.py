@@ -1,0 +1,58 @@
+"""Output files: names that sort by time, the generation record, and its sidecar JSON (written atomically)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+APP_NAME = "video-studio"
+APP_VERSION = "0.1.0"
+
+
+def slug(text: str, length: int = 40) -> str:
+    """A short file-name-safe form of ``text``."""
+    cleaned = re.sub(r"[^a-zA-Z0-9]+", "-", text.lower()).strip("-")
+    return cleaned[:length].rstrip("-") or "video"
+
+
+def new_output_path(outputs_dir: Path, task: str, title: str, seed: int | None = None) -> Path:
+    """A new, unused ``.mp4`` path in ``outputs_dir`` named by date, task, title and seed."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    suffix = f"_{seed}" if seed is not None else ""
+    base = f"{stamp}_{task}_{slug(title)}{suffix}"
+    path = Path(outputs_dir) / f"{base}.mp4"
+    counter = 1
+    while path.exists() or path.with_suffix(".json").exists():
+        path = Path(outputs_dir) / f"{base}-{counter}.mp4"
+        counter += 1
+    return path
+
+
+def base_record(task: str, job_id: str) -> dict[str, Any]:
+    """The fields every generation record starts with."""
+    return {
+        "app": f"{APP_NAME} {APP_VERSION}",
+        "task": task,
+        "job_id": job_id,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "unix_time": time.time(),
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.part")
+    temp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(temp, path)
+    return path
+
+
+def sidecar_path(video: Path) -> Path:
+    return Path(video).with_suffix(".json")

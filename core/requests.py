@@ -1,0 +1,99 @@
+"""Validated job requests. Each task has one dataclass; :func:`parse_request` is the only way in."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
+from weights.registry import ModelCard, get_card
+
+MAX_SEED = 2**32 - 1
+
+
+def snap_frames(frames: int, card: ModelCard) -> int:
+    """The nearest valid frame count (4k+1, within the model's limit) to ``frames``."""
+    frames = max(1, min(int(frames), card.max_frames))
+    return max(1, min(card.max_frames - (card.max_frames - 1) % 4, 4 * round((frames - 1) / 4) + 1))
+
+
+@dataclass(frozen=True)
+class T2VRequest:
+    """A text-to-video job. Validated on creation; ``seed=-1`` asks for a random seed."""
+
+    model: str
+    prompt: str
+    negative_prompt: str | None = None
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    steps: int = 0
+    guidance: float = -1.0
+    guidance_2: float | None = None
+    flow_shift: float | None = None
+    seed: int = -1
+
+    task = "t2v"
+
+    def __post_init__(self) -> None:
+        card = get_card(self.model)
+        if card.task != "t2v":
+            raise ConfigError(f"model {self.model} is not a text-to-video model")
+        set_ = object.__setattr__
+        set_(self, "prompt", as_text("prompt", self.prompt, required=True))
+        negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
+        set_(self, "negative_prompt", as_text("negative prompt", negative))
+        preset = card.resolution(card.defaults.resolution)
+        width = as_int("width", self.width or preset.width, low=card.size_multiple, high=4096)
+        height = as_int("height", self.height or preset.height, low=card.size_multiple, high=4096)
+        for name, value in (("width", width), ("height", height)):
+            if value % card.size_multiple:
+                raise ConfigError(f"{name} {value} is not divisible by {card.size_multiple} (needed by {card.name})")
+        set_(self, "width", width)
+        set_(self, "height", height)
+        frames = as_int("frames", self.frames or card.defaults.frames, low=1, high=card.max_frames)
+        if (frames - 1) % 4:
+            raise ConfigError(f"frames must be 4k+1 (e.g. {snap_frames(frames, card)}), got {frames}")
+        set_(self, "frames", frames)
+        set_(self, "steps", as_int("steps", self.steps or card.defaults.steps, low=1, high=200))
+        guidance = card.defaults.guidance if self.guidance == -1.0 else self.guidance
+        set_(self, "guidance", as_float("guidance", guidance, low=0.0, high=30.0))
+        guidance_2 = self.guidance_2 if self.guidance_2 is not None else card.defaults.guidance_2
+        if guidance_2 is not None:
+            set_(self, "guidance_2", as_float("guidance 2", guidance_2, low=0.0, high=30.0))
+        if self.flow_shift is not None:
+            set_(self, "flow_shift", as_float("flow shift", self.flow_shift, low=0.0, high=100.0))
+        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+
+    @property
+    def card(self) -> ModelCard:
+        return get_card(self.model)
+
+    def resolved_flow_shift(self) -> float:
+        """The asked flow shift, else the preset's for this size, else 5.0 from 720p up and 3.0 below."""
+        if self.flow_shift is not None:
+            return self.flow_shift
+        for res in self.card.resolutions:
+            if (res.width, res.height) == (self.width, self.height) and res.flow_shift is not None:
+                return res.flow_shift
+        return 5.0 if self.width * self.height >= 1280 * 720 else 3.0
+
+    def with_seed(self) -> T2VRequest:
+        """This request with a concrete seed (a random one when ``seed`` is -1)."""
+        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **asdict(self)}
+
+
+REQUEST_TYPES: dict[str, type[T2VRequest]] = {"t2v": T2VRequest}
+
+
+def parse_request(data: dict[str, Any]) -> T2VRequest:
+    """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type."""
+    data = dict(data)
+    task = data.pop("task", "t2v")
+    if task not in REQUEST_TYPES:
+        raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(REQUEST_TYPES)}")
+    return from_mapping(REQUEST_TYPES[task], data, where=f"{task} request")

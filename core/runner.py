@@ -1,0 +1,73 @@
+"""The runner: executes one job on one device, from a validated request to an mp4 and its record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from core.hardware import PeakMemory, compute_dtype
+from core.jobs import Job
+from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.pipelines import PipelineCache, free_memory
+from core.requests import T2VRequest
+from core.settings import Settings
+from core.t2v import generate_t2v
+from core.video_io import METADATA_KEY, write_video
+from weights.store import ensure_model
+
+
+class Runner:
+    """Runs jobs on ``device``, keeping the last pipeline loaded between jobs."""
+
+    def __init__(self, settings: Settings, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self.pipelines = PipelineCache(device)
+
+    def execute(self, job: Job) -> dict[str, Any]:
+        """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""
+        request = job.request
+        if isinstance(request, T2VRequest):
+            return self._run_t2v(job, request.with_seed())
+        raise TypeError(f"no handler for {type(request).__name__}")
+
+    def _run_t2v(self, job: Job, request: T2VRequest) -> dict[str, Any]:
+        card = request.card
+        job.request = request
+        started = time.perf_counter()
+        with PeakMemory(self.device) as peak:
+            job.report("preparing weights")
+            folder = ensure_model(card, self.settings)
+            job.check_cancelled()
+            job.report("loading model")
+            pipe = self.pipelines.get(card, folder)
+            job.check_cancelled()
+            try:
+                frames = generate_t2v(pipe, request, job)
+            finally:
+                free_memory(self.device)
+        record = base_record("t2v", job.id) | {
+            "model": card.id,
+            "model_name": card.name,
+            "request": request.to_dict(),
+            "seed": request.seed,
+            "width": request.width,
+            "height": request.height,
+            "frames": request.frames,
+            "fps": card.fps,
+            "flow_shift": request.resolved_flow_shift(),
+            "device": str(self.device),
+            "dtype": str(compute_dtype(self.device)).removeprefix("torch."),
+            "time_s": round(time.perf_counter() - started, 3),
+            "peak_memory_gb": round(peak.peak_gb, 3),
+            "status": "done",
+        }
+        job.report("writing video")
+        path = new_output_path(self.settings.outputs_dir, "t2v", request.prompt, request.seed)
+        record["output"] = path.name
+        write_video(path, frames, card.fps, {METADATA_KEY: record, "title": request.prompt})
+        write_json_atomic(sidecar_path(path), record)
+        record["path"] = str(path)
+        return record

@@ -1,0 +1,19 @@
+"""App-wide settings, filled from the command line by app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where outputs and weights go, which GPUs to use, and what the app may do."""
+
+    outputs_dir: Path = ROOT / "outputs"
+    models_dir: Path = ROOT / "weights" / "cache"
+    offline: bool = False
+    dev: bool = False
+    gpus: tuple[int, ...] | None = None

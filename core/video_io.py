@@ -1,0 +1,157 @@
+"""Video files through PyAV (FFmpeg): H.264 yuv420p mp4 written atomically, with metadata, and read back.
+
+:class:`VideoWriter` streams frames into a hidden temporary file next to the target and renames it into
+place on success. On failure or cancel, :meth:`VideoWriter.keep_partial` turns whatever frames were
+written into ``<name>_partial.mp4`` so nothing a user waited for is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import numpy as np
+
+METADATA_KEY = "comment"
+
+
+def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] (T, H, W, 3) as uint8; uint8 input is returned as is."""
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+class VideoWriter:
+    """Write frames to an mp4 (H.264, yuv420p) that appears at ``path`` only once complete."""
+
+    def __init__(self, path: Path, fps: float, metadata: dict[str, Any] | None = None, crf: int = 18) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self.metadata = metadata or {}
+        self.crf = crf
+        self.frames_written = 0
+        self.temp_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
+
+    def _open(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        container = av.open(str(self.temp_path), mode="w", format="mp4", options={"movflags": "use_metadata_tags"})
+        for key, value in self.metadata.items():
+            container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": "medium"}
+        self._container, self._stream = container, stream
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames shaped (T, H, W, 3), uint8 or float in [0, 1]. H and W must be even."""
+        frames = to_uint8_frames(np.asarray(frames))
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"expected frames shaped (T, H, W, 3), got {frames.shape}")
+        if self._container is None:
+            self._open(frames.shape[2], frames.shape[1])
+        assert self._container is not None and self._stream is not None
+        for frame in frames:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            self._container.mux(self._stream.encode(video_frame))
+            self.frames_written += 1
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            assert self._stream is not None
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+
+    def commit(self) -> Path:
+        """Finish the file and move it into place atomically."""
+        if self.frames_written == 0:
+            raise ValueError("no frames were written")
+        self._close_container()
+        os.replace(self.temp_path, self.path)
+        return self.path
+
+    def keep_partial(self) -> Path | None:
+        """Finish what was written as ``<name>_partial.mp4``; None when no frame was written."""
+        if self.frames_written == 0:
+            self.discard()
+            return None
+        self._close_container()
+        partial = self.path.with_name(f"{self.path.stem}_partial{self.path.suffix}")
+        os.replace(self.temp_path, partial)
+        return partial
+
+    def discard(self) -> None:
+        """Drop the temporary file."""
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.keep_partial()
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a whole clip atomically; returns ``path``."""
+    with VideoWriter(path, fps, metadata) as writer:
+        writer.write(frames)
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds, as read back by :func:`probe_video`."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float
+    codec: str
+    pix_fmt: str
+    metadata: dict[str, str]
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Decode ``path`` fully and report its frame count, size, fps, codec and container metadata."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        count = sum(1 for _ in container.decode(stream))
+        return VideoInfo(
+            frames=count,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(stream.average_rate or stream.guessed_rate or 0),
+            codec=stream.codec_context.name,
+            pix_fmt=stream.codec_context.pix_fmt or "",
+            metadata=dict(container.metadata),
+        )
+
+
+def read_frames(path: Path) -> np.ndarray:
+    """All frames of ``path`` as uint8 (T, H, W, 3)."""
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
+    if not frames:
+        raise ValueError(f"{path} has no video frames")
+    return np.stack(frames)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The generation record embedded in a video written by this app."""
+    return json.loads(probe_video(path).metadata[METADATA_KEY])

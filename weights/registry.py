@@ -1,0 +1,128 @@
+"""Model cards: one YAML file per model in ``presets/models``, validated into :class:`ModelCard`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
+
+CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
+TASKS = ("t2v", "continue", "upscale")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A named output size with the flow shift that suits it."""
+
+    name: str
+    width: int
+    height: int
+    flow_shift: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.width}x{self.height})"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Default generation settings shown in the UI for a model."""
+
+    resolution: str
+    frames: int
+    steps: int
+    guidance: float
+    guidance_2: float | None = None
+    negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the app needs to know about one model: where it lives, how to run it, what it can do."""
+
+    id: str
+    name: str
+    task: str
+    pipeline: str
+    description: str
+    fps: int
+    size_multiple: int
+    max_frames: int
+    defaults: Defaults
+    resolutions: tuple[Resolution, ...]
+    huggingface: str | None = None
+    modelscope: str | None = None
+    allow_patterns: tuple[str, ...] = ()
+    params_billion: float = 0.0
+    min_vram_gb: float = 0.0
+    dev: bool = False
+    builder: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        as_choice(f"model {self.id}: task", self.task, TASKS)
+        if not (self.huggingface or self.modelscope or self.builder):
+            raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
+        names = [r.name for r in self.resolutions]
+        if self.defaults.resolution not in names:
+            raise ConfigError(f"model {self.id}: default resolution {self.defaults.resolution!r} not in {names}")
+        for res in self.resolutions:
+            if res.width % self.size_multiple or res.height % self.size_multiple:
+                raise ConfigError(f"model {self.id}: {res.label} is not a multiple of {self.size_multiple}")
+
+    def resolution(self, name: str) -> Resolution:
+        """The resolution preset called ``name``."""
+        for res in self.resolutions:
+            if res.name == name:
+                return res
+        raise ConfigError(f"{self.name} has no resolution {name!r}; choose one of {[r.name for r in self.resolutions]}")
+
+
+def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
+    """Validate one card's raw YAML data."""
+    data = dict(data)
+    where_id = f"{where} ({data.get('id', '?')})"
+    data["defaults"] = from_mapping(Defaults, data.get("defaults", {}), where=f"{where_id} defaults")
+    data["resolutions"] = tuple(
+        from_mapping(Resolution, r, where=f"{where_id} resolution") for r in data.get("resolutions", ())
+    )
+    data["allow_patterns"] = tuple(data.get("allow_patterns", ()))
+    card = from_mapping(ModelCard, data, where=where_id)
+    as_text(f"{where_id} name", card.name, required=True)
+    as_int(f"{where_id} fps", card.fps, low=1, high=240)
+    as_int(f"{where_id} max_frames", card.max_frames, low=1)
+    for res in card.resolutions:
+        as_int(f"{where_id} width", res.width, low=16, high=8192)
+        as_int(f"{where_id} height", res.height, low=16, high=8192)
+    as_float(f"{where_id} params_billion", card.params_billion, low=0)
+    return card
+
+
+@lru_cache(maxsize=4)
+def load_cards(folder: Path = CARDS_DIR) -> dict[str, ModelCard]:
+    """All model cards in ``folder`` keyed by id, in file-name order."""
+    cards: dict[str, ModelCard] = {}
+    for path in sorted(Path(folder).glob("*.yaml")):
+        card = parse_card(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, where=path.name)
+        if card.id in cards:
+            raise ConfigError(f"{path.name}: duplicate model id {card.id!r}")
+        cards[card.id] = card
+    return cards
+
+
+def cards_for(task: str, *, dev: bool = False) -> list[ModelCard]:
+    """The cards of one task; test models only when ``dev`` is set."""
+    return [c for c in load_cards().values() if c.task == task and (dev or not c.dev)]
+
+
+def get_card(model_id: str) -> ModelCard:
+    """The card called ``model_id``, or a clear error listing the known ids."""
+    cards = load_cards()
+    if model_id not in cards:
+        raise ConfigError(f"unknown model {model_id!r}; known models: {', '.join(cards)}")
+    return cards[model_id]

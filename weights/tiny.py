@@ -1,0 +1,90 @@
+"""Tiny random-weight models in the real Hub layouts, built locally for tests and ``--dev``.
+
+They use the same diffusers/transformers classes as the real checkpoints with tiny configs, so every
+pipeline runs end to end on a CPU in seconds while loading exactly like the published repos.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+WORDS = (
+    "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
+    "car boat train plane city street forest beach sea ocean mountain river sky sun moon night day "
+    "red green blue yellow black white big small running walking flying swimming jumping sitting "
+    "video scene camera shot slow motion close up wide view beautiful cinematic light dark blurry"
+).split()
+
+
+def build_tokenizer(folder: Path) -> None:
+    """A word-level tokenizer with T5's special tokens, saved so ``AutoTokenizer`` loads it offline."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in WORDS:
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(folder)
+
+
+def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    text_dim = 32
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(WORDS) + 8, d_model=text_dim, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+        )
+    )
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16, out_channels=16,
+        text_dim=text_dim, freq_dim=32, ffn_dim=64, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    )
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
+    )
+    tokenizer_dir = folder / "tokenizer"
+    build_tokenizer(tokenizer_dir)
+    from transformers import AutoTokenizer
+
+    pipe = WanPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir), text_encoder=text_encoder, vae=vae,
+        transformer=transformer, scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan}
+
+
+def build(builder: str, folder: Path) -> Path:
+    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there."""
+    folder = Path(folder)
+    marker = folder / ".built"
+    if marker.exists():
+        return folder
+    if builder not in BUILDERS:
+        raise KeyError(f"no tiny-model builder called {builder!r}; known: {', '.join(BUILDERS)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    BUILDERS[builder](folder)
+    marker.write_text(json.dumps({"builder": builder}), encoding="utf-8")
+    return folder
