@@ -80,7 +80,7 @@ def as_text(name: str, value: Any, *, required: bool = False, max_length: int = 
 
 
 def _check_range(name: str, number: float, low: float | None, high: float | None) -> None:
-    if low is not None and number < low or high is not None and number > high:
+    if (low is not None and number < low) or (high is not None and number > high):
         bounds = f"between {low} and {high}" if low is not None and high is not None else (
             f"at least {low}" if low is not None else f"at most {high}"
         )

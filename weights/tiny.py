@@ -12,12 +12,9 @@ from pathlib import Path
 
 import torch
 
-WORDS = (
-    "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
-    "car boat train plane city street forest beach sea ocean mountain river sky sun moon night day "
-    "red green blue yellow black white big small running walking flying swimming jumping sitting "
-    "video scene camera shot slow motion close up wide view beautiful cinematic light dark blurry"
-).split()
+from weights.tiny_flashvsr import build_tiny_flashvsr
+
+WORDS = ["a", "an", "the", "of", "in", "on", "at", "with", "and", "to", "from", "by", "is", "are", "cat", "dog", "bird", "fish", "horse", "person", "man", "woman", "child", "car", "boat", "train", "plane", "city", "street", "forest", "beach", "sea", "ocean", "mountain", "river", "sky", "sun", "moon", "night", "day", "red", "green", "blue", "yellow", "black", "white", "big", "small", "running", "walking", "flying", "swimming", "jumping", "sitting", "video", "scene", "camera", "shot", "slow", "motion", "close", "up", "wide", "view", "beautiful", "cinematic", "light", "dark", "blurry"]
 
 
 def build_tokenizer(folder: Path) -> None:
@@ -73,7 +70,7 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan}
+BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan, "tiny-flashvsr": build_tiny_flashvsr}
 
 
 def build(builder: str, folder: Path) -> Path:

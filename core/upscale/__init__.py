@@ -1,0 +1,1 @@
+"""FlashVSR v1.1 streaming video super-resolution (our implementation, official weights)."""

@@ -1,0 +1,224 @@
+"""FlashVSR's streaming Wan2.1 DiT, with the parameter names of the official checkpoint.
+
+Wan2.1 blocks (AdaLN modulation, RMS-normed q/k with 3D RoPE, cross-attention, GELU FFN) changed for
+streaming super-resolution: self-attention is locality-constrained block-sparse over 2x8x8 windows and
+attends to a KV cache of earlier chunks; cross-attention keys/values come from the fixed prompt once; the
+timestep is fixed (one step), so its embeddings are computed once in :meth:`StreamingWanDiT.prepare`.
+Normalisation, timestep embedding and RoPE tables come from diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.embeddings import get_1d_rotary_pos_embed, get_timestep_embedding
+from diffusers.models.normalization import RMSNorm
+from torch import nn
+
+from core.upscale.config import DiTConfig
+from core.upscale.kv_cache import StreamingKVCache
+from core.upscale.sparse_mask import WINDOW, WINDOW_TOKENS, draft_block_mask, from_windows, to_windows
+from kernels.block_sparse_attention import block_sparse_attention
+
+PATCH = (1, 2, 2)
+
+
+@dataclass
+class ChunkContext:
+    """What every block needs to know about the chunk being processed."""
+
+    frames: int
+    height: int
+    width: int
+    rope: torch.Tensor
+    topk: int
+    local_mask: torch.Tensor
+    cache: StreamingKVCache
+
+    @property
+    def windows_per_slab(self) -> int:
+        return (self.height // WINDOW[1]) * (self.width // WINDOW[2])
+
+
+def rope_table(head_dim: int, frame_offset: int, frames: int, height: int, width: int,
+               device: torch.device) -> torch.Tensor:
+    """Complex RoPE factors (f*h*w, head_dim/2): Wan's 3D split, time positions from ``frame_offset``."""
+    h_dim = w_dim = 2 * (head_dim // 6)
+    t_dim = head_dim - h_dim - w_dim
+    parts = []
+    for dim, positions in ((t_dim, torch.arange(frame_offset, frame_offset + frames)),
+                           (h_dim, torch.arange(height)), (w_dim, torch.arange(width))):
+        parts.append(get_1d_rotary_pos_embed(dim, positions, use_real=False, freqs_dtype=torch.float64))
+    t, h, w = parts
+    table = torch.cat([
+        t[:, None, None, :].expand(frames, height, width, -1),
+        h[None, :, None, :].expand(frames, height, width, -1),
+        w[None, None, :, :].expand(frames, height, width, -1),
+    ], dim=-1)
+    return table.reshape(frames * height * width, -1).to(device=device, dtype=torch.complex64)
+
+
+def apply_rope(x: torch.Tensor, table: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Rotate (1, L, heads*head_dim) query/key features by the complex ``table``."""
+    batch, length, dim = x.shape
+    pairs = x.float().reshape(batch, length, num_heads, -1, 2)
+    rotated = torch.view_as_complex(pairs) * table[None, :, None, :]
+    return torch.view_as_real(rotated).reshape(batch, length, dim).to(x.dtype)
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(1, L, heads*d) -> (1, heads, L, d)."""
+    return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
+
+
+class SelfAttention(nn.Module):
+    """Streaming LCSA self-attention over windows of the current chunk plus the cached ones."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps=eps)
+        self.norm_k = RMSNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
+        f, h, w = chunk.frames, chunk.height, chunk.width
+        q = apply_rope(self.norm_q(self.q(x)), chunk.rope, self.num_heads)
+        k = apply_rope(self.norm_k(self.k(x)), chunk.rope, self.num_heads)
+        q_win, k_win, v_win = (to_windows(t, f, h, w) for t in (q, k, self.v(x)))
+        cached_k, cached_v = chunk.cache.get(layer, x.device)
+        if cached_k is not None and cached_v is not None:
+            k_win, v_win = torch.cat([cached_k, k_win]), torch.cat([cached_v, v_win])
+        mask = draft_block_mask(q_win, k_win, self.num_heads, f // WINDOW[0], chunk.topk, chunk.local_mask)
+        out = block_sparse_attention(
+            split_heads(q_win.reshape(1, -1, q_win.shape[-1]), self.num_heads),
+            split_heads(k_win.reshape(1, -1, k_win.shape[-1]), self.num_heads),
+            split_heads(v_win.reshape(1, -1, v_win.shape[-1]), self.num_heads),
+            mask, block_size=WINDOW_TOKENS,
+        )
+        chunk.cache.update(layer, k_win, v_win, chunk.windows_per_slab)
+        out = out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
+        return self.o(from_windows(out, f, h, w))
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention to the fixed prompt; its keys/values are computed once by :meth:`set_context`."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps=eps)
+        self.norm_k = RMSNorm(dim, eps=eps)
+        self.cached_k: torch.Tensor | None = None
+        self.cached_v: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def set_context(self, context: torch.Tensor) -> None:
+        self.cached_k = split_heads(self.norm_k(self.k(context)), self.num_heads)
+        self.cached_v = split_heads(self.v(context), self.num_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cached_k is None or self.cached_v is None:
+            raise RuntimeError("call StreamingWanDiT.prepare(context) before running chunks")
+        q = split_heads(self.norm_q(self.q(x)), self.num_heads)
+        out = F.scaled_dot_product_attention(q, self.cached_k, self.cached_v)
+        return self.o(out.transpose(1, 2).flatten(2))
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        dim, eps = config.dim, config.eps
+        self.self_attn = SelfAttention(dim, config.num_heads, eps)
+        self.cross_attn = CrossAttention(dim, config.num_heads, eps)
+        self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
+        self.norm3 = nn.LayerNorm(dim, eps=eps)
+        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(config.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(self, x: torch.Tensor, t_mod: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+            self.modulation.to(t_mod.dtype) + t_mod).chunk(6, dim=1)
+        attn_in = self.norm1(x) * (1 + scale_msa) + shift_msa
+        x = x + gate_msa * self.self_attn(attn_in, layer, chunk)
+        x = x + self.cross_attn(self.norm3(x))
+        ffn_in = self.norm2(x) * (1 + scale_mlp) + shift_mlp
+        return x + gate_mlp * self.ffn(ffn_in)
+
+
+class Head(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        dim = config.dim
+        self.norm = nn.LayerNorm(dim, eps=config.eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, config.out_dim * PATCH[0] * PATCH[1] * PATCH[2])
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        shift, scale = (self.modulation.to(t.dtype) + t.unsqueeze(1)).chunk(2, dim=1)
+        return self.head(self.norm(x) * (1 + scale) + shift)
+
+
+class StreamingWanDiT(nn.Module):
+    """The FlashVSR DiT; :meth:`forward_chunk` denoises one chunk of latent frames in one step."""
+
+    TIMESTEP = 1000.0
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=PATCH, stride=PATCH)
+        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
+        self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.num_layers))
+        self.head = Head(config)
+        self._t: torch.Tensor | None = None
+        self._t_mod: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def prepare(self, context: torch.Tensor) -> None:
+        """Fix the prompt (cross-attention keys/values) and the timestep embeddings for streaming."""
+        param = self.patch_embedding.weight
+        context = context.to(device=param.device, dtype=param.dtype)
+        if context.ndim == 2:
+            context = context.unsqueeze(0)
+        text = self.text_embedding(context)
+        for block in self.blocks:
+            block.cross_attn.set_context(text)
+        timestep = torch.tensor([self.TIMESTEP], device=param.device)
+        sinusoid = get_timestep_embedding(timestep, self.config.freq_dim, flip_sin_to_cos=True,
+                                          downscale_freq_shift=0)
+        self._t = self.time_embedding(sinusoid.to(param.dtype))
+        self._t_mod = self.time_projection(self._t).unflatten(1, (6, self.config.dim))
+
+    @torch.no_grad()
+    def forward_chunk(self, latents: torch.Tensor, lq_features: list[torch.Tensor], frame_offset: int,
+                      cache: StreamingKVCache, topk: int, local_mask: torch.Tensor) -> torch.Tensor:
+        """Velocity for ``latents`` (1, C, f, H/8, W/8) whose first frame is latent frame ``frame_offset``."""
+        if self._t is None or self._t_mod is None:
+            raise RuntimeError("call prepare(context) before forward_chunk")
+        x = self.patch_embedding(latents)
+        frames, height, width = x.shape[2:]
+        x = x.flatten(2).transpose(1, 2)
+        rope = rope_table(self.config.head_dim, frame_offset, frames, height, width, x.device)
+        chunk = ChunkContext(frames, height, width, rope, topk, local_mask, cache)
+        for layer, block in enumerate(self.blocks):
+            if layer < len(lq_features):
+                x = x + lq_features[layer]
+            x = block(x, self._t_mod, layer, chunk)
+        x = self.head(x, self._t)
+        return self.unpatchify(x, frames, height, width)
+
+    def unpatchify(self, x: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+        pf, ph, pw = PATCH
+        x = x.view(1, frames, height, width, pf, ph, pw, self.config.out_dim)
+        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(1, self.config.out_dim, frames * pf, height * ph, width * pw)

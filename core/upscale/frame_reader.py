@@ -1,0 +1,91 @@
+"""Read a video's frames ahead on a background thread into a bounded buffer (never the whole video)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+
+
+def probe_source(path: Path) -> SourceInfo:
+    """Size, fps, audio and frame count (from the header, else by counting packets; no decoding)."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{Path(path).name} has no video stream")
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        fps = float(stream.average_rate or stream.guessed_rate or 30)
+        return SourceInfo(frames, stream.codec_context.width, stream.codec_context.height, fps,
+                          bool(container.streams.audio))
+
+
+class FrameReader:
+    """Iterate decoded RGB frames (after ``transform``) with at most ``buffer`` frames decoded ahead."""
+
+    def __init__(self, path: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 buffer: int = 16) -> None:
+        self.path = Path(path)
+        self.transform = transform
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=buffer)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        try:
+            with av.open(str(self.path)) as container:
+                for frame in container.decode(container.streams.video[0]):
+                    image = frame.to_ndarray(format="rgb24")
+                    if self.transform is not None:
+                        image = self.transform(image)
+                    if not self._put(image):
+                        return
+        except Exception as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Stop decoding and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""The validated upscale request."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from core.upscale.config import VARIANTS
+from core.validation import ConfigError, as_choice, as_int, as_text
+from weights.registry import ModelCard, get_card
+
+MAX_SEED = 2**32 - 1
+SCALES = (2, 4)
+
+
+def quality_to_crf(quality: int) -> int:
+    """Export quality 1 (smallest file) .. 10 (best) as an x264 CRF: 35 .. 12."""
+    return round(35 - (quality - 1) * 23 / 9)
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """Upscale ``video`` by ``scale`` with a FlashVSR model card; ``seed=-1`` asks for a random seed."""
+
+    model: str
+    video: str
+    scale: int = 4
+    variant: str = "tiny-long"
+    max_input_width: int | None = None
+    quality: int = 8
+    seed: int = 0
+
+    task = "upscale"
+
+    def __post_init__(self) -> None:
+        card = get_card(self.model)
+        if card.task != "upscale":
+            raise ConfigError(f"model {self.model} is not an upscaling model")
+        set_ = object.__setattr__
+        raw = str(self.video) if isinstance(self.video, Path) else self.video
+        video = as_text("video", raw, required=True)
+        if not Path(video).is_file():
+            raise ConfigError(f"video {video!r} does not exist")
+        set_(self, "video", video)
+        scale = as_int("scale", self.scale)
+        if scale not in SCALES:
+            raise ConfigError(f"scale must be 2 or 4, got {scale}")
+        set_(self, "scale", scale)
+        set_(self, "variant", as_choice("variant", self.variant, VARIANTS))
+        if self.max_input_width is not None:
+            set_(self, "max_input_width", as_int("max input width", self.max_input_width, low=32, high=8192))
+        set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
+        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+
+    @property
+    def card(self) -> ModelCard:
+        return get_card(self.model)
+
+    @property
+    def crf(self) -> int:
+        return quality_to_crf(self.quality)
+
+    def with_seed(self) -> UpscaleRequest:
+        """This request with a concrete seed (a random one when ``seed`` is -1)."""
+        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **asdict(self)}

@@ -1,0 +1,161 @@
+"""The upscale job: a validated request through FlashVSR to an mp4 with the input's audio and a record.
+
+Frames stream from the file (bounded read-ahead) through the model into the writer chunk by chunk, so
+memory stays flat however long the video is. On cancel or failure the frames written so far are kept
+as ``<name>_partial.mp4``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.request
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.hardware import PeakMemory, compute_dtype
+from core.jobs import Job, JobCancelledError
+from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.pipelines import free_memory
+from core.upscale.audio import remux_with_audio
+from core.upscale.config import PROMPT_FILE
+from core.upscale.frame_reader import FrameReader, probe_source
+from core.upscale.loading import FlashVSRModel, load_flashvsr, missing_files
+from core.upscale.request import UpscaleRequest
+from core.upscale.sizing import plan_size, resize_and_crop
+from core.upscale.streamer import FlashVSRStreamer
+from core.video_io import METADATA_KEY, VideoWriter
+from weights.registry import ModelCard
+from weights.store import ensure_model, model_dir
+
+KV_OFFLOAD_MAX_VRAM_GB = 24.0
+READ_AHEAD_FRAMES = 16
+
+
+class _LoadedUpscaler:
+    """One FlashVSR model kept loaded between jobs (keyed by card, variant and device)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, str, str] | None = None
+        self.model: FlashVSRModel | None = None
+        self.lock = threading.Lock()
+
+    def get(self, card: ModelCard, variant: str, folder: Path, device: torch.device) -> FlashVSRModel:
+        key = (card.id, variant, str(device))
+        with self.lock:
+            if self.key != key or self.model is None:
+                self.model = None
+                free_memory(device)
+                self.model = load_flashvsr(folder, variant, device, compute_dtype(device))
+                self.key = key
+            return self.model
+
+
+_LOADED = _LoadedUpscaler()
+
+
+def should_offload_kv_cache(device: torch.device) -> bool:
+    """The deployment's rule: keep the KV cache in host memory on cards with 24 GB or less."""
+    if device.type != "cuda":
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return total <= KV_OFFLOAD_MAX_VRAM_GB
+
+
+def weights_folder(card: ModelCard, request: UpscaleRequest, runner: Any) -> Path:
+    """The folder with the card's files: ``--models-dir/<id>`` when complete, else ``ensure_model``; the
+    prompt embedding, which lives in the FlashVSR GitHub repo rather than the weights repo, is fetched
+    from ``extra.prompt_url`` when missing and the app is online."""
+    local = model_dir(card, runner.settings)
+    folder = local if not card.builder and not missing_files(local, request.variant) else ensure_model(
+        card, runner.settings)
+    prompt = folder / PROMPT_FILE
+    url = card.extra.get("prompt_url")
+    if not prompt.is_file() and url and not runner.settings.offline:
+        temp = prompt.with_name(f".{prompt.name}.part")
+        urllib.request.urlretrieve(url, temp)
+        os.replace(temp, prompt)
+    return folder
+
+
+def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any]:
+    """Run ``request`` (with a concrete seed) on ``runner.device``; returns the record, also in the mp4."""
+    card = request.card
+    job.request = request
+    device = runner.device
+    started = time.perf_counter()
+    source = probe_source(Path(request.video))
+    size = plan_size(source.width, source.height, request.scale, request.max_input_width)
+    offload = should_offload_kv_cache(device)
+    record = base_record("upscale", job.id) | {
+        "model": card.id,
+        "model_name": card.name,
+        "request": request.to_dict(),
+        "seed": request.seed,
+        "variant": request.variant,
+        "scale": request.scale,
+        "input": Path(request.video).name,
+        "input_width": source.width,
+        "input_height": source.height,
+        "width": size.width,
+        "height": size.height,
+        "size_note": size.describe(),
+        "frames": source.frames,
+        "fps": source.fps,
+        "kv_cache_offloaded": offload,
+        "device": str(device),
+        "dtype": str(compute_dtype(device)).removeprefix("torch."),
+    }
+    path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
+    writer = VideoWriter(path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"},
+                         crf=request.crf)
+    with PeakMemory(device) as peak:
+        job.report("preparing weights")
+        folder = weights_folder(card, request, runner)
+        job.check_cancelled()
+        job.report("loading model")
+        runner.pipelines.unload()
+        model = _LOADED.get(card, request.variant, folder, device)
+        job.check_cancelled()
+        streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
+        job.report(f"upscaling to {size.width}x{size.height}")
+        try:
+            resize = partial(resize_and_crop, size=size)
+            with FrameReader(Path(request.video), resize, READ_AHEAD_FRAMES) as reader:
+                chunks = streamer.run(reader, source.frames, request.seed,
+                                      on_chunk=lambda done, total: job.report("upscaling", done, total))
+                for frames in chunks:
+                    writer.write(frames)
+                    job.check_cancelled()
+        except JobCancelledError:
+            return _keep_partial(writer, record | {"status": "cancelled"}, started)
+        except Exception as exc:
+            kept = _keep_partial(writer, record | {"status": "failed", "error": str(exc)}, started)
+            note = f"; kept {Path(kept['path']).name}" if kept.get("path") else ""
+            raise RuntimeError(f"upscaling failed after {writer.frames_written} frames: {exc}{note}") from exc
+        finally:
+            free_memory(device)
+    job.report("writing video")
+    record |= {"frames_written": writer.frames_written, "time_s": round(time.perf_counter() - started, 3),
+               "peak_memory_gb": round(peak.peak_gb, 3), "status": "done", "output": path.name,
+               "audio": source.has_audio}
+    writer.commit()
+    remux_with_audio(path, Path(request.video), {METADATA_KEY: record})
+    write_json_atomic(sidecar_path(path), record)
+    record["path"] = str(path)
+    return record
+
+
+def _keep_partial(writer: VideoWriter, record: dict[str, Any], started: float) -> dict[str, Any]:
+    """Close what was written as ``<name>_partial.mp4`` with its sidecar; the record says where."""
+    record |= {"frames_written": writer.frames_written, "time_s": round(time.perf_counter() - started, 3)}
+    kept = writer.keep_partial()
+    if kept is not None:
+        record["output"] = kept.name
+        write_json_atomic(sidecar_path(kept), record)
+        record["path"] = str(kept)
+    return record
