@@ -1,0 +1,96 @@
+"""The upscale job end to end on the tiny model: sizes, frame count, audio, record, cancel, flat memory."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+
+from core.jobs import Job
+from core.upscale.request import UpscaleRequest, quality_to_crf
+from core.upscale.run import run_upscale
+from core.upscale.streamer import FlashVSRStreamer
+from core.validation import ConfigError
+from core.video_io import probe_video, read_record
+
+pytest_plugins = ["tests.conftest_upscale"]
+
+
+def audio_streams(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return len(container.streams.audio)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_upscale_clip_to_aligned_size_with_audio(scale: int, clip_64: Path,
+                                                 upscale_runner: SimpleNamespace) -> None:
+    """64x64 x2 is 128x128; x4 of the clip narrowed to 32 pixels wide is 128x128 too."""
+    width = 64 if scale == 2 else 32
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=scale, max_input_width=width)
+    record = run_upscale(upscale_runner, Job(request), request)
+    info = probe_video(Path(record["path"]))
+    assert (info.width, info.height, info.frames) == (128, 128, 30)
+    assert audio_streams(Path(record["path"])) == 1
+    embedded = read_record(Path(record["path"]))
+    assert embedded["status"] == "done" and embedded["frames_written"] == 30 and embedded["scale"] == scale
+    assert Path(record["path"]).with_suffix(".json").is_file()
+
+
+def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: SimpleNamespace) -> None:
+    class CancelAfterFirstChunk(Job):
+        def report(self, stage: str, step: int = 0, total: int = 0) -> None:
+            super().report(stage, step, total)
+            if stage == "upscaling" and step == 1:
+                self.cancel()
+
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
+    record = run_upscale(upscale_runner, CancelAfterFirstChunk(request), request)
+    assert record["status"] == "cancelled"
+    partial = Path(record["path"])
+    assert partial.name.endswith("_partial.mp4")
+    assert probe_video(partial).frames == 21
+    outputs = upscale_runner.settings.outputs_dir
+    assert not [p for p in outputs.glob("*.mp4") if not p.name.endswith("_partial.mp4")]
+
+
+def test_long_input_keeps_memory_flat(tiny_flashvsr) -> None:
+    """The input frames alive at once stay bounded by the schedule's window, however long the video."""
+    live = {"now": 0, "peak": 0}
+
+    def release() -> None:
+        live["now"] -= 1
+
+    def frames(count: int):
+        for index in range(count):
+            frame = np.full((128, 128, 3), index % 255, np.uint8)
+            live["now"] += 1
+            live["peak"] = max(live["peak"], live["now"])
+            weakref.finalize(frame, release)
+            yield frame
+
+    def run(count: int) -> tuple[int, int, int]:
+        live["peak"] = 0
+        streamer = FlashVSRStreamer(tiny_flashvsr)
+        written = sum(len(chunk) for chunk in streamer.run(frames(count), count))
+        return written, live["peak"], streamer.last_kv_cache_bytes
+
+    short_written, short_peak, short_cache = run(29)
+    long_written, long_peak, long_cache = run(69)
+    assert (short_written, long_written) == (29, 69)
+    assert long_cache == short_cache > 0
+    assert long_peak == short_peak <= 26
+
+
+def test_request_validation(clip_64: Path) -> None:
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), seed=-1).with_seed()
+    assert request.seed >= 0 and request.to_dict()["task"] == "upscale"
+    assert quality_to_crf(10) == 12 and quality_to_crf(1) == 35 and request.crf == quality_to_crf(8)
+    for bad in ({"scale": 3}, {"variant": "huge"}, {"quality": 11}, {"video": "/nope.mp4"}):
+        with pytest.raises(ConfigError):
+            UpscaleRequest(**{"model": "tiny-flashvsr", "video": str(clip_64), **bad})
+    with pytest.raises(ConfigError, match="not an upscaling model"):
+        UpscaleRequest(model="tiny-wan", video=str(clip_64))

@@ -1,0 +1,106 @@
+"""Streaming pieces: chunked decoding equals whole decoding, the frame schedule, sizes, the reader."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.upscale.color import adain_color_fix
+from core.upscale.config import TCDecoderConfig
+from core.upscale.frame_reader import FrameReader, probe_source
+from core.upscale.full_vae import StreamingVAEDecoder, build_vae
+from core.upscale.kv_cache import StreamingKVCache
+from core.upscale.sizing import plan_size, resize_and_crop
+from core.upscale.streamer import plan_frames
+from core.upscale.tc_decoder import TinyConditionalDecoder, pixel_unshuffle_cond
+from core.validation import ConfigError
+
+pytest_plugins = ["tests.conftest_upscale"]
+
+
+def test_tc_decoder_chunked_equals_one_call() -> None:
+    torch.manual_seed(0)
+    decoder = TinyConditionalDecoder(TCDecoderConfig(channels=(8, 8, 8, 8)))
+    latents = torch.randn(1, 16, 4, 2, 2)
+    cond = torch.rand(1, 3, 13, 16, 16) * 2 - 1
+    whole = decoder.decode(latents, cond)
+    assert whole.shape == (1, 3, 13, 16, 16)
+    decoder.reset()
+    first = decoder.decode(latents[:, :, :2], cond[:, :, :5])
+    second = decoder.decode(latents[:, :, 2:], cond[:, :, 5:])
+    assert first.shape[2] == 5 and second.shape[2] == 8
+    torch.testing.assert_close(torch.cat([first, second], 2), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_cond_pixel_shuffle_pads_with_the_first_frame() -> None:
+    frames = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(1, 3, 2, 8, 8)
+    shuffled = pixel_unshuffle_cond(frames)
+    assert shuffled.shape == (1, 1, 768, 1, 1)
+    assert shuffled[0, 0, 0, 0, 0] == frames[0, 0, 0, 0, 0]
+    assert shuffled[0, 0, 3 * 64, 0, 0] == frames[0, 0, 1, 0, 0]  # time slot 3 holds the last real frame
+
+
+def test_vae_streaming_decode_equals_whole_decode() -> None:
+    torch.manual_seed(0)
+    vae = build_vae({"base_dim": 8}).eval()
+    streamer = StreamingVAEDecoder(vae)
+    latents = torch.randn(1, 16, 3, 4, 4)
+    mean, std = streamer._mean, streamer._std
+    with torch.no_grad():
+        whole = vae.decode(latents * std + mean).sample
+    streamed = torch.cat([streamer.decode(latents[:, :, :1]), streamer.decode(latents[:, :, 1:])], 2)
+    assert streamed.shape == whole.shape == (1, 3, 9, 32, 32)
+    torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("frames", "padded", "chunks"), [(1, 25, 1), (21, 25, 1), (22, 33, 2), (29, 33, 2),
+                                                          (30, 41, 3), (100, 105, 11)])
+def test_frame_plan_covers_every_input_frame(frames: int, padded: int, chunks: int) -> None:
+    plan = plan_frames(frames)
+    assert (plan.padded, plan.chunks) == (padded, chunks)
+    assert 21 + 8 * (plan.chunks - 1) >= frames and (plan.padded - 1) % 8 == 0
+
+
+def test_output_size_is_aligned_and_centre_cropped() -> None:
+    size = plan_size(640, 360, 4)
+    assert (size.scaled_width, size.scaled_height, size.width, size.height) == (2560, 1440, 2560, 1408)
+    assert "centre-cropped to 2560x1408" in size.describe()
+    narrowed = plan_size(1920, 1080, 2, max_input_width=960)
+    assert (narrowed.width, narrowed.height) == (1920, 1024)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[:, 320:] = 255
+    out = resize_and_crop(frame, size)
+    assert out.shape == (1408, 2560, 3) and out[0, 0, 0] == 0 and out[0, -1, 0] == 255
+    with pytest.raises(ConfigError, match="smaller than 128"):
+        plan_size(40, 30, 2)
+
+
+def test_adain_gives_reference_statistics() -> None:
+    frames = torch.rand(1, 3, 2, 16, 16) * 0.2
+    reference = torch.rand(1, 3, 2, 16, 16) * 1.6 - 0.8
+    fixed = adain_color_fix(frames, reference)
+    torch.testing.assert_close(fixed.mean(dim=(-2, -1)), reference.mean(dim=(-2, -1)), atol=1e-4, rtol=0)
+
+
+def test_kv_cache_drops_the_oldest_slab_and_offloads() -> None:
+    cache = StreamingKVCache(num_layers=1, max_slabs=3, store_device=torch.device("cpu"))
+    keys = torch.arange(8.0).view(8, 1, 1).expand(8, 128, 4)
+    cache.update(0, keys, keys, windows_per_slab=2)
+    k, _ = cache.get(0, torch.device("cpu"))
+    assert k.shape[0] == 6 and k[0, 0, 0] == 2
+    assert cache.offloaded and cache.nbytes() == 2 * 6 * 128 * 4 * 4
+
+
+def test_reader_reads_ahead_only_a_bounded_buffer(clip_64: Path) -> None:
+    info = probe_source(clip_64)
+    assert (info.frames, info.width, info.height, info.has_audio) == (30, 64, 64, True)
+    reader = FrameReader(clip_64, buffer=4)
+    time.sleep(0.5)
+    assert reader._queue.qsize() <= 4
+    frames = list(reader)
+    reader.close()
+    assert len(frames) == 30 and frames[0].shape == (64, 64, 3)
