@@ -70,7 +70,9 @@ class ModelCard:
             raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
         names = [r.name for r in self.resolutions]
         if self.defaults.resolution not in names:
-            raise ConfigError(f"model {self.id}: default resolution {self.defaults.resolution!r} not in {names}")
+            raise ConfigError(
+                f"model {self.id}: default resolution {self.defaults.resolution!r} not in {names}"
+            )
         for res in self.resolutions:
             if res.width % self.size_multiple or res.height % self.size_multiple:
                 raise ConfigError(f"model {self.id}: {res.label} is not a multiple of {self.size_multiple}")
@@ -80,7 +82,9 @@ class ModelCard:
         for res in self.resolutions:
             if res.name == name:
                 return res
-        raise ConfigError(f"{self.name} has no resolution {name!r}; choose one of {[r.name for r in self.resolutions]}")
+        raise ConfigError(
+            f"{self.name} has no resolution {name!r}; choose one of {[r.name for r in self.resolutions]}"
+        )
 
 
 def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
