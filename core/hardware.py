@@ -62,6 +62,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
+            torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(self.device)
         return self
 
