@@ -214,9 +214,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if found is None:
                     return self.send_json({"error": "Repository not found"}, status=404, repo_missing=True)
                 repo_id, tail = found
+                route = "tree" if tail.startswith("tree/") else "info"
                 with hub.lock:
-                    hub.requests[(HF, "tree" if tail.startswith("tree/") else "info")] += 1
-                return self.send_json(hub.hf_tree(repo_id) if tail.startswith("tree/") else hub.hf_info(repo_id))
+                    hub.requests[(HF, route)] += 1
+                return self.send_json(hub.hf_tree(repo_id) if route == "tree" else hub.hf_info(repo_id))
             found = hub.find_repo(path.lstrip("/"))
             match = re.fullmatch(r"resolve/([^/]+)/(.+)", found[1]) if found else None
             if not found or not match or match.group(2) not in hub.repos[found[0]]:

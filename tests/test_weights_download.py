@@ -175,7 +175,8 @@ def test_small_file_failing_its_git_sha1_twice_comes_from_modelscope(hub, settin
 
     assert file_gets(hub)["vae/config.json"] == 2
     # files Hugging Face already delivered and verified are kept; ModelScope serves only the rest
-    assert file_gets(hub, "modelscope") == {"vae/config.json": 1, "vae/diffusion_pytorch_model.safetensors": 1}
+    rest = {"vae/config.json": 1, "vae/diffusion_pytorch_model.safetensors": 1}
+    assert file_gets(hub, "modelscope") == rest
     assert (folder / "vae/config.json").read_bytes() == hub.repos[TINY_REPO]["vae/config.json"].data
 
 
@@ -229,3 +230,17 @@ def test_hugging_face_cache_copy_is_reused_without_requests(hub, settings):
     assert hub.total_requests == 0 and hub.log == []
     assert model_status(tiny_repo_card(), settings).where == "Hugging Face cache"
     assert not (settings.models_dir / "tiny-wan").exists()
+
+
+def test_incomplete_hugging_face_cache_copy_is_not_trusted(hub, settings):
+    from huggingface_hub import constants, snapshot_download
+
+    snapshot_download(
+        TINY_REPO, cache_dir=constants.HF_HUB_CACHE, endpoint=hub.url, ignore_patterns=["vae/*.safetensors"]
+    )
+    hub.reset()
+
+    folder = ensure_model(tiny_repo_card(), settings)
+
+    assert folder == settings.models_dir / "tiny-wan" and (folder / READY_MARKER).is_file()
+    assert file_gets(hub)["vae/diffusion_pytorch_model.safetensors"] == 1

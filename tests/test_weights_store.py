@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from fake_hub import BIG_FILE, FLASHVSR_FILES, flashvsr_card, tiny_repo_card
 
 from core.validation import ConfigError
-from fake_hub import BIG_FILE, FLASHVSR_FILES, flashvsr_card, tiny_repo_card
 from weights.__main__ import main
 from weights.download import WORK_DIR, part_path
 from weights.registry import get_card

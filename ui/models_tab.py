@@ -10,8 +10,9 @@ from core.jobs import JobCancelledError
 from core.settings import Settings
 from core.validation import ConfigError
 from weights.download import DownloadError
+from weights.progress import human_bytes
 from weights.registry import get_card, load_cards
-from weights.store import delete_model, ensure_model, list_models
+from weights.store import delete_model, ensure_model, list_models, model_status
 
 HEADERS = ["Model", "Id", "State", "Size", "Where"]
 
@@ -58,7 +59,10 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
     def rows() -> list[list[str]]:
         return status_rows(settings, dev)
 
-    def download(model_id: str, progress: gr.Progress = gr.Progress()) -> tuple[str, list[list[str]]]:
+    def download(
+        model_id: str,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
+    ) -> tuple[str, list[list[str]]]:
         card = get_card(model_id)
         cancel = downloads.start(model_id)
         try:
@@ -82,13 +86,20 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
         if model_id in downloads.running:
             raise gr.Error(f"{card.name} is downloading; cancel it first")
         freed = delete_model(card, settings)
-        return f"Deleted {card.name} from `{settings.models_dir}` ({freed / 2**30:.2f} GB freed).", rows()
+        if freed:
+            return f"Deleted {card.name} from `{settings.models_dir}` ({human_bytes(freed)} freed).", rows()
+        shared = model_status(card, settings).state == "ready"
+        note = " Its Hugging Face cache copy is shared with other tools and was left alone." if shared else ""
+        return f"Nothing of {card.name} in `{settings.models_dir}`.{note}", rows()
 
     offline = " The app is offline: downloads are disabled." if settings.offline else ""
-    gr.Markdown(f"Weights live in `{settings.models_dir}`; copies in the Hugging Face cache are reused.{offline}")
+    gr.Markdown(
+        f"Weights live in `{settings.models_dir}`; copies in the Hugging Face cache are reused.{offline}"
+    )
     table = gr.Dataframe(value=rows, headers=HEADERS, label="Models on this machine", interactive=False)
     with gr.Row():
-        model = gr.Dropdown([(c.name, c.id) for c in cards], value=cards[0].id if cards else None, label="Model")
+        choices = [(c.name, c.id) for c in cards]
+        model = gr.Dropdown(choices, value=cards[0].id if cards else None, label="Model")
         refresh = gr.Button("Refresh", scale=0)
     with gr.Row():
         download_btn = gr.Button("Download", variant="primary")

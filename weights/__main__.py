@@ -24,14 +24,19 @@ PRINT_EVERY_S = 1.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--models-dir", type=Path, default=Settings().models_dir, help="where weights are kept")
+    common.add_argument(
+        "--models-dir", type=Path, default=Settings().models_dir, help="where weights are kept"
+    )
     common.add_argument("--offline", action="store_true", help="make no network call (also HF_HUB_OFFLINE=1)")
     common.add_argument("--dev", action="store_true", help="include the tiny test models")
-    parser = argparse.ArgumentParser(prog="python -m weights", description="List, download and delete model weights.")
+    parser = argparse.ArgumentParser(
+        prog="python -m weights", description="List, download and delete model weights."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[common], help="every model with its state and size on disk")
     for name, text in (("download", "download (or resume) a model"), ("delete", "delete a model's folder")):
-        commands.add_parser(name, parents=[common], help=text).add_argument("model", help="model id, see `list`")
+        command = commands.add_parser(name, parents=[common], help=text)
+        command.add_argument("model", help="model id, see `list`")
     return parser.parse_args(argv)
 
 

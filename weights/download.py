@@ -5,7 +5,7 @@ Layout of a model folder while it downloads::
     <folder>/<repo files>                 moved here one by one, only after their hash matched
     <folder>/.download/<file>.<hash>.part  bytes received so far (resumed by the next run)
     <folder>/.download/verified.json       files already verified, so a resumed run does not re-hash them
-    <folder>/.ready                        written last, after every file verified; its absence means "not ready"
+    <folder>/.ready                        written last, after every file verified; no marker = not ready
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class RepoFetch:
         meter.start_file("", len(files), self.source.name, stage="ready")
 
     def fetch_verified(self, file: RemoteFile, index: int, meter: ProgressMeter) -> None:
-        """Fetch (resuming) and verify one file; a hash mismatch throws the bytes away and fetches once more."""
+        """Fetch (resuming) and verify one file; on a hash mismatch drop the bytes and fetch once more."""
         part = part_path(self.folder, file)
         part.parent.mkdir(parents=True, exist_ok=True)
         for _attempt in range(2):
@@ -206,8 +206,10 @@ def download_model(
             try:
                 listing = source.list_files(card.allow_patterns)
                 if not listing.files:
-                    raise SourceError(f"{source.name} ({source.repo_id}): no files match {list(card.allow_patterns)}")
-                RepoFetch(source, listing, folder, {"on_progress": on_progress, "should_cancel": should_cancel}).run()
+                    patterns = list(card.allow_patterns)
+                    raise SourceError(f"{source.name} ({source.repo_id}): no files match {patterns}")
+                callbacks = {"on_progress": on_progress, "should_cancel": should_cancel}
+                RepoFetch(source, listing, folder, callbacks).run()
             except SourceError as exc:
                 errors.append(str(exc))
                 continue

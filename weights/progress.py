@@ -1,4 +1,4 @@
-"""Download progress: what the UI and the runner see while weights arrive, and how cancel reaches a transfer."""
+"""Download progress: what the UI and the runner see while weights arrive; how cancel reaches a transfer."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ class DownloadProgress:
         return self.bytes_done / self.bytes_total if self.bytes_total else 0.0
 
     def describe(self) -> str:
-        """e.g. ``downloading vae/diffusion_pytorch_model.safetensors (3/9) · 1.2 GB/5.6 GB · 40.1 MB/s · ETA 1:50``."""
+        """e.g. ``downloading vae/diffusion_pytorch_model.safetensors (3/9) · 1.2 GB/5.6 GB · 40.1 MB/s
+        · ETA 1:50 · from huggingface``."""
         text = f"{self.stage} {self.file}"
         if self.file_count:
             text += f" ({self.file_index}/{self.file_count})"

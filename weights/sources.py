@@ -68,7 +68,7 @@ def first_line(exc: BaseException) -> str:
 
 
 class _MeterBar:
-    """Stands in for tqdm inside ``huggingface_hub.http_get``: forwards bytes to the meter (which polls cancel)."""
+    """Stands in for tqdm inside ``huggingface_hub.http_get``: forwards bytes to the meter (polls cancel)."""
 
     def __init__(self, meter: ProgressMeter, **_: Any) -> None:
         self.meter = meter

@@ -19,7 +19,10 @@ from weights.download import READY_MARKER, WORK_DIR, download_model, read_plan
 from weights.progress import DownloadProgress, human_bytes
 from weights.registry import ModelCard, load_cards
 
-__all__ = ["DownloadProgress", "ModelMissingError", "ModelStatus", "delete_model", "ensure_model", "list_models"]
+__all__ = [
+    "DownloadProgress", "ModelMissingError", "ModelStatus", "delete_model", "ensure_model", "list_models",
+    "model_status",
+]
 
 BUILT_MARKER = ".built"
 STATES = ("missing", "partial", "ready")
@@ -58,9 +61,28 @@ def is_offline(settings: Settings) -> bool:
     return settings.offline or flag or constants.is_offline_mode()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".ckpt", ".pt", ".gguf")
+
+
+def component_complete(folder: Path) -> bool:
+    """A diffusers component folder holds its weights (every shard its index names), or is config-only
+    (scheduler, tokenizer) when it has no model ``config.json``."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return False
+    for index in folder.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, KeyError):
+            return False
+        return all((folder / shard).is_file() for shard in shards)
+    if (folder / "config.json").is_file():
+        return any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir())
+    return True
+
+
 def looks_complete(folder: Path, card: ModelCard) -> bool:
-    """A folder placed by hand (or by another tool) counts as complete when the card's files are there:
-    every component named in ``model_index.json``, or every ``allow_patterns`` entry matching a file."""
+    """Whether a folder placed by hand (or by another tool) holds the card's files: every component that
+    ``model_index.json`` names with its weights, or a file for every ``allow_patterns`` entry."""
     folder = Path(folder)
     index = folder / "model_index.json"
     if index.is_file():
@@ -69,7 +91,7 @@ def looks_complete(folder: Path, card: ModelCard) -> bool:
         except ValueError:
             return False
         named = [k for k, v in components.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
-        return all((folder / name).is_dir() and any((folder / name).iterdir()) for name in named)
+        return all(component_complete(folder / name) for name in named)
     if not card.allow_patterns:
         return False
     return all(any(p.is_file() for p in folder.glob(pattern)) for pattern in card.allow_patterns)
@@ -94,7 +116,9 @@ def cached_snapshot(card: ModelCard) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        folder = Path(snapshot_download(card.huggingface, cache_dir=constants.HF_HUB_CACHE, local_files_only=True))
+        folder = Path(
+            snapshot_download(card.huggingface, cache_dir=constants.HF_HUB_CACHE, local_files_only=True)
+        )
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
     return folder if looks_complete(folder, card) else None
