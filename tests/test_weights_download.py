@@ -244,3 +244,13 @@ def test_incomplete_hugging_face_cache_copy_is_not_trusted(hub, settings):
 
     assert folder == settings.models_dir / "tiny-wan" and (folder / READY_MARKER).is_file()
     assert file_gets(hub)["vae/diffusion_pytorch_model.safetensors"] == 1
+
+
+def test_second_download_of_the_same_model_waits_and_can_be_cancelled(hub, settings):
+    from filelock import FileLock
+
+    folder = settings.models_dir / "test-flashvsr"
+    folder.parent.mkdir(parents=True)
+    with FileLock(str(folder.parent / ".test-flashvsr.lock")), pytest.raises(JobCancelledError):
+        download_model(flashvsr_card(), folder, should_cancel=lambda: True)
+    assert hub.log == []

@@ -63,11 +63,15 @@ def test_cli_list_and_offline_download(hub, settings, capsys):
 
 
 @pytest.mark.e2e
-def test_models_tab_events_through_gradio_client(hub, settings):
+def test_models_tab_events_through_gradio_client(hub, settings, monkeypatch):
     import gradio as gr
     from gradio_client import Client
 
+    import ui.models_tab
     from ui.models_tab import build_models_tab
+
+    # tiny-wan as a repo on the fake hub (not built locally), so the tab drives a real download
+    monkeypatch.setattr(ui.models_tab, "get_card", lambda model_id: tiny_repo_card())
 
     with gr.Blocks() as demo, gr.Tab("Models"):
         build_models_tab(settings, dev=True)
@@ -78,7 +82,7 @@ def test_models_tab_events_through_gradio_client(hub, settings):
         assert {r[1]: r[2] for r in rows}["tiny-wan"] == "missing"
 
         message, table = client.predict("tiny-wan", api_name="/download_model")
-        assert "ready" in message
+        assert "ready" in message and hub.bytes_served["vae/diffusion_pytorch_model.safetensors"] > 0
         assert {r[1]: r[2] for r in table["data"]}["tiny-wan"] == "ready"
 
         message, table = client.predict("tiny-wan", api_name="/delete_model")

@@ -14,9 +14,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from core.jobs import JobCancelledError
 from core.validation import ConfigError
 from weights.progress import DownloadProgress, ProgressMeter, human_bytes
 from weights.registry import ModelCard
@@ -182,6 +184,26 @@ def mark_ready(folder: Path, source: Source, listing: Listing) -> None:
     shutil.rmtree(Path(folder) / WORK_DIR, ignore_errors=True)
 
 
+@contextmanager
+def exclusive(folder: Path, should_cancel: Callable[[], bool] | None) -> Iterator[None]:
+    """Hold the folder's lock (another thread or process may be downloading the same model); cancel works
+    while waiting."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(folder.parent / f".{folder.name}.lock"))
+    while True:
+        try:
+            lock.acquire(timeout=0.5)
+            break
+        except Timeout:
+            if should_cancel is not None and should_cancel():
+                raise JobCancelledError("download cancelled") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def download_model(
     card: ModelCard,
     folder: Path,
@@ -194,11 +216,9 @@ def download_model(
     ``should_cancel()`` turns true (what arrived is kept and resumed next time), and :class:`DownloadError`
     naming every hub's failure when no hub could deliver.
     """
-    from filelock import FileLock
-
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f".{folder.name}.lock")):
+    with exclusive(folder, should_cancel):
         if (folder / READY_MARKER).is_file():
             return folder
         errors: list[str] = []

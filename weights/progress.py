@@ -48,7 +48,7 @@ class DownloadProgress:
     def describe(self) -> str:
         """e.g. ``downloading vae/diffusion_pytorch_model.safetensors (3/9) · 1.2 GB/5.6 GB · 40.1 MB/s
         · ETA 1:50 · from huggingface``."""
-        text = f"{self.stage} {self.file}"
+        text = f"{self.stage} {self.file}".rstrip()
         if self.file_count:
             text += f" ({self.file_index}/{self.file_count})"
         text += f" · {human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}"
@@ -105,6 +105,10 @@ class ProgressMeter:
         """Bytes thrown away (a corrupt file about to be fetched again)."""
         self.bytes_done -= count
         self.report(force=True)
+
+    def resync(self, bytes_done: int) -> None:
+        """Set the model-wide count from the file on disk (for clients that re-report resumed bytes)."""
+        self.bytes_done = bytes_done
 
     def advance(self, count: int) -> None:
         """Bytes that just arrived over the network; polls cancel."""

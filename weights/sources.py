@@ -187,7 +187,7 @@ class ModelScopeSource:
                 if not self.streaming and size == on_disk:
                     return
                 self.streaming = True
-                meter.bytes_done = file_base + on_disk
+                meter.resync(file_base + on_disk)
                 try:
                     meter.advance(size)
                 except JobCancelledError as exc:
