@@ -112,7 +112,9 @@ class Job:
         self.report("starting")
         return True
 
-    def finish(self, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
         self.status, self.result, self.error = status, result, error
         self.finished_at = time.time()
         self._notify()
@@ -196,4 +198,6 @@ class JobQueue:
                 traceback.print_exc()
                 job.finish(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
             else:
-                job.finish(JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result)
+                job.finish(
+                    JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result
+                )

@@ -21,7 +21,9 @@ Loader = Callable[[ModelCard, Path, torch.device], Any]
 def load_diffusers_pipeline(card: ModelCard, folder: Path, device: torch.device) -> Any:
     """``card.pipeline`` from ``folder`` in the device's compute dtype, VAE kept in float32 as Wan needs."""
     pipeline_class = getattr(diffusers, card.pipeline)
-    pipe = pipeline_class.from_pretrained(folder, dtype={"default": compute_dtype(device), "vae": torch.float32})
+    pipe = pipeline_class.from_pretrained(
+        folder, dtype={"default": compute_dtype(device), "vae": torch.float32}
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

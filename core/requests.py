@@ -20,16 +20,19 @@ def snap_frames(frames: int, card: ModelCard) -> int:
 
 @dataclass(frozen=True)
 class T2VRequest:
-    """A text-to-video job. Validated on creation; ``seed=-1`` asks for a random seed."""
+    """A text-to-video job, validated on creation.
+
+    None takes the model card's default; ``seed=-1`` asks for a random seed.
+    """
 
     model: str
     prompt: str
     negative_prompt: str | None = None
-    width: int = 0
-    height: int = 0
-    frames: int = 0
-    steps: int = 0
-    guidance: float = -1.0
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
     guidance_2: float | None = None
     flow_shift: float | None = None
     seed: int = -1
@@ -45,19 +48,34 @@ class T2VRequest:
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
         preset = card.resolution(card.defaults.resolution)
-        width = as_int("width", self.width or preset.width, low=card.size_multiple, high=4096)
-        height = as_int("height", self.height or preset.height, low=card.size_multiple, high=4096)
+        width = as_int(
+            "width", preset.width if self.width is None else self.width, low=card.size_multiple, high=4096
+        )
+        height = as_int(
+            "height", preset.height if self.height is None else self.height, low=card.size_multiple, high=4096
+        )
         for name, value in (("width", width), ("height", height)):
             if value % card.size_multiple:
-                raise ConfigError(f"{name} {value} is not divisible by {card.size_multiple} (needed by {card.name})")
+                raise ConfigError(
+                    f"{name} {value} is not divisible by {card.size_multiple} (needed by {card.name})"
+                )
         set_(self, "width", width)
         set_(self, "height", height)
-        frames = as_int("frames", self.frames or card.defaults.frames, low=1, high=card.max_frames)
+        frames = as_int(
+            "frames",
+            card.defaults.frames if self.frames is None else self.frames,
+            low=1,
+            high=card.max_frames,
+        )
         if (frames - 1) % 4:
             raise ConfigError(f"frames must be 4k+1 (e.g. {snap_frames(frames, card)}), got {frames}")
         set_(self, "frames", frames)
-        set_(self, "steps", as_int("steps", self.steps or card.defaults.steps, low=1, high=200))
-        guidance = card.defaults.guidance if self.guidance == -1.0 else self.guidance
+        set_(
+            self,
+            "steps",
+            as_int("steps", card.defaults.steps if self.steps is None else self.steps, low=1, high=200),
+        )
+        guidance = card.defaults.guidance if self.guidance is None else self.guidance
         set_(self, "guidance", as_float("guidance", guidance, low=0.0, high=30.0))
         guidance_2 = self.guidance_2 if self.guidance_2 is not None else card.defaults.guidance_2
         if guidance_2 is not None:
