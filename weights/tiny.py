@@ -14,7 +14,12 @@ import torch
 
 from weights.tiny_flashvsr import build_tiny_flashvsr
 
-WORDS = ["a", "an", "the", "of", "in", "on", "at", "with", "and", "to", "from", "by", "is", "are", "cat", "dog", "bird", "fish", "horse", "person", "man", "woman", "child", "car", "boat", "train", "plane", "city", "street", "forest", "beach", "sea", "ocean", "mountain", "river", "sky", "sun", "moon", "night", "day", "red", "green", "blue", "yellow", "black", "white", "big", "small", "running", "walking", "flying", "swimming", "jumping", "sitting", "video", "scene", "camera", "shot", "slow", "motion", "close", "up", "wide", "view", "beautiful", "cinematic", "light", "dark", "blurry"]
+WORDS = (
+    "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
+    "car boat train plane city street forest beach sea ocean mountain river sky sun moon night day "
+    "red green blue yellow black white big small running walking flying swimming jumping sitting "
+    "video scene camera shot slow motion close up wide view beautiful cinematic light dark blurry"
+).split()
 
 
 def build_tokenizer(folder: Path) -> None:

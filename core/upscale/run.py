@@ -24,13 +24,13 @@ from core.pipelines import free_memory
 from core.upscale.audio import remux_with_audio
 from core.upscale.config import PROMPT_FILE
 from core.upscale.frame_reader import FrameReader, probe_source
-from core.upscale.loading import FlashVSRModel, load_flashvsr, missing_files
+from core.upscale.loading import FlashVSRModel, load_flashvsr
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
-from weights.store import ensure_model, model_dir
+from weights.store import ensure_model, is_offline
 
 KV_OFFLOAD_MAX_VRAM_GB = 24.0
 READ_AHEAD_FRAMES = 16
@@ -66,16 +66,13 @@ def should_offload_kv_cache(device: torch.device) -> bool:
     return total <= KV_OFFLOAD_MAX_VRAM_GB
 
 
-def weights_folder(card: ModelCard, request: UpscaleRequest, runner: Any) -> Path:
-    """The folder with the card's files: ``--models-dir/<id>`` when complete, else ``ensure_model``; the
-    prompt embedding, which lives in the FlashVSR GitHub repo rather than the weights repo, is fetched
-    from ``extra.prompt_url`` when missing and the app is online."""
-    local = model_dir(card, runner.settings)
-    folder = local if not card.builder and not missing_files(local, request.variant) else ensure_model(
-        card, runner.settings)
+def weights_folder(card: ModelCard, job: Job, runner: Any) -> Path:
+    """The card's folder from ``ensure_model``; the prompt embedding, which lives in the FlashVSR GitHub repo
+    rather than the weights repo, is fetched from ``extra.prompt_url`` when missing and the app is online."""
+    folder = ensure_model(card, runner.settings, should_cancel=lambda: job.cancel_requested)
     prompt = folder / PROMPT_FILE
     url = card.extra.get("prompt_url")
-    if not prompt.is_file() and url and not runner.settings.offline:
+    if not prompt.is_file() and url and not is_offline(runner.settings):
         temp = prompt.with_name(f".{prompt.name}.part")
         urllib.request.urlretrieve(url, temp)
         os.replace(temp, prompt)
@@ -115,7 +112,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
                          crf=request.crf)
     with PeakMemory(device) as peak:
         job.report("preparing weights")
-        folder = weights_folder(card, request, runner)
+        folder = weights_folder(card, job, runner)
         job.check_cancelled()
         job.report("loading model")
         runner.pipelines.unload()

@@ -1,0 +1,126 @@
+"""Upscale tab: input video, model, scale, variant, size limit, quality; Upscale, Cancel, video, details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core.studio import Studio
+from core.upscale.config import VARIANTS
+from core.upscale.frame_reader import probe_source
+from core.upscale.sizing import plan_size
+from core.validation import ConfigError
+from ui.jobs import finish_message, submit_or_explain, track
+from weights.registry import cards_for
+
+DETAIL_KEYS = (
+    "model_name",
+    "variant",
+    "scale",
+    "size_note",
+    "frames",
+    "fps",
+    "audio",
+    "kv_cache_offloaded",
+    "time_s",
+    "peak_memory_gb",
+    "device",
+    "output",
+)
+VARIANT_LABELS = {"tiny-long": "Tiny-Long (fast, any length)", "full": "Full (Wan2.1 VAE decoder)"}
+
+
+def size_preview(video: str | None, scale: float, max_width: float | None) -> str:
+    """The output size the job will have, or why it cannot be upscaled."""
+    if not video:
+        return "Output size: choose a video."
+    try:
+        info = probe_source(Path(video))
+        size = plan_size(info.width, info.height, int(scale), int(max_width) if max_width else None)
+    except (ConfigError, ValueError, OSError) as exc:
+        return f"Cannot upscale this video: {exc}"
+    audio = "with its audio" if info.has_audio else "no audio"
+    return (f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "
+            f"({size.describe()})")
+
+
+def build_upscale_tab(studio: Studio) -> gr.Dropdown:
+    """Create the tab inside the caller's ``gr.Tab``; returns the model picker."""
+    cards = cards_for("upscale", dev=studio.settings.dev)
+    with gr.Row():
+        with gr.Column(scale=1):
+            source = gr.Video(label="Input video", sources=["upload"])
+            model = gr.Dropdown([(c.name, c.id) for c in cards], value=cards[0].id if cards else None,
+                                label="Model")
+            about = gr.Markdown(cards[0].description if cards else "No upscaling model installed.")
+            scale = gr.Radio([2, 4], value=4, label="Scale", info="FlashVSR is tuned for 4x")
+            variant = gr.Dropdown([(VARIANT_LABELS[v], v) for v in VARIANTS], value=VARIANTS[0],
+                                  label="Variant")
+            max_width = gr.Number(value=0, precision=0, label="Max input width (0 = keep)",
+                                  info="Narrow the input first to cap the output size")
+            with gr.Accordion("Export", open=False):
+                quality = gr.Slider(1, 10, value=8, step=1, label="Quality (1 = small file, 10 = best)")
+                seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
+            preview = gr.Markdown(size_preview(None, 4, None))
+            with gr.Row():
+                upscale = gr.Button("Upscale", variant="primary")
+                cancel = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=1):
+            status = gr.Markdown("Ready.", label="Status")
+            video = gr.Video(label="Result", interactive=False)
+            details = gr.JSON(label="Details")
+    job_id = gr.State(None)
+    for trigger in (source.change, scale.change, max_width.change):
+        trigger(size_preview, [source, scale, max_width], preview, api_name=False)
+    descriptions = {c.id: c.description for c in cards}
+    model.change(lambda m: descriptions.get(m, ""), model, about, api_name=False)
+
+    def run(
+        video_path: str | None,
+        model_id: str,
+        scale_value: float,
+        variant_value: str,
+        max_width_value: float | None,
+        quality_value: float,
+        seed_value: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
+    ) -> Iterator[tuple[Any, ...]]:
+        if not video_path:
+            raise gr.Error("Choose a video to upscale.", title="Bad request")
+        job = submit_or_explain(
+            studio,
+            {
+                "task": "upscale",
+                "model": model_id,
+                "video": video_path,
+                "scale": scale_value,
+                "variant": variant_value,
+                "max_input_width": max_width_value or None,
+                "quality": quality_value,
+                "seed": seed_value,
+            },
+        )
+        yield job.id, gr.skip(), gr.skip(), "Queued."
+        for text in track(studio, job, progress):
+            yield job.id, gr.skip(), gr.skip(), text
+        message = finish_message(job)
+        record = job.result or {}
+        yield None, record.get("path"), {k: record[k] for k in DETAIL_KEYS if k in record} or None, message
+
+    upscale.click(
+        run,
+        [source, model, scale, variant, max_width, quality, seed],
+        [job_id, video, details, status],
+        api_name="upscale",
+        concurrency_limit=16,
+    )
+    cancel.click(
+        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
+        job_id,
+        status,
+        api_name=False,
+    )
+    return model
