@@ -9,8 +9,10 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
+import torch
 
 from core.jobs import Job
+from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest, quality_to_crf
 from core.upscale.run import run_upscale
 from core.upscale.streamer import FlashVSRStreamer
@@ -94,3 +96,12 @@ def test_request_validation(clip_64: Path) -> None:
             UpscaleRequest(**{"model": "tiny-flashvsr", "video": str(clip_64), **bad})
     with pytest.raises(ConfigError, match="not an upscaling model"):
         UpscaleRequest(model="tiny-wan", video=str(clip_64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the Full variant's VAE is too slow on a CPU")
+def test_full_variant_streams_on_gpu(tiny_flashvsr_dir: Path) -> None:
+    model = load_flashvsr(tiny_flashvsr_dir, "full", torch.device("cuda"), torch.bfloat16)
+    frames = [np.full((128, 256, 3), index * 7 % 255, np.uint8) for index in range(30)]
+    chunks = list(FlashVSRStreamer(model).run(frames, len(frames)))
+    assert [len(c) for c in chunks] == [21, 8, 1]
+    assert chunks[0].shape[1:] == (128, 256, 3)
