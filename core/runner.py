@@ -39,7 +39,12 @@ class Runner:
         started = time.perf_counter()
         with PeakMemory(self.device) as peak:
             job.report("preparing weights")
-            folder = ensure_model(card, self.settings)
+            folder = ensure_model(
+                card,
+                self.settings,
+                on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+                should_cancel=lambda: job.cancel_requested,
+            )
             job.check_cancelled()
             job.report("loading model")
             pipe = self.pipelines.get(card, folder)
