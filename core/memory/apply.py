@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from core.hardware import compute_dtype
 from core.memory.chunking import DEFAULT_CHUNK_TOKENS, apply_token_chunking
 from core.memory.levels import (
     CHUNKING,
@@ -47,7 +46,7 @@ def apply_memory_level(
     level = check_level(level)
     device = torch.device(device)
     for transformer in transformers_of(pipe):
-        _place_transformer(transformer, level, device, chunk_tokens)
+        place_transformer(transformer, level, device, chunk_tokens)
     vae = getattr(pipe, "vae", None)
     if vae is not None:
         if level >= VAE_TILING:
@@ -60,9 +59,15 @@ def apply_memory_level(
     log.info("pipeline placed on %s at memory level %d", device, level)
 
 
-def _place_transformer(model: torch.nn.Module, level: int, device: torch.device, chunk_tokens: int) -> None:
+def place_transformer(
+    model: torch.nn.Module, level: int, device: torch.device, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+) -> None:
+    """The DiT part of :func:`apply_memory_level` (levels 0-3 leave the DiT whole on ``device``).
+
+    fp8 storage computes in the dtype the model was loaded in (bfloat16 on GPUs, float32 on the CPU).
+    """
     if level >= FP8_STORAGE:
-        model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=compute_dtype(device))
+        model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=model.dtype)
     if level >= CHUNKING:
         apply_token_chunking(model, chunk_tokens)
     if level < GROUP_OFFLOAD:

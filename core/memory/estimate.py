@@ -92,6 +92,13 @@ class MemoryEstimate:
     host_weights_gib: float
     load_ram_gib: float
     tokens: int
+    dit_gpu_weights_gib: float
+    dit_host_weights_gib: float
+
+    @property
+    def dit_peak_gib(self) -> float:
+        """The DiT alone during one forward: its weights on the GPU plus its working set."""
+        return self.dit_gpu_weights_gib + self.dit_working_gib
 
 
 def _shape(data: dict[str, Any], defaults: dict[str, Any], where: str) -> ModelShape:
@@ -195,9 +202,10 @@ def estimate_memory(
     if not on_gpu:
         steady = cal.process_ram_gib + dit_total + text_encoder + vae + max(activations, decode)
         return MemoryEstimate(level, device_type, 0.0, max(load_ram, steady), 0.0, dit_total, activations,
-                              decode, dit_total + text_encoder + vae, load_ram, tokens)
+                              decode, dit_total + text_encoder + vae, load_ram, tokens, 0.0, dit_total)
     gpu_weights = vae + (text_encoder if level < TEXT_ENCODER_ON_CPU else 0.0)
     host_weights = text_encoder if level >= TEXT_ENCODER_ON_CPU else 0.0
+    dit_gpu, dit_host = (dit_total, 0.0) if level < GROUP_OFFLOAD else (0.0, dit_total)
     if level < GROUP_OFFLOAD:
         gpu_weights += dit_total
         dit_working = activations
@@ -210,5 +218,5 @@ def estimate_memory(
     vram = gpu_weights + max(dit_working, decode)
     ram = max(load_ram, cal.process_ram_gib + host_weights)
     return MemoryEstimate(level, device_type, vram, ram, gpu_weights, dit_working, activations, decode,
-                          host_weights, load_ram, tokens)
+                          host_weights, load_ram, tokens, dit_gpu, dit_host)
 
