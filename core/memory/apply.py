@@ -56,6 +56,10 @@ def apply_memory_level(
     text_encoder = getattr(pipe, "text_encoder", None)
     if text_encoder is not None:
         text_encoder.to(CPU if level >= TEXT_ENCODER_ON_CPU else device)
+    placed = {id(m) for m in (*transformers_of(pipe), vae, text_encoder)}
+    for component in getattr(pipe, "components", {}).values():
+        if isinstance(component, torch.nn.Module) and id(component) not in placed:
+            component.to(device)
     log.info("pipeline placed on %s at memory level %d", device, level)
 
 

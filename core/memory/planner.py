@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -35,6 +35,14 @@ class MemoryPlan:
     @property
     def label(self) -> str:
         return f"level {self.level} ({LEVELS[self.level].label})"
+
+
+def own_reserved_gb(index: int) -> float:
+    """GPU memory this process's allocator already holds: free for the next run, as the pipeline cache
+    drops the old pipeline before loading another (and a kept pipeline is part of the estimate)."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0.0
+    return torch.cuda.memory_reserved(index) / 2**30
 
 
 def _gpu(hardware: Hardware, gpu_index: int | None) -> GpuInfo | None:
@@ -91,6 +99,8 @@ def plan_memory(
 ) -> MemoryPlan:
     """The lowest level whose estimate fits the free VRAM (with margin) and the available RAM.
 
+    Free VRAM is the GPU's free memory plus what this process's allocator already holds.
+
     ``override`` is "auto"/None or a level 0..6 chosen by the user (kept even when it will not fit;
     the reason then says so). Without a GPU the run goes to the CPU at level 0 unless overridden.
     """
@@ -99,6 +109,8 @@ def plan_memory(
     frames = as_int("frames", frames, low=1)
     cal = calibration or load_calibration()
     gpu = _gpu(hardware, gpu_index)
+    if gpu is not None:
+        gpu = replace(gpu, free_gb=min(gpu.total_gb, gpu.free_gb + own_reserved_gb(gpu.index)))
     chosen_by = "auto" if forced is None else "user"
     if gpu is None:
         est = estimate_memory(card, width, height, frames, forced or 0, "cpu", cal)
