@@ -84,9 +84,11 @@ def _gpu_plan(est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibr
         f"({gpu.free_gb:.1f} GB free) and {est.ram_gib:.1f} GB of RAM. {why}"
     )
     if not vram_ok:
+        wants = f"wants {cal.with_margin(est.vram_gib):.1f} GB free with margin"
         reason += (
-            f" Even this may run out of GPU memory (wants {cal.with_margin(est.vram_gib):.1f} GB free with"
-            " margin): try fewer frames or a smaller size."
+            f" This will likely run out of GPU memory ({wants}): choose Auto or a higher level."
+            if chosen_by == "user" and est.level < MAX_LEVEL
+            else f" Even this may run out of GPU memory ({wants}): try fewer frames or a smaller size."
         )
     reason = (reason + _ram_note(est, hardware)).strip()
     return MemoryPlan(est.level, f"cuda:{gpu.index}", est.vram_gib, est.ram_gib, gpu.free_gb,
