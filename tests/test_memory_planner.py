@@ -102,6 +102,7 @@ def test_cpu_only_machine_runs_level_0_on_cpu(fake_hardware):
 def test_override_is_kept_even_when_it_will_not_fit(fake_hardware):
     plan = plan_memory(WAN_14B, *P480, fake_hardware(8.0, 64.0), override="1")
     assert (plan.level, plan.chosen_by, plan.fits) == (1, "user", False)
+    assert "choose Auto or a higher level" in plan.reason
     assert plan_memory(WAN_14B, *P480, fake_hardware(80.0, 64.0), override=5).level == 5
 
 
