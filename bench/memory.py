@@ -191,8 +191,19 @@ def bench_model(name: str, shape: dict, sizes: dict, device, repeats: int, caps:
                 level0.setdefault(res, seconds)
                 est = estimate_memory(card, width, height, FRAMES, placement)
                 ratio = seconds / level0[res]
-                level_rows.append((name, res, placement, seconds, ratio, peak, est.dit_peak_gib,
-                                   est.dit_host_weights_gib, setup_s))
+                level_rows.append(
+                    (
+                        name,
+                        res,
+                        placement,
+                        seconds,
+                        ratio,
+                        peak,
+                        est.dit_peak_gib,
+                        est.dit_host_weights_gib,
+                        setup_s,
+                    )
+                )
                 for cap in caps:
                     level, fits = picks[(res, cap)]
                     if device.type == "cuda" and placement_of(level) == placement:
@@ -207,18 +218,25 @@ def bench_model(name: str, shape: dict, sizes: dict, device, repeats: int, caps:
 
 
 def print_tables(rows, cap_rows, device_name: str) -> None:
-    print(f"\nOne DiT forward, batch 1, {FRAMES} frames (--smoke: 9), bf16, {device_name}; GiB;"
-          " est: core.memory.estimate")
-    print(f"{'model':6}{'res':6}{'lvl':>4}{'time s':>9}{'x L0':>7}{'peak':>8}{'est':>7}"
-          f"{'RSS':>8}{'est host':>9}{'setup s':>9}")
+    print(
+        f"\nOne DiT forward, batch 1, {FRAMES} frames (--smoke: 9), bf16, {device_name}; GiB;"
+        " est: core.memory.estimate"
+    )
+    print(
+        f"{'model':6}{'res':6}{'lvl':>4}{'time s':>9}{'x L0':>7}{'peak':>8}{'est':>7}"
+        f"{'RSS':>8}{'est host':>9}{'setup s':>9}"
+    )
     for name, res, level, sec, ratio, peak, est, est_host, setup, rss in rows:
-        print(f"{name:6}{res:6}{level:>4}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}{est:>7.2f}"
-              f"{rss:>8.1f}{est_host:>9.1f}{setup:>9.1f}")
+        print(
+            f"{name:6}{res:6}{level:>4}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}{est:>7.2f}"
+            f"{rss:>8.1f}{est_host:>9.1f}{setup:>9.1f}"
+        )
     if not cap_rows:
         return
     print("\nPlanner's pick under a per-process VRAM cap (set_per_process_memory_fraction)")
-    print(f"{'model':6}{'res':6}{'cap':>5}{'pick':>5}{'fits':>6}{'run':>5}{'time s':>9}{'x L0':>7}"
-          f"{'peak':>8}")
+    print(
+        f"{'model':6}{'res':6}{'cap':>5}{'pick':>5}{'fits':>6}{'run':>5}{'time s':>9}{'x L0':>7}{'peak':>8}"
+    )
     for name, res, cap, level, fits, status, sec, ratio, peak in cap_rows:
         print(f"{name:6}{res:6}{cap:>5}{level:>5}{fits!s:>6}{status:>5}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}")
 

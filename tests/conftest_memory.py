@@ -28,8 +28,15 @@ def tiny_card():
 
 def _render(pipe, steps: int = 2) -> np.ndarray:
     out = pipe(
-        prompt=PROMPT, negative_prompt=NEGATIVE, height=48, width=64, num_frames=9, num_inference_steps=steps,
-        guidance_scale=5.0, generator=torch.Generator("cpu").manual_seed(7), output_type="np",
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=48,
+        width=64,
+        num_frames=9,
+        num_inference_steps=steps,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
         max_sequence_length=32,
     )
     return np.asarray(out.frames[0])

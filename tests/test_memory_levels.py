@@ -51,8 +51,14 @@ def reference(at_level):
 
 @pytest.mark.parametrize(
     ("level", "tolerance"),
-    [(1, LOSSLESS_TOLERANCE), (2, LOSSLESS_TOLERANCE), (3, LOSSLESS_TOLERANCE), (4, LOSSLESS_TOLERANCE),
-     (5, FP8_TOLERANCE), (6, FP8_TOLERANCE)],
+    [
+        (1, LOSSLESS_TOLERANCE),
+        (2, LOSSLESS_TOLERANCE),
+        (3, LOSSLESS_TOLERANCE),
+        (4, LOSSLESS_TOLERANCE),
+        (5, FP8_TOLERANCE),
+        (6, FP8_TOLERANCE),
+    ],
 )
 def test_every_level_makes_the_level_0_video(at_level, reference, level, tolerance):
     video = at_level(level)[1]

@@ -17,7 +17,9 @@ def level_choices() -> list[tuple[str, str]]:
 def build_memory_panel() -> tuple[gr.Dropdown, gr.Markdown]:
     """A level dropdown (default Auto) and a markdown box for :func:`describe_plan`; call inside gr.Blocks."""
     dropdown = gr.Dropdown(
-        choices=level_choices(), value=AUTO, label="Memory level",
+        choices=level_choices(),
+        value=AUTO,
+        label="Memory level",
         info="Higher levels use less GPU memory and run slower. Auto picks the lowest level that fits.",
     )
     estimate = gr.Markdown("")

@@ -56,8 +56,12 @@ class QueryChunkedWanAttnProcessor(WanAttnProcessor):
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         tokens = hidden_states.shape[1]
         if (
-            encoder_hidden_states is not None or attention_mask is not None or attn.fused_projections
-            or rotary_emb is None or self._parallel_config is not None or tokens <= self.chunk_tokens
+            encoder_hidden_states is not None
+            or attention_mask is not None
+            or attn.fused_projections
+            or rotary_emb is None
+            or self._parallel_config is not None
+            or tokens <= self.chunk_tokens
         ):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         cos, sin = rotary_emb
@@ -69,7 +73,12 @@ class QueryChunkedWanAttnProcessor(WanAttnProcessor):
             query = attn.norm_q(attn.to_q(hidden_states[:, rows])).unflatten(2, (attn.heads, -1))
             query = _rotate(query, cos[:, rows], sin[:, rows])
             out = dispatch_attention_fn(
-                query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                query,
+                key,
+                value,
+                attn_mask=None,
+                dropout_p=0.0,
+                is_causal=False,
                 backend=self._attention_backend,
             )
             out = out.flatten(2, 3).type_as(query)

@@ -179,7 +179,12 @@ def shape_for(card: ModelCard, cal: Calibration) -> ModelShape:
 
 
 def estimate_memory(
-    card: ModelCard, width: int, height: int, frames: int, level: int, device_type: str = "cuda",
+    card: ModelCard,
+    width: int,
+    height: int,
+    frames: int,
+    level: int,
+    device_type: str = "cuda",
     cal: Calibration | None = None,
 ) -> MemoryEstimate:
     """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU."""
@@ -201,8 +206,21 @@ def estimate_memory(
     load_ram += text_encoder + vae
     if not on_gpu:
         steady = cal.process_ram_gib + dit_total + text_encoder + vae + max(activations, decode)
-        return MemoryEstimate(level, device_type, 0.0, max(load_ram, steady), 0.0, dit_total, activations,
-                              decode, dit_total + text_encoder + vae, load_ram, tokens, 0.0, dit_total)
+        return MemoryEstimate(
+            level,
+            device_type,
+            0.0,
+            max(load_ram, steady),
+            0.0,
+            dit_total,
+            activations,
+            decode,
+            dit_total + text_encoder + vae,
+            load_ram,
+            tokens,
+            0.0,
+            dit_total,
+        )
     gpu_weights = vae + (text_encoder if level < TEXT_ENCODER_ON_CPU else 0.0)
     host_weights = text_encoder if level >= TEXT_ENCODER_ON_CPU else 0.0
     dit_gpu, dit_host = (dit_total, 0.0) if level < GROUP_OFFLOAD else (0.0, dit_total)
@@ -217,6 +235,18 @@ def estimate_memory(
         dit_working = activations + blocks + per_expert * shape.nonblock_fraction + upcast
     vram = gpu_weights + max(dit_working, decode)
     ram = max(load_ram, cal.process_ram_gib + host_weights)
-    return MemoryEstimate(level, device_type, vram, ram, gpu_weights, dit_working, activations, decode,
-                          host_weights, load_ram, tokens, dit_gpu, dit_host)
-
+    return MemoryEstimate(
+        level,
+        device_type,
+        vram,
+        ram,
+        gpu_weights,
+        dit_working,
+        activations,
+        decode,
+        host_weights,
+        load_ram,
+        tokens,
+        dit_gpu,
+        dit_host,
+    )

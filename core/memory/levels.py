@@ -42,7 +42,8 @@ LEVELS: tuple[MemoryLevel, ...] = (
     MemoryLevel(1, "VAE tiling", "The VAE decodes the video in tiles."),
     MemoryLevel(2, "text encoder on CPU", "The text encoder stays in RAM and encodes the prompt on the CPU."),
     MemoryLevel(
-        3, "CFG one at a time",
+        3,
+        "CFG one at a time",
         "Guidance branches run one after the other (Wan's pipeline already does this: no extra change).",
     ),
     MemoryLevel(4, "DiT offload", "Transformer blocks stream from pinned RAM to the GPU one at a time."),

@@ -70,12 +70,22 @@ def _ram_note(est: MemoryEstimate, hardware: Hardware) -> str:
 def _cpu_plan(estimate: MemoryEstimate, hardware: Hardware, chosen_by: str) -> MemoryPlan:
     fits = estimate.ram_gib <= hardware.ram_available_gb
     reason = f"No CUDA GPU: runs on the CPU at level {estimate.level}, about {estimate.ram_gib:.1f} GB RAM."
-    return MemoryPlan(estimate.level, "cpu", 0.0, estimate.ram_gib, None, hardware.ram_available_gb, fits,
-                      reason + _ram_note(estimate, hardware), chosen_by)
+    return MemoryPlan(
+        estimate.level,
+        "cpu",
+        0.0,
+        estimate.ram_gib,
+        None,
+        hardware.ram_available_gb,
+        fits,
+        reason + _ram_note(estimate, hardware),
+        chosen_by,
+    )
 
 
-def _gpu_plan(est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration, chosen_by: str,
-              why: str) -> MemoryPlan:
+def _gpu_plan(
+    est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration, chosen_by: str, why: str
+) -> MemoryPlan:
     vram_ok = cal.with_margin(est.vram_gib) <= gpu.free_gb
     ram_ok = est.ram_gib <= hardware.ram_available_gb
     level = LEVELS[est.level]
@@ -91,13 +101,29 @@ def _gpu_plan(est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibr
             else f" Even this may run out of GPU memory ({wants}): try fewer frames or a smaller size."
         )
     reason = (reason + _ram_note(est, hardware)).strip()
-    return MemoryPlan(est.level, f"cuda:{gpu.index}", est.vram_gib, est.ram_gib, gpu.free_gb,
-                      hardware.ram_available_gb, vram_ok and ram_ok, reason, chosen_by)
+    return MemoryPlan(
+        est.level,
+        f"cuda:{gpu.index}",
+        est.vram_gib,
+        est.ram_gib,
+        gpu.free_gb,
+        hardware.ram_available_gb,
+        vram_ok and ram_ok,
+        reason,
+        chosen_by,
+    )
 
 
 def plan_memory(
-    card: ModelCard, width: int, height: int, frames: int, hardware: Hardware, gpu_index: int | None = None,
-    override: int | str | None = "auto", *, calibration: Calibration | None = None,
+    card: ModelCard,
+    width: int,
+    height: int,
+    frames: int,
+    hardware: Hardware,
+    gpu_index: int | None = None,
+    override: int | str | None = "auto",
+    *,
+    calibration: Calibration | None = None,
 ) -> MemoryPlan:
     """The lowest level whose estimate fits the free VRAM (with margin) and the available RAM.
 
