@@ -49,14 +49,14 @@ parse_args() {
 # Prints the real path of the first interpreter that runs and is Python 3.10-3.12.
 find_python() {
     local candidates=(python3.12 python3.11 python3.10 python3)
+    local check='import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
     local candidate
     if [[ -n "${PYTHON:-}" ]]; then
         candidates=("$PYTHON")
     fi
     for candidate in "${candidates[@]}"; do
         command -v "$candidate" >/dev/null 2>&1 || continue
-        "$candidate" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)' \
-            2>/dev/null && return 0
+        "$candidate" -c "$check" 2>/dev/null && return 0
     done
     die "no Python 3.10, 3.11 or 3.12 found (tried: ${candidates[*]}). Install one (with pip and venv) \
 or point PYTHON at it."
@@ -73,7 +73,7 @@ gpu_count() {
 }
 
 driver_cuda_version() {
-    { nvidia-smi 2>/dev/null || true; } | sed -nE 's/.*CUDA Version: *([0-9]+)\.([0-9]+).*/\1.\2/p' | head -n 1
+    { nvidia-smi 2>/dev/null || true; } | sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' | head -n 1
 }
 
 # Maps the driver's CUDA version (e.g. 12.8) to the newest PyTorch CUDA wheel tag it can run.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "installer" / "install.sh"
 RUN = ROOT / "installer" / "run.sh"
+RUN_PS1 = ROOT / "installer" / "run.ps1"
 SHELL_SCRIPTS = [*sorted((ROOT / "installer").glob("*.sh")), ROOT / ".ci" / "run"]
 
 SMI_TABLE = """\
@@ -209,3 +211,16 @@ def test_rerun_with_unchanged_requirements_skips_pip() -> None:
     assert "[install] up to date" in result.stderr
     assert "pip install" not in result.stdout
     assert elapsed < 30
+
+
+def test_windows_launcher_makes_the_same_choices_as_bash() -> None:
+    """run.ps1 can't run here: check it pins the same CPU torch and maps driver CUDA versions alike."""
+    bash, powershell = INSTALL.read_text(), RUN_PS1.read_text()
+    pin = re.search(r'^TORCH_CPU_VERSION="([^"]+)"', bash, re.MULTILINE)
+    assert pin is not None
+    assert f"$TorchCpuVersion = '{pin.group(1)}'" in powershell
+    bash_tags = re.findall(r"level >= (\d+)\)\); then\s+echo (cu\d+)", bash)
+    powershell_tags = re.findall(r"\$level -ge (\d+)\) \{ return '(cu\d+)' \}", powershell)
+    assert bash_tags == powershell_tags == [("1300", "cu130"), ("1208", "cu128"), ("1206", "cu126")]
+    assert "https://download.pytorch.org/whl" in powershell
+    assert '-File "%~dp0run.ps1" %*' in (ROOT / "installer" / "run.bat").read_text()
