@@ -18,6 +18,7 @@ PROBE_TIMEOUT_S=5
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 VENV_PY="$VENV/bin/python"
+PYTHON_CHECK='import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
 
 MODE="runtime"
 UPDATE=0
@@ -25,6 +26,7 @@ DRY_RUN=0
 FORCE_CPU=0
 TORCH_CHOICE=""  # human-readable label, set by choose_torch
 TORCH_ARGS=()    # pip arguments that install that torch, set by choose_torch
+TORCH_BUILD=""   # the build itself (cpu, macos, cu130, ...): a change of it replaces the installed torch
 WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x or 10.x)
 
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -49,14 +51,13 @@ parse_args() {
 # Prints the real path of the first interpreter that runs and is Python 3.10-3.12.
 find_python() {
     local candidates=(python3.12 python3.11 python3.10 python3)
-    local check='import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
     local candidate
     if [[ -n "${PYTHON:-}" ]]; then
         candidates=("$PYTHON")
     fi
     for candidate in "${candidates[@]}"; do
         command -v "$candidate" >/dev/null 2>&1 || continue
-        "$candidate" -c "$check" 2>/dev/null && return 0
+        "$candidate" -c "$PYTHON_CHECK" 2>/dev/null && return 0
     done
     die "no Python 3.10, 3.11 or 3.12 found (tried: ${candidates[*]}). Install one (with pip and venv) \
 or point PYTHON at it."
@@ -73,7 +74,9 @@ gpu_count() {
 }
 
 driver_cuda_version() {
-    { nvidia-smi 2>/dev/null || true; } | sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' | head -n 1
+    local table
+    table="$(nvidia-smi 2>/dev/null || true)"
+    sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' <<<"$table" | head -n 1
 }
 
 # Maps the driver's CUDA version (e.g. 12.8) to the newest PyTorch CUDA wheel tag it can run.
@@ -101,13 +104,14 @@ urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).close()
 EOF
 }
 
-# Sets TORCH_CHOICE (a label), TORCH_ARGS (pip arguments) and WANT_FA4 for this machine.
+# Sets TORCH_CHOICE, TORCH_ARGS, TORCH_BUILD and WANT_FA4 for this machine.
 choose_torch() {
-    local python="$1" gpus version tag
+    local python="$1" gpus version tag caps
     WANT_FA4=0
     if [[ "$(uname -s)" == Darwin ]]; then
         TORCH_CHOICE="macos"
         TORCH_ARGS=(torch)
+        TORCH_BUILD="macos"
         return
     fi
     gpus="$(gpu_count)"
@@ -118,10 +122,13 @@ Check the NVIDIA driver, or run with --cpu."
         tag="$(cuda_wheel_tag "$version")"
         TORCH_CHOICE="cuda $tag (driver CUDA $version, $gpus GPU(s))"
         TORCH_ARGS=(torch --index-url "$TORCH_INDEX_BASE/$tag")
-        if nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -qE '^ *(9|10)\.'; then
-            WANT_FA4=1
-        fi
-    elif cpu_index_reachable "$python"; then
+        TORCH_BUILD="$tag"
+        caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
+        if grep -qE '^ *(9|10)\.' <<<"$caps"; then WANT_FA4=1; fi
+        return
+    fi
+    TORCH_BUILD="cpu"
+    if cpu_index_reachable "$python"; then
         TORCH_CHOICE="cpu (PyTorch CPU wheel index)"
         TORCH_ARGS=(torch --index-url "$TORCH_INDEX_BASE/cpu")
     else
@@ -140,11 +147,11 @@ print_choice() {
 
 ensure_venv() {
     local python="$1"
-    if [[ -x "$VENV_PY" ]] && "$VENV_PY" -c 'import pip' >/dev/null 2>&1; then
+    if [[ -x "$VENV_PY" ]] && "$VENV_PY" -c "$PYTHON_CHECK; import pip" >/dev/null 2>&1; then
         return
     fi
     if [[ -e "$VENV" ]]; then
-        log "$VENV is broken (no working python with pip); recreating it"
+        log "$VENV has no working Python 3.10-3.12 with pip; recreating it"
         rm -rf "$VENV"
     fi
     log "creating $VENV with $python"
@@ -159,7 +166,7 @@ stamp_key() {
     local mode="$1"
     {
         python_version "$VENV_PY"
-        echo "${TORCH_ARGS[*]} fa4=$WANT_FA4"
+        echo "torch=$TORCH_BUILD fa4=$WANT_FA4"
         cat "$ROOT/requirements.txt"
         if [[ "$mode" == test ]]; then cat "$ROOT/requirements-test.txt"; fi
     } | "$VENV_PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
@@ -174,9 +181,9 @@ pip_install() {
 }
 
 install_torch() {
-    local choice_file="$VENV/.torch-choice"
-    if [[ -f "$choice_file" && "$(cat "$choice_file")" != "${TORCH_ARGS[*]}" ]]; then
-        log "torch choice changed; removing the installed torch first"
+    local choice_file="$VENV/.torch-build"
+    if [[ -f "$choice_file" && "$(cat "$choice_file")" != "$TORCH_BUILD" ]]; then
+        log "torch build changed to $TORCH_BUILD; removing the installed torch first"
         "$VENV_PY" -m pip uninstall -y torch
     fi
     if [[ "${TORCH_ARGS[0]}" == "torch==$TORCH_CPU_VERSION" ]]; then
@@ -186,7 +193,7 @@ torch==$TORCH_CPU_VERSION fits Python $(python_version "$VENV_PY"), and the CPU 
 $TORCH_INDEX_BASE/cpu is unreachable. Use Python 3.11 (PYTHON=python3.11) or allow access to that index."
     fi
     pip_install "${TORCH_ARGS[@]}"
-    echo "${TORCH_ARGS[*]}" >"$choice_file"
+    echo "$TORCH_BUILD" >"$choice_file"
 }
 
 install_flash_attn() {

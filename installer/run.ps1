@@ -38,6 +38,7 @@ $ProbeTimeoutS = 5
 $Root = Split-Path -Parent $PSScriptRoot
 $Venv = Join-Path $Root '.venv'
 $VenvPy = Join-Path $Venv 'Scripts\python.exe'
+$PythonCheck = 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
 $AppArgs = @($args)
 
 function Write-Log([string]$Message) { Write-Host "[install] $Message" }
@@ -71,10 +72,9 @@ function Find-Python {
         @{ Exe = 'python3'; Args = @() }
     )
     if ($env:PYTHON) { $candidates = @(@{ Exe = $env:PYTHON; Args = @() }) }
-    $check = 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
     foreach ($candidate in $candidates) {
         if (-not (Get-Command $candidate.Exe -ErrorAction SilentlyContinue)) { continue }
-        $result = Invoke-Native -Exe $candidate.Exe -Arguments (@($candidate.Args) + @('-c', $check))
+        $result = Invoke-Native -Exe $candidate.Exe -Arguments (@($candidate.Args) + @('-c', $PythonCheck))
         if ($result.Code -eq 0 -and $result.Lines.Count -gt 0) { return ([string]$result.Lines[-1]).Trim() }
     }
     Stop-WithError ("no Python 3.10, 3.11 or 3.12 found (tried py -3.12, -3.11, -3.10, python, python3). " +
@@ -125,7 +125,7 @@ function Test-CpuIndex {
     }
 }
 
-# The torch build for this machine: a label and the pip arguments that install it.
+# The torch for this machine: a label, the build (cpu, cu130, ...) and the pip arguments that install it.
 function Get-TorchChoice {
     if (-not $Cpu) {
         $gpus = Get-GpuCount
@@ -138,6 +138,7 @@ function Get-TorchChoice {
             $tag = Get-CudaWheelTag $version
             return [pscustomobject]@{
                 Label = "cuda $tag (driver CUDA $version, $gpus GPU(s))"
+                Build = $tag
                 PipArgs = @('torch', '--index-url', "$TorchIndexBase/$tag")
             }
         }
@@ -145,20 +146,22 @@ function Get-TorchChoice {
     if (Test-CpuIndex) {
         return [pscustomobject]@{
             Label = 'cpu (PyTorch CPU wheel index)'
+            Build = 'cpu'
             PipArgs = @('torch', '--index-url', "$TorchIndexBase/cpu")
         }
     }
     return [pscustomobject]@{
         Label = 'cpu (pinned; CPU wheel index unreachable)'
+        Build = 'cpu'
         PipArgs = @("torch==$TorchCpuVersion")
     }
 }
 
 function Initialize-Venv([string]$Python) {
-    $pipCheck = @('-c', 'import pip')
+    $pipCheck = @('-c', "$PythonCheck; import pip")
     if ((Test-Path $VenvPy) -and (Invoke-Native -Exe $VenvPy -Arguments $pipCheck).Code -eq 0) { return }
     if (Test-Path $Venv) {
-        Write-Log "$Venv is broken (no working python with pip); recreating it"
+        Write-Log "$Venv has no working Python 3.10-3.12 with pip; recreating it"
         Remove-Item -Recurse -Force $Venv
     }
     Write-Log "creating $Venv with $Python"
@@ -169,7 +172,7 @@ function Initialize-Venv([string]$Python) {
 # Hash of everything an install depends on: interpreter, torch choice, requirements.txt.
 function Get-StampKey($Choice) {
     $requirements = Get-Content -Raw (Join-Path $Root 'requirements.txt')
-    $text = @((Get-PythonVersion $VenvPy), ($Choice.PipArgs -join ' '), $requirements) -join "`n"
+    $text = @((Get-PythonVersion $VenvPy), "torch=$($Choice.Build)", $requirements) -join "`n"
     $sha = [System.Security.Cryptography.SHA256]::Create()
     $hash = $sha.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($text))
     return ([System.BitConverter]::ToString($hash)).Replace('-', '').ToLowerInvariant()
@@ -183,14 +186,13 @@ function Invoke-Pip([string[]]$Arguments) {
 }
 
 function Install-Torch($Choice) {
-    $choiceFile = Join-Path $Venv '.torch-choice'
-    $choiceText = $Choice.PipArgs -join ' '
-    if ((Test-Path $choiceFile) -and "$(Get-Content -Raw $choiceFile)".Trim() -ne $choiceText) {
-        Write-Log 'torch choice changed; removing the installed torch first'
+    $buildFile = Join-Path $Venv '.torch-build'
+    if ((Test-Path $buildFile) -and "$(Get-Content -Raw $buildFile)".Trim() -ne $Choice.Build) {
+        Write-Log "torch build changed to $($Choice.Build); removing the installed torch first"
         & $VenvPy -m pip uninstall -y torch
     }
     Invoke-Pip $Choice.PipArgs
-    Set-Content -Path $choiceFile -Value $choiceText -Encoding ascii
+    Set-Content -Path $buildFile -Value $Choice.Build -Encoding ascii
 }
 
 function New-DesktopShortcut([string[]]$Arguments) {
