@@ -179,7 +179,7 @@ def test_parse_resolves_presets_per_model(tiny_card):
     ("cache", "message"),
     [
         ({"method": "turbo"}, "cache method must be one of none, teacache"),
-        ({"method": "teacache", "threshold": -0.1}, "teacache threshold must be between 0.0 and 3.0"),
+        ({"method": "teacache", "threshold": -0.1}, "teacache threshold must be between 0.0 and 10.0"),
         ({"method": "teacache", "threshold": "high"}, "teacache threshold must be a number"),
         ({"method": "taylorseer", "threshold": 2.5}, "refresh interval in steps) must be a whole number"),
         ({"method": "none", "threshold": 0.1}, "a cache threshold needs a method"),

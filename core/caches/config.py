@@ -19,7 +19,7 @@ CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.yaml"
 
 # Accepted threshold range per method; taylorseer's "threshold" is its refresh interval in steps.
 THRESHOLD_BOUNDS: dict[str, tuple[float, float]] = {
-    "teacache": (0.0, 3.0),
+    "teacache": (0.0, 10.0),
     "first_block": (0.0, 1.0),
     "mag": (0.0, 2.0),
     "taylorseer": (1, 50),

@@ -19,13 +19,18 @@ TRANSFORMER_NAMES = ("transformer", "transformer_2")
 
 class CacheSession:
     """Context manager: on enter, hooks ``config``'s cache (and step counters) onto each transformer of
-    ``pipe`` with fresh state; on exit, removes them and leaves the modules as they were."""
+    ``pipe`` with fresh state; on exit, removes them and leaves the modules as they were.
 
-    def __init__(self, pipe: Any, card: ModelCard, config: CacheConfig) -> None:
+    ``calibration`` replaces the card's calibration data (for experiments such as the benchmark).
+    """
+
+    def __init__(
+        self, pipe: Any, card: ModelCard, config: CacheConfig, calibration: Calibration | None = None
+    ) -> None:
         self.pipe = pipe
         self.card = card
         self.config = config
-        self.calibration = calibration_for(card) if config.enabled else Calibration()
+        self.calibration = calibration or (calibration_for(card) if config.enabled else Calibration())
         self.transformers = {
             name: module for name in TRANSFORMER_NAMES if (module := getattr(pipe, name, None)) is not None
         }
