@@ -213,3 +213,17 @@ def test_ui_controls_map_to_cache_dicts():
     assert cache_dict_from_controls("Fast", "mag", None) == {"method": "mag", "preset": "fast"}
     assert cache_dict_from_controls("Off", "teacache", 0.1) == {"method": "teacache", "threshold": 0.1}
     assert cache_dict_from_controls("Off", "first_block", None) == {"method": "first_block", "preset": "fast"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_teacache_on_cuda(tiny_wan_pipe, tiny_card):
+    tiny_wan_pipe.to("cuda")
+    try:
+        baseline = run_latents(tiny_wan_pipe)
+        with apply_cache(tiny_wan_pipe, tiny_card, CacheConfig(method="teacache", threshold=0.0)):
+            assert torch.equal(run_latents(tiny_wan_pipe), baseline)
+        with apply_cache(tiny_wan_pipe, tiny_card, CacheConfig(method="teacache", threshold=3.0)) as session:
+            run_latents(tiny_wan_pipe)
+            assert session.stats()["steps_reused"] > 0
+    finally:
+        tiny_wan_pipe.to("cpu")

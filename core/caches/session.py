@@ -64,8 +64,8 @@ class CacheSession:
         """What the cache did so far: ``method``, ``threshold``, ``steps_computed``, ``steps_reused``,
         ``reuse_fraction``, ``estimated_seconds_saved`` and per-branch counts under ``branches``.
 
-        A "step" is one transformer forward (so a CFG step counts twice); for taylorseer "reused" means
-        the attention outputs were predicted while the feed-forward layers still ran.
+        A "step" is one transformer forward (so a CFG step counts twice); "reused" means the blocks did
+        not run (for taylorseer: the output was extrapolated from the last computed steps).
         """
         return {"method": self.config.method, "threshold": self.config.threshold, **summarize(self.counters)}
 
