@@ -49,7 +49,9 @@ TARGET_SPEEDUPS = {"fast": 2.0, "faster": 3.0}
 
 
 def build_transformer(model: str, device: torch.device) -> torch.nn.Module:
-    """The real architecture with random bf16 weights, created directly on ``device``."""
+    """The real architecture with random bf16 weights, created directly on ``device``; like
+    ``from_pretrained``, the modules in ``_keep_in_fp32_modules`` (time embedder, norms, modulation
+    tables) are kept in float32."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
@@ -60,6 +62,10 @@ def build_transformer(model: str, device: torch.device) -> torch.nn.Module:
             transformer = WanTransformer3DModel(**SHARED, **CONFIGS[model])
     finally:
         torch.set_default_dtype(default_dtype)
+    keep = transformer._keep_in_fp32_modules
+    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
+        if any(part in keep for part in name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.float()
     return transformer.eval().requires_grad_(False)
 
 
