@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.caches import CacheConfig, CacheSession, ReuseDecision, parse_cache_config
+from core.caches import CacheConfig, CacheSession, parse_cache_config
 from core.caches.config import Calibration, calibration_for
+from core.caches.teacache import threshold_for_reuse
 from weights.registry import get_card
 
 CONFIGS = {  # transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers
@@ -103,27 +104,6 @@ def timed(fn):
     return result, time.perf_counter() - start
 
 
-@torch.no_grad()
-def teacache_threshold_for(transformer, calibration, inputs, steps: int, reuse_fraction: float) -> float:
-    """The smallest threshold whose replayed TeaCache decisions reuse at least ``reuse_fraction`` of steps."""
-    timesteps = make_scheduler(steps, inputs.noise.device).timesteps
-    embeds = [transformer.condition_embedder(t.expand(1), inputs.cond)[0] for t in timesteps]
-
-    def reused(threshold: float) -> float:
-        decision = ReuseDecision(threshold=threshold, coefficients=calibration.coefficients)
-        force = [i < calibration.warmup_steps or i == steps - 1 for i in range(steps)]
-        flags = [decision.should_reuse(e, force_compute=f) for e, f in zip(embeds, force, strict=True)]
-        return sum(flags) / steps
-
-    low, high = 0.0, 10.0
-    if reused(high) < reuse_fraction:
-        return high
-    for _ in range(30):
-        middle = (low + high) / 2
-        low, high = (middle, high) if reused(middle) < reuse_fraction else (low, middle)
-    return math.ceil(high * 1e4) / 1e4  # rounded up, so the replayed reuse still reaches the target
-
-
 def psnr(latents: torch.Tensor, reference: torch.Tensor) -> float:
     mse = float((latents.float() - reference.float()).pow(2).mean())
     peak = float(reference.max() - reference.min())
@@ -177,7 +157,8 @@ def main() -> None:
         plain = dataclasses.replace(calibration_for(card).teacache, coefficients=())
         for preset in presets:
             speedup = TARGET_SPEEDUPS[preset]
-            threshold = teacache_threshold_for(transformer, plain, inputs, args.steps, 1 - 1 / speedup)
+            timesteps = make_scheduler(args.steps, device).timesteps
+            threshold = threshold_for_reuse(transformer, plain, timesteps, 1 - 1 / speedup)
             config = CacheConfig(method="teacache", threshold=threshold)
             run(f"teacache@{speedup:g}x", config, Calibration(teacache=plain))
     print_table(rows, plain_seconds, rows[1][2], reference)
@@ -198,7 +179,7 @@ def print_table(rows, plain_seconds: float, uncached_seconds: float, reference: 
         if not torch.isfinite(latents).all():
             quality = "non-finite"
         print(
-            f"{label:<22}{threshold if threshold is not None else '-':>10}{seconds:>9.1f}"
+            f"{label:<22}{'-' if threshold is None else f'{threshold:.4g}':>10}{seconds:>9.1f}"
             f"{plain_seconds / seconds:>13.2f}{uncached_seconds / seconds:>12.2f}"
             f"{computed:>10}{reused:>8}{fraction:>9}{quality:>9}{saved:>14}"
         )

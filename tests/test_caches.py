@@ -148,6 +148,21 @@ def test_each_expert_gets_its_own_state(tiny_moe_pipe, tiny_card):
     assert not hasattr(tiny_moe_pipe.transformer_2.blocks[0], "_diffusers_hook")
 
 
+def test_planned_threshold_reuses_what_the_replay_predicts(tiny_wan_pipe, tiny_card):
+    from core.caches.config import calibration_for
+    from core.caches.teacache import plan_reuse, threshold_for_reuse
+
+    calibration = calibration_for(tiny_card).teacache
+    scheduler = tiny_wan_pipe.scheduler
+    scheduler.set_timesteps(STEPS)
+    threshold = threshold_for_reuse(tiny_wan_pipe.transformer, calibration, scheduler.timesteps, 0.5)
+    plan = plan_reuse(tiny_wan_pipe.transformer, calibration, scheduler.timesteps, threshold)
+    assert sum(plan) >= STEPS / 2 and not plan[0] and not plan[-1]
+    _, stats, _ = cached_run(tiny_wan_pipe, tiny_card, {"method": "teacache", "threshold": threshold})
+    for branch in ("transformer/cond", "transformer/uncond"):
+        assert stats["branches"][branch]["steps_reused"] == sum(plan)
+
+
 def test_reuse_decision_accumulates_the_rescaled_change():
     decision = ReuseDecision(threshold=0.25, coefficients=(2.0, 0.0))  # rescale(x) = 2x
     base = torch.ones(4)

@@ -143,5 +143,45 @@ def remove_teacache(transformer: torch.nn.Module) -> None:
     registry.invalidate_child_registries_cache()
 
 
+@torch.no_grad()
+def plan_reuse(
+    transformer: torch.nn.Module, calibration: TeaCacheCalibration, timesteps: torch.Tensor, threshold: float
+) -> list[bool]:
+    """Replay the TeaCache decisions of one branch over ``timesteps`` without running any block.
+
+    The criterion only looks at the timestep embedding, so the schedule alone fixes which steps are reused.
+    """
+    weight = transformer.proj_out.weight
+    text = torch.zeros(1, 1, transformer.config.text_dim, device=weight.device, dtype=weight.dtype)
+    decision = ReuseDecision(threshold=threshold, coefficients=calibration.coefficients)
+    last = len(timesteps) - 1
+    plan = []
+    for step, t in enumerate(timesteps):
+        temb, timestep_proj, _, _ = transformer.condition_embedder(t.reshape(1).to(text.device), text)
+        modulation = temb if calibration.modulation == "temb" else timestep_proj
+        force = step < calibration.warmup_steps or step >= last
+        plan.append(decision.should_reuse(modulation, force_compute=force))
+    return plan
+
+
+def threshold_for_reuse(
+    transformer: torch.nn.Module, calibration: TeaCacheCalibration, timesteps: torch.Tensor, fraction: float,
+    *, upper: float = 10.0,
+) -> float:
+    """The smallest threshold (to 1e-4, found by bisection) whose replayed plan reuses ``fraction`` of the
+    steps; ``upper`` when even that does not (Wan2GP picks its thresholds for a target speed this way)."""
+
+    def reused(threshold: float) -> float:
+        return sum(plan_reuse(transformer, calibration, timesteps, threshold)) / len(timesteps)
+
+    if reused(upper) < fraction:
+        return upper
+    low, high = 0.0, upper
+    while high - low > 1e-4:
+        middle = (low + high) / 2
+        low, high = (middle, high) if reused(middle) < fraction else (low, middle)
+    return high
+
+
 def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> None:
     HookRegistry.check_if_exists_or_initialize(module).register_hook(hook, name)
