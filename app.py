@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         gpus=parse_gpus(args.gpus),
     )
     auth = parse_auth(args.auth)
+    from core.memory.levels import configure_allocator
+
+    configure_allocator()
     from core.studio import Studio
     from ui.app import build_app
 

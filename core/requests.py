@@ -6,6 +6,7 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from core.memory.levels import parse_override
 from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
 from weights.registry import ModelCard, get_card
 
@@ -36,6 +37,7 @@ class T2VRequest:
     guidance_2: float | None = None
     flow_shift: float | None = None
     seed: int = -1
+    memory_level: str = "auto"
 
     task = "t2v"
 
@@ -83,6 +85,8 @@ class T2VRequest:
         if self.flow_shift is not None:
             set_(self, "flow_shift", as_float("flow shift", self.flow_shift, low=0.0, high=100.0))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        level = parse_override(self.memory_level)
+        set_(self, "memory_level", "auto" if level is None else str(level))
 
     @property
     def card(self) -> ModelCard:

@@ -62,5 +62,5 @@ def hub(fake_hub_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def hub_settings(tmp_path: Path) -> Settings:
     return Settings(outputs_dir=tmp_path / "outputs", models_dir=tmp_path / "models")

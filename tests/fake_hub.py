@@ -44,10 +44,18 @@ CHUNK = 64 * 1024
 def flashvsr_card(**changes: object) -> ModelCard:
     """A FlashVSR-shaped upscale card whose repo the fake hub serves on both hubs."""
     card = ModelCard(
-        id="test-flashvsr", name="FlashVSR (test files)", task="upscale", pipeline="FlashVSR",
-        description="random bytes in FlashVSR's file layout", fps=16, size_multiple=16, max_frames=33,
+        id="test-flashvsr",
+        name="FlashVSR (test files)",
+        task="upscale",
+        pipeline="FlashVSR",
+        description="random bytes in FlashVSR's file layout",
+        fps=16,
+        size_multiple=16,
+        max_frames=33,
         defaults=Defaults(resolution="x4", frames=9, steps=1, guidance=1.0),
-        resolutions=(Resolution("x4", 64, 64),), huggingface=FLASHVSR_REPO, modelscope=FLASHVSR_REPO,
+        resolutions=(Resolution("x4", 64, 64),),
+        huggingface=FLASHVSR_REPO,
+        modelscope=FLASHVSR_REPO,
         allow_patterns=(*FLASHVSR_FILES, "README.md"),
     )
     return dataclasses.replace(card, **changes)
@@ -139,7 +147,10 @@ class FakeHub:
 
     def hf_info(self, repo_id: str) -> dict:
         return {
-            "id": repo_id, "modelId": repo_id, "sha": COMMIT, "private": False,
+            "id": repo_id,
+            "modelId": repo_id,
+            "sha": COMMIT,
+            "private": False,
             "siblings": [
                 {"rfilename": f.path, "size": len(f.data), "blobId": f.sha256 if f.lfs else f.git_sha1}
                 | ({"lfs": {"size": len(f.data), "sha256": f.sha256, "pointerSize": 134}} if f.lfs else {})
@@ -160,8 +171,15 @@ class FakeHub:
 
     def ms_files(self, repo_id: str) -> dict:
         files = [
-            {"Name": f.path.rsplit("/", 1)[-1], "Path": f.path, "Size": len(f.data), "Sha256": f.sha256,
-             "Type": "blob", "IsLFS": f.lfs, "Revision": COMMIT}
+            {
+                "Name": f.path.rsplit("/", 1)[-1],
+                "Path": f.path,
+                "Size": len(f.data),
+                "Sha256": f.sha256,
+                "Type": "blob",
+                "IsLFS": f.lfs,
+                "Revision": COMMIT,
+            }
             for f in self.repos[repo_id].values()
         ]
         return {"Code": 200, "Data": {"Files": files}, "Message": "success", "Success": True}

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import LaunchedApp
 from gradio_client import Client
-
-from tests.conftest import LaunchedApp
 
 pytestmark = pytest.mark.e2e
 

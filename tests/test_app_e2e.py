@@ -50,6 +50,7 @@ def test_t2v_through_the_api_makes_the_asked_video(launched_app) -> None:
     info = probe_video(Path(video))
     assert (info.frames, info.width, info.height, info.fps) == (9, 48, 64, 16.0)
     assert details["seed"] == 123 and details["frames"] == 9
+    assert details["memory_level"] == 0  # the planner's pick on a machine without a GPU
     assert read_record(Path(video))["request"]["prompt"] == "a bird flying over the sea"
     assert status.startswith("Done")
 
@@ -60,5 +61,7 @@ def test_bad_request_is_a_readable_error_and_the_app_keeps_serving(launched_app)
         client.predict(prompt_text="  ", api_name="/t2v")
     with pytest.raises(Exception, match="not divisible by 16"):
         client.predict(prompt_text="a cat", resolution_label="50x48", api_name="/t2v")
+    with pytest.raises(Exception, match="not in the list of choices"):
+        client.predict(prompt_text="a cat", level="9", api_name="/t2v")
     video, details, _ = client.predict(prompt_text="a cat", step_count=1, api_name="/t2v")
     assert probe_video(Path(video)).frames == details["frames"]

@@ -94,7 +94,7 @@ def test_cancel_stops_within_one_step_and_reports_cancelled(settings: Settings) 
 def test_switching_models_frees_the_previous_pipeline(settings: Settings) -> None:
     runner = Runner(settings, torch.device("cpu"))
     loads = []
-    runner.pipelines.loader = lambda card, folder, device: loads.append(card.id) or object()
+    runner.pipelines.loader = lambda card, folder, device, level: loads.append(card.id) or object()
     from weights.registry import get_card
 
     runner.pipelines.get(get_card("tiny-wan"), Path("x"))

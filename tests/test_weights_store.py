@@ -17,33 +17,33 @@ from weights.store import delete_model, ensure_model, list_models, model_status
 pytest_plugins = ["conftest_weights"]
 
 
-def test_states_missing_partial_ready_and_delete(hub, settings):
+def test_states_missing_partial_ready_and_delete(hub, hub_settings):
     card = flashvsr_card()
-    assert model_status(card, settings).state == "missing"
+    assert model_status(card, hub_settings).state == "missing"
 
-    partial = part_path(settings.models_dir / card.id, RemoteFile(BIG_FILE, 10, sha256="ab" * 32))
+    partial = part_path(hub_settings.models_dir / card.id, RemoteFile(BIG_FILE, 10, sha256="ab" * 32))
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"x" * 1000)
-    status = model_status(card, settings)
+    status = model_status(card, hub_settings)
     assert (status.state, status.size_bytes) == ("partial", 1000)
 
-    ensure_model(card, settings)
-    status = model_status(card, settings)
+    ensure_model(card, hub_settings)
+    status = model_status(card, hub_settings)
     assert status.state == "ready" and status.size_bytes >= sum(FLASHVSR_FILES.values())
     assert not (status.folder / WORK_DIR).exists()  # stale parts go with the work folder
 
-    assert delete_model(card, settings) == status.size_bytes
-    assert model_status(card, settings).state == "missing"
-    assert delete_model(card, settings) == 0
+    assert delete_model(card, hub_settings) == status.size_bytes
+    assert model_status(card, hub_settings).state == "missing"
+    assert delete_model(card, hub_settings) == 0
 
 
-def test_tiny_wan_card_is_still_built_locally(hub, settings):
-    folder = ensure_model(get_card("tiny-wan"), settings)
+def test_tiny_wan_card_is_still_built_locally(hub, hub_settings):
+    folder = ensure_model(get_card("tiny-wan"), hub_settings)
 
     assert (folder / ".built").is_file() and (folder / "model_index.json").is_file()
     assert hub.log == []
-    assert {s.card_id: s.state for s in list_models(settings, dev=True)}["tiny-wan"] == "ready"
-    assert "tiny-wan" not in {s.card_id for s in list_models(settings)}
+    assert {s.card_id: s.state for s in list_models(hub_settings, dev=True)}["tiny-wan"] == "ready"
+    assert "tiny-wan" not in {s.card_id for s in list_models(hub_settings)}
 
 
 def test_card_prefer_is_validated():
@@ -51,19 +51,19 @@ def test_card_prefer_is_validated():
         dataclasses.replace(tiny_repo_card(), prefer="somewhere")
 
 
-def test_cli_list_and_offline_download(hub, settings, capsys):
-    assert main(["list", "--dev", "--models-dir", str(settings.models_dir)]) == 0
+def test_cli_list_and_offline_download(hub, hub_settings, capsys):
+    assert main(["list", "--dev", "--models-dir", str(hub_settings.models_dir)]) == 0
     listing = capsys.readouterr().out
     assert "wan2.1-t2v-1.3b" in listing and "missing" in listing and "tiny-wan" in listing
 
-    code = main(["download", "wan2.1-t2v-1.3b", "--offline", "--models-dir", str(settings.models_dir)])
+    code = main(["download", "wan2.1-t2v-1.3b", "--offline", "--models-dir", str(hub_settings.models_dir)])
     error = capsys.readouterr().err
-    assert code == 1 and "offline" in error and str(settings.models_dir / "wan2.1-t2v-1.3b") in error
+    assert code == 1 and "offline" in error and str(hub_settings.models_dir / "wan2.1-t2v-1.3b") in error
     assert hub.log == []
 
 
 @pytest.mark.e2e
-def test_models_tab_events_through_gradio_client(hub, settings, monkeypatch):
+def test_models_tab_events_through_gradio_client(hub, hub_settings, monkeypatch):
     import gradio as gr
     from gradio_client import Client
 
@@ -74,7 +74,7 @@ def test_models_tab_events_through_gradio_client(hub, settings, monkeypatch):
     monkeypatch.setattr(ui.models_tab, "get_card", lambda model_id: tiny_repo_card())
 
     with gr.Blocks() as demo, gr.Tab("Models"):
-        build_models_tab(settings, dev=True)
+        build_models_tab(hub_settings, dev=True)
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)

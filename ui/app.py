@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from core.studio import Studio
+from ui.models_tab import build_models_tab
 from ui.t2v_tab import build_t2v_tab
 
 COMING = {
@@ -27,6 +28,8 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
         for title, text in COMING.items():
             with gr.Tab(title):
                 gr.Markdown(f"**Not installed yet.** {text} This tab will work once the feature lands.")
+        with gr.Tab("Models"):
+            build_models_tab(studio.settings, studio.settings.dev)
         with gr.Accordion("System", open=False):
             gr.Markdown(f"```\n{studio.hardware.summary()}\n```\nOutputs: `{studio.settings.outputs_dir}`")
     return demo

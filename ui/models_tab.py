@@ -67,7 +67,9 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
         cancel = downloads.start(model_id)
         try:
             folder = ensure_model(
-                card, settings, on_progress=lambda p: progress(p.fraction, desc=p.describe()),
+                card,
+                settings,
+                on_progress=lambda p: progress(p.fraction, desc=p.describe()),
                 should_cancel=cancel.is_set,
             )
         except JobCancelledError:

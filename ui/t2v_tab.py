@@ -10,7 +10,9 @@ import gradio as gr
 
 from core.requests import snap_frames
 from core.studio import Studio
+from core.validation import ConfigError
 from ui.jobs import finish_message, submit_or_explain, track
+from ui.memory_panel import build_memory_panel, describe_plan
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -23,6 +25,7 @@ DETAIL_KEYS = (
     "time_s",
     "peak_memory_gb",
     "device",
+    "memory_level",
     "output",
 )
 
@@ -89,6 +92,8 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
                 guidance = gr.Slider(0, 20, value=d.guidance, step=0.5, label="Guidance scale")
                 shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            with gr.Accordion("Memory", open=False):
+                memory_level, memory_estimate = build_memory_panel()
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary")
                 cancel = gr.Button("Cancel", variant="stop")
@@ -99,6 +104,18 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
     job_id = gr.State(None)
     form = [resolution, frames, steps, guidance, negative, about]
     model.change(model_settings, model, form, api_name=False)
+
+    def estimate(model_id: str, resolution_label: str, frame_count: float, level: str) -> str:
+        card = get_card(model_id)
+        width, height = resolution_size(card, resolution_label)
+        try:
+            plan = studio.runners[0].plan(card, width, height, snap_frames(frame_count, card), level)
+        except ConfigError as exc:
+            return f"⚠️ {exc}"
+        return describe_plan(plan)
+
+    for trigger in (model, resolution, frames, memory_level):
+        trigger.change(estimate, [model, resolution, frames, memory_level], memory_estimate, api_name=False)
     frames.change(
         lambda n, m: gr.update(info=seconds_label(snap_frames(n, get_card(m)), get_card(m))),
         [frames, model],
@@ -116,6 +133,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
         guidance_scale: float,
         flow_shift: float,
         seed_value: float,
+        level: str = "auto",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
@@ -133,6 +151,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
                 "guidance": guidance_scale,
                 "flow_shift": flow_shift or None,
                 "seed": seed_value,
+                "memory_level": level,
             },
         )
         yield job.id, gr.skip(), gr.skip(), "Queued."
@@ -149,7 +168,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
 
     generate.click(
         run,
-        [model, prompt, negative, resolution, frames, steps, guidance, shift, seed],
+        [model, prompt, negative, resolution, frames, steps, guidance, shift, seed, memory_level],
         [job_id, video, details, status],
         api_name="t2v",
         concurrency_limit=16,

@@ -1,8 +1,8 @@
 """Command line: ``python -m weights list`` / ``download MODEL`` / ``delete MODEL``.
 
-    python -m weights list --models-dir /data/models
-    python -m weights download wan2.1-t2v-1.3b          # resumes if a previous run was interrupted
-    python -m weights download wan2.1-t2v-1.3b --offline # only checks that it is in place
+python -m weights list --models-dir /data/models
+python -m weights download wan2.1-t2v-1.3b          # resumes if a previous run was interrupted
+python -m weights download wan2.1-t2v-1.3b --offline # only checks that it is in place
 """
 
 from __future__ import annotations

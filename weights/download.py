@@ -136,10 +136,15 @@ class RepoFetch:
         have = sum(f.size if f.path in done else self.bytes_on_disk(f) for f in files)
         total = sum(f.size for f in files)
         self.check_disk(total - have)
-        _write_json(self.work / PLAN_FILE, {
-            "source": self.source.name, "repo": self.source.repo_id, "revision": self.listing.revision,
-            "files": {f.path: {"size": f.size, "hash": f.digest} for f in files},
-        })
+        _write_json(
+            self.work / PLAN_FILE,
+            {
+                "source": self.source.name,
+                "repo": self.source.repo_id,
+                "revision": self.listing.revision,
+                "files": {f.path: {"size": f.size, "hash": f.digest} for f in files},
+            },
+        )
         meter = ProgressMeter(total, len(files), **self.meter_args)
         for index, file in enumerate(files, 1):
             meter.check_cancelled()
@@ -177,10 +182,15 @@ class RepoFetch:
 
 def mark_ready(folder: Path, source: Source, listing: Listing) -> None:
     """Write the ready marker (after every file verified) and drop the download work folder."""
-    _write_json(Path(folder) / READY_MARKER, {
-        "source": source.name, "repo": source.repo_id, "revision": listing.revision,
-        "files": {f.path: f.digest for f in listing.files},
-    })
+    _write_json(
+        Path(folder) / READY_MARKER,
+        {
+            "source": source.name,
+            "repo": source.repo_id,
+            "revision": listing.revision,
+            "files": {f.path: f.digest for f in listing.files},
+        },
+    )
     shutil.rmtree(Path(folder) / WORK_DIR, ignore_errors=True)
 
 
@@ -236,6 +246,7 @@ def download_model(
             mark_ready(folder, source, listing)
             return folder
     raise DownloadError(
-        f"Could not download {card.name}. " + " | ".join(errors or ["it names no hub repo"])
+        f"Could not download {card.name}. "
+        + " | ".join(errors or ["it names no hub repo"])
         + f". Nothing was marked ready; what arrived is kept in {folder} and resumes next time."
     )

@@ -123,8 +123,14 @@ class ProgressMeter:
         left = max(self.bytes_total - self.bytes_done, 0)
         eta = left / speed if speed > 0 else None
         return DownloadProgress(
-            file=self.file, bytes_done=self.bytes_done, bytes_total=self.bytes_total, speed_bps=speed,
-            eta_s=eta, stage=self.stage, source=self.source, file_index=self.file_index,
+            file=self.file,
+            bytes_done=self.bytes_done,
+            bytes_total=self.bytes_total,
+            speed_bps=speed,
+            eta_s=eta,
+            stage=self.stage,
+            source=self.source,
+            file_index=self.file_index,
             file_count=self.file_count,
         )
 

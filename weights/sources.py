@@ -126,8 +126,13 @@ class HuggingFaceSource:
         try:
             with part.open("ab") as out:
                 http_get(
-                    url, out, resume_size=resume, headers=build_hf_headers(), expected_size=file.size,
-                    displayed_filename=file.path, tqdm_class=partial(_MeterBar, meter),
+                    url,
+                    out,
+                    resume_size=resume,
+                    headers=build_hf_headers(),
+                    expected_size=file.size,
+                    displayed_filename=file.path,
+                    tqdm_class=partial(_MeterBar, meter),
                 )
         except JobCancelledError:
             raise
@@ -159,8 +164,7 @@ class ModelScopeSource:
             raise SourceError(f"ModelScope ({self.repo_id}): {first_line(exc)}") from exc
         blobs = [e for e in entries if not e.is_dir]
         files = tuple(
-            RemoteFile(e.path, e.size, sha256=e.sha256)
-            for e in select(blobs, patterns, key=lambda e: e.path)
+            RemoteFile(e.path, e.size, sha256=e.sha256) for e in select(blobs, patterns, key=lambda e: e.path)
         )
         missing = [f.path for f in files if not f.sha256]
         if missing:
@@ -195,8 +199,14 @@ class ModelScopeSource:
 
         try:
             http_get_model_file(
-                url, str(part.parent), part.name, file.size, cookies=None,
-                headers={"user-agent": "video-studio"}, disable_tqdm=True, progress_callbacks=[MeterCallback],
+                url,
+                str(part.parent),
+                part.name,
+                file.size,
+                cookies=None,
+                headers={"user-agent": "video-studio"},
+                disable_tqdm=True,
+                progress_callbacks=[MeterCallback],
             )
         except _Cancelled as exc:
             raise JobCancelledError("download cancelled") from exc

@@ -20,7 +20,12 @@ from weights.progress import DownloadProgress, human_bytes
 from weights.registry import ModelCard, load_cards
 
 __all__ = [
-    "DownloadProgress", "ModelMissingError", "ModelStatus", "delete_model", "ensure_model", "list_models",
+    "DownloadProgress",
+    "ModelMissingError",
+    "ModelStatus",
+    "delete_model",
+    "ensure_model",
+    "list_models",
     "model_status",
 ]
 
