@@ -23,7 +23,7 @@ from core.upscale.full_vae import build_vae, convert_original_vae, original_key_
 from core.upscale.lq_projection import CausalLQProjection
 from core.upscale.tc_decoder import TinyConditionalDecoder
 
-pytest_plugins = ["tests.conftest_upscale"]
+pytest_plugins = ["conftest_upscale"]
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "flashvsr_official_keys.json").read_text())
 

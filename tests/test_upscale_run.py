@@ -19,7 +19,7 @@ from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 
-pytest_plugins = ["tests.conftest_upscale"]
+pytest_plugins = ["conftest_upscale"]
 
 
 def audio_streams(path: Path) -> int:
@@ -44,8 +44,8 @@ def test_upscale_clip_to_aligned_size_with_audio(scale: int, clip_64: Path,
 
 def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: SimpleNamespace) -> None:
     class CancelAfterFirstChunk(Job):
-        def report(self, stage: str, step: int = 0, total: int = 0) -> None:
-            super().report(stage, step, total)
+        def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+            super().report(stage, step, total, detail)
             if stage == "upscaling" and step == 1:
                 self.cancel()
 

@@ -10,7 +10,7 @@ import gradio as gr
 from core.settings import Settings
 from ui.upscale_tab import build_upscale_tab, size_preview
 
-pytest_plugins = ["tests.conftest_upscale"]
+pytest_plugins = ["conftest_upscale"]
 
 
 def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:

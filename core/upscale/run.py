@@ -69,7 +69,12 @@ def should_offload_kv_cache(device: torch.device) -> bool:
 def weights_folder(card: ModelCard, job: Job, runner: Any) -> Path:
     """The card's folder from ``ensure_model``; the prompt embedding, which lives in the FlashVSR GitHub repo
     rather than the weights repo, is fetched from ``extra.prompt_url`` when missing and the app is online."""
-    folder = ensure_model(card, runner.settings, should_cancel=lambda: job.cancel_requested)
+    folder = ensure_model(
+        card,
+        runner.settings,
+        on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+        should_cancel=lambda: job.cancel_requested,
+    )
     prompt = folder / PROMPT_FILE
     url = card.extra.get("prompt_url")
     if not prompt.is_file() and url and not is_offline(runner.settings):
