@@ -25,8 +25,8 @@ from core.upscale.config import (
 )
 
 TINY_CONFIG = FlashVSRConfig(
-    dit=DiTConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, text_dim=32, freq_dim=32),
-    lq_projection=LQProjectionConfig(out_dim=32, hidden_dim1=16, hidden_dim2=24),
+    dit=DiTConfig(dim=48, ffn_dim=64, num_heads=2, num_layers=2, text_dim=32, freq_dim=32),
+    lq_projection=LQProjectionConfig(out_dim=48, hidden_dim1=16, hidden_dim2=24),
     tc_decoder=TCDecoderConfig(channels=(8, 4, 4, 4)),
     vae={"base_dim": 8},
 )

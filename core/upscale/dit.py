@@ -45,7 +45,7 @@ class ChunkContext:
 def rope_table(head_dim: int, frame_offset: int, frames: int, height: int, width: int,
                device: torch.device) -> torch.Tensor:
     """Complex RoPE factors (f*h*w, head_dim/2): Wan's 3D split, time positions from ``frame_offset``."""
-    h_dim = w_dim = 2 * (head_dim // 6)
+    h_dim = w_dim = head_dim // 3
     t_dim = head_dim - h_dim - w_dim
     parts = []
     for dim, positions in ((t_dim, torch.arange(frame_offset, frame_offset + frames)),
