@@ -86,12 +86,14 @@ def test_adain_gives_reference_statistics() -> None:
     torch.testing.assert_close(fixed.mean(dim=(-2, -1)), reference.mean(dim=(-2, -1)), atol=1e-4, rtol=0)
 
 
-def test_kv_cache_drops_the_oldest_slab_and_offloads() -> None:
+def test_kv_cache_keeps_the_last_slabs_and_offloads() -> None:
     cache = StreamingKVCache(num_layers=1, max_slabs=3, store_device=torch.device("cpu"))
-    keys = torch.arange(8.0).view(8, 1, 1).expand(8, 128, 4)
-    cache.update(0, keys, keys, windows_per_slab=2)
+    first = torch.arange(6.0).view(6, 1, 1).expand(6, 128, 4)
+    cache.append(0, first, first, windows_per_slab=2)
+    assert cache.get(0, torch.device("cpu"))[0].shape[0] == 6
+    cache.append(0, first[:2] + 10, first[:2] + 10, windows_per_slab=2)
     k, _ = cache.get(0, torch.device("cpu"))
-    assert k.shape[0] == 6 and k[0, 0, 0] == 2
+    assert k.shape[0] == 6 and k[0, 0, 0] == 2 and k[-1, 0, 0] == 11
     assert cache.offloaded and cache.nbytes() == 2 * 6 * 128 * 4 * 4
 
 

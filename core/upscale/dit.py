@@ -87,10 +87,11 @@ class SelfAttention(nn.Module):
         f, h, w = chunk.frames, chunk.height, chunk.width
         q = apply_rope(self.norm_q(self.q(x)), chunk.rope, self.num_heads)
         k = apply_rope(self.norm_k(self.k(x)), chunk.rope, self.num_heads)
-        q_win, k_win, v_win = (to_windows(t, f, h, w) for t in (q, k, self.v(x)))
+        q_win, k_new, v_new = (to_windows(t, f, h, w) for t in (q, k, self.v(x)))
+        k_win, v_win = k_new, v_new
         cached_k, cached_v = chunk.cache.get(layer, x.device)
         if cached_k is not None and cached_v is not None:
-            k_win, v_win = torch.cat([cached_k, k_win]), torch.cat([cached_v, v_win])
+            k_win, v_win = torch.cat([cached_k, k_new]), torch.cat([cached_v, v_new])
         mask = draft_block_mask(q_win, k_win, self.num_heads, f // WINDOW[0], chunk.topk, chunk.local_mask)
         out = block_sparse_attention(
             split_heads(q_win.reshape(1, -1, q_win.shape[-1]), self.num_heads),
@@ -98,7 +99,7 @@ class SelfAttention(nn.Module):
             split_heads(v_win.reshape(1, -1, v_win.shape[-1]), self.num_heads),
             mask, block_size=WINDOW_TOKENS,
         )
-        chunk.cache.update(layer, k_win, v_win, chunk.windows_per_slab)
+        chunk.cache.append(layer, k_new, v_new, chunk.windows_per_slab)
         out = out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
         return self.o(from_windows(out, f, h, w))
 

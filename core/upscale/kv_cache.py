@@ -1,9 +1,9 @@
 """The streaming self-attention KV cache: per layer, the key/value windows of the last few slabs.
 
-After each chunk a layer keeps all key/value windows it attended to, dropping the oldest slab once it
-holds more than ``max_slabs`` (the official ``kv_ratio`` rule). With ``store_device`` set to the CPU the
-windows live in (pinned) host memory between chunks and visit the GPU only for their layer's attention,
-which is what the FlashVSR deployment does on cards with 24 GB or less.
+After each chunk a layer keeps the key/value windows of its last ``max_slabs`` slabs (the official
+``kv_ratio`` rule: the windows it attended to, less the oldest slab once over the limit). With
+``store_device`` set to the CPU the windows live in (pinned) host memory between chunks and visit the
+GPU only for their layer's attention, as the FlashVSR deployment does on cards with 24 GB or less.
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ class StreamingKVCache:
             return None, None
         return keys.to(device, non_blocking=True), values.to(device, non_blocking=True)
 
-    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor, windows_per_slab: int) -> None:
-        """Store the windows a chunk attended to, minus the oldest slab when over ``max_slabs``."""
-        if keys.shape[0] // windows_per_slab > self.max_slabs:
-            keys, values = keys[windows_per_slab:], values[windows_per_slab:]
+    def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor, windows_per_slab: int) -> None:
+        """Add a chunk's new windows and keep the last ``max_slabs`` slabs. Only the new windows are copied
+        to the store device; the official rule (drop the oldest slab once over the limit) keeps the same."""
         if self.store_device is not None and self.store_device != keys.device:
             keys, values = self._to_store(keys), self._to_store(values)
-        self._keys[layer], self._values[layer] = keys, values
+        keep = self.max_slabs * windows_per_slab
+        stored_k, stored_v = self._keys[layer], self._values[layer]
+        if stored_k is not None and stored_v is not None:
+            keys, values = torch.cat([stored_k, keys]), torch.cat([stored_v, values])
+        self._keys[layer], self._values[layer] = keys[-keep:], values[-keep:]
 
     def _to_store(self, tensor: torch.Tensor) -> torch.Tensor:
         assert self.store_device is not None
