@@ -55,7 +55,20 @@ class _LoadedUpscaler:
             return self.model
 
 
+    def unload(self) -> None:
+        with self.lock:
+            device = self.model.device if self.model is not None else None
+            self.model, self.key = None, None
+        if device is not None:
+            free_memory(device)
+
+
 _LOADED = _LoadedUpscaler()
+
+
+def unload_upscaler() -> None:
+    """Free the FlashVSR model kept between upscale jobs (call before loading another model)."""
+    _LOADED.unload()
 
 
 def should_offload_kv_cache(device: torch.device) -> bool:
