@@ -14,7 +14,7 @@ import torch
 from core.jobs import Job
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest, quality_to_crf
-from core.upscale.run import _LOADED, run_upscale, unload_upscaler
+from core.upscale.run import loaded_upscaler, run_upscale, unload_upscaler
 from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
@@ -57,9 +57,10 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     assert probe_video(partial).frames == 21
     outputs = upscale_runner.settings.outputs_dir
     assert not [p for p in outputs.glob("*.mp4") if not p.name.endswith("_partial.mp4")]
-    assert _LOADED.model is not None
-    unload_upscaler()
-    assert _LOADED.model is None
+    slot = loaded_upscaler(upscale_runner.device)
+    assert slot.model is not None and slot.key == ("tiny-flashvsr", "tiny-long")
+    unload_upscaler(upscale_runner.device)
+    assert slot.model is None
 
 
 def test_long_input_keeps_memory_flat(tiny_flashvsr) -> None:

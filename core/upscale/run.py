@@ -37,38 +37,46 @@ READ_AHEAD_FRAMES = 16
 
 
 class _LoadedUpscaler:
-    """One FlashVSR model kept loaded between jobs (keyed by card, variant and device)."""
+    """One FlashVSR model per device kept loaded between jobs (keyed by card and variant)."""
 
-    def __init__(self) -> None:
-        self.key: tuple[str, str, str] | None = None
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.key: tuple[str, str] | None = None
         self.model: FlashVSRModel | None = None
         self.lock = threading.Lock()
 
-    def get(self, card: ModelCard, variant: str, folder: Path, device: torch.device) -> FlashVSRModel:
-        key = (card.id, variant, str(device))
+    def get(self, card: ModelCard, variant: str, folder: Path) -> FlashVSRModel:
         with self.lock:
-            if self.key != key or self.model is None:
-                self.model = None
-                free_memory(device)
-                self.model = load_flashvsr(folder, variant, device, compute_dtype(device))
-                self.key = key
+            if self.key != (card.id, variant) or self.model is None:
+                self.model, self.key = None, None
+                free_memory(self.device)
+                self.model = load_flashvsr(folder, variant, self.device, compute_dtype(self.device))
+                self.key = (card.id, variant)
             return self.model
-
 
     def unload(self) -> None:
         with self.lock:
-            device = self.model.device if self.model is not None else None
             self.model, self.key = None, None
-        if device is not None:
-            free_memory(device)
+            free_memory(self.device)
 
 
-_LOADED = _LoadedUpscaler()
+_LOADED: dict[str, _LoadedUpscaler] = {}
+_LOADED_LOCK = threading.Lock()
 
 
-def unload_upscaler() -> None:
-    """Free the FlashVSR model kept between upscale jobs (call before loading another model)."""
-    _LOADED.unload()
+def loaded_upscaler(device: torch.device) -> _LoadedUpscaler:
+    """The model slot of ``device``."""
+    with _LOADED_LOCK:
+        return _LOADED.setdefault(str(device), _LoadedUpscaler(device))
+
+
+def unload_upscaler(device: torch.device | None = None) -> None:
+    """Free the FlashVSR model kept on ``device`` (every device when None) before loading another model."""
+    with _LOADED_LOCK:
+        slots = list(_LOADED.values()) if device is None else [_LOADED.get(str(device))]
+    for slot in slots:
+        if slot is not None:
+            slot.unload()
 
 
 def should_offload_kv_cache(device: torch.device) -> bool:
@@ -134,7 +142,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         job.check_cancelled()
         job.report("loading model")
         runner.pipelines.unload()
-        model = _LOADED.get(card, request.variant, folder, device)
+        model = loaded_upscaler(device).get(card, request.variant, folder)
         job.check_cancelled()
         streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
         job.report(f"upscaling to {size.width}x{size.height}")
