@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import core.upscale.run
 from core.jobs import Job
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest, quality_to_crf
@@ -46,7 +48,7 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     class CancelAfterFirstChunk(Job):
         def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
             super().report(stage, step, total, detail)
-            if stage == "upscaling" and step == 1:
+            if stage.startswith("upscaling to 128x128") and step == 1:
                 self.cancel()
 
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
@@ -61,6 +63,22 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     assert slot.model is not None and slot.key == ("tiny-flashvsr", "tiny-long")
     unload_upscaler(upscale_runner.device)
     assert slot.model is None
+
+
+def test_failure_keeps_the_partial_file_and_says_so(clip_64: Path, upscale_runner: SimpleNamespace,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    class FailingStreamer(FlashVSRStreamer):
+        def run(self, frames, frame_count, seed=0, on_chunk=None):
+            yield np.zeros((5, 128, 128, 3), np.uint8)
+            raise MemoryError("out of memory")
+
+    monkeypatch.setattr(core.upscale.run, "FlashVSRStreamer", FailingStreamer)
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
+    with pytest.raises(RuntimeError, match=r"after 5 frames: out of memory; kept .*_partial\.mp4"):
+        run_upscale(upscale_runner, Job(request), request)
+    partial = next(upscale_runner.settings.outputs_dir.glob("*_partial.mp4"))
+    assert probe_video(partial).frames == 5
+    assert json.loads(partial.with_suffix(".json").read_text())["status"] == "failed"
 
 
 def test_long_input_keeps_memory_flat(tiny_flashvsr) -> None:

@@ -145,12 +145,13 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         model = loaded_upscaler(device).get(card, request.variant, folder)
         job.check_cancelled()
         streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
-        job.report(f"upscaling to {size.width}x{size.height}")
+        stage = f"upscaling to {size.width}x{size.height}"
+        job.report(stage)
         try:
             resize = partial(resize_and_crop, size=size)
             with FrameReader(Path(request.video), resize, READ_AHEAD_FRAMES) as reader:
                 chunks = streamer.run(reader, source.frames, request.seed,
-                                      on_chunk=lambda done, total: job.report("upscaling", done, total))
+                                      on_chunk=lambda done, total: job.report(stage, done, total))
                 for frames in chunks:
                     writer.write(frames)
                     job.check_cancelled()
