@@ -113,6 +113,8 @@ def test_request_validation(clip_64: Path) -> None:
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), seed=-1).with_seed()
     assert request.seed >= 0 and request.to_dict()["task"] == "upscale"
     assert quality_to_crf(10) == 12 and quality_to_crf(1) == 35 and request.crf == quality_to_crf(8)
+    unlimited = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), max_input_width=0, scale=2.0)
+    assert unlimited.max_input_width is None and unlimited.scale == 2
     for bad in ({"scale": 3}, {"variant": "huge"}, {"quality": 11}, {"video": "/nope.mp4"}):
         with pytest.raises(ConfigError):
             UpscaleRequest(**{"model": "tiny-flashvsr", "video": str(clip_64), **bad})

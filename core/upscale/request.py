@@ -22,7 +22,8 @@ def quality_to_crf(quality: int) -> int:
 
 @dataclass(frozen=True)
 class UpscaleRequest:
-    """Upscale ``video`` by ``scale`` with a FlashVSR model card; ``seed=-1`` asks for a random seed."""
+    """Upscale ``video`` by ``scale`` with a FlashVSR model card. ``max_input_width`` None or 0 keeps the
+    input width; ``quality`` 1-10 sets the x264 CRF; ``seed=-1`` asks for a random seed."""
 
     model: str
     video: str
@@ -49,7 +50,9 @@ class UpscaleRequest:
             raise ConfigError(f"scale must be 2 or 4, got {scale}")
         set_(self, "scale", scale)
         set_(self, "variant", as_choice("variant", self.variant, VARIANTS))
-        if self.max_input_width is not None:
+        if self.max_input_width in (None, 0):
+            set_(self, "max_input_width", None)
+        else:
             set_(self, "max_input_width", as_int("max input width", self.max_input_width, low=32, high=8192))
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
