@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from core.caches import apply_cache
 from core.hardware import PeakMemory, compute_dtype, detect_hardware
 from core.jobs import Job
 from core.memory.oom import run_with_oom_retry
@@ -42,6 +45,23 @@ class Runner:
         hardware = detect_hardware(() if gpu is None else (gpu,))
         return plan_memory(card, width, height, frames, hardware, gpu, override=level)
 
+    def _generate_cached(
+        self,
+        card: ModelCard,
+        folder: Path,
+        level: int,
+        request: T2VRequest,
+        job: Job,
+        stats: dict[str, Any],
+    ) -> np.ndarray:
+        """Generate with the request's step cache installed for this run only; its stats go to ``stats``."""
+        pipe = self.pipelines.get(card, folder, level)
+        with apply_cache(pipe, card, request.cache_config) as session:
+            frames = generate_t2v(pipe, request, job)
+        stats.clear()
+        stats.update(session.stats())
+        return frames
+
     def _run_t2v(self, job: Job, request: T2VRequest) -> dict[str, Any]:
         card = request.card
         job.request = request
@@ -64,10 +84,11 @@ class Runner:
                 return self.pipelines.get(card, folder, new_level)
 
             load(plan.level)
+            cache_stats: dict[str, Any] = {}
             job.check_cancelled()
             try:
                 frames = run_with_oom_retry(
-                    lambda: generate_t2v(self.pipelines.get(card, folder, level[0]), request, job),
+                    lambda: self._generate_cached(card, folder, level[0], request, job, cache_stats),
                     plan,
                     load,
                     lambda message: job.report(message),
@@ -88,6 +109,7 @@ class Runner:
             "device": str(self.device),
             "memory_level": level[0],
             "memory_plan": plan.reason,
+            "cache": cache_stats,
             "dtype": str(compute_dtype(self.device)).removeprefix("torch."),
             "time_s": round(time.perf_counter() - started, 3),
             "peak_memory_gb": round(peak.peak_gb, 3),

@@ -102,3 +102,21 @@ def test_switching_models_frees_the_previous_pipeline(settings: Settings) -> Non
     runner.pipelines.get(get_card("wan2.1-t2v-1.3b"), Path("y"))
     assert loads == ["tiny-wan", "wan2.1-t2v-1.3b"]
     assert runner.pipelines.loaded_id == "wan2.1-t2v-1.3b"
+
+
+def test_cached_run_calls_the_transformer_less_and_records_it(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    request = {"model": "tiny-wan", "prompt": "a horse", "steps": 8, "seed": 2}
+    pipe = runner.pipelines.get(parse_request(request).card, settings.models_dir / "tiny-wan")
+    calls: list[int] = []
+    handle = pipe.transformer.blocks[-1].ffn.register_forward_hook(lambda *args: calls.append(1))
+    plain = run_job(runner, request)
+    plain_calls = len(calls)
+    cached = run_job(runner, request | {"cache": {"preset": "faster"}})
+    handle.remove()
+    stats = cached.result["cache"]
+    assert plain.result["cache"]["method"] == "none"
+    assert stats["method"] == "teacache" and stats["steps_reused"] > 0
+    assert stats["steps_computed"] + stats["steps_reused"] == plain_calls == 16
+    assert len(calls) - plain_calls == stats["steps_computed"] < plain_calls
+    assert probe_video(Path(cached.result["path"])).frames == 9
