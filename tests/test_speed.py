@@ -169,3 +169,18 @@ def test_regional_compile_runs_on_cpu(load_pipe, dit_inputs, tmp_path, monkeypat
         pytest.skip("regional compile of tiny-wan took over 60 s on this CPU")
     assert stages == [COMPILE_STAGE]
     torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_speed_controls_build_and_map_to_a_valid_config():
+    import gradio as gr
+
+    from ui.speed_controls import build_speed_controls, speed_dict_from_controls
+
+    with gr.Blocks():
+        controls = build_speed_controls()
+    assert [c.value for c in controls.inputs] == ["auto", "auto", False]
+    assert parse_speed_config(speed_dict_from_controls("flash4", "off", True)) == SpeedConfig(
+        attention="flash4", compile=False, turbo=True
+    )
+    with pytest.raises(ConfigError):
+        parse_speed_config(speed_dict_from_controls("auto", "sometimes", False))
