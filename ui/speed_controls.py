@@ -54,4 +54,8 @@ def build_speed_controls() -> SpeedControls:
 
 def speed_dict_from_controls(attention: str, compile_choice: str, turbo: bool) -> dict[str, Any]:
     """The controls' values as the mapping ``core.speed.parse_speed_config`` validates."""
-    return {"attention": attention, "compile": COMPILE_CHOICES.get(compile_choice, compile_choice), "turbo": turbo}
+    return {
+        "attention": attention,
+        "compile": COMPILE_CHOICES.get(compile_choice, compile_choice),
+        "turbo": turbo,
+    }

@@ -31,6 +31,7 @@ def flash4_attention(
     """Attention on (batch, seq, heads, head_dim) tensors through the installed FA4 kernel."""
     if _kernel is None:
         raise RuntimeError("FlashAttention-4 is not installed as a backend; call install_flash4() first")
+    query, key, value = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
     out = _kernel(query, key, value, softmax_scale=scale, causal=causal)
     return out[0] if isinstance(out, tuple) else out
 
