@@ -163,6 +163,7 @@ def test_regional_compile_runs_on_cpu(load_pipe, dit_inputs, tmp_path, monkeypat
     started = time.monotonic()
     record = apply_speed(pipe, SpeedConfig(compile=True), CPU, models_dir=tmp_path, report=stages.append)
     assert record["compile"]["on"] is True and str(tmp_path / "inductor") in record["compile"]["reason"]
+    assert record["compile"]["blocks"] == pipe.transformer.config.num_layers
     out = forward(pipe, dit_inputs)
     torch._dynamo.reset()
     if time.monotonic() - started > 60:
@@ -184,3 +185,26 @@ def test_speed_controls_build_and_map_to_a_valid_config():
     )
     with pytest.raises(ConfigError):
         parse_speed_config(speed_dict_from_controls("auto", "sometimes", False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_default_stays_close_to_plain(tiny_wan_dir, dit_inputs):
+    from diffusers import WanTransformer3DModel
+
+    cuda = torch.device("cuda")
+    inputs = {
+        k: v.to(cuda, torch.bfloat16 if v.is_floating_point() else v.dtype) for k, v in dit_inputs.items()
+    }
+
+    def load():
+        model = WanTransformer3DModel.from_pretrained(
+            tiny_wan_dir, subfolder="transformer", dtype=torch.bfloat16
+        )
+        return model.to(cuda)
+
+    plain = forward(type("Pipe", (), {"transformer": load()}), inputs)
+    pipe = type("Pipe", (), {"transformer": load()})
+    record = apply_speed(pipe, SpeedConfig(), cuda)
+    assert record["attention"]["on"] == pick_attention_backend(cuda).name and record["compile"]["on"] is True
+    torch.testing.assert_close(forward(pipe, inputs), plain, rtol=0.05, atol=0.05)
+    torch._dynamo.reset()

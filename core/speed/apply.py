@@ -52,18 +52,19 @@ def apply_speed(
 
     if compile_on and models_dir is not None:
         compile_reason += f"; cache in {use_compile_cache(models_dir)}"
+    compiled_blocks = 0
     for model in models:
         use_attention_backend(model, attention.name)
         if fp8_linears["on"]:
             fp8_linears["count"] = fp8_linears.get("count", 0) + quantize_linears_fp8(model)
-        if compile_on:
-            compile_blocks(model)
+        if compile_on:  # SageAttention is no custom op: it breaks the graph, so allow breaks there
+            compiled_blocks += compile_blocks(model, fullgraph=attention.name != "sage")
     if compile_on and report is not None and models:
         announce_first_call(models[0], report)
 
     record = {
         "attention": {"on": attention.name, "backend": attention.backend, "reason": attention.reason},
-        "compile": {"on": compile_on, "reason": compile_reason},
+        "compile": {"on": compile_on, "reason": compile_reason, "blocks": compiled_blocks},
         "fp8_linears": fp8_linears,
         "fp8_attention": fp8_attention,
         "turbo": config.turbo,

@@ -38,9 +38,9 @@ def should_compile(setting: bool | str, device: torch.device) -> tuple[bool, str
     return bool(setting), "asked for" if setting else "turned off"
 
 
-def compile_blocks(model: Any, **compile_kwargs: Any) -> int:
-    """``torch.compile(fullgraph=True)`` each repeated block of ``model``; returns how many were compiled."""
-    model.compile_repeated_blocks(fullgraph=True, **compile_kwargs)
+def compile_blocks(model: Any, fullgraph: bool = True, **compile_kwargs: Any) -> int:
+    """``torch.compile`` each repeated block of ``model``; returns how many were compiled."""
+    model.compile_repeated_blocks(fullgraph=fullgraph, **compile_kwargs)
     names = set(model._repeated_blocks)
     return sum(type(module).__name__ in names for module in model.modules())
 
