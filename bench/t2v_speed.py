@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.speed import SpeedConfig, apply_speed  # noqa: E402
+from core.speed.compile import compile_blocks, use_compile_cache  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
@@ -59,7 +60,11 @@ ROWS: dict[str, SpeedConfig | None] = {
     "default": SpeedConfig(),
     "fp8": SpeedConfig(fp8_linears=True),
     "turbo": SpeedConfig(turbo=True),
+    "autotune": SpeedConfig(compile=False),  # not run unless named in --rows: compiling takes minutes
 }
+DEFAULT_ROWS = "plain,attention,compile,default,fp8,turbo"
+EXPLORE_COMPILE = {"autotune": {"mode": "max-autotune-no-cudagraphs"}}
+"""Rows that compile the blocks themselves with other inductor settings, to try levers before shipping."""
 ROW_NOTES = {
     "plain": "diffusers 0.42.1 as loaded (native SDPA)",
     "attention": "auto attention backend, no compile",
@@ -67,6 +72,7 @@ ROW_NOTES = {
     "default": "lossless default: auto attention + regional compile",
     "fp8": "auto attention + compile + fp8 rowwise linears",
     "turbo": "Turbo: fp8 linears + 8-bit attention where installed + compile",
+    "autotune": "auto attention + regional compile with max-autotune GEMMs (exploration)",
 }
 
 
@@ -154,6 +160,10 @@ def measure_row(size: str, row: str, inputs, plain_out, args) -> dict[str, Any]:
     if ROWS[row] is not None:
         pipe = SimpleNamespace(transformer=model)
         record = apply_speed(pipe, ROWS[row], DEVICE, models_dir=Path(args.cache_dir))
+    if row in EXPLORE_COMPILE:
+        use_compile_cache(Path(args.cache_dir))
+        blocks = compile_blocks(model, **EXPLORE_COMPILE[row])
+        record["compile"] = {"on": True, "reason": str(EXPLORE_COMPILE[row]), "blocks": blocks}
     if CUDA:
         torch.cuda.reset_peak_memory_stats()
     out, first, times = time_forward(model, inputs, args.warmup, args.runs)
@@ -235,7 +245,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="1.3b", help="comma list of: " + ", ".join(SHAPES))
-    parser.add_argument("--rows", default=",".join(ROWS), help="comma list of: " + ", ".join(ROWS))
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help="comma list of: " + ", ".join(ROWS))
     parser.add_argument("--batch", type=int, default=2, help="2 = both CFG branches in one forward")
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--height", type=int, default=480)

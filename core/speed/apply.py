@@ -18,9 +18,8 @@ APPLIED_MARK = "_video_studio_speed"
 
 def denoisers(pipe: Any) -> list[Any]:
     """The pipeline's DiT(s): ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
-    return [
-        model for model in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if model
-    ]
+    found = (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
+    return [model for model in found if model is not None]
 
 
 def apply_speed(

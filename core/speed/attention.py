@@ -88,7 +88,7 @@ def use_attention_backend(model: Any, name: str) -> None:
     # kernel is already installed locally, so set the processors' backend the way it does.
     from diffusers.models.attention_dispatch import AttentionBackendName
 
-    if flash4._kernel is None:
+    if not flash4.flash4_installed():
         flash4.install_flash4()
     backend = AttentionBackendName(flash4.BACKEND)
     for module in model.modules():

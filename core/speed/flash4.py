@@ -68,6 +68,11 @@ def flash4_import_error() -> str | None:
     return None
 
 
+def flash4_installed() -> bool:
+    """Whether :func:`install_flash4` has given the op its kernel in this process."""
+    return _kernel is not None
+
+
 def install_flash4(kernel: Kernel | None = None) -> None:
     """Fill diffusers' ``flash_4_hub`` kernel slot with FA4 (or ``kernel``, same signature, for tests)."""
     global _kernel
