@@ -1,4 +1,4 @@
-"""Shared fixtures for the speed tests: the tiny Wan model, built once, and fresh pipelines from it."""
+"""Fixtures for the speed tests: fresh tiny Wan pipelines and one DiT forward's inputs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from weights.tiny import build
-
 
 @pytest.fixture(scope="session")
-def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build("tiny-wan", tmp_path_factory.mktemp("speed") / "tiny-wan")
+def tiny_wan_dir(models_dir: Path) -> Path:
+    """The tiny Wan pipeline that tests/conftest.py builds once per session."""
+    return models_dir / "tiny-wan"
 
 
 @pytest.fixture
