@@ -208,3 +208,17 @@ def test_gpu_default_stays_close_to_plain(tiny_wan_dir, dit_inputs):
     assert record["attention"]["on"] == pick_attention_backend(cuda).name and record["compile"]["on"] is True
     torch.testing.assert_close(forward(pipe, inputs), plain, rtol=0.05, atol=0.05)
     torch._dynamo.reset()
+
+
+def test_fp8_is_refused_next_to_memory_level_weight_hooks(load_pipe, monkeypatch):
+    import core.speed.apply as apply_module
+
+    monkeypatch.setattr(apply_module, "fp8_unavailable", lambda device: None)  # as on an fp8-capable GPU
+    pipe = load_pipe()
+    pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    assert "layerwise_casting" in apply_module.hook_names(pipe.transformer)
+    record = apply_speed(pipe, SpeedConfig(fp8_linears=True, compile=False), CPU)
+    assert record["fp8_linears"] == {
+        "on": False,
+        "reason": "the memory level's hooks (layerwise_casting) already manage the weights",
+    }

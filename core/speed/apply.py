@@ -14,12 +14,24 @@ from core.speed.config import SpeedConfig
 from core.speed.fp8 import fp8_unavailable, quantize_linears_fp8
 
 APPLIED_MARK = "_video_studio_speed"
+WEIGHT_HOOKS = {"layerwise_casting", "group_offloading", "lazy_prefetch_group_offloading"}
+"""diffusers hooks (memory levels' fp8 storage and offload) that move or recast weights on every call."""
 
 
 def denoisers(pipe: Any) -> list[Any]:
     """The pipeline's DiT(s): ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
     found = (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
     return [model for model in found if model is not None]
+
+
+def hook_names(model: Any) -> set[str]:
+    """Names of the diffusers hooks on ``model`` and its submodules (memory levels add them)."""
+    names: set[str] = set()
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None:
+            names.update(registry.hooks)
+    return names
 
 
 def apply_speed(
@@ -46,8 +58,12 @@ def apply_speed(
     fp8_attention = _turbo_attention(config, device)
     if fp8_attention["on"]:
         attention = attention._replace(name="sage", reason="Turbo: 8-bit SageAttention")
-    fp8_linears = _fp8_linears(config, device)
+    hooks = set().union(*(hook_names(model) for model in models))
+    fp8_linears = _fp8_linears(config, device, hooks & WEIGHT_HOOKS)
     compile_on, compile_reason = should_compile(config.compile, device)
+    fullgraph = not hooks and attention.name != "sage"  # hooks and SageAttention break the graph
+    if compile_on and not fullgraph:
+        compile_reason += "; graph breaks allowed (" + ", ".join(sorted(hooks) or ["sage attention"]) + ")"
 
     if compile_on and models_dir is not None:
         compile_reason += f"; cache in {use_compile_cache(models_dir)}"
@@ -56,8 +72,8 @@ def apply_speed(
         use_attention_backend(model, attention.name)
         if fp8_linears["on"]:
             fp8_linears["count"] = fp8_linears.get("count", 0) + quantize_linears_fp8(model)
-        if compile_on:  # SageAttention is no custom op: it breaks the graph, so allow breaks there
-            compiled_blocks += compile_blocks(model, fullgraph=attention.name != "sage")
+        if compile_on:
+            compiled_blocks += compile_blocks(model, fullgraph=fullgraph)
     if compile_on and report is not None and models:
         announce_first_call(models[0], report)
 
@@ -74,10 +90,12 @@ def apply_speed(
     return record
 
 
-def _fp8_linears(config: SpeedConfig, device: torch.device) -> dict[str, Any]:
+def _fp8_linears(config: SpeedConfig, device: torch.device, weight_hooks: set[str]) -> dict[str, Any]:
     if not config.wants_fp8_linears:
         return {"on": False, "reason": "not asked for (lossy; part of Turbo)"}
     why_not = fp8_unavailable(device)
+    if why_not is None and weight_hooks:
+        why_not = f"the memory level's hooks ({', '.join(sorted(weight_hooks))}) already manage the weights"
     return {"on": why_not is None, "reason": why_not or "fp8 rowwise, dynamic activation scales (torchao)"}
 
 
