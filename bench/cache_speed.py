@@ -40,9 +40,16 @@ CONFIGS = {  # transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers
     "14b": {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
 }
 SHARED = {
-    "patch_size": (1, 2, 2), "attention_head_dim": 128, "in_channels": 16, "out_channels": 16,
-    "text_dim": 4096, "freq_dim": 256, "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6, "rope_max_seq_len": 1024,
+    "patch_size": (1, 2, 2),
+    "attention_head_dim": 128,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 1024,
 }
 CARDS = {"1.3b": "wan2.1-t2v-1.3b", "14b": "wan2.1-t2v-14b"}
 METHODS = ("teacache", "first_block", "mag", "taylorseer")

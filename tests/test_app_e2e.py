@@ -63,5 +63,8 @@ def test_bad_request_is_a_readable_error_and_the_app_keeps_serving(launched_app)
         client.predict(prompt_text="a cat", resolution_label="50x48", api_name="/t2v")
     with pytest.raises(Exception, match="not in the list of choices"):
         client.predict(prompt_text="a cat", level="9", api_name="/t2v")
-    video, details, _ = client.predict(prompt_text="a cat", step_count=1, api_name="/t2v")
+    video, details, status = client.predict(
+        prompt_text="a cat", step_count=6, speed_preset="Faster", api_name="/t2v"
+    )
     assert probe_video(Path(video)).frames == details["frames"]
+    assert details["cache"]["steps_reused"] > 0 and "reused" in status

@@ -142,7 +142,10 @@ def test_each_expert_gets_its_own_state(tiny_moe_pipe, tiny_card):
         run_latents(tiny_moe_pipe)
         stats = session.stats()
     assert set(stats["branches"]) == {
-        "transformer/cond", "transformer/uncond", "transformer_2/cond", "transformer_2/uncond",
+        "transformer/cond",
+        "transformer/uncond",
+        "transformer_2/cond",
+        "transformer_2/uncond",
     }
     assert stats["steps_computed"] == 2 * STEPS
     assert not hasattr(tiny_moe_pipe.transformer_2.blocks[0], "_diffusers_hook")

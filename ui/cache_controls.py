@@ -24,7 +24,9 @@ def build_cache_controls(cards: Iterable[ModelCard]) -> tuple[gr.Radio, gr.Dropd
     """Create the Speed radio and the Advanced accordion (method, threshold); call inside a ``gr.Blocks``."""
     names = ", ".join(card.name for card in cards)
     speed = gr.Radio(
-        list(SPEEDS), value="Off", label="Speed",
+        list(SPEEDS),
+        value="Off",
+        label="Speed",
         info="Reuse work between denoising steps. Fast ≈ 2x, Faster ≈ 3x, with some loss of detail.",
     )
     with gr.Accordion("Advanced speed settings", open=False):
@@ -35,7 +37,9 @@ def build_cache_controls(cards: Iterable[ModelCard]) -> tuple[gr.Radio, gr.Dropd
             info=f"Step cache for {names}." if names else "Step cache.",
         )
         threshold = gr.Number(
-            value=None, label="Threshold", minimum=0,
+            value=None,
+            label="Threshold",
+            minimum=0,
             info="Empty: from the Speed preset. Higher reuses more. TaylorSeer: refresh interval in steps.",
         )
     return speed, method, threshold

@@ -6,5 +6,11 @@ from core.caches.criterion import ReuseDecision
 from core.caches.session import CacheSession, apply_cache
 
 __all__ = [
-    "METHODS", "PRESETS", "CacheConfig", "CacheSession", "ReuseDecision", "apply_cache", "parse_cache_config",
+    "METHODS",
+    "PRESETS",
+    "CacheConfig",
+    "CacheSession",
+    "ReuseDecision",
+    "apply_cache",
+    "parse_cache_config",
 ]

@@ -165,8 +165,12 @@ def plan_reuse(
 
 
 def threshold_for_reuse(
-    transformer: torch.nn.Module, calibration: TeaCacheCalibration, timesteps: torch.Tensor, fraction: float,
-    *, upper: float = 10.0,
+    transformer: torch.nn.Module,
+    calibration: TeaCacheCalibration,
+    timesteps: torch.Tensor,
+    fraction: float,
+    *,
+    upper: float = 10.0,
 ) -> float:
     """The smallest threshold (to 1e-4, found by bisection) whose replayed plan reuses ``fraction`` of the
     steps; ``upper`` when even that does not (Wan2GP picks its thresholds for a target speed this way)."""
