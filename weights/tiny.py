@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from weights.tiny_skyreels import build_tiny_skyreels_df
+
 WORDS = (
     "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
     "car boat train plane city street forest beach sea ocean mountain river sky sun moon night day "
@@ -73,7 +75,7 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan}
+BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan, "tiny-skyreels-df": build_tiny_skyreels_df}
 
 
 def build(builder: str, folder: Path) -> Path:
