@@ -98,12 +98,14 @@ class _Policy:
         previous, chunk.previous = chunk.previous, modulated
         if previous is None:
             return True
+        if self.threshold <= 0:
+            return True
         distance = ((modulated - previous).abs().mean() / previous.abs().mean().clamp_min(1e-12)).item()
         if distance > 0:
             chunk.changes += 1
-        if self.threshold <= 0 or chunk.changes <= self.warmup or (last_step and distance > 0):
-            return True
-        chunk.accumulated += self.rescale(distance)
+            if chunk.changes <= self.warmup or last_step:
+                return True
+            chunk.accumulated += self.rescale(distance)
         return chunk.accumulated >= self.threshold
 
 

@@ -72,7 +72,9 @@ def generate_continuation(
         else contextlib.nullcontext()
     )
     job.report("encoding prompt")
-    with session:
+    devices = [pipe.device] if pipe.device.type == "cuda" else []
+    with session, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(request.seed)  # the pipeline's added conditioning noise draws from the global RNG
         output = pipe(
             video=[Image.fromarray(frame) for frame in context],
             prompt=request.prompt,
