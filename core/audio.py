@@ -32,7 +32,8 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
             audio_in = sound.streams.audio[0]
             rate = audio_in.codec_context.sample_rate or 48000
             audio_out = out.add_stream(AUDIO_CODEC, rate=rate)
-            audio_out.layout = audio_in.codec_context.layout.name if audio_in.codec_context.layout else "stereo"
+            layout = audio_in.codec_context.layout
+            audio_out.layout = layout.name if layout else "stereo"
             _copy_video(picture, video_in, out, video_out)
             _encode_audio(sound, audio_in, out, audio_out, duration)
         os.replace(temp, output)

@@ -48,7 +48,9 @@ class ChunkStats:
             "reuse_ratio": round(self.chunk_steps_reused / total, 4) if total else 0.0,
             "calls": self.calls,
             "calls_skipped": self.calls_skipped,
-            "token_fraction_computed": round(self.tokens_computed / self.tokens_total, 4) if self.tokens_total else 1.0,
+            "token_fraction_computed": (
+                round(self.tokens_computed / self.tokens_total, 4) if self.tokens_total else 1.0
+            ),
         }
 
 
@@ -135,7 +137,8 @@ class _RootHook(ModelHook):
         tokens_per_frame = (height // p_h) * (width // p_w)
         frames //= p_t
         layout = (frames, tokens_per_frame, chunk_frames)
-        timestep = timestep.reshape(timestep.shape[0], -1).expand(-1, frames) if timestep.dim() < 2 else timestep
+        if timestep.dim() < 2:
+            timestep = timestep.reshape(timestep.shape[0], -1).expand(-1, frames)
         restarted = layout != state.layout or bool((timestep > state.last_timesteps).any())
         if restarted:
             state.reset()
@@ -239,7 +242,9 @@ def _modulated_input(module: torch.nn.Module, timestep: torch.Tensor, fps: Any) 
 class ChunkCacheSession:
     """Context manager that installs the chunk cache on ``pipe.transformer`` and removes it on exit."""
 
-    def __init__(self, pipe: Any, threshold: float, warmup: int, coefficients: Sequence[float] | None) -> None:
+    def __init__(
+        self, pipe: Any, threshold: float, warmup: int, coefficients: Sequence[float] | None
+    ) -> None:
         self.pipe = pipe
         self.policy = _Policy(threshold, warmup, coefficients)
         self._stats = ChunkStats()

@@ -29,7 +29,8 @@ FIELD_HELP: dict[str, str] = {
     "negative_prompt": "What to avoid; empty uses the model's default.",
     "add_frames": "Frames to add (rounded up to a multiple of 4); 0 uses the seconds field.",
     "seconds": "Seconds to add when frames to add is 0.",
-    "overlap_history": "Frames of the clip's end the model sees (4k+1, e.g. 17 or 37); more keeps motion steadier.",
+    "overlap_history": "Frames of the clip's end the model sees (4k+1, e.g. 17 or 37); more keeps motion "
+    "steadier.",
     "ar_step": "0: all new frames denoise together (fast). 5: later chunks lag behind earlier ones (slower, "
     "often more consistent).",
     "causal_block_size": "Latent frames per causal chunk; 0 picks 1 when ar_step is 0, else 5.",
@@ -109,8 +110,11 @@ class ContinueRequest:
         wanted = self.add_frames or round((self.seconds or DEFAULT_SECONDS) * card.fps)
         wanted = as_int("frames to add", wanted, low=1, high=card.max_frames)
         step = TEMPORAL_FACTOR * blocks
-        set_(self, "add_frames", min(step * math.ceil(wanted / step), card.max_frames - card.max_frames % step))
-        noise = card.extra.get("addnoise_condition", 20) if self.addnoise_condition == -1.0 else self.addnoise_condition
+        most = card.max_frames - card.max_frames % step
+        set_(self, "add_frames", min(step * math.ceil(wanted / step), most))
+        noise = self.addnoise_condition
+        if noise == -1.0:
+            noise = card.extra.get("addnoise_condition", 20)
         set_(self, "addnoise_condition", as_float("added noise", noise, low=0.0, high=60.0))
         set_(self, "steps", as_int("steps", self.steps or card.defaults.steps, low=1, high=200))
         guidance = card.defaults.guidance if self.guidance == -1.0 else self.guidance
@@ -157,7 +161,7 @@ def _checked_cache(cache: Any) -> dict[str, Any] | None:
     if not cache:
         return None
     if not isinstance(cache, dict):
-        raise ConfigError(f"cache must be a mapping like {{'method': 'flowcache', 'threshold': 0.1}}, got {cache!r}")
+        raise ConfigError(f"cache must be a mapping like {{'method': 'flowcache', ...}}, got {cache!r}")
     unknown = sorted(set(cache) - {"method", "threshold", "warmup"})
     if unknown:
         raise ConfigError(f"cache: unknown field(s) {', '.join(unknown)}; known: method, threshold, warmup")
@@ -165,7 +169,8 @@ def _checked_cache(cache: Any) -> dict[str, Any] | None:
     if method in (None, "none", ""):
         return None
     if method not in CACHE_METHODS:
-        raise ConfigError(f"cache method must be one of {', '.join(CACHE_METHODS)} for continuation, got {method!r}")
+        choices = ", ".join(CACHE_METHODS)
+        raise ConfigError(f"cache method must be one of {choices} for continuation, got {method!r}")
     return {
         "method": method,
         "threshold": as_float("cache threshold", cache.get("threshold", 0.1), low=0.0, high=10.0),

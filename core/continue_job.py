@@ -67,7 +67,9 @@ def generate_continuation(
 
     cache = request.cache
     session = (
-        apply_chunk_cache(pipe, cache["threshold"], cache["warmup"], request.card.extra.get("flowcache_coefficients"))
+        apply_chunk_cache(
+            pipe, cache["threshold"], cache["warmup"], request.card.extra.get("flowcache_coefficients")
+        )
         if cache
         else contextlib.nullcontext()
     )
@@ -101,7 +103,7 @@ def generate_continuation(
 def write_continuation(
     path: Path, video: InputVideo, new_frames: np.ndarray, metadata: dict[str, Any], with_clip: bool
 ) -> Path:
-    """Write the clip (converted) then ``new_frames`` to ``path`` atomically, the clip's audio under the clip."""
+    """Write the converted clip, then ``new_frames``, to ``path`` atomically, with the clip's sound."""
     audio = with_clip and video.has_audio
     target = path.with_name(f".{path.stem}.picture{path.suffix}") if audio else path
     with VideoWriter(target, video.fps, metadata) as writer:

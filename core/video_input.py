@@ -21,6 +21,7 @@ from core.validation import ConfigError
 from weights.registry import ModelCard, Resolution
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts")
+TIME_TOLERANCE = 0.1  # of an output frame: absorbs timestamps rounded by the container (e.g. to 1 ms)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
         raise ConfigError(f"input video not found: {path}")
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ConfigError(
-            f"{path.name}: unsupported file type {path.suffix or '(none)'}; use one of {', '.join(VIDEO_SUFFIXES)}"
+            f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
+            f"use one of {', '.join(VIDEO_SUFFIXES)}"
         )
     times = [time for time, _ in _decode(path, None)]
     width, height, fps, has_audio = _stream_info(path)
@@ -90,7 +92,7 @@ def iter_resampled(video: InputVideo) -> Iterator[np.ndarray]:
     previous: np.ndarray | None = None
     for time, frame in _decode(video.path, scaled):
         if previous is not None:
-            while emitted < video.frames and emitted / video.fps < time - 1e-6:
+            while emitted < video.frames and emitted / video.fps < time - TIME_TOLERANCE / video.fps:
                 yield previous
                 emitted += 1
         previous = _center_crop(frame, video.width, video.height)
@@ -149,7 +151,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, n
 def _resampled_count(times: list[float], source_fps: float, fps: int) -> int:
     """How many frames at ``fps`` cover the source: its last frame is shown for one source frame period."""
     period = 1.0 / source_fps if source_fps > 0 else 1.0 / fps
-    return max(1, math.floor((times[-1] + period) * fps + 1e-6))
+    return max(1, math.floor((times[-1] + period) * fps + TIME_TOLERANCE))
 
 
 def _scaled_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:

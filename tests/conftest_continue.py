@@ -23,7 +23,8 @@ def make_clip(path: Path, *, frames: int, fps: int, width: int, height: int, aud
     with av.open(str(path), mode="w") as container:
         stream = None
         if video:
-            stream = container.add_stream("libx264" if path.suffix != ".webm" else "libvpx", rate=Fraction(fps))
+            codec = "libvpx" if path.suffix == ".webm" else "libx264"
+            stream = container.add_stream(codec, rate=Fraction(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         sound = container.add_stream("aac", rate=44100) if audio_seconds else None
         if sound is not None:
@@ -46,6 +47,12 @@ def make_clip(path: Path, *, frames: int, fps: int, width: int, height: int, aud
         if stream is not None:
             container.mux(stream.encode(None))
     return path
+
+
+@pytest.fixture(scope="session")
+def clip_maker():
+    """:func:`make_clip`, for test modules."""
+    return make_clip
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Video continuation end to end on the tiny SkyReels-V2 DF model: frames, size, fps, audio, record, cancel."""
+"""Continuation end to end on the tiny SkyReels-V2 DF model: frames, size, fps, audio, record, cancel."""
 
 from __future__ import annotations
 
@@ -76,8 +76,9 @@ def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
     continue_settings: Settings, clip_with_audio: Path
 ) -> None:
     runner = Runner(continue_settings, torch.device("cpu"))
-    request = ContinueRequest(model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a dog", seconds=0.4,
-                              overlap_history=5, base_num_frames=13, steps=1, seed=4, continuation_only=True)
+    request = ContinueRequest(model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a dog",
+                              seconds=0.4, overlap_history=5, base_num_frames=13, steps=1, seed=4,
+                              continuation_only=True)
     assert request.add_frames == 12  # 0.4 s at 24 fps is 9.6 frames, rounded up to whole latent frames
     job = RecordingJob(request)
     record = run_continue(runner, job, request)

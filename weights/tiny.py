@@ -75,7 +75,9 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan, "tiny-skyreels-df": build_tiny_skyreels_df}
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tiny-wan": build_tiny_wan, "tiny-skyreels-df": build_tiny_skyreels_df
+}
 
 
 def build(builder: str, folder: Path) -> Path:

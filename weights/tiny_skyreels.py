@@ -1,4 +1,4 @@
-"""A tiny random-weight SkyReels-V2 Diffusion Forcing pipeline in the real Hub layout, for tests and ``--dev``.
+"""A tiny random-weight SkyReels-V2 Diffusion Forcing pipeline in the Hub layout, for tests and ``--dev``.
 
 Same classes as ``Skywork/SkyReels-V2-DF-*-Diffusers`` (UMT5 encoder, Wan VAE, SkyReelsV2Transformer3DModel
 with fps injection, UniPC flow scheduler) with tiny sizes, so the video-to-video pipeline runs on a CPU.
