@@ -30,13 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.continuation import ContinueRequest  # noqa: E402
-from core.continue_job import generate_continuation  # noqa: E402
-from core.hardware import compute_dtype  # noqa: E402
-from core.jobs import Job  # noqa: E402
-from core.video_input import last_frames, open_input  # noqa: E402
-from core.video_io import write_video  # noqa: E402
-from weights.tiny import build_tokenizer  # noqa: E402
+from core.continuation import ContinueRequest
+from core.continue_job import generate_continuation
+from core.hardware import compute_dtype
+from core.jobs import Job
+from core.video_input import last_frames, open_input
+from core.video_io import write_video
+from weights.tiny import build_tokenizer
 
 MODEL = "skyreels-v2-df-1.3b-540p"
 TRANSFORMER_1_3B = dict(
@@ -117,7 +117,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--input-frames", type=int, default=97)
@@ -155,12 +157,14 @@ def main() -> None:
 
         torch.manual_seed(base.seed)
         return pipe(
-            video=[Image.fromarray(f) for f in context], prompt=base.prompt, negative_prompt=base.negative_prompt,
+            video=[Image.fromarray(f) for f in context], prompt=base.prompt,
+            negative_prompt=base.negative_prompt,
             height=video.height, width=video.width, num_frames=base.overlap_history + base.add_frames,
             num_inference_steps=base.steps, guidance_scale=base.guidance,
             generator=torch.Generator("cpu").manual_seed(base.seed), output_type="np",
             overlap_history=base.overlap_history, addnoise_condition=base.addnoise_condition,
-            base_num_frames=base.base_num_frames, ar_step=base.ar_step, causal_block_size=base.causal_block_size,
+            base_num_frames=base.base_num_frames, ar_step=base.ar_step,
+            causal_block_size=base.causal_block_size,
             fps=24,
         )
 
@@ -170,17 +174,19 @@ def main() -> None:
     ours_s, (reference, _) = timed(lambda: ours(base))
     rows.append(("app, no cache", ours_s, None, math.inf))
     for threshold in args.thresholds:
-        seconds, (frames, stats) = timed(lambda t=threshold: ours(request({"threshold": t, "warmup": args.warmup})))
+        cache = {"threshold": threshold, "warmup": args.warmup}
+        seconds, (frames, stats) = timed(lambda c=cache: ours(request(c)))
         rows.append((f"app, flowcache {threshold:g}", seconds, stats, psnr(frames, reference)))
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    print(f"{'run':<24}{'seconds':>10}{'x plain':>10}{'speedup':>10}{'computed':>10}{'reused':>9}{'PSNR dB':>10}")
+    header = ("seconds", "x plain", "speedup", "computed", "reused", "PSNR dB")
+    print(f"{'run':<24}" + "".join(f"{h:>10}" for h in header))
     for name, seconds, stats, quality in rows:
         computed = stats["chunk_steps_computed"] if stats else "-"
         reused = stats["chunk_steps_reused"] if stats else "-"
         quality_text = "-" if quality is None else ("inf" if math.isinf(quality) else f"{quality:.1f}")
         print(f"{name:<24}{seconds:>10.2f}{seconds / plain_s:>10.3f}{plain_s / seconds:>10.2f}"
-              f"{computed!s:>10}{reused!s:>9}{quality_text:>10}")
+              f"{computed!s:>10}{reused!s:>10}{quality_text:>10}")
 
 
 if __name__ == "__main__":
