@@ -56,7 +56,6 @@ class ChunkStats:
 
 @dataclass
 class _Chunk:
-    previous: torch.Tensor | None = None
     accumulated: float = 0.0
     changes: int = 0
 
@@ -68,13 +67,14 @@ class _BranchState(BaseState):
     chunks: list[_Chunk] = field(default_factory=list)
     layout: tuple[int, ...] | None = None
     last_timesteps: torch.Tensor | None = None
+    last_modulated: torch.Tensor | None = None
     residual: torch.Tensor | None = None
     block_input: torch.Tensor | None = None
     span_tokens: int = 0
     total_tokens: int = 0
 
     def reset(self) -> None:
-        self.chunks, self.layout, self.last_timesteps = [], None, None
+        self.chunks, self.layout, self.last_timesteps, self.last_modulated = [], None, None, None
         self.residual = self.block_input = None
         self.span_tokens = self.total_tokens = 0
 
@@ -95,14 +95,10 @@ class _Policy:
             value = value * distance + coefficient
         return value
 
-    def decide(self, chunk: _Chunk, modulated: torch.Tensor, last_step: bool) -> bool:
-        """True to compute the chunk now; updates its tracker."""
-        previous, chunk.previous = chunk.previous, modulated
-        if previous is None:
+    def decide(self, chunk: _Chunk, distance: float | None, last_step: bool) -> bool:
+        """True to compute the chunk now (``distance`` None: nothing to compare with); updates its tracker."""
+        if distance is None or self.threshold <= 0:
             return True
-        if self.threshold <= 0:
-            return True
-        distance = ((modulated - previous).abs().mean() / previous.abs().mean().clamp_min(1e-12)).item()
         if distance > 0:
             chunk.changes += 1
             if chunk.changes <= self.warmup or last_step:
@@ -145,13 +141,20 @@ class _RootHook(ModelHook):
             state.layout = layout
             state.chunks = [_Chunk() for _ in range(frames // chunk_frames)]
         state.last_timesteps = timestep.detach().clone()
-        modulated = _modulated_input(module, timestep, kwargs.get("fps"))
+        count = len(state.chunks)
+        modulated = _modulated_input(module, timestep, kwargs.get("fps")).unflatten(1, (count, chunk_frames))
+        distances: list[float | None] = [None] * count
+        if state.last_modulated is not None:
+            change = (modulated - state.last_modulated).abs().mean(dim=(0, 2, 3))
+            scale = state.last_modulated.abs().mean(dim=(0, 2, 3)).clamp_min(1e-12)
+            distances = (change / scale).tolist()
+        state.last_modulated = modulated
         final = int(self.pipe.scheduler.timesteps[-1]) if self.pipe.scheduler.timesteps is not None else -1
-        plan = []
-        for index, chunk in enumerate(state.chunks):
-            frames_of_chunk = slice(index * chunk_frames, (index + 1) * chunk_frames)
-            last_step = int(timestep[:, frames_of_chunk].max()) == final
-            plan.append(self.policy.decide(chunk, modulated[:, frames_of_chunk], last_step))
+        chunk_timesteps = timestep.unflatten(1, (count, chunk_frames)).amax(dim=(0, 2)).tolist()
+        plan = [
+            self.policy.decide(chunk, distance, int(t) == final)
+            for chunk, distance, t in zip(state.chunks, distances, chunk_timesteps, strict=True)
+        ]
         if not any(plan):
             span = 0
         elif chunk_frames > 1:
@@ -227,14 +230,16 @@ def _slice_block_args(bound: dict[str, Any], span: int) -> dict[str, Any]:
 
 
 def _modulated_input(module: torch.nn.Module, timestep: torch.Tensor, fps: Any) -> torch.Tensor:
-    """The per-frame time projection (batch, frames, 6 * dim) the blocks are modulated with."""
+    """The per-frame time projection (batch, frames, 6 * dim) the blocks are modulated with.
+
+    Computed where the embedder's weights are, which may not be the device yet under CPU offloading."""
     embedder = module.condition_embedder
-    projected = embedder.timesteps_proj(timestep)
     weight = next(embedder.time_embedder.parameters())
+    projected = embedder.timesteps_proj(timestep.to(weight.device))
     temb = embedder.time_embedder(projected.to(weight.dtype))
     modulated = embedder.time_proj(embedder.act_fn(temb)).float()
     if module.config.inject_sample_info and fps is not None:
-        fps_ids = torch.as_tensor(fps, dtype=torch.long, device=timestep.device)
+        fps_ids = torch.as_tensor(fps, dtype=torch.long, device=weight.device)
         modulated = modulated + module.fps_projection(module.fps_embedding(fps_ids)).float()[:, None]
     return modulated
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from core.t2v import set_flow_shift
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
 from core.video_io import METADATA_KEY, VideoWriter
 from weights.store import ensure_model
+
+if TYPE_CHECKING:
+    from core.runner import Runner
 
 
 def denoising_calls(pipe: Any, request: ContinueRequest) -> int:
@@ -119,8 +122,8 @@ def write_continuation(
     return path
 
 
-def run_continue(runner: Any, job: Job, request: ContinueRequest) -> dict[str, Any]:
-    """Run ``request`` on ``runner`` (a :class:`core.runner.Runner`) and return its record."""
+def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str, Any]:
+    """Run ``request`` with ``runner``'s settings, device and pipeline cache; returns the job's record."""
     request = request.with_seed()
     job.request = request
     card = request.card
