@@ -28,7 +28,8 @@ class Hardware:
     def summary(self) -> str:
         """One line per device, for the UI and the log."""
         lines = [
-            f"GPU {g.index}: {g.name}, {g.free_gb:.1f} of {g.total_gb:.1f} GB free, sm_{g.capability[0]}{g.capability[1]}"
+            f"GPU {g.index}: {g.name}, {g.free_gb:.1f} of {g.total_gb:.1f} GB free, "
+            f"sm_{g.capability[0]}{g.capability[1]}"
             for g in self.gpus
         ] or ["No CUDA GPU found: running on the CPU (slow; fine for the tiny test models)."]
         lines.append(f"RAM: {self.ram_available_gb:.1f} of {self.ram_total_gb:.1f} GB available")
@@ -61,6 +62,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
+            torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(self.device)
         return self
 

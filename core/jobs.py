@@ -36,6 +36,7 @@ class Progress:
     step: int = 0
     total: int = 0
     stage_started: float = field(default_factory=time.monotonic)
+    detail: str = ""
 
     def eta_seconds(self) -> float | None:
         """Seconds left in this stage from the mean time per finished step; None before the first step."""
@@ -45,7 +46,9 @@ class Progress:
         return per_step * (self.total - self.step)
 
     def describe(self) -> str:
-        """e.g. ``denoising 3/30 · ETA 0:42``."""
+        """e.g. ``denoising 3/30 · ETA 0:42``; a stage that gives its own ``detail`` text shows that."""
+        if self.detail:
+            return self.detail
         if self.total <= 0:
             return self.stage
         text = f"{self.stage} {self.step}/{self.total}"
@@ -95,12 +98,12 @@ class Job:
         if self._cancel.is_set():
             raise JobCancelledError(self.id)
 
-    def report(self, stage: str, step: int = 0, total: int = 0) -> None:
+    def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
         """Record progress; a new stage restarts the ETA clock."""
         if stage != self.progress.stage or total != self.progress.total:
-            self.progress = Progress(stage=stage, step=step, total=total)
+            self.progress = Progress(stage=stage, step=step, total=total, detail=detail)
         else:
-            self.progress.step = step
+            self.progress.step, self.progress.detail = step, detail
         self._notify()
 
     def start(self) -> bool:
@@ -112,7 +115,9 @@ class Job:
         self.report("starting")
         return True
 
-    def finish(self, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
         self.status, self.result, self.error = status, result, error
         self.finished_at = time.time()
         self._notify()
@@ -196,4 +201,6 @@ class JobQueue:
                 traceback.print_exc()
                 job.finish(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
             else:
-                job.finish(JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result)
+                job.finish(
+                    JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result
+                )

@@ -13,22 +13,27 @@ import diffusers
 import torch
 
 from core.hardware import compute_dtype
+from core.memory.apply import apply_memory_level
 from weights.registry import ModelCard
 
-Loader = Callable[[ModelCard, Path, torch.device], Any]
+Loader = Callable[[ModelCard, Path, torch.device, int], Any]
 
 
-def load_diffusers_pipeline(card: ModelCard, folder: Path, device: torch.device) -> Any:
-    """``card.pipeline`` from ``folder`` in the device's compute dtype, VAE kept in float32 as Wan needs."""
+def load_diffusers_pipeline(card: ModelCard, folder: Path, device: torch.device, level: int = 0) -> Any:
+    """``card.pipeline`` from ``folder`` in the device's compute dtype (VAE in float32, as Wan needs),
+    placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``)."""
     pipeline_class = getattr(diffusers, card.pipeline)
-    pipe = pipeline_class.from_pretrained(folder, dtype={"default": compute_dtype(device), "vae": torch.float32})
+    dtypes = {"default": compute_dtype(device), "vae": torch.float32}
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtypes)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    apply_memory_level(pipe, level, device)
+    return pipe
 
 
 @dataclass
 class _Loaded:
     card_id: str
+    level: int
     pipe: Any
 
 
@@ -45,14 +50,25 @@ class PipelineCache:
     def loaded_id(self) -> str | None:
         return self._loaded.card_id if self._loaded else None
 
-    def get(self, card: ModelCard, folder: Path) -> Any:
-        """The pipeline for ``card``, loading it from ``folder`` if another (or none) is loaded."""
+    @property
+    def loaded_level(self) -> int | None:
+        return self._loaded.level if self._loaded else None
+
+    def get(self, card: ModelCard, folder: Path, level: int = 0) -> Any:
+        """The pipeline for ``card`` at memory ``level``, loading it from ``folder`` if another model,
+        another level or none is loaded (offload and casting hooks cannot be undone, so a new level reloads).
+        """
         with self._lock:
-            if self._loaded and self._loaded.card_id == card.id:
+            if self._loaded and (self._loaded.card_id, self._loaded.level) == (card.id, level):
                 return self._loaded.pipe
             self._release()
-            self._loaded = _Loaded(card.id, self.loader(card, folder, self.device))
-            return self._loaded.pipe
+            try:
+                pipe = self.loader(card, folder, self.device, level)
+            except BaseException:
+                free_memory(self.device)
+                raise
+            self._loaded = _Loaded(card.id, level, pipe)
+            return pipe
 
     def unload(self) -> None:
         with self._lock:

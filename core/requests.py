@@ -6,6 +6,8 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from core.caches import CacheConfig, parse_cache_config
+from core.memory.levels import parse_override
 from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
 from weights.registry import ModelCard, get_card
 
@@ -20,19 +22,24 @@ def snap_frames(frames: int, card: ModelCard) -> int:
 
 @dataclass(frozen=True)
 class T2VRequest:
-    """A text-to-video job. Validated on creation; ``seed=-1`` asks for a random seed."""
+    """A text-to-video job, validated on creation.
+
+    None takes the model card's default; ``seed=-1`` asks for a random seed.
+    """
 
     model: str
     prompt: str
     negative_prompt: str | None = None
-    width: int = 0
-    height: int = 0
-    frames: int = 0
-    steps: int = 0
-    guidance: float = -1.0
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
     guidance_2: float | None = None
     flow_shift: float | None = None
     seed: int = -1
+    memory_level: str = "auto"
+    cache: dict[str, Any] | None = None
 
     task = "t2v"
 
@@ -45,19 +52,34 @@ class T2VRequest:
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
         preset = card.resolution(card.defaults.resolution)
-        width = as_int("width", self.width or preset.width, low=card.size_multiple, high=4096)
-        height = as_int("height", self.height or preset.height, low=card.size_multiple, high=4096)
+        width = as_int(
+            "width", preset.width if self.width is None else self.width, low=card.size_multiple, high=4096
+        )
+        height = as_int(
+            "height", preset.height if self.height is None else self.height, low=card.size_multiple, high=4096
+        )
         for name, value in (("width", width), ("height", height)):
             if value % card.size_multiple:
-                raise ConfigError(f"{name} {value} is not divisible by {card.size_multiple} (needed by {card.name})")
+                raise ConfigError(
+                    f"{name} {value} is not divisible by {card.size_multiple} (needed by {card.name})"
+                )
         set_(self, "width", width)
         set_(self, "height", height)
-        frames = as_int("frames", self.frames or card.defaults.frames, low=1, high=card.max_frames)
+        frames = as_int(
+            "frames",
+            card.defaults.frames if self.frames is None else self.frames,
+            low=1,
+            high=card.max_frames,
+        )
         if (frames - 1) % 4:
             raise ConfigError(f"frames must be 4k+1 (e.g. {snap_frames(frames, card)}), got {frames}")
         set_(self, "frames", frames)
-        set_(self, "steps", as_int("steps", self.steps or card.defaults.steps, low=1, high=200))
-        guidance = card.defaults.guidance if self.guidance == -1.0 else self.guidance
+        set_(
+            self,
+            "steps",
+            as_int("steps", card.defaults.steps if self.steps is None else self.steps, low=1, high=200),
+        )
+        guidance = card.defaults.guidance if self.guidance is None else self.guidance
         set_(self, "guidance", as_float("guidance", guidance, low=0.0, high=30.0))
         guidance_2 = self.guidance_2 if self.guidance_2 is not None else card.defaults.guidance_2
         if guidance_2 is not None:
@@ -65,6 +87,14 @@ class T2VRequest:
         if self.flow_shift is not None:
             set_(self, "flow_shift", as_float("flow shift", self.flow_shift, low=0.0, high=100.0))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        level = parse_override(self.memory_level)
+        set_(self, "memory_level", "auto" if level is None else str(level))
+        parse_cache_config(self.cache, card)
+
+    @property
+    def cache_config(self) -> CacheConfig:
+        """The step cache for this run, its preset resolved to a threshold for this model."""
+        return parse_cache_config(self.cache, self.card)
 
     @property
     def card(self) -> ModelCard:

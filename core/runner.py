@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from core.hardware import PeakMemory, compute_dtype
+from core.caches import apply_cache
+from core.hardware import PeakMemory, compute_dtype, detect_hardware
 from core.jobs import Job
+from core.memory.oom import run_with_oom_retry
+from core.memory.planner import MemoryPlan, plan_memory
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import PipelineCache, free_memory
 from core.requests import T2VRequest
 from core.settings import Settings
 from core.t2v import generate_t2v
 from core.video_io import METADATA_KEY, write_video
+from weights.registry import ModelCard
 from weights.store import ensure_model
 
 
@@ -33,19 +39,61 @@ class Runner:
             return self._run_t2v(job, request.with_seed())
         raise TypeError(f"no handler for {type(request).__name__}")
 
+    def plan(self, card: ModelCard, width: int, height: int, frames: int, level: str = "auto") -> MemoryPlan:
+        """The memory level this runner's device would use for a video, from its free memory now."""
+        gpu = self.device.index if self.device.type == "cuda" else None
+        hardware = detect_hardware(() if gpu is None else (gpu,))
+        return plan_memory(card, width, height, frames, hardware, gpu, override=level)
+
+    def _generate_cached(
+        self,
+        card: ModelCard,
+        folder: Path,
+        level: int,
+        request: T2VRequest,
+        job: Job,
+        stats: dict[str, Any],
+    ) -> np.ndarray:
+        """Generate with the request's step cache installed for this run only; its stats go to ``stats``."""
+        pipe = self.pipelines.get(card, folder, level)
+        with apply_cache(pipe, card, request.cache_config) as session:
+            frames = generate_t2v(pipe, request, job)
+        stats.clear()
+        stats.update(session.stats())
+        return frames
+
     def _run_t2v(self, job: Job, request: T2VRequest) -> dict[str, Any]:
         card = request.card
         job.request = request
         started = time.perf_counter()
         with PeakMemory(self.device) as peak:
             job.report("preparing weights")
-            folder = ensure_model(card, self.settings)
+            folder = ensure_model(
+                card,
+                self.settings,
+                on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+                should_cancel=lambda: job.cancel_requested,
+            )
             job.check_cancelled()
-            job.report("loading model")
-            pipe = self.pipelines.get(card, folder)
+            plan = self.plan(card, request.width, request.height, request.frames, request.memory_level)
+            level = [plan.level]
+
+            def load(new_level: int) -> Any:
+                level[0] = new_level
+                job.report(f"loading model (memory level {new_level})")
+                return self.pipelines.get(card, folder, new_level)
+
+            load(plan.level)
+            cache_stats: dict[str, Any] = {}
             job.check_cancelled()
             try:
-                frames = generate_t2v(pipe, request, job)
+                frames = run_with_oom_retry(
+                    lambda: self._generate_cached(card, folder, level[0], request, job, cache_stats),
+                    plan,
+                    load,
+                    lambda message: job.report(message),
+                    release=self.pipelines.unload,
+                )
             finally:
                 free_memory(self.device)
         record = base_record("t2v", job.id) | {
@@ -59,6 +107,9 @@ class Runner:
             "fps": card.fps,
             "flow_shift": request.resolved_flow_shift(),
             "device": str(self.device),
+            "memory_level": level[0],
+            "memory_plan": plan.reason,
+            "cache": cache_stats,
             "dtype": str(compute_dtype(self.device)).removeprefix("torch."),
             "time_s": round(time.perf_counter() - started, 3),
             "peak_memory_gb": round(peak.peak_gb, 3),

@@ -25,7 +25,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], *, where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}"
+        )
     required = [
         f.name
         for f in dataclasses.fields(cls)
@@ -80,8 +82,10 @@ def as_text(name: str, value: Any, *, required: bool = False, max_length: int = 
 
 
 def _check_range(name: str, number: float, low: float | None, high: float | None) -> None:
-    if low is not None and number < low or high is not None and number > high:
-        bounds = f"between {low} and {high}" if low is not None and high is not None else (
-            f"at least {low}" if low is not None else f"at most {high}"
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else (f"at least {low}" if low is not None else f"at most {high}")
         )
         raise ConfigError(f"{name} must be {bounds}, got {number}")

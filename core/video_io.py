@@ -43,7 +43,9 @@ class VideoWriter:
 
     def _open(self, width: int, height: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        container = av.open(str(self.temp_path), mode="w", format="mp4", options={"movflags": "use_metadata_tags"})
+        container = av.open(
+            str(self.temp_path), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
+        )
         for key, value in self.metadata.items():
             container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
@@ -100,7 +102,9 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:

@@ -13,6 +13,7 @@ from core.validation import ConfigError, as_choice, as_float, as_int, as_text, f
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
 TASKS = ("t2v", "continue", "upscale")
+HUBS = ("huggingface", "modelscope")
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,19 @@ class ModelCard:
     min_vram_gb: float = 0.0
     dev: bool = False
     builder: str | None = None
+    prefer: str = "huggingface"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
+        as_choice(f"model {self.id}: prefer", self.prefer, HUBS)
         if not (self.huggingface or self.modelscope or self.builder):
             raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
         names = [r.name for r in self.resolutions]
         if self.defaults.resolution not in names:
-            raise ConfigError(f"model {self.id}: default resolution {self.defaults.resolution!r} not in {names}")
+            raise ConfigError(
+                f"model {self.id}: default resolution {self.defaults.resolution!r} not in {names}"
+            )
         for res in self.resolutions:
             if res.width % self.size_multiple or res.height % self.size_multiple:
                 raise ConfigError(f"model {self.id}: {res.label} is not a multiple of {self.size_multiple}")
@@ -80,7 +85,9 @@ class ModelCard:
         for res in self.resolutions:
             if res.name == name:
                 return res
-        raise ConfigError(f"{self.name} has no resolution {name!r}; choose one of {[r.name for r in self.resolutions]}")
+        raise ConfigError(
+            f"{self.name} has no resolution {name!r}; choose one of {[r.name for r in self.resolutions]}"
+        )
 
 
 def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:

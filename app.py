@@ -1,0 +1,98 @@
+"""Video Studio: ``python app.py --help`` lists the flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from core.settings import Settings
+
+log = logging.getLogger("video-studio")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Local video studio: text to video, continuation, upscaling."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the LAN)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    parser.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="USER:PASS",
+        help="require this login for the UI and the API (repeat for more users)",
+    )
+    parser.add_argument("--outputs", type=Path, default=Settings.outputs_dir, help="folder for videos")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Settings.models_dir,
+        help="folder for model weights (the standard Hugging Face cache is searched too)",
+    )
+    parser.add_argument("--offline", action="store_true", help="never download; use only local weights")
+    parser.add_argument("--gpus", default=None, help="GPU indices to use, e.g. 0,1 (default: all visible)")
+    parser.add_argument("--dev", action="store_true", help="show the tiny test models")
+    return parser.parse_args(argv)
+
+
+def parse_auth(pairs: list[str]) -> list[tuple[str, str]]:
+    """USER:PASS strings as (user, password) pairs."""
+    logins = []
+    for pair in pairs:
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"--auth needs USER:PASS, got {pair!r}")
+        logins.append((user, password))
+    return logins
+
+
+def parse_gpus(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--gpus needs indices such as 0,1; got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = Settings(
+        outputs_dir=args.outputs.resolve(),
+        models_dir=args.models_dir.resolve(),
+        offline=args.offline,
+        dev=args.dev,
+        gpus=parse_gpus(args.gpus),
+    )
+    auth = parse_auth(args.auth)
+    from core.memory.levels import configure_allocator
+
+    configure_allocator()
+    from core.studio import Studio
+    from ui.app import build_app
+
+    studio = Studio(settings)
+    log.info(studio.hardware.summary())
+    unprotected_share = args.share and not auth
+    if unprotected_share:
+        log.warning("WARNING: --share without --auth: anyone with the link can use this GPU.")
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    demo = build_app(studio, share_warning=unprotected_share)
+    try:
+        demo.queue(default_concurrency_limit=16).launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            auth=auth or None,
+            allowed_paths=[str(settings.outputs_dir)],
+        )
+    finally:
+        studio.shutdown()
+
+
+if __name__ == "__main__":
+    main()

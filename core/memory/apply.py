@@ -1,0 +1,89 @@
+"""Place a freshly loaded (CPU) pipeline on a device at one low-memory level.
+
+Replaces a plain ``pipe.to(device)``. Uses diffusers' own tools: VAE ``enable_tiling``/``enable_slicing``,
+``enable_layerwise_casting`` and ``enable_group_offload``; only token chunking is ours (``chunking.py``).
+On the CPU every level still applies (group offload runs with the CPU as its onload device and no
+streams), so tests can check that each level makes the same video as level 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from core.memory.chunking import DEFAULT_CHUNK_TOKENS, apply_token_chunking
+from core.memory.levels import (
+    CHUNKING,
+    FP8_STORAGE,
+    GROUP_OFFLOAD,
+    TEXT_ENCODER_ON_CPU,
+    VAE_TILING,
+    check_level,
+)
+
+log = logging.getLogger(__name__)
+
+CPU = torch.device("cpu")
+FP8_STORAGE_DTYPE = torch.float8_e4m3fn
+
+
+def transformers_of(pipe: Any) -> list[torch.nn.Module]:
+    """The pipeline's DiTs: ``transformer`` and, for Wan2.2 A14B, ``transformer_2``."""
+    found = [getattr(pipe, name, None) for name in ("transformer", "transformer_2")]
+    return [model for model in found if model is not None]
+
+
+def apply_memory_level(
+    pipe: Any, level: int, device: torch.device, *, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+) -> None:
+    """Put ``pipe`` (all of it still on the CPU) on ``device`` using memory level ``level``.
+
+    Call once per loaded pipeline: diffusers' casting and offload hooks cannot be taken off again,
+    so a different level means loading the pipeline anew.
+    """
+    level = check_level(level)
+    device = torch.device(device)
+    for transformer in transformers_of(pipe):
+        place_transformer(transformer, level, device, chunk_tokens)
+    vae = getattr(pipe, "vae", None)
+    if vae is not None:
+        if level >= VAE_TILING:
+            vae.enable_tiling()
+            vae.enable_slicing()
+        vae.to(device)
+    text_encoder = getattr(pipe, "text_encoder", None)
+    if text_encoder is not None:
+        text_encoder.to(CPU if level >= TEXT_ENCODER_ON_CPU else device)
+    placed = {id(m) for m in (*transformers_of(pipe), vae, text_encoder)}
+    for component in getattr(pipe, "components", {}).values():
+        if isinstance(component, torch.nn.Module) and id(component) not in placed:
+            component.to(device)
+    log.info("pipeline placed on %s at memory level %d", device, level)
+
+
+def place_transformer(
+    model: torch.nn.Module, level: int, device: torch.device, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+) -> None:
+    """The DiT part of :func:`apply_memory_level` (levels 0-3 leave the DiT whole on ``device``).
+
+    fp8 storage computes in the dtype the model was loaded in (bfloat16 on GPUs, float32 on the CPU).
+    """
+    if level >= FP8_STORAGE:
+        model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=model.dtype)
+    if level >= CHUNKING:
+        apply_token_chunking(model, chunk_tokens)
+    if level < GROUP_OFFLOAD:
+        model.to(device)
+        return
+    streams = device.type == "cuda"
+    if not streams:
+        log.info("group offload on %s: onload and offload device are the same, so it moves nothing", device)
+    model.enable_group_offload(
+        onload_device=device,
+        offload_device=CPU,
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        use_stream=streams,
+    )

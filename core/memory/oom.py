@@ -1,0 +1,81 @@
+"""Recover from running out of GPU memory: free it, step up one memory level, try once more."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+from core.memory.levels import LEVELS, MAX_LEVEL
+from core.memory.planner import MemoryPlan
+
+T = TypeVar("T")
+
+
+def free_gpu_memory() -> None:
+    """Drop unreachable tensors and hand cached blocks back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _attempt(fn: Callable[[], T]) -> tuple[bool, T | None, str]:
+    """Run ``fn``; on OOM return its message with the traceback (and the tensors it pins) already gone."""
+    try:
+        return True, fn(), ""
+    except torch.OutOfMemoryError as error:
+        message = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
+    free_gpu_memory()
+    return False, None, message
+
+
+def run_with_oom_retry(
+    fn: Callable[[], T],
+    plan: MemoryPlan,
+    reapply: Callable[[int], None],
+    notify: Callable[[str], None],
+    *,
+    release: Callable[[], None] | None = None,
+) -> T:
+    """``fn()``; after an out-of-memory error, ``reapply(plan.level + 1)`` and run ``fn()`` once more.
+
+    ``reapply`` must put the pipeline ``fn`` uses at the new level (in the app: reload it through
+    ``PipelineCache.get(card, folder, level)``). ``notify`` tells the user what happened. When the retry
+    fails too, or there is no higher level, ``release`` (e.g. ``PipelineCache.unload``) frees the
+    pipeline so the GPU is not left holding it, and ``torch.OutOfMemoryError`` is raised.
+    """
+    ok, result, message = _attempt(fn)
+    if ok:
+        return result
+    if plan.level >= MAX_LEVEL:
+        _give_up(release)
+        raise torch.OutOfMemoryError(
+            f"Out of GPU memory at the lowest-memory level {MAX_LEVEL} ({message}). "
+            "Try fewer frames, a smaller size or a smaller model."
+        )
+    level = plan.level + 1
+    notify(
+        f"Out of GPU memory at level {plan.level} ({LEVELS[plan.level].label}); "
+        f"retrying once at level {level} ({LEVELS[level].label})."
+    )
+    try:
+        reapply(level)
+    except torch.OutOfMemoryError:
+        _give_up(release)
+        raise
+    ok, result, message = _attempt(fn)
+    if ok:
+        return result
+    _give_up(release)
+    raise torch.OutOfMemoryError(
+        f"Out of GPU memory again at level {level} ({message}). Choose a higher level, fewer frames or a "
+        "smaller size."
+    )
+
+
+def _give_up(release: Callable[[], None] | None) -> None:
+    if release is not None:
+        release()
+    free_gpu_memory()

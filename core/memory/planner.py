@@ -1,0 +1,158 @@
+"""Pick the low-memory level for a run from the detected free VRAM and RAM, and say why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from core.hardware import GpuInfo, Hardware
+from core.memory.estimate import Calibration, MemoryEstimate, estimate_memory, load_calibration
+from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
+from core.validation import ConfigError, as_int
+from weights.registry import ModelCard
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The level a run will use, its estimated peaks (GB = GiB, as ``Hardware`` reports) and why."""
+
+    level: int
+    device: str
+    vram_gb: float
+    ram_gb: float
+    free_vram_gb: float | None
+    ram_available_gb: float
+    fits: bool
+    reason: str
+    chosen_by: str
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def label(self) -> str:
+        return f"level {self.level} ({LEVELS[self.level].label})"
+
+
+def own_reserved_gb(index: int) -> float:
+    """GPU memory this process's allocator already holds: free for the next run, as the pipeline cache
+    drops the old pipeline before loading another (and a kept pipeline is part of the estimate)."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0.0
+    return torch.cuda.memory_reserved(index) / 2**30
+
+
+def _gpu(hardware: Hardware, gpu_index: int | None) -> GpuInfo | None:
+    if not hardware.gpus:
+        if gpu_index is not None:
+            raise ConfigError(f"GPU {gpu_index} was asked for, but no CUDA GPU was found")
+        return None
+    if gpu_index is None:
+        return hardware.gpus[0]
+    for gpu in hardware.gpus:
+        if gpu.index == gpu_index:
+            return gpu
+    raise ConfigError(f"no GPU {gpu_index}; found GPU(s) {', '.join(str(g.index) for g in hardware.gpus)}")
+
+
+def _ram_note(est: MemoryEstimate, hardware: Hardware) -> str:
+    if est.ram_gib <= hardware.ram_available_gb:
+        return ""
+    return (
+        f" Needs about {est.ram_gib:.1f} GB of RAM while loading, {hardware.ram_available_gb:.1f} GB"
+        " available: loading may swap or fail."
+    )
+
+
+def _cpu_plan(estimate: MemoryEstimate, hardware: Hardware, chosen_by: str) -> MemoryPlan:
+    fits = estimate.ram_gib <= hardware.ram_available_gb
+    reason = f"No CUDA GPU: runs on the CPU at level {estimate.level}, about {estimate.ram_gib:.1f} GB RAM."
+    return MemoryPlan(
+        estimate.level,
+        "cpu",
+        0.0,
+        estimate.ram_gib,
+        None,
+        hardware.ram_available_gb,
+        fits,
+        reason + _ram_note(estimate, hardware),
+        chosen_by,
+    )
+
+
+def _gpu_plan(
+    est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration, chosen_by: str, why: str
+) -> MemoryPlan:
+    vram_ok = cal.with_margin(est.vram_gib) <= gpu.free_gb
+    ram_ok = est.ram_gib <= hardware.ram_available_gb
+    level = LEVELS[est.level]
+    reason = (
+        f"Level {level.number} ({level.label}): about {est.vram_gib:.1f} GB peak on GPU {gpu.index} "
+        f"({gpu.free_gb:.1f} GB free) and {est.ram_gib:.1f} GB of RAM. {why}"
+    )
+    if not vram_ok:
+        wants = f"wants {cal.with_margin(est.vram_gib):.1f} GB free with margin"
+        reason += (
+            f" This will likely run out of GPU memory ({wants}): choose Auto or a higher level."
+            if chosen_by == "user" and est.level < MAX_LEVEL
+            else f" Even this may run out of GPU memory ({wants}): try fewer frames or a smaller size."
+        )
+    reason = (reason + _ram_note(est, hardware)).strip()
+    return MemoryPlan(
+        est.level,
+        f"cuda:{gpu.index}",
+        est.vram_gib,
+        est.ram_gib,
+        gpu.free_gb,
+        hardware.ram_available_gb,
+        vram_ok and ram_ok,
+        reason,
+        chosen_by,
+    )
+
+
+def plan_memory(
+    card: ModelCard,
+    width: int,
+    height: int,
+    frames: int,
+    hardware: Hardware,
+    gpu_index: int | None = None,
+    override: int | str | None = "auto",
+    *,
+    calibration: Calibration | None = None,
+) -> MemoryPlan:
+    """The lowest level whose estimate fits the free VRAM (with margin) and the available RAM.
+
+    Free VRAM is the GPU's free memory plus what this process's allocator already holds.
+
+    ``override`` is "auto"/None or a level 0..6 chosen by the user (kept even when it will not fit;
+    the reason then says so). Without a GPU the run goes to the CPU at level 0 unless overridden.
+    """
+    forced: Any = parse_override(override)
+    width, height = as_int("width", width, low=16), as_int("height", height, low=16)
+    frames = as_int("frames", frames, low=1)
+    cal = calibration or load_calibration()
+    gpu = _gpu(hardware, gpu_index)
+    if gpu is not None:
+        gpu = replace(gpu, free_gb=min(gpu.total_gb, gpu.free_gb + own_reserved_gb(gpu.index)))
+    chosen_by = "auto" if forced is None else "user"
+    if gpu is None:
+        est = estimate_memory(card, width, height, frames, forced or 0, "cpu", cal)
+        return _cpu_plan(est, hardware, chosen_by)
+    if forced is not None:
+        est = estimate_memory(card, width, height, frames, forced, "cuda", cal)
+        return _gpu_plan(est, gpu, hardware, cal, chosen_by, "Chosen by you.")
+    estimates = [estimate_memory(card, width, height, frames, n, "cuda", cal) for n in range(MAX_LEVEL + 1)]
+    fitting = [e for e in estimates if cal.with_margin(e.vram_gib) <= gpu.free_gb]
+    both = [e for e in fitting if e.ram_gib <= hardware.ram_available_gb]
+    chosen = (both or fitting or estimates[-1:])[0]
+    if chosen.level == 0:
+        why = "Everything fits on the GPU."
+    else:
+        below = estimates[chosen.level - 1]
+        why = f"Level {below.level} would need about {cal.with_margin(below.vram_gib):.1f} GB free."
+    return _gpu_plan(chosen, gpu, hardware, cal, chosen_by, why)

@@ -1,0 +1,106 @@
+"""Turn the chosen speed options on for a loaded pipeline and say what ran and why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.speed.attention import backend_unavailable, resolve_attention, use_attention_backend
+from core.speed.compile import announce_first_call, compile_blocks, should_compile, use_compile_cache
+from core.speed.config import SpeedConfig
+from core.speed.fp8 import fp8_unavailable, quantize_linears_fp8
+
+APPLIED_MARK = "_video_studio_speed"
+WEIGHT_HOOKS = {"layerwise_casting", "group_offloading", "lazy_prefetch_group_offloading"}
+"""diffusers hooks (memory levels' fp8 storage and offload) that move or recast weights on every call."""
+
+
+def denoisers(pipe: Any) -> list[Any]:
+    """The pipeline's DiT(s): ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
+    found = (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
+    return [model for model in found if model is not None]
+
+
+def hook_names(model: Any) -> set[str]:
+    """Names of the diffusers hooks on ``model`` and its submodules (memory levels add them)."""
+    names: set[str] = set()
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None:
+            names.update(registry.hooks)
+    return names
+
+
+def apply_speed(
+    pipe: Any,
+    config: SpeedConfig,
+    device: torch.device,
+    *,
+    models_dir: Path | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Apply ``config`` to ``pipe``'s DiT(s) in place, once per loaded pipeline.
+
+    Returns a JSON-ready record for the video's metadata: per option ``on`` and ``reason``. Options that
+    cannot run here are reported off with the reason. ``models_dir`` holds the compile cache; ``report``
+    hears the stage name :data:`core.speed.compile.COMPILE_STAGE` when the first (compiling) call starts.
+    A second call on the same pipeline changes nothing and returns the first record (reload to change).
+    """
+    models = denoisers(pipe)
+    applied = getattr(models[0], APPLIED_MARK, None) if models else None
+    if applied is not None:
+        return applied
+
+    attention = resolve_attention(config.attention, device)
+    fp8_attention = _turbo_attention(config, device)
+    if fp8_attention["on"]:
+        attention = attention._replace(name="sage", reason="Turbo: 8-bit SageAttention")
+    hooks = set().union(*(hook_names(model) for model in models))
+    fp8_linears = _fp8_linears(config, device, hooks & WEIGHT_HOOKS)
+    compile_on, compile_reason = should_compile(config.compile, device)
+    fullgraph = not hooks and attention.name != "sage"  # hooks and SageAttention break the graph
+    if compile_on and not fullgraph:
+        compile_reason += "; graph breaks allowed (" + ", ".join(sorted(hooks) or ["sage attention"]) + ")"
+
+    if compile_on and models_dir is not None:
+        compile_reason += f"; cache in {use_compile_cache(models_dir)}"
+    compiled_blocks = 0
+    for model in models:
+        use_attention_backend(model, attention.name)
+        if fp8_linears["on"]:
+            fp8_linears["count"] = fp8_linears.get("count", 0) + quantize_linears_fp8(model)
+        if compile_on:
+            compiled_blocks += compile_blocks(model, fullgraph=fullgraph)
+    if compile_on and report is not None and models:
+        announce_first_call(models[0], report)
+
+    record = {
+        "attention": {"on": attention.name, "backend": attention.backend, "reason": attention.reason},
+        "compile": {"on": compile_on, "reason": compile_reason, "blocks": compiled_blocks},
+        "fp8_linears": fp8_linears,
+        "fp8_attention": fp8_attention,
+        "turbo": config.turbo,
+        "lossless": not (fp8_linears["on"] or fp8_attention["on"]),
+    }
+    for model in models:
+        setattr(model, APPLIED_MARK, record)
+    return record
+
+
+def _fp8_linears(config: SpeedConfig, device: torch.device, weight_hooks: set[str]) -> dict[str, Any]:
+    if not config.wants_fp8_linears:
+        return {"on": False, "reason": "not asked for (lossy; part of Turbo)"}
+    why_not = fp8_unavailable(device)
+    if why_not is None and weight_hooks:
+        why_not = f"the memory level's hooks ({', '.join(sorted(weight_hooks))}) already manage the weights"
+    return {"on": why_not is None, "reason": why_not or "fp8 rowwise, dynamic activation scales (torchao)"}
+
+
+def _turbo_attention(config: SpeedConfig, device: torch.device) -> dict[str, Any]:
+    if not config.turbo:
+        return {"on": False, "reason": "not asked for (lossy; part of Turbo)"}
+    why_not = backend_unavailable("sage", device)
+    return {"on": why_not is None, "reason": why_not or "SageAttention: int8 QK, fp8/fp16 PV"}

@@ -1,0 +1,46 @@
+"""The user's speed options as one validated dataclass."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from core.validation import ConfigError, as_choice, from_mapping
+
+ATTENTION_CHOICES = ("auto", "flash4", "flash", "cudnn", "sdpa")
+"""``auto`` picks per GPU; the others name one backend (see ``core.speed.attention.BACKENDS``)."""
+
+CompileSetting = bool | Literal["auto"]
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How to speed up the DiT. The defaults are lossless (same maths, faster kernels and compiled blocks).
+
+    ``attention``: backend name or ``auto``. ``compile``: regional ``torch.compile`` of the repeated blocks,
+    ``auto`` = on for CUDA GPUs, off on the CPU. ``fp8_linears``: fp8 rowwise linears (lossy, SM89+).
+    ``turbo``: everything lossy that runs here (fp8 linears, 8-bit attention where installed).
+    """
+
+    attention: str = "auto"
+    compile: CompileSetting = "auto"
+    fp8_linears: bool = False
+    turbo: bool = False
+
+    def __post_init__(self) -> None:
+        as_choice("speed.attention", self.attention, ATTENTION_CHOICES)
+        if self.compile != "auto" and not isinstance(self.compile, bool):
+            raise ConfigError(f"speed.compile must be true, false or 'auto'; got {self.compile!r}")
+        for name in ("fp8_linears", "turbo"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"speed.{name} must be true or false; got {getattr(self, name)!r}")
+
+    @property
+    def wants_fp8_linears(self) -> bool:
+        return self.fp8_linears or self.turbo
+
+
+def parse_speed_config(data: Mapping[str, Any] | None) -> SpeedConfig:
+    """A :class:`SpeedConfig` from loose input (UI, API, YAML); ``None`` gives the defaults."""
+    return from_mapping(SpeedConfig, data or {}, where="speed")

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Sets up .venv in the repository root: a Python 3.10-3.12 virtual environment with the torch build that
+# fits this machine (CUDA wheel matched to the NVIDIA driver, CPU wheel otherwise, MPS/CPU on macOS), then
+# the project's requirements. Re-running is fast: a stamp in .venv skips pip while nothing changed.
+#
+# Usage: bash installer/install.sh [--test] [--update] [--dry-run] [--cpu]
+#   --test     install requirements-test.txt (pytest, ruff, ...) instead of requirements.txt
+#   --update   upgrade torch and the requirements even when the stamp says nothing changed
+#   --dry-run  print the Python and torch choice, install nothing
+#   --cpu      take the CPU build of torch even when an NVIDIA GPU is present
+# Environment: PYTHON (interpreter to use), TORCH_INDEX_BASE (PyTorch wheel index root).
+set -euo pipefail
+
+TORCH_CPU_VERSION="2.13.0"  # CPU build taken from local wheels when the CPU wheel index is unreachable
+TORCH_INDEX_BASE="${TORCH_INDEX_BASE:-https://download.pytorch.org/whl}"
+PROBE_TIMEOUT_S=5
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+VENV_PY="$VENV/bin/python"
+PYTHON_CHECK='import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
+
+MODE="runtime"
+UPDATE=0
+DRY_RUN=0
+FORCE_CPU=0
+TORCH_CHOICE=""  # human-readable label, set by choose_torch
+TORCH_ARGS=()    # pip arguments that install that torch, set by choose_torch
+TORCH_BUILD=""   # the build itself (cpu, macos, cu130, ...): a change of it replaces the installed torch
+WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x or 10.x)
+
+log() { printf '[install] %s\n' "$*" >&2; }
+die() {
+    printf '[install] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+parse_args() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            --test) MODE="test" ;;
+            --update) UPDATE=1 ;;
+            --dry-run) DRY_RUN=1 ;;
+            --cpu) FORCE_CPU=1 ;;
+            *) die "unknown option '$arg' (expected --test, --update, --dry-run, --cpu)" ;;
+        esac
+    done
+}
+
+# Prints the real path of the first interpreter that runs and is Python 3.10-3.12.
+find_python() {
+    local candidates=(python3.12 python3.11 python3.10 python3)
+    local candidate
+    if [[ -n "${PYTHON:-}" ]]; then
+        candidates=("$PYTHON")
+    fi
+    for candidate in "${candidates[@]}"; do
+        command -v "$candidate" >/dev/null 2>&1 || continue
+        "$candidate" -c "$PYTHON_CHECK" 2>/dev/null && return 0
+    done
+    die "no Python 3.10, 3.11 or 3.12 found (tried: ${candidates[*]}). Install one (with pip and venv) \
+or point PYTHON at it."
+}
+
+python_version() { "$1" -c 'import platform; print(platform.python_version())'; }
+
+gpu_count() {
+    command -v nvidia-smi >/dev/null 2>&1 || {
+        echo 0
+        return
+    }
+    { nvidia-smi -L 2>/dev/null || true; } | grep -c '^GPU ' || true
+}
+
+driver_cuda_version() {
+    local table
+    table="$(nvidia-smi 2>/dev/null || true)"
+    sed -nE 's/.*CUDA Version: *([0-9]+\.[0-9]+).*/\1/p' <<<"$table" | head -n 1
+}
+
+# Maps the driver's CUDA version (e.g. 12.8) to the newest PyTorch CUDA wheel tag it can run.
+cuda_wheel_tag() {
+    local version="$1" major minor
+    major="${version%%.*}"
+    minor="${version#*.}"
+    local level=$((major * 100 + minor))
+    if ((level >= 1300)); then
+        echo cu130
+    elif ((level >= 1208)); then
+        echo cu128
+    elif ((level >= 1206)); then
+        echo cu126
+    else
+        die "the NVIDIA driver supports CUDA $version, PyTorch needs CUDA 12.6 or newer. Update the NVIDIA \
+driver to version 560 or newer (580+ for CUDA 13), or run with --cpu to install the CPU build."
+    fi
+}
+
+cpu_index_reachable() {
+    "$1" - "$TORCH_INDEX_BASE/cpu/" "$PROBE_TIMEOUT_S" >/dev/null 2>&1 <<'EOF'
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).close()
+EOF
+}
+
+# Sets TORCH_CHOICE, TORCH_ARGS, TORCH_BUILD and WANT_FA4 for this machine.
+choose_torch() {
+    local python="$1" gpus version tag caps
+    WANT_FA4=0
+    if [[ "$(uname -s)" == Darwin ]]; then
+        TORCH_CHOICE="macos"
+        TORCH_ARGS=(torch)
+        TORCH_BUILD="macos"
+        return
+    fi
+    gpus="$(gpu_count)"
+    if ((FORCE_CPU == 0 && gpus > 0)); then
+        version="$(driver_cuda_version)"
+        [[ -n "$version" ]] || die "nvidia-smi lists $gpus GPU(s) but prints no 'CUDA Version'. \
+Check the NVIDIA driver, or run with --cpu."
+        tag="$(cuda_wheel_tag "$version")"
+        TORCH_CHOICE="cuda $tag (driver CUDA $version, $gpus GPU(s))"
+        TORCH_ARGS=(torch --index-url "$TORCH_INDEX_BASE/$tag")
+        TORCH_BUILD="$tag"
+        caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
+        if grep -qE '^ *(9|10)\.' <<<"$caps"; then WANT_FA4=1; fi
+        return
+    fi
+    TORCH_BUILD="cpu"
+    if cpu_index_reachable "$python"; then
+        TORCH_CHOICE="cpu (PyTorch CPU wheel index)"
+        TORCH_ARGS=(torch --index-url "$TORCH_INDEX_BASE/cpu")
+    else
+        TORCH_CHOICE="cpu (pinned, local wheel; CPU wheel index unreachable)"
+        TORCH_ARGS=("torch==$TORCH_CPU_VERSION")
+    fi
+}
+
+print_choice() {
+    local python="$1"
+    echo "python: $python ($(python_version "$python"))"
+    echo "torch: $TORCH_CHOICE"
+    echo "torch install: pip install ${TORCH_ARGS[*]}"
+    if ((WANT_FA4)); then echo "flash-attn-4: yes"; else echo "flash-attn-4: no"; fi
+}
+
+ensure_venv() {
+    local python="$1"
+    if [[ -x "$VENV_PY" ]] && "$VENV_PY" -c "$PYTHON_CHECK; import pip" >/dev/null 2>&1; then
+        return
+    fi
+    if [[ -e "$VENV" ]]; then
+        log "$VENV has no working Python 3.10-3.12 with pip; recreating it"
+        rm -rf "$VENV"
+    fi
+    log "creating $VENV with $python"
+    "$python" -m venv "$VENV" || die "could not create the virtual environment. On Debian/Ubuntu install \
+the venv module first, e.g. 'apt-get install python3-venv'."
+}
+
+stamp_file() { echo "$VENV/.install-stamp-$1"; }
+
+# Hash of everything an install depends on: interpreter, torch choice, flash-attn choice, requirement files.
+stamp_key() {
+    local mode="$1"
+    {
+        python_version "$VENV_PY"
+        echo "torch=$TORCH_BUILD fa4=$WANT_FA4"
+        cat "$ROOT/requirements.txt"
+        if [[ "$mode" == test ]]; then cat "$ROOT/requirements-test.txt"; fi
+    } | "$VENV_PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+pip_install() {
+    if ((UPDATE)); then
+        "$VENV_PY" -m pip install --upgrade "$@"
+    else
+        "$VENV_PY" -m pip install "$@"
+    fi
+}
+
+install_torch() {
+    local choice_file="$VENV/.torch-build"
+    if [[ -f "$choice_file" && "$(cat "$choice_file")" != "$TORCH_BUILD" ]]; then
+        log "torch build changed to $TORCH_BUILD; removing the installed torch first"
+        "$VENV_PY" -m pip uninstall -y torch
+    fi
+    if [[ "${TORCH_ARGS[0]}" == "torch==$TORCH_CPU_VERSION" ]]; then
+        # Only a local wheel is sure to be a CPU build; PyPI's Linux torch is the multi-GB CUDA one.
+        pip_install --no-index --no-deps "${TORCH_ARGS[@]}" || die "no local CPU wheel for \
+torch==$TORCH_CPU_VERSION fits Python $(python_version "$VENV_PY"), and the CPU wheel index \
+$TORCH_INDEX_BASE/cpu is unreachable. Use Python 3.11 (PYTHON=python3.11) or allow access to that index."
+    fi
+    pip_install "${TORCH_ARGS[@]}"
+    echo "$TORCH_BUILD" >"$choice_file"
+}
+
+install_flash_attn() {
+    ((WANT_FA4)) || return 0
+    log "installing flash-attn-4 (optional)"
+    pip_install flash-attn-4 || log "flash-attn-4 did not install; the app falls back to PyTorch attention"
+}
+
+main() {
+    parse_args "$@"
+    local python
+    python="$(find_python)"
+    choose_torch "$python"
+    if ((DRY_RUN)); then
+        print_choice "$python"
+        return
+    fi
+    ensure_venv "$python"
+    local key
+    key="$(stamp_key "$MODE")"
+    if ((UPDATE == 0)) && [[ -f "$(stamp_file "$MODE")" && "$(cat "$(stamp_file "$MODE")")" == "$key" ]]; then
+        log "up to date ($TORCH_CHOICE)"
+        return
+    fi
+    log "torch: $TORCH_CHOICE"
+    install_torch
+    local requirements="$ROOT/requirements.txt"
+    if [[ "$MODE" == test ]]; then requirements="$ROOT/requirements-test.txt"; fi
+    pip_install -r "$requirements"
+    install_flash_attn
+    echo "$key" >"$(stamp_file "$MODE")"
+    if [[ "$MODE" == test ]]; then stamp_key runtime >"$(stamp_file runtime)"; fi
+    log "done ($TORCH_CHOICE)"
+}
+
+main "$@"

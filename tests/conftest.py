@@ -1,0 +1,91 @@
+"""Shared fixtures: the tiny Wan model built once per session, settings in temp folders, a launched app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.settings import ROOT, Settings
+from weights import tiny
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding the tiny Wan pipeline, built once."""
+    folder = tmp_path_factory.mktemp("models")
+    tiny.build("tiny-wan", folder / "tiny-wan")
+    return folder
+
+
+@pytest.fixture
+def settings(models_dir: Path, tmp_path: Path) -> Settings:
+    return Settings(outputs_dir=tmp_path / "outputs", models_dir=models_dir, offline=True, dev=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LaunchedApp:
+    """``python app.py`` running on 127.0.0.1 in a subprocess."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = log
+        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app exited early:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"app not ready after {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def launched_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LaunchedApp]:
+    """The app with the dev models, its outputs in a temp folder."""
+    folder = tmp_path_factory.mktemp("app")
+    app = LaunchedApp(
+        ["--dev", "--offline", "--models-dir", str(models_dir), "--outputs", str(folder / "outputs")],
+        folder / "app.log",
+    )
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()

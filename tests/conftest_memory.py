@@ -1,0 +1,59 @@
+"""Shared fixtures for the memory tests: the tiny Wan pipeline built once, and a runner for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.hardware import GpuInfo, Hardware
+from weights.registry import get_card
+from weights.tiny import build
+
+PROMPT = "a red car on a street"
+NEGATIVE = "blurry"
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build("tiny-wan", tmp_path_factory.mktemp("memory") / "tiny-wan")
+
+
+@pytest.fixture(scope="session")
+def tiny_card():
+    return get_card("tiny-wan")
+
+
+def _render(pipe, steps: int = 2) -> np.ndarray:
+    out = pipe(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=48,
+        width=64,
+        num_frames=9,
+        num_inference_steps=steps,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+        max_sequence_length=32,
+    )
+    return np.asarray(out.frames[0])
+
+
+def _fake_hardware(free_vram_gb: float | None, ram_gb: float, total_vram_gb: float = 80.0) -> Hardware:
+    gpus = () if free_vram_gb is None else (GpuInfo(0, "Fake GPU", total_vram_gb, free_vram_gb, (9, 0)),)
+    return Hardware(gpus, ram_gb, ram_gb)
+
+
+@pytest.fixture(scope="session")
+def render():
+    """``render(pipe)``: a short fixed-seed video from ``pipe`` as float frames (T, H, W, 3)."""
+    return _render
+
+
+@pytest.fixture(scope="session")
+def fake_hardware():
+    """``fake_hardware(free_vram_gb, ram_gb)``: one fake GPU (None: no GPU) and that much RAM available."""
+    return _fake_hardware

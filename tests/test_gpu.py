@@ -1,0 +1,35 @@
+"""GPU checks of the spine (skipped on machines without CUDA): the runner on cuda in bf16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.jobs import JobQueue, JobStatus
+from core.requests import parse_request
+from core.runner import Runner
+from core.settings import Settings
+from core.video_io import probe_video
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cuda", 0))
+    queue = JobQueue([runner.execute])
+    job = queue.submit(parse_request({"model": "tiny-wan", "prompt": "a cat", "steps": 3, "seed": 1}))
+    version = -1
+    while not job.finished:
+        version = job.wait_for_change(version, 1.0)
+    queue.shutdown()
+    assert job.status == JobStatus.DONE, job.error
+    assert job.result["dtype"] == "bfloat16" and job.result["device"] == "cuda:0"
+    assert 0 < job.result["peak_memory_gb"] < 2
+    assert probe_video(Path(job.result["path"])).frames == 9
+    pipe = runner.pipelines.get(job.request.card, settings.models_dir / "tiny-wan")
+    assert pipe.transformer.device.type == "cuda"

@@ -1,0 +1,122 @@
+"""The runner end to end on the tiny Wan model: a real mp4 with the asked frames, size, fps and record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.jobs import Job, JobQueue, JobStatus
+from core.requests import parse_request
+from core.runner import Runner
+from core.settings import Settings
+from core.video_io import probe_video, read_frames, read_record
+
+
+def run_job(runner: Runner, data: dict) -> Job:
+    queue = JobQueue([runner.execute])
+    job = queue.submit(parse_request(data))
+    version = -1
+    while not job.finished:
+        version = job.wait_for_change(version, 1.0)
+    queue.shutdown()
+    return job
+
+
+def test_t2v_writes_the_asked_video_with_metadata_and_sidecar(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    job = run_job(
+        runner,
+        {
+            "model": "tiny-wan",
+            "prompt": "a red car",
+            "frames": 13,
+            "width": 48,
+            "height": 64,
+            "steps": 2,
+            "seed": 11,
+        },
+    )
+    assert job.status == JobStatus.DONE, job.error
+    path = Path(job.result["path"])
+    assert path.parent == settings.outputs_dir and path.suffix == ".mp4"
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height, info.fps) == (13, 48, 64, 16.0)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    record = read_record(path)
+    assert record["request"]["prompt"] == "a red car" and record["seed"] == 11
+    assert record["model"] == "tiny-wan" and record["request"]["steps"] == 2
+    assert json.loads(path.with_suffix(".json").read_text()) == record
+    assert {p.name for p in settings.outputs_dir.iterdir()} == {path.name, path.with_suffix(".json").name}
+
+
+def test_same_seed_gives_the_same_video_and_keeps_the_pipeline_loaded(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    data = {"model": "tiny-wan", "prompt": "a dog", "steps": 2, "seed": 5}
+    first = run_job(runner, data)
+    pipe = runner.pipelines.get(first.request.card, settings.models_dir / "tiny-wan")
+    second = run_job(runner, data)
+    assert runner.pipelines.get(first.request.card, settings.models_dir / "tiny-wan") is pipe
+    a, b = (read_frames(Path(j.result["path"])) for j in (first, second))
+    assert np.array_equal(a, b)
+
+
+def test_cancel_stops_within_one_step_and_reports_cancelled(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    card_folder = settings.models_dir / "tiny-wan"
+    request = parse_request({"model": "tiny-wan", "prompt": "a boat", "steps": 20, "seed": 1})
+    pipe = runner.pipelines.get(request.card, card_folder)
+    calls = []
+    handle = pipe.transformer.register_forward_hook(lambda *args: calls.append(1))
+    queue = JobQueue([runner.execute])
+    job = queue.submit(request)
+    original_report = job.report
+
+    def report_and_cancel_at_step_3(stage: str, step: int = 0, total: int = 0) -> None:
+        original_report(stage, step, total)
+        if stage == "denoising" and step == 3:
+            job.cancel()
+
+    job.report = report_and_cancel_at_step_3
+    version = -1
+    while not job.finished:
+        version = job.wait_for_change(version, 1.0)
+    queue.shutdown()
+    handle.remove()
+    assert job.status == JobStatus.CANCELLED
+    assert job.progress.step == 3
+    assert len(calls) == 3 * 2  # three steps, cond + uncond each, then nothing more
+    assert not settings.outputs_dir.exists() or not any(settings.outputs_dir.iterdir())
+
+
+def test_switching_models_frees_the_previous_pipeline(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    loads = []
+    runner.pipelines.loader = lambda card, folder, device, level: loads.append(card.id) or object()
+    from weights.registry import get_card
+
+    runner.pipelines.get(get_card("tiny-wan"), Path("x"))
+    runner.pipelines.get(get_card("tiny-wan"), Path("x"))
+    runner.pipelines.get(get_card("wan2.1-t2v-1.3b"), Path("y"))
+    assert loads == ["tiny-wan", "wan2.1-t2v-1.3b"]
+    assert runner.pipelines.loaded_id == "wan2.1-t2v-1.3b"
+
+
+def test_cached_run_calls_the_transformer_less_and_records_it(settings: Settings) -> None:
+    runner = Runner(settings, torch.device("cpu"))
+    request = {"model": "tiny-wan", "prompt": "a horse", "steps": 8, "seed": 2}
+    pipe = runner.pipelines.get(parse_request(request).card, settings.models_dir / "tiny-wan")
+    calls: list[int] = []
+    handle = pipe.transformer.blocks[-1].ffn.register_forward_hook(lambda *args: calls.append(1))
+    plain = run_job(runner, request)
+    plain_calls = len(calls)
+    cached = run_job(runner, request | {"cache": {"preset": "faster"}})
+    handle.remove()
+    stats = cached.result["cache"]
+    assert plain.result["cache"]["method"] == "none"
+    assert stats["method"] == "teacache" and stats["steps_reused"] > 0
+    assert stats["steps_computed"] + stats["steps_reused"] == plain_calls == 16
+    assert len(calls) - plain_calls == stats["steps_computed"] < plain_calls
+    assert probe_video(Path(cached.result["path"])).frames == 9

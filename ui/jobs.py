@@ -1,0 +1,50 @@
+"""Wiring shared by every tab: submit a request, stream its progress into gr.Progress, report the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from core.jobs import Job, JobStatus
+from core.studio import Studio
+from core.validation import ConfigError
+
+
+def submit_or_explain(studio: Studio, data: dict[str, Any]) -> Job:
+    """Queue ``data``; a bad request becomes a gr.Error the UI and the API show as a readable message."""
+    try:
+        return studio.submit(data)
+    except ConfigError as exc:
+        raise gr.Error(str(exc), title="Bad request") from exc
+
+
+def track(studio: Studio, job: Job, progress: gr.Progress) -> Iterator[str]:
+    """Follow ``job``: move the progress bar and yield a one-line status each time it changes."""
+    try:
+        for snapshot in studio.follow(job):
+            if snapshot.status == JobStatus.QUEUED:
+                ahead = studio.queue.position(snapshot)
+                text = f"Queued: {ahead} job(s) ahead" if ahead else "Queued: starting next"
+                progress(0, desc=text)
+            else:
+                p = snapshot.progress
+                text = p.describe()
+                progress((p.step, p.total) if p.total else None, desc=text)
+            yield text
+    finally:
+        if not job.finished:
+            job.cancel()
+
+
+def finish_message(job: Job) -> str:
+    """Status line for a finished job; raises gr.Error for a failed one so the API sees the error."""
+    if job.status == JobStatus.FAILED:
+        raise gr.Error(job.error or "the job failed", title="Generation failed")
+    if job.status == JobStatus.CANCELLED:
+        partial = (job.result or {}).get("path")
+        where = f" Partial result kept: {partial}" if partial else ""
+        return f"Cancelled during {job.progress.stage}.{where}"
+    record = job.result or {}
+    return f"Done in {record.get('time_s', 0):.1f} s · seed {record.get('seed')} · {record.get('output', '')}"
