@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.memory.levels import parse_override
 from core.validation import ConfigError, as_float, as_int, as_text
 from core.video_input import VIDEO_SUFFIXES
 from weights.registry import ModelCard, get_card
@@ -21,6 +22,7 @@ MAX_SEED = 2**32 - 1
 TEMPORAL_FACTOR = 4
 DEFAULT_SECONDS = 4.0
 CACHE_METHODS = ("flowcache",)
+CACHE_PRESETS = {"fast": 0.1, "faster": 0.15}  # FlowCache's SkyReels-V2 "slow" and "fast" thresholds
 
 FIELD_HELP: dict[str, str] = {
     "model": "SkyReels-V2 Diffusion Forcing model that writes the continuation.",
@@ -41,7 +43,9 @@ FIELD_HELP: dict[str, str] = {
     "shift": "Flow shift of the noise schedule; empty uses the resolution's value.",
     "seed": "Random seed; -1 picks one.",
     "continuation_only": "Save only the new frames instead of the clip followed by them.",
-    "cache": "Speed-up: {'method': 'flowcache', 'threshold': 0.1, 'warmup': 5}; threshold 0 disables.",
+    "cache": "Speed-up by reusing chunks between steps: {'preset': 'fast' | 'faster'} or "
+    "{'method': 'flowcache', 'threshold': 0.1, 'warmup': 5}; threshold 0 computes everything.",
+    "memory_level": "'auto' or 0-6: how hard to save GPU memory (higher is slower).",
 }
 
 
@@ -82,6 +86,7 @@ class ContinueRequest:
     seed: int = -1
     continuation_only: bool = False
     cache: dict[str, Any] | None = None
+    memory_level: str = "auto"
 
     task = "continue"
 
@@ -125,6 +130,8 @@ class ContinueRequest:
         if not isinstance(self.continuation_only, bool):
             raise ConfigError(f"continuation only must be true or false, got {self.continuation_only!r}")
         set_(self, "cache", _checked_cache(self.cache))
+        level = parse_override(self.memory_level)
+        set_(self, "memory_level", "auto" if level is None else str(level))
 
     def _checked_video(self) -> str:
         text = as_text("video", self.video, required=True)
@@ -157,22 +164,34 @@ class ContinueRequest:
 
 
 def _checked_cache(cache: Any) -> dict[str, Any] | None:
-    """``None``/empty, or ``{"method": "flowcache", "threshold": float >= 0, "warmup": int >= 0}``."""
+    """``None`` (no cache) or ``{"method": "flowcache", "threshold": float, "warmup": int}``.
+
+    Accepts the T2V tab's shapes too: ``{"preset": "off" | "fast" | "faster"}`` or ``{"method": ...,
+    "threshold": ...}``; an explicit threshold wins over the preset, and method "auto" means flowcache."""
     if not cache:
         return None
     if not isinstance(cache, dict):
-        raise ConfigError(f"cache must be a mapping like {{'method': 'flowcache', ...}}, got {cache!r}")
-    unknown = sorted(set(cache) - {"method", "threshold", "warmup"})
+        raise ConfigError(f"cache must be a mapping like {{'preset': 'fast'}}, got {cache!r}")
+    unknown = sorted(set(cache) - {"method", "preset", "threshold", "warmup"})
     if unknown:
-        raise ConfigError(f"cache: unknown field(s) {', '.join(unknown)}; known: method, threshold, warmup")
-    method = cache.get("method", "flowcache")
-    if method in (None, "none", ""):
+        known = "method, preset, threshold, warmup"
+        raise ConfigError(f"cache: unknown field(s) {', '.join(unknown)}; known: {known}")
+    method = cache.get("method") or "auto"
+    if method == "none":
         return None
-    if method not in CACHE_METHODS:
+    if method not in ("auto", *CACHE_METHODS):
         choices = ", ".join(CACHE_METHODS)
         raise ConfigError(f"cache method must be one of {choices} for continuation, got {method!r}")
+    threshold = cache.get("threshold")
+    if threshold is None:
+        preset = str(cache.get("preset") or "fast").lower()
+        if preset == "off":
+            return None
+        if preset not in CACHE_PRESETS:
+            raise ConfigError(f"cache preset must be one of off, {', '.join(CACHE_PRESETS)}; got {preset!r}")
+        threshold = CACHE_PRESETS[preset]
     return {
-        "method": method,
-        "threshold": as_float("cache threshold", cache.get("threshold", 0.1), low=0.0, high=10.0),
+        "method": "flowcache",
+        "threshold": as_float("cache threshold", threshold, low=0.0, high=10.0),
         "warmup": as_int("cache warmup", cache.get("warmup", 5), low=0, high=200),
     }

@@ -22,6 +22,7 @@ from core.chunk_cache import apply_chunk_cache
 from core.continuation import ContinueRequest, latent_frames
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job
+from core.memory.oom import run_with_oom_retry
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.t2v import set_flow_shift
@@ -100,7 +101,7 @@ def generate_continuation(
             callback_on_step_end=on_step_end,
         )
     frames = np.asarray(output.frames[0])[2 * len(context) :]
-    return frames, (session.stats() if cache else None)
+    return frames, ({"method": "flowcache", **session.stats()} if cache else None)
 
 
 def write_continuation(
@@ -134,13 +135,33 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
     job.check_cancelled()
     with PeakMemory(runner.device) as peak:
         job.report("preparing weights")
-        folder = ensure_model(card, runner.settings)
+        folder = ensure_model(
+            card,
+            runner.settings,
+            on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+            should_cancel=lambda: job.cancel_requested,
+        )
         job.check_cancelled()
-        job.report("loading model")
-        pipe = runner.pipelines.get(card, folder)
+        plan = runner.plan(card, video.width, video.height, request.base_num_frames, request.memory_level)
+        level = [plan.level]
+
+        def load(new_level: int) -> Any:
+            level[0] = new_level
+            job.report(f"loading model (memory level {new_level})")
+            return runner.pipelines.get(card, folder, new_level)
+
+        load(plan.level)
         job.check_cancelled()
         try:
-            new_frames, cache_stats = generate_continuation(pipe, request, video, context, job)
+            new_frames, cache_stats = run_with_oom_retry(
+                lambda: generate_continuation(
+                    runner.pipelines.get(card, folder, level[0]), request, video, context, job
+                ),
+                plan,
+                load,
+                lambda message: job.report(message),
+                release=runner.pipelines.unload,
+            )
         finally:
             free_memory(runner.device)
     with_clip = not request.continuation_only
@@ -160,6 +181,8 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
         "flow_shift": request.resolved_shift(video.width, video.height),
         "cache": cache_stats,
         "device": str(runner.device),
+        "memory_level": level[0],
+        "memory_plan": plan.reason,
         "dtype": str(compute_dtype(runner.device)).removeprefix("torch."),
         "time_s": round(time.perf_counter() - started, 3),
         "peak_memory_gb": round(peak.peak_gb, 3),

@@ -80,6 +80,10 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
     assert asynchronous.add_frames == 8
     cached = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", cache={"threshold": 0.2})
     assert cached.cache == {"method": "flowcache", "threshold": 0.2, "warmup": 5}
+    for cache, threshold in (({"preset": "faster"}, 0.15), ({"method": "auto", "preset": "fast"}, 0.1),
+                             ({"preset": "off"}, None), ({"method": "none"}, None)):
+        parsed = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", cache=cache).cache
+        assert (parsed and parsed["threshold"]) == threshold
     assert cached.to_dict()["task"] == "continue" and cached.with_seed().seed >= 0
 
 
@@ -94,6 +98,8 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
         ({"addnoise_condition": 80}, "added noise must be between"),
         ({"cache": {"method": "teacache"}}, "cache method must be one of flowcache"),
         ({"cache": {"threshold": -1}}, "cache threshold must be between"),
+        ({"cache": {"preset": "fastest"}}, "cache preset must be one of off, fast, faster"),
+        ({"memory_level": "9"}, "memory level"),
     ],
 )
 def test_bad_requests_are_refused_with_the_field_named(clips: Path, fields: dict, message: str) -> None:
