@@ -27,9 +27,9 @@ class RecordingJob(Job):
         super().__init__(request)
         self.reports: list[tuple[str, int, int]] = []
 
-    def report(self, stage: str, step: int = 0, total: int = 0) -> None:
+    def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
         self.reports.append((stage, step, total))
-        super().report(stage, step, total)
+        super().report(stage, step, total, detail)
 
 
 def audio_of(path: Path) -> np.ndarray:
