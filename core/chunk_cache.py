@@ -88,12 +88,12 @@ class _Policy:
         self.coefficients = tuple(coefficients or ())
 
     def rescale(self, distance: float) -> float:
-        if not self.coefficients:
-            return distance
+        """The fitted polynomial of ``distance``; where it is not positive (outside the range it was fitted
+        on) the raw distance counts instead, so a large change can never lower the sum."""
         value = 0.0
         for coefficient in self.coefficients:
             value = value * distance + coefficient
-        return value
+        return value if value > 0 else distance
 
     def decide(self, chunk: _Chunk, distance: float | None, last_step: bool) -> bool:
         """True to compute the chunk now (``distance`` None: nothing to compare with); updates its tracker."""

@@ -54,14 +54,22 @@ def latent_frames(frames: int) -> int:
     return (frames - 1) // TEMPORAL_FACTOR + 1
 
 
+def whole_blocks(frames: int, blocks: int) -> int:
+    """The largest 4k+1 frame count not above ``frames`` whose latent frames split into ``blocks``-sized
+    causal blocks (at least one block)."""
+    latents = max(blocks, latent_frames(frames) - latent_frames(frames) % blocks)
+    return TEMPORAL_FACTOR * (latents - 1) + 1
+
+
 def _check_4k1(name: str, value: int, blocks: int) -> None:
     if (value - 1) % TEMPORAL_FACTOR:
         raise ConfigError(f"{name} must be 4k+1 frames (e.g. {4 * round((value - 1) / 4) + 1}), got {value}")
     if latent_frames(value) % blocks:
-        step = TEMPORAL_FACTOR * blocks
+        below = whole_blocks(value, blocks)
+        above = below + TEMPORAL_FACTOR * blocks
         raise ConfigError(
             f"{name} {value} is {latent_frames(value)} latent frames, not a whole number of causal blocks of "
-            f"{blocks}; use 4k+1 frames with k+1 divisible by {blocks} (e.g. {step * 2 - 3}, {step * 3 - 3})"
+            f"{blocks}; use {below} or {above}"
         )
 
 
@@ -103,9 +111,11 @@ class ContinueRequest:
         blocks = as_int("causal block size", self.causal_block_size or (5 if ar_step else 1), low=1, high=64)
         set_(self, "ar_step", ar_step)
         set_(self, "causal_block_size", blocks)
-        base = as_int("base frames", self.base_num_frames or card.defaults.frames, low=5, high=1025)
+        default_base = whole_blocks(card.defaults.frames, blocks)
+        base = as_int("base frames", self.base_num_frames or default_base, low=5, high=1025)
         _check_4k1("base frames", base, blocks)
-        overlap = as_int("overlap", self.overlap_history or card.extra.get("overlap_history", 17), low=1)
+        default_overlap = whole_blocks(card.extra.get("overlap_history", 17), blocks)
+        overlap = as_int("overlap", self.overlap_history or default_overlap, low=1)
         _check_4k1("overlap", overlap, blocks)
         if overlap >= base:
             raise ConfigError(f"overlap ({overlap} frames) must be shorter than the window ({base} frames)")

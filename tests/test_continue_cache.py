@@ -79,3 +79,16 @@ def test_session_removes_its_hooks_and_refuses_bad_settings(pipe) -> None:
     assert hooks_left(pipe) == []
     with pytest.raises(ValueError, match="threshold >= 0"):
         apply_chunk_cache(pipe, -0.5)
+
+
+def test_policy_accumulates_rescaled_changes_and_never_lets_a_fit_lower_the_sum() -> None:
+    from core.chunk_cache import _Chunk, _Policy
+
+    policy = _Policy(threshold=0.25, warmup=1, coefficients=[-5.21862437e04, 9.23041404e03, -5.28275948e02,
+                                                               1.36987616e01, -4.99875664e-02])
+    assert policy.rescale(0.05) == pytest.approx(0.1419, abs=1e-3)
+    assert policy.rescale(0.2) == 0.2  # the fit is negative there: the raw distance counts
+    chunk = _Chunk()
+    decisions = [policy.decide(chunk, d, last_step=False) for d in (None, 0.05, 0.05, 0.05, 0.0)]
+    assert decisions == [True, True, False, True, True]  # first, warmup, 0.14 < 0.25, 0.28 >= 0.25, unchanged
+    assert policy.decide(chunk, 0.01, last_step=True) is True

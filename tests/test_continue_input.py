@@ -78,6 +78,8 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
     asynchronous = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", ar_step=2,
                                    causal_block_size=2, overlap_history=5, base_num_frames=13, add_frames=5)
     assert asynchronous.add_frames == 8
+    big = ContinueRequest(model="skyreels-v2-df-14b-720p", video=video, prompt="a", ar_step=5)
+    assert (big.causal_block_size, big.base_num_frames, big.overlap_history) == (5, 117, 17)
     cached = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", cache={"threshold": 0.2})
     assert cached.cache == {"method": "flowcache", "threshold": 0.2, "warmup": 5}
     for cache, threshold in (({"preset": "faster"}, 0.15), ({"method": "auto", "preset": "fast"}, 0.1),
@@ -94,7 +96,8 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
         ({"prompt": "  "}, "prompt must not be empty"),
         ({"overlap_history": 8}, "overlap must be 4k\\+1"),
         ({"overlap_history": 17}, "overlap \\(17 frames\\) must be shorter than the window \\(17 frames\\)"),
-        ({"ar_step": 2, "causal_block_size": 2, "overlap_history": 9}, "not a whole number of causal blocks"),
+        ({"ar_step": 2, "causal_block_size": 2, "overlap_history": 9},
+         "overlap 9 is 3 latent frames, not a whole number of causal blocks of 2; use 5 or 13"),
         ({"addnoise_condition": 80}, "added noise must be between"),
         ({"cache": {"method": "teacache"}}, "cache method must be one of flowcache"),
         ({"cache": {"threshold": -1}}, "cache threshold must be between"),
