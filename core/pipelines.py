@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ def load_diffusers_pipeline(card: ModelCard, folder: Path, device: torch.device,
 class _Loaded:
     card_id: str
     level: int
+    variant: Hashable
     pipe: Any
 
 
@@ -54,12 +55,14 @@ class PipelineCache:
     def loaded_level(self) -> int | None:
         return self._loaded.level if self._loaded else None
 
-    def get(self, card: ModelCard, folder: Path, level: int = 0) -> Any:
+    def get(self, card: ModelCard, folder: Path, level: int = 0, variant: Hashable = None) -> Any:
         """The pipeline for ``card`` at memory ``level``, loading it from ``folder`` if another model,
         another level or none is loaded (offload and casting hooks cannot be undone, so a new level reloads).
+        ``variant`` names other in-place changes the caller makes (e.g. speed options): a new one reloads.
         """
+        key = (card.id, level, variant)
         with self._lock:
-            if self._loaded and (self._loaded.card_id, self._loaded.level) == (card.id, level):
+            if self._loaded and (self._loaded.card_id, self._loaded.level, self._loaded.variant) == key:
                 return self._loaded.pipe
             self._release()
             try:
@@ -67,7 +70,7 @@ class PipelineCache:
             except BaseException:
                 free_memory(self.device)
                 raise
-            self._loaded = _Loaded(card.id, level, pipe)
+            self._loaded = _Loaded(card.id, level, variant, pipe)
             return pipe
 
     def unload(self) -> None:

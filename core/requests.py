@@ -8,6 +8,7 @@ from typing import Any
 
 from core.caches import CacheConfig, parse_cache_config
 from core.memory.levels import parse_override
+from core.speed import SpeedConfig, parse_speed_config
 from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
 from weights.registry import ModelCard, get_card
 
@@ -40,6 +41,7 @@ class T2VRequest:
     seed: int = -1
     memory_level: str = "auto"
     cache: dict[str, Any] | None = None
+    speed: dict[str, Any] | None = None
 
     task = "t2v"
 
@@ -90,11 +92,17 @@ class T2VRequest:
         level = parse_override(self.memory_level)
         set_(self, "memory_level", "auto" if level is None else str(level))
         parse_cache_config(self.cache, card)
+        parse_speed_config(self.speed)
 
     @property
     def cache_config(self) -> CacheConfig:
         """The step cache for this run, its preset resolved to a threshold for this model."""
         return parse_cache_config(self.cache, self.card)
+
+    @property
+    def speed_config(self) -> SpeedConfig:
+        """Attention backend, compile and fp8 options for this run (lossless defaults)."""
+        return parse_speed_config(self.speed)
 
     @property
     def card(self) -> ModelCard:

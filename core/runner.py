@@ -18,6 +18,7 @@ from core.outputs import base_record, new_output_path, sidecar_path, write_json_
 from core.pipelines import PipelineCache, free_memory
 from core.requests import T2VRequest
 from core.settings import Settings
+from core.speed import apply_speed
 from core.t2v import generate_t2v
 from core.video_io import METADATA_KEY, write_video
 from weights.registry import ModelCard
@@ -45,21 +46,24 @@ class Runner:
         hardware = detect_hardware(() if gpu is None else (gpu,))
         return plan_memory(card, width, height, frames, hardware, gpu, override=level)
 
-    def _generate_cached(
+    def _generate(
         self,
         card: ModelCard,
         folder: Path,
         level: int,
         request: T2VRequest,
         job: Job,
-        stats: dict[str, Any],
+        record: dict[str, Any],
     ) -> np.ndarray:
-        """Generate with the request's step cache installed for this run only; its stats go to ``stats``."""
-        pipe = self.pipelines.get(card, folder, level)
+        """Generate with the request's speed options and step cache; what ran goes into ``record``."""
+        speed = request.speed_config
+        pipe = self.pipelines.get(card, folder, level, variant=speed)
+        record["speed"] = apply_speed(
+            pipe, speed, self.device, models_dir=self.settings.models_dir, report=job.report
+        )
         with apply_cache(pipe, card, request.cache_config) as session:
             frames = generate_t2v(pipe, request, job)
-        stats.clear()
-        stats.update(session.stats())
+        record["cache"] = session.stats()
         return frames
 
     def _run_t2v(self, job: Job, request: T2VRequest) -> dict[str, Any]:
@@ -81,14 +85,14 @@ class Runner:
             def load(new_level: int) -> Any:
                 level[0] = new_level
                 job.report(f"loading model (memory level {new_level})")
-                return self.pipelines.get(card, folder, new_level)
+                return self.pipelines.get(card, folder, new_level, variant=request.speed_config)
 
             load(plan.level)
-            cache_stats: dict[str, Any] = {}
+            applied: dict[str, Any] = {}
             job.check_cancelled()
             try:
                 frames = run_with_oom_retry(
-                    lambda: self._generate_cached(card, folder, level[0], request, job, cache_stats),
+                    lambda: self._generate(card, folder, level[0], request, job, applied),
                     plan,
                     load,
                     lambda message: job.report(message),
@@ -109,7 +113,7 @@ class Runner:
             "device": str(self.device),
             "memory_level": level[0],
             "memory_plan": plan.reason,
-            "cache": cache_stats,
+            **applied,
             "dtype": str(compute_dtype(self.device)).removeprefix("torch."),
             "time_s": round(time.perf_counter() - started, 3),
             "peak_memory_gb": round(peak.peak_gb, 3),

@@ -31,5 +31,11 @@ def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
     assert job.result["dtype"] == "bfloat16" and job.result["device"] == "cuda:0"
     assert 0 < job.result["peak_memory_gb"] < 2
     assert probe_video(Path(job.result["path"])).frames == 9
-    pipe = runner.pipelines.get(job.request.card, settings.models_dir / "tiny-wan")
+    request = job.request
+    pipe = runner.pipelines.get(
+        request.card, settings.models_dir / "tiny-wan", 0, variant=request.speed_config
+    )
     assert pipe.transformer.device.type == "cuda"
+    speed = job.result["speed"]
+    assert speed["lossless"] and speed["compile"]["on"], speed
+    print("attention:", speed["attention"], "compile:", speed["compile"])

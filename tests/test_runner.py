@@ -9,10 +9,15 @@ import numpy as np
 import torch
 
 from core.jobs import Job, JobQueue, JobStatus
-from core.requests import parse_request
+from core.requests import T2VRequest, parse_request
 from core.runner import Runner
 from core.settings import Settings
 from core.video_io import probe_video, read_frames, read_record
+
+
+def loaded_pipeline(runner: Runner, request: T2VRequest, folder: Path):
+    """The pipeline the runner uses for ``request`` at memory level 0 (loading it if needed)."""
+    return runner.pipelines.get(request.card, folder, 0, variant=request.speed_config)
 
 
 def run_job(runner: Runner, data: dict) -> Job:
@@ -56,9 +61,9 @@ def test_same_seed_gives_the_same_video_and_keeps_the_pipeline_loaded(settings: 
     runner = Runner(settings, torch.device("cpu"))
     data = {"model": "tiny-wan", "prompt": "a dog", "steps": 2, "seed": 5}
     first = run_job(runner, data)
-    pipe = runner.pipelines.get(first.request.card, settings.models_dir / "tiny-wan")
+    pipe = loaded_pipeline(runner, first.request, settings.models_dir / "tiny-wan")
     second = run_job(runner, data)
-    assert runner.pipelines.get(first.request.card, settings.models_dir / "tiny-wan") is pipe
+    assert loaded_pipeline(runner, first.request, settings.models_dir / "tiny-wan") is pipe
     a, b = (read_frames(Path(j.result["path"])) for j in (first, second))
     assert np.array_equal(a, b)
 
@@ -67,7 +72,7 @@ def test_cancel_stops_within_one_step_and_reports_cancelled(settings: Settings) 
     runner = Runner(settings, torch.device("cpu"))
     card_folder = settings.models_dir / "tiny-wan"
     request = parse_request({"model": "tiny-wan", "prompt": "a boat", "steps": 20, "seed": 1})
-    pipe = runner.pipelines.get(request.card, card_folder)
+    pipe = loaded_pipeline(runner, request, card_folder)
     calls = []
     handle = pipe.transformer.register_forward_hook(lambda *args: calls.append(1))
     queue = JobQueue([runner.execute])
@@ -107,7 +112,7 @@ def test_switching_models_frees_the_previous_pipeline(settings: Settings) -> Non
 def test_cached_run_calls_the_transformer_less_and_records_it(settings: Settings) -> None:
     runner = Runner(settings, torch.device("cpu"))
     request = {"model": "tiny-wan", "prompt": "a horse", "steps": 8, "seed": 2}
-    pipe = runner.pipelines.get(parse_request(request).card, settings.models_dir / "tiny-wan")
+    pipe = loaded_pipeline(runner, parse_request(request), settings.models_dir / "tiny-wan")
     calls: list[int] = []
     handle = pipe.transformer.blocks[-1].ffn.register_forward_hook(lambda *args: calls.append(1))
     plain = run_job(runner, request)

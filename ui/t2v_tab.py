@@ -14,6 +14,7 @@ from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
 from ui.jobs import finish_message, submit_or_explain, track
 from ui.memory_panel import build_memory_panel, describe_plan
+from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -28,6 +29,7 @@ DETAIL_KEYS = (
     "device",
     "memory_level",
     "cache",
+    "speed",
     "output",
 )
 
@@ -104,6 +106,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
                 shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             speed, cache_method, cache_threshold = build_cache_controls(cards)
+            speed_options = build_speed_controls()
             with gr.Accordion("Memory", open=False):
                 memory_level, memory_estimate = build_memory_panel()
             with gr.Row():
@@ -149,6 +152,9 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
         speed_preset: str = "Off",
         method: str = "auto",
         threshold: float | None = None,
+        attention: str = "auto",
+        compile_choice: str = "auto",
+        turbo: bool = False,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
@@ -168,6 +174,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
                 "seed": seed_value,
                 "memory_level": level,
                 "cache": cache_dict_from_controls(speed_preset, method, threshold),
+                "speed": speed_dict_from_controls(attention, compile_choice, turbo),
             },
         )
         yield job.id, gr.skip(), gr.skip(), "Queued."
@@ -199,6 +206,7 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
             speed,
             cache_method,
             cache_threshold,
+            *speed_options.inputs,
         ],
         [job_id, video, details, status],
         api_name="t2v",
