@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from weights.tiny_flashvsr import build_tiny_flashvsr
+from weights.tiny_skyreels import build_tiny_skyreels_df
 
 WORDS = (
     "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
@@ -97,7 +98,11 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {"tiny-wan": build_tiny_wan, "tiny-flashvsr": build_tiny_flashvsr}
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tiny-wan": build_tiny_wan,
+    "tiny-skyreels-df": build_tiny_skyreels_df,
+    "tiny-flashvsr": build_tiny_flashvsr,
+}
 
 
 def build(builder: str, folder: Path) -> Path:

@@ -1,0 +1,197 @@
+"""Running a continuation job: input clip -> SkyReels-V2 DF video-to-video -> clip + new frames (+ audio).
+
+The pipeline sees only the last ``overlap_history`` frames of the clip; it extends them window by window
+(``base_num_frames`` each) and decodes the conditioning frames again with the new ones, so the frames
+after the first ``2 * overlap_history`` of its output are the new ones. The saved file is the converted
+clip followed by them (or only them), with the clip's sound under the clip part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.audio import mux_audio
+from core.chunk_cache import apply_chunk_cache
+from core.continuation import ContinueRequest, latent_frames
+from core.hardware import PeakMemory, compute_dtype
+from core.jobs import Job
+from core.memory.oom import run_with_oom_retry
+from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.pipelines import free_memory
+from core.t2v import set_flow_shift
+from core.video_input import InputVideo, iter_resampled, last_frames, open_input
+from core.video_io import METADATA_KEY, VideoWriter
+from weights.store import ensure_model
+
+if TYPE_CHECKING:
+    from core.runner import Runner
+
+
+def denoising_calls(pipe: Any, request: ContinueRequest) -> int:
+    """How many denoising steps the pipeline will take over all windows (for progress)."""
+    pipe.scheduler.set_timesteps(request.steps)
+    timesteps = pipe.scheduler.timesteps
+    overlap = latent_frames(request.overlap_history)
+    base = latent_frames(request.base_num_frames)
+    remaining = request.add_frames // 4
+    total = 0
+    while remaining > 0:
+        window = min(remaining, base - overlap)
+        matrix = pipe.generate_timestep_matrix(
+            overlap + window, timesteps, overlap + window, request.ar_step, overlap, request.causal_block_size
+        )[0]
+        total += matrix.shape[0]
+        remaining -= window
+    return total
+
+
+def generate_continuation(
+    pipe: Any, request: ContinueRequest, video: InputVideo, context: np.ndarray, job: Job
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The new frames, float in [0, 1] (add_frames, H, W, 3), and the cache stats when a cache was on."""
+    set_flow_shift(pipe, request.resolved_shift(video.width, video.height))
+    total = denoising_calls(pipe, request)
+    done = 0
+
+    def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        nonlocal done
+        done += 1
+        job.report("denoising", done, total)
+        job.check_cancelled()
+        if done == total:
+            job.report("decoding video")
+        return {}
+
+    cache = request.cache
+    session = (
+        apply_chunk_cache(
+            pipe, cache["threshold"], cache["warmup"], request.card.extra.get("flowcache_coefficients")
+        )
+        if cache
+        else contextlib.nullcontext()
+    )
+    job.report("encoding prompt")
+    devices = [pipe.device] if pipe.device.type == "cuda" else []
+    with session, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(request.seed)  # the pipeline's added conditioning noise draws from the global RNG
+        output = pipe(
+            video=[Image.fromarray(frame) for frame in context],
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            height=video.height,
+            width=video.width,
+            num_frames=request.overlap_history + request.add_frames,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="np",
+            overlap_history=request.overlap_history,
+            addnoise_condition=request.addnoise_condition,
+            base_num_frames=request.base_num_frames,
+            ar_step=request.ar_step,
+            causal_block_size=request.causal_block_size,
+            fps=request.card.fps,
+            callback_on_step_end=on_step_end,
+        )
+    frames = np.asarray(output.frames[0])[2 * len(context) :]
+    return frames, ({"method": "flowcache", **session.stats()} if cache else None)
+
+
+def write_continuation(
+    path: Path, video: InputVideo, new_frames: np.ndarray, metadata: dict[str, Any], with_clip: bool
+) -> Path:
+    """Write the converted clip, then ``new_frames``, to ``path`` atomically, with the clip's sound."""
+    audio = with_clip and video.has_audio
+    target = path.with_name(f".{path.stem}.picture{path.suffix}") if audio else path
+    with VideoWriter(target, video.fps, metadata) as writer:
+        if with_clip:
+            for frame in iter_resampled(video):
+                writer.write(frame[None])
+        writer.write(new_frames)
+    if audio:
+        try:
+            mux_audio(target, video.path, path, duration=video.duration)
+        finally:
+            target.unlink(missing_ok=True)
+    return path
+
+
+def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str, Any]:
+    """Run ``request`` with ``runner``'s settings, device and pipeline cache; returns the job's record."""
+    request = request.with_seed()
+    job.request = request
+    card = request.card
+    started = time.perf_counter()
+    job.report("reading input video")
+    video = open_input(request.video, card, min_frames=request.overlap_history)
+    context = last_frames(video, request.overlap_history)
+    job.check_cancelled()
+    with PeakMemory(runner.device) as peak:
+        job.report("preparing weights")
+        folder = ensure_model(
+            card,
+            runner.settings,
+            on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+            should_cancel=lambda: job.cancel_requested,
+        )
+        job.check_cancelled()
+        plan = runner.plan(card, video.width, video.height, request.base_num_frames, request.memory_level)
+        level = [plan.level]
+
+        def load(new_level: int) -> Any:
+            level[0] = new_level
+            job.report(f"loading model (memory level {new_level})")
+            return runner.pipelines.get(card, folder, new_level)
+
+        load(plan.level)
+        job.check_cancelled()
+        try:
+            new_frames, cache_stats = run_with_oom_retry(
+                lambda: generate_continuation(
+                    runner.pipelines.get(card, folder, level[0]), request, video, context, job
+                ),
+                plan,
+                load,
+                lambda message: job.report(message),
+                release=runner.pipelines.unload,
+            )
+        finally:
+            free_memory(runner.device)
+    with_clip = not request.continuation_only
+    record = base_record("continue", job.id) | {
+        "model": card.id,
+        "model_name": card.name,
+        "request": request.to_dict(),
+        "seed": request.seed,
+        "input": video.describe(request.overlap_history),
+        "width": video.width,
+        "height": video.height,
+        "fps": video.fps,
+        "frames": (video.frames if with_clip else 0) + len(new_frames),
+        "input_frames": video.frames,
+        "added_frames": len(new_frames),
+        "audio": with_clip and video.has_audio,
+        "flow_shift": request.resolved_shift(video.width, video.height),
+        "cache": cache_stats,
+        "device": str(runner.device),
+        "memory_level": level[0],
+        "memory_plan": plan.reason,
+        "dtype": str(compute_dtype(runner.device)).removeprefix("torch."),
+        "time_s": round(time.perf_counter() - started, 3),
+        "peak_memory_gb": round(peak.peak_gb, 3),
+        "status": "done",
+    }
+    job.report("writing video")
+    path = new_output_path(runner.settings.outputs_dir, "continue", request.prompt, request.seed)
+    record["output"] = path.name
+    write_continuation(path, video, new_frames, {METADATA_KEY: record, "title": request.prompt}, with_clip)
+    write_json_atomic(sidecar_path(path), record)
+    record["path"] = str(path)
+    return record

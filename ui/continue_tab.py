@@ -1,0 +1,221 @@
+"""Continue video tab: a clip, a prompt and how much to add; Continue, Cancel, the result and its details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from core.continuation import FIELD_HELP
+from core.studio import Studio
+from core.validation import ConfigError
+from core.video_input import open_input
+from ui.jobs import finish_message, submit_or_explain, track
+from ui.memory_panel import build_memory_panel, describe_plan
+from weights.registry import ModelCard, cards_for, get_card
+
+DETAIL_KEYS = (
+    "model_name",
+    "seed",
+    "input",
+    "width",
+    "height",
+    "fps",
+    "input_frames",
+    "added_frames",
+    "frames",
+    "audio",
+    "time_s",
+    "peak_memory_gb",
+    "device",
+    "memory_level",
+    "cache",
+    "output",
+)
+SPEEDS = ("Off", "Fast", "Faster")
+
+
+def cache_from_controls(speed: str | None, threshold: float | None) -> dict[str, Any] | None:
+    """The request's ``cache``: an explicit threshold wins over the Speed preset; Off and empty mean none."""
+    if threshold is not None and threshold > 0:
+        return {"method": "flowcache", "threshold": threshold}
+    preset = (speed or "Off").lower()
+    return None if preset == "off" else {"preset": preset}
+
+
+def cache_summary(stats: dict[str, Any]) -> str:
+    """`` · flowcache reused 120 of 400 chunk-steps`` for a cached run, "" otherwise."""
+    if not stats:
+        return ""
+    total = stats["chunk_steps_computed"] + stats["chunk_steps_reused"]
+    return f" · flowcache reused {stats['chunk_steps_reused']} of {total} chunk-steps"
+
+
+def describe_input(video_path: str | None, model_id: str, overlap: float) -> str:
+    """What the clip becomes for this model, or why it cannot be used."""
+    if not video_path:
+        return "Upload a clip (mp4, mov, mkv, webm, avi, ts)."
+    card = get_card(model_id)
+    frames = int(overlap) or card.extra.get("overlap_history", 17)
+    try:
+        return open_input(video_path, card, min_frames=frames).describe(frames)
+    except ConfigError as exc:
+        return f"⚠️ {exc}"
+
+
+def model_settings(model_id: str) -> tuple[Any, ...]:
+    """Component updates that load a model's defaults into the form."""
+    card = get_card(model_id)
+    d = card.defaults
+    return (
+        gr.update(value=d.steps),
+        gr.update(value=d.guidance),
+        gr.update(value=d.negative_prompt),
+        gr.update(value=card.description),
+    )
+
+
+def request_data(
+    card: ModelCard,
+    video_path: str | None,
+    prompt: str,
+    negative: str,
+    seconds: float,
+    keep_clip: bool,
+    overlap: float,
+    ar_step: float,
+    block: float,
+    window: float,
+    noise: float,
+    steps: float,
+    guidance: float,
+    shift: float,
+    seed: float,
+    level: str,
+    speed: str,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """The ``continue`` request for the form's values (0 means the model's default)."""
+    return {
+        "task": "continue",
+        "model": card.id,
+        "video": video_path or "",
+        "prompt": prompt,
+        "negative_prompt": negative,
+        "seconds": seconds,
+        "continuation_only": not keep_clip,
+        "overlap_history": int(overlap),
+        "ar_step": int(ar_step),
+        "causal_block_size": int(block),
+        "base_num_frames": int(window),
+        "addnoise_condition": noise,
+        "steps": steps,
+        "guidance": guidance,
+        "shift": shift or None,
+        "seed": seed,
+        "memory_level": level,
+        "cache": cache_from_controls(speed, threshold),
+    }
+
+
+def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Component]]:
+    """Create the tab inside the caller's ``gr.Tab``; returns the model picker and the form it fills."""
+    cards = cards_for("continue", dev=studio.settings.dev)
+    first = cards[0]
+    d = first.defaults
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown([(c.name, c.id) for c in cards], value=first.id, label="Model")
+            about = gr.Markdown(first.description)
+            clip = gr.Video(label="Clip to extend", sources=["upload"])
+            clip_info = gr.Markdown(describe_input(None, first.id, 0))
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="The camera follows the cat outside")
+            negative = gr.Textbox(label="Negative prompt", lines=2, value=d.negative_prompt)
+            seconds = gr.Slider(0.5, 60, value=4, step=0.5, label="Seconds to add")
+            keep_clip = gr.Checkbox(value=True, label="Keep the clip before the new part (with its sound)")
+            with gr.Accordion("Diffusion forcing", open=False):
+                overlap = gr.Number(value=0, precision=0, label="Overlap frames (0 = model default)",
+                                    info=FIELD_HELP["overlap_history"])
+                ar_step = gr.Number(value=0, precision=0, label="AR step", info=FIELD_HELP["ar_step"])
+                block = gr.Number(value=0, precision=0, label="Causal block size",
+                                  info=FIELD_HELP["causal_block_size"])
+                window = gr.Number(value=0, precision=0, label="Window frames (0 = model default)",
+                                   info=FIELD_HELP["base_num_frames"])
+                noise = gr.Slider(0, 60, value=20, step=1, label="Condition noise",
+                                  info=FIELD_HELP["addnoise_condition"])
+            with gr.Accordion("Sampling", open=False):
+                steps = gr.Slider(1, 200, value=d.steps, step=1, label="Steps")
+                guidance = gr.Slider(0, 20, value=d.guidance, step=0.5, label="Guidance scale")
+                shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            speed = gr.Radio(
+                list(SPEEDS), value="Off", label="Speed",
+                info="Reuse chunks between denoising steps (FlowCache); faster, with some loss of detail.",
+            )
+            with gr.Accordion("Advanced speed settings", open=False):
+                threshold = gr.Number(value=None, minimum=0, label="FlowCache threshold",
+                                      info="Empty: from the Speed preset. Higher reuses more chunks.")
+            with gr.Accordion("Memory", open=False):
+                memory_level, memory_estimate = build_memory_panel()
+            with gr.Row():
+                start = gr.Button("Continue", variant="primary")
+                cancel = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=1):
+            status = gr.Markdown("Ready.", label="Status")
+            video = gr.Video(label="Result", interactive=False)
+            details = gr.JSON(label="Details")
+    job_id = gr.State(None)
+    form = [steps, guidance, negative, about]
+    model.change(model_settings, model, form, api_name=False)
+    for trigger in (clip, model, overlap):
+        trigger.change(describe_input, [clip, model, overlap], clip_info, api_name=False)
+
+    def estimate(model_id: str, window_frames: float, level: str) -> str:
+        card = get_card(model_id)
+        res = card.resolution(card.defaults.resolution)
+        frames = int(window_frames) or card.defaults.frames
+        try:
+            return describe_plan(studio.runners[0].plan(card, res.width, res.height, frames, level))
+        except ConfigError as exc:
+            return f"⚠️ {exc}"
+
+    for trigger in (model, window, memory_level):
+        trigger.change(estimate, [model, window, memory_level], memory_estimate, api_name=False)
+
+    def run(
+        model_id: str, video_path: str | None, prompt_text: str, negative_text: str,
+        seconds_to_add: float, keep: bool, overlap_frames: float, ar: float, block_size: float,
+        window_frames: float, noise_level: float, step_count: float, guidance_scale: float,
+        flow_shift: float, seed_value: float, level: str = "auto", speed_preset: str = "Off",
+        cache_threshold: float | None = None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
+    ) -> Iterator[tuple[Any, ...]]:
+        data = request_data(
+            get_card(model_id), video_path, prompt_text, negative_text, seconds_to_add, keep, overlap_frames,
+            ar, block_size, window_frames, noise_level, step_count, guidance_scale, flow_shift, seed_value,
+            level, speed_preset, cache_threshold,
+        )
+        job = submit_or_explain(studio, data)
+        yield job.id, gr.skip(), gr.skip(), "Queued."
+        for text in track(studio, job, progress):
+            yield job.id, gr.skip(), gr.skip(), text
+        record = job.result or {}
+        message = finish_message(job) + cache_summary(record.get("cache") or {})
+        yield None, record.get("path"), {k: record[k] for k in DETAIL_KEYS if k in record} or None, message
+
+    start.click(
+        run,
+        [model, clip, prompt, negative, seconds, keep_clip, overlap, ar_step, block, window, noise, steps,
+         guidance, shift, seed, memory_level, speed, threshold],
+        [job_id, video, details, status],
+        api_name="continue",
+        concurrency_limit=16,
+    )
+    cancel.click(
+        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
+        job_id,
+        status,
+        api_name=False,
+    )
+    return model, form
