@@ -71,5 +71,5 @@ def plan_parallel(
                 return ParallelPlan(
                     "split", world_size, f"one job on {idle_gpus} idle GPUs: {config.describe()}{note}", config
                 )
-            rejected.append(f"{config.describe()}: {problems[0]}")
+            rejected.append(f"{config.describe()}: {' and '.join(problems)}")
     return ParallelPlan("task", 1, "no split fits: " + "; ".join(rejected))
