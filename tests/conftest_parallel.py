@@ -11,9 +11,20 @@ import torch
 from core.settings import Settings
 
 
-def _cpu_attention_with_lse(ctx, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
-                            scale=None, enable_gqa=False, return_lse=False, _save_ctx=True,
-                            _parallel_config=None):
+def _cpu_attention_with_lse(
+    ctx,
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    scale=None,
+    enable_gqa=False,
+    return_lse=False,
+    _save_ctx=True,
+    _parallel_config=None,
+):
     """diffusers' native attention op, plus the log-sum-exp ring attention merges chunks with.
 
     Stand-in: on the CPU no diffusers backend returns the LSE (native raises, ``_native_flash`` calls
@@ -26,8 +37,10 @@ def _cpu_attention_with_lse(ctx, query, key, value, attn_mask=None, dropout_p=0.
 
 
 def _write_video_and_frames(path: Path, frames, fps, metadata=None):
-    """``write_video`` that also keeps the raw frames next to the mp4 (x264 output is not bit-exact from run to
-    run, so the tests compare frames, not decoded video)."""
+    """``write_video`` that also keeps the raw frames next to the mp4.
+
+    x264 output is not bit-exact from run to run, so the tests compare frames, not decoded video.
+    """
     import numpy as np
 
     from core.video_io import write_video
@@ -49,8 +62,12 @@ def rank_setup_for_tests() -> None:
 
 @pytest.fixture(scope="module")
 def parallel_settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings(outputs_dir=tmp_path_factory.mktemp("parallel") / "outputs", models_dir=models_dir,
-                    offline=True, dev=True)
+    return Settings(
+        outputs_dir=tmp_path_factory.mktemp("parallel") / "outputs",
+        models_dir=models_dir,
+        offline=True,
+        dev=True,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,9 @@ class CountingTransformer(torch.nn.Module):
         self.config = SimpleNamespace(out_channels=3)
         self.prompts: list[float] = []
 
-    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, return_dict: bool = True):
+    def forward(
+        self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, return_dict: bool = True
+    ):
         self.prompts.append(float(encoder_hidden_states))
         out = hidden_states[:, :3] * encoder_hidden_states
         return SimpleNamespace(sample=out) if return_dict else (out,)

@@ -75,10 +75,13 @@ def test_heads_that_do_not_divide_fall_back_to_ring_then_fewer_gpus() -> None:
 
 
 def test_small_or_indivisible_jobs_stay_on_one_gpu() -> None:
-    tiny = parse_request({"model": "tiny-wan", "prompt": "a cat", "frames": 1, "width": 48, "height": 48,
-                          "guidance": 1.0})
+    tiny = parse_request(
+        {"model": "tiny-wan", "prompt": "a cat", "frames": 1, "width": 48, "height": 48, "guidance": 1.0}
+    )
     assert "too small" in plan_parallel(1, 2, tiny).reason
     plan = plan_parallel(1, 2, tiny, min_tokens=0)
     assert plan.mode == "task" and "9 tokens" in plan.reason and "do not divide over 2" in plan.reason
-    assert plan_parallel(1, 2, tiny, geometry=ModelGeometry(heads=2, pixels_per_token=8),
-                         min_tokens=0).mode == "split"
+    assert (
+        plan_parallel(1, 2, tiny, geometry=ModelGeometry(heads=2, pixels_per_token=8), min_tokens=0).mode
+        == "split"
+    )

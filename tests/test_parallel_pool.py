@@ -1,4 +1,4 @@
-"""The worker pool with fake executors in real processes: order, progress, cancel, crash and restart, shutdown.
+"""The worker pool with fake executors in real processes: order, progress, cancel, crash, shutdown.
 
 No torch here: the fake workers start in about a second.
 """
@@ -30,8 +30,13 @@ def fake_executor(settings: Settings, gpu: int | None):
             job.report("denoising", step + 1, request.get("steps", 2))
             job.check_cancelled()
             time.sleep(request.get("sleep", 0.01))
-        return {"status": "done", "pid": os.getpid(), "gpu": gpu, "name": request.get("name"),
-                "started": started}
+        return {
+            "status": "done",
+            "pid": os.getpid(),
+            "gpu": gpu,
+            "name": request.get("name"),
+            "started": started,
+        }
 
     return execute
 
@@ -136,6 +141,7 @@ def test_shutdown_ends_every_worker(tmp_path) -> None:
     queue.shutdown()
     pool.shutdown()
     assert busy.status == JobStatus.CANCELLED
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in pids)
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
+    )
     assert spawned_children() == []

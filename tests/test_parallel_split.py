@@ -1,4 +1,4 @@
-"""One request over 2 CPU processes (gloo): CFG parallel and context parallel give the single-process video."""
+"""One request over 2 CPU processes (gloo): CFG and context parallel give the single-process frames."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from core.parallel.split import SplitGroup, run_split
 from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
-from core.validation import ConfigError
 from core.t2v import generate_t2v
+from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 
 pytest_plugins = ["tests.conftest_parallel"]

@@ -46,10 +46,8 @@ class ParallelConfig:
             )
 
     @classmethod
-    def from_modes(
-        cls, world_size: int, modes: tuple[str, ...], heads: int | None = None
-    ) -> ParallelConfig:
-        """Degrees for ``modes`` on ``world_size`` ranks; ``cp`` means Ulysses when ``heads`` divides, else ring."""
+    def from_modes(cls, world_size: int, modes: tuple[str, ...], heads: int | None = None) -> ParallelConfig:
+        """Degrees for ``modes`` on ``world_size`` ranks; ``cp``: Ulysses if ``heads`` divide, else ring."""
         world_size = as_int("world size", world_size, low=1, high=64)
         modes = parse_parallel_flag(",".join(modes))
         if world_size == 1:
@@ -76,8 +74,11 @@ class ParallelConfig:
         return self.ulysses * self.ring
 
     def describe(self) -> str:
-        parts = [f"{name} {value}" for name, value in (("cfg", self.cfg), ("ulysses", self.ulysses),
-                                                       ("ring", self.ring)) if value > 1]
+        parts = [
+            f"{name} {value}"
+            for name, value in (("cfg", self.cfg), ("ulysses", self.ulysses), ("ring", self.ring))
+            if value > 1
+        ]
         return f"{self.world_size} ranks" + (f" ({' x '.join(parts)})" if parts else "")
 
     def to_dict(self) -> dict[str, int]:

@@ -35,8 +35,9 @@ def init_rank(rank: int, world_size: int, port: int, gpus: tuple[int, ...] | Non
     else:
         device = torch.device("cpu")
         backend = "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=world_size, device_id=device if
-                            device.type == "cuda" else None)
+    dist.init_process_group(
+        backend, rank=rank, world_size=world_size, device_id=device if device.type == "cuda" else None
+    )
     return device
 
 

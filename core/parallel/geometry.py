@@ -11,7 +11,7 @@ from weights.registry import ModelCard
 
 @dataclass(frozen=True)
 class ModelGeometry:
-    """``heads`` of the transformer; pixels per token side (VAE factor x patch) and frames per latent frame."""
+    """Attention ``heads``; pixels per token side (VAE factor x patch); video frames per latent frame."""
 
     heads: int
     pixels_per_token: int = 16
@@ -28,7 +28,7 @@ KNOWN = {
 
 
 def geometry_for(card: ModelCard) -> ModelGeometry:
-    """From the card's ``extra`` (``attention_heads``, ``pixels_per_token``), else the table of known models."""
+    """From the card's ``extra`` (``attention_heads``, ``pixels_per_token``), else the known-model table."""
     if "attention_heads" in card.extra:
         return ModelGeometry(
             heads=int(card.extra["attention_heads"]),
@@ -50,7 +50,9 @@ def split_problems(request: T2VRequest, config: ParallelConfig, geometry: ModelG
     """Why ``request`` cannot run split as ``config`` (empty when it can)."""
     problems = []
     if config.cfg == 2 and request.guidance <= 1.0:
-        problems.append(f"CFG parallel needs guidance above 1 (got {request.guidance}): there is no uncond pass")
+        problems.append(
+            f"CFG parallel needs guidance above 1 (got {request.guidance}): there is no uncond pass"
+        )
     if config.context > 1:
         tokens = token_count(request, geometry)
         if tokens % config.context:
@@ -59,5 +61,7 @@ def split_problems(request: T2VRequest, config: ParallelConfig, geometry: ModelG
                 f"do not divide over {config.context} context-parallel ranks"
             )
         if config.ulysses > 1 and geometry.heads % config.ulysses:
-            problems.append(f"{geometry.heads} attention heads do not divide over Ulysses degree {config.ulysses}")
+            problems.append(
+                f"{geometry.heads} attention heads do not divide over Ulysses degree {config.ulysses}"
+            )
     return problems

@@ -69,7 +69,10 @@ def plan_parallel(
             if not problems:
                 note = f"; not {'; '.join(rejected)}" if rejected else ""
                 return ParallelPlan(
-                    "split", world_size, f"one job on {idle_gpus} idle GPUs: {config.describe()}{note}", config
+                    "split",
+                    world_size,
+                    f"one job on {idle_gpus} idle GPUs: {config.describe()}{note}",
+                    config,
                 )
             rejected.append(f"{config.describe()}: {' and '.join(problems)}")
     return ParallelPlan("task", 1, "no split fits: " + "; ".join(rejected))

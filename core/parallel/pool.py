@@ -40,8 +40,14 @@ class _Worker:
         self.cancel_value = context.Value("q", 0)
         self.process = context.Process(
             target=worker_main,
-            args=(self.gpu, self.pool.settings, self.inbox, self.events, self.cancel_value,
-                  self.pool.make_executor),
+            args=(
+                self.gpu,
+                self.pool.settings,
+                self.inbox,
+                self.events,
+                self.cancel_value,
+                self.pool.make_executor,
+            ),
             name=f"gpu-worker-{self.gpu}",
             daemon=True,
         )
@@ -100,8 +106,9 @@ class _Worker:
 class WorkerPool:
     """One worker process per entry of ``gpus`` (a GPU index, or None for a CPU worker)."""
 
-    def __init__(self, settings: Settings, gpus: list[int | None],
-                 make_executor: ExecutorFactory = runner_executor) -> None:
+    def __init__(
+        self, settings: Settings, gpus: list[int | None], make_executor: ExecutorFactory = runner_executor
+    ) -> None:
         self.settings = settings
         self.make_executor = make_executor
         self.context = multiprocessing.get_context("spawn")

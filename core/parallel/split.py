@@ -38,8 +38,14 @@ class SplitGroup:
     function every rank calls after joining the group.
     """
 
-    def __init__(self, settings: Settings, world_size: int, modes: tuple[str, ...] = ("cfg", "cp"),
-                 gpus: tuple[int, ...] | None = None, rank_setup: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        world_size: int,
+        modes: tuple[str, ...] = ("cfg", "cp"),
+        gpus: tuple[int, ...] | None = None,
+        rank_setup: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.world_size = world_size
         self.modes = modes
@@ -73,8 +79,17 @@ class SplitGroup:
         for rank, inbox in enumerate(self._inboxes):
             process = self._context.Process(
                 target=rank_main,
-                args=(rank, self.world_size, port, self.gpus, self.settings, inbox, self._events,
-                      self._cancel, self.rank_setup),
+                args=(
+                    rank,
+                    self.world_size,
+                    port,
+                    self.gpus,
+                    self.settings,
+                    inbox,
+                    self._events,
+                    self._cancel,
+                    self.rank_setup,
+                ),
                 name=f"split-rank-{rank}",
                 daemon=True,
             )
@@ -82,7 +97,7 @@ class SplitGroup:
             self._processes.append(process)
 
     def execute(self, job: Job) -> dict[str, Any]:
-        """Run ``job`` (a T2VRequest) split over the group with this group's modes; returns rank 0's record."""
+        """Run ``job`` (a T2VRequest) split over the group as this group's modes; rank 0's record."""
         return self.run(job, job.request, self.modes)
 
     def run(self, job: Job, request: T2VRequest, modes: tuple[str, ...]) -> dict[str, Any]:
@@ -140,7 +155,9 @@ class SplitGroup:
         self._processes, self._inboxes = [], []
 
 
-def run_split(request: T2VRequest, settings: Settings, world_size: int, modes: tuple[str, ...]) -> dict[str, Any]:
+def run_split(
+    request: T2VRequest, settings: Settings, world_size: int, modes: tuple[str, ...]
+) -> dict[str, Any]:
     """Generate ``request`` over ``world_size`` ranks as ``modes`` (e.g. ``("cfg", "cp")``) and return the
     record; rank 0 writes the same mp4 and sidecar as :meth:`core.runner.Runner.execute`."""
     resolve_config(request, world_size, modes)

@@ -71,8 +71,14 @@ class RankPipelines:
         return self._pipe
 
 
-def t2v_record(job: RankJob, request: T2VRequest, config: ParallelConfig, device: torch.device,
-               time_s: float, peak_gb: float) -> dict[str, Any]:
+def t2v_record(
+    job: RankJob,
+    request: T2VRequest,
+    config: ParallelConfig,
+    device: torch.device,
+    time_s: float,
+    peak_gb: float,
+) -> dict[str, Any]:
     """The record :class:`core.runner.Runner` writes, plus how the request was split."""
     card = request.card
     return base_record("t2v", job.id) | {
@@ -94,8 +100,9 @@ def t2v_record(job: RankJob, request: T2VRequest, config: ParallelConfig, device
     }
 
 
-def run_on_rank(job: RankJob, request: T2VRequest, config: ParallelConfig, settings: Settings,
-                pipelines: RankPipelines) -> dict[str, Any] | None:
+def run_on_rank(
+    job: RankJob, request: T2VRequest, config: ParallelConfig, settings: Settings, pipelines: RankPipelines
+) -> dict[str, Any] | None:
     """Generate on this rank; rank 0 writes the video and returns the record, the others return None."""
     device = pipelines.device
     started = time.perf_counter()
@@ -118,8 +125,17 @@ def run_on_rank(job: RankJob, request: T2VRequest, config: ParallelConfig, setti
     return record
 
 
-def rank_main(rank: int, world_size: int, port: int, gpus: tuple[int, ...] | None, settings: Settings,
-              inbox: Any, events: Any, cancel_value: Any, rank_setup: Any = None) -> None:
+def rank_main(
+    rank: int,
+    world_size: int,
+    port: int,
+    gpus: tuple[int, ...] | None,
+    settings: Settings,
+    inbox: Any,
+    events: Any,
+    cancel_value: Any,
+    rank_setup: Any = None,
+) -> None:
     """A rank process: join the group, then serve ``(number, job_id, request, config)`` until None."""
     device = init_rank(rank, world_size, port, gpus)
     if rank_setup is not None:

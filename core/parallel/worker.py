@@ -28,8 +28,14 @@ def runner_executor(settings: Settings, gpu: int | None) -> Executor:
     return Runner(settings, device).execute
 
 
-def worker_main(gpu: int | None, settings: Settings, inbox: Any, events: Any, cancel_value: Any,
-                make_executor: ExecutorFactory = runner_executor) -> None:
+def worker_main(
+    gpu: int | None,
+    settings: Settings,
+    inbox: Any,
+    events: Any,
+    cancel_value: Any,
+    make_executor: ExecutorFactory = runner_executor,
+) -> None:
     """Serve ``(number, job_id, request)`` messages from ``inbox`` until None, one at a time."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
