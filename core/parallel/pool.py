@@ -31,7 +31,7 @@ class _Worker:
         self.pool = pool
         self.gpu = gpu
         self.process: Any = None
-        self.numbers = 0
+        self.sent = 0
         self.start()
 
     def start(self) -> None:
@@ -60,8 +60,10 @@ class _Worker:
 
     def execute(self, job: Job) -> dict[str, Any]:
         """Run ``job`` in the worker process (the :data:`core.jobs.Executor` for this GPU)."""
-        self.numbers += 1
-        number = self.numbers
+        if hasattr(job.request, "with_seed"):
+            job.request = job.request.with_seed()
+        self.sent += 1
+        number = self.sent
         self.inbox.put((number, job.id, job.request))
         while True:
             if job.cancel_requested:

@@ -124,7 +124,7 @@ class SplitGroup:
                 dead = [p for p in self._processes if not p.is_alive()]
                 if dead:
                     codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
-                    self.close()
+                    self.close(timeout=2.0)
                     raise RuntimeError(f"split group lost a rank ({codes})") from None
                 continue
             if event_number != number:
@@ -136,7 +136,7 @@ class SplitGroup:
             elif kind == "cancelled":
                 raise JobCancelledError(job.id)
             else:
-                self.close()
+                self.close(timeout=2.0)
                 raise RuntimeError(payload[0])
 
     def close(self, timeout: float = 20.0) -> None:
