@@ -88,3 +88,16 @@ def test_impossible_splits_are_refused_before_any_process_starts(parallel_settin
     with pytest.raises(ConfigError, match="even"):
         run_split(parse_request(REQUEST), parallel_settings, 3, ("cfg",))
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= children
+
+
+def test_cfg_and_ulysses_together_on_four_ranks(parallel_settings: Settings, reference: tuple) -> None:
+    from tests.conftest_parallel import rank_setup_for_tests
+
+    with SplitGroup(parallel_settings, 4, ("cfg", "cp"), rank_setup=rank_setup_for_tests) as group:
+        job = Job(parse_request(REQUEST))
+        record = group.execute(job)
+        pids = group.pids
+    assert record["parallel"] == {"world_size": 4, "cfg": 2, "ulysses": 2, "ring": 1}
+    frames = np.load(Path(record["path"]).with_suffix(".npy"))
+    assert np.abs(frames - reference[1]).max() <= 1e-5
+    assert not any(psutil.pid_exists(pid) for pid in pids)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 from collections.abc import Callable
 from typing import Any
+
+import torch.multiprocessing as multiprocessing
 
 from core.jobs import Job, JobCancelledError
 from core.parallel.config import ParallelConfig
