@@ -4,7 +4,7 @@ With ``--world-size 1`` (the default, one GPU) the split path runs the same pipe
 the queue, the hooks and the per-step cancel all-reduce; it must give the same frames and add at most 2 %.
 With more GPUs, ``--world-size 2 --modes cfg`` (etc.) shows the speed-up instead.
 
-    python bench/parallel_overhead.py [--steps 4] [--frames 81] [--repeats 3] [--world-size 1 --modes cfg,cp]
+    python bench/parallel_overhead.py [--steps 4] [--frames 81] [--repeats 5] [--world-size 1 --modes cfg,cp]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--width", type=int, default=832)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--world-size", type=int, default=1)

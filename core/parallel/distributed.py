@@ -25,10 +25,16 @@ def free_port() -> int:
 
 
 def init_rank(rank: int, world_size: int, port: int, gpus: tuple[int, ...] | None) -> torch.device:
-    """Join the process group as ``rank`` and return its device (GPU ``gpus[rank]``, or the CPU)."""
+    """Join the process group as ``rank`` and return its device (GPU ``gpus[rank]``, or the CPU).
+
+    ``gpus`` become ``CUDA_VISIBLE_DEVICES`` before CUDA starts, so rank r uses visible device r, as diffusers
+    and DeviceMesh assume (``rank % device_count``).
+    """
     os.environ.update(MASTER_ADDR=MASTER_ADDR, MASTER_PORT=str(port))
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
     if torch.cuda.is_available():
-        index = gpus[rank] if gpus else rank % torch.cuda.device_count()
+        index = rank % torch.cuda.device_count()
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
         backend = "cpu:gloo,cuda:nccl"
