@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.parallel.config import ParallelConfig, parse_parallel_flag
+from core.parallel.devices import cuda_visible_devices
 from core.parallel.geometry import KNOWN, ModelGeometry, token_count
 from core.parallel.planner import plan_parallel
 from core.requests import parse_request
@@ -85,3 +86,11 @@ def test_small_or_indivisible_jobs_stay_on_one_gpu() -> None:
         plan_parallel(1, 2, tiny, geometry=ModelGeometry(heads=2, pixels_per_token=8), min_tokens=0).mode
         == "split"
     )
+
+
+def test_child_gpu_pinning_follows_the_parents_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cuda_visible_devices([1, 3]) == "1,3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
+    assert cuda_visible_devices([1]) == "3"
+    assert cuda_visible_devices([0, 1]) == "2,3"

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from core.parallel.config import ParallelConfig
+from core.parallel.devices import pin_to_gpus
 
 MASTER_ADDR = "127.0.0.1"
 MESH_DIMS = ("cfg", "ring", "ulysses")
@@ -32,7 +33,7 @@ def init_rank(rank: int, world_size: int, port: int, gpus: tuple[int, ...] | Non
     """
     os.environ.update(MASTER_ADDR=MASTER_ADDR, MASTER_PORT=str(port))
     if gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpus)
+        pin_to_gpus(gpus)
     if torch.cuda.is_available():
         index = rank % torch.cuda.device_count()
         torch.cuda.set_device(index)

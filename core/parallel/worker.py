@@ -6,12 +6,12 @@ executors in tests start fast.
 
 from __future__ import annotations
 
-import os
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from core.jobs import Executor, JobCancelledError
+from core.parallel.devices import pin_to_gpus
 from core.parallel.remote_job import RemoteJob
 from core.settings import Settings
 
@@ -38,7 +38,7 @@ def worker_main(
 ) -> None:
     """Serve ``(number, job_id, request)`` messages from ``inbox`` until None, one at a time."""
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        pin_to_gpus([gpu])
     execute = make_executor(settings, gpu)
     while (message := inbox.get()) is not None:
         number, job_id, request = message
