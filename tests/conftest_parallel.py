@@ -45,8 +45,9 @@ def _write_video_and_frames(path: Path, frames, fps, metadata=None):
 
     from core.video_io import write_video
 
+    written = write_video(path, frames, fps, metadata)
     np.save(Path(path).with_suffix(".npy"), frames)
-    return write_video(path, frames, fps, metadata)
+    return written
 
 
 def rank_setup_for_tests() -> None:

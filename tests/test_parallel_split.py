@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -77,6 +79,27 @@ def test_cancel_stops_every_rank_and_the_group_serves_on(split_group: SplitGroup
     again = Job(parse_request(REQUEST))
     assert split_group.run(again, again.request, ("cfg",))["status"] == "done"
     assert all(psutil.pid_exists(pid) for pid in split_group.pids)
+
+
+def test_a_dead_rank_fails_the_job_and_the_next_job_gets_a_fresh_group(split_group: SplitGroup) -> None:
+    job = Job(parse_request(REQUEST | {"steps": 200}))
+    old = split_group.pids
+
+    def kill_rank_1_at_first_step() -> None:
+        version = -1
+        while job.progress.stage != "denoising":
+            version = job.wait_for_change(version, 1.0)
+        os.kill(old[1], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_rank_1_at_first_step)
+    killer.start()
+    with pytest.raises(RuntimeError, match="rank"):
+        split_group.run(job, job.request, ("cfg",))
+    killer.join()
+    assert not any(psutil.pid_exists(pid) for pid in old)
+    again = Job(parse_request(REQUEST))
+    assert split_group.run(again, again.request, ("cfg",))["status"] == "done"
+    assert set(split_group.pids).isdisjoint(old)
 
 
 def test_impossible_splits_are_refused_before_any_process_starts(parallel_settings: Settings) -> None:
