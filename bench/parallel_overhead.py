@@ -1,5 +1,6 @@
 """Overhead of the split path: Wan2.1 1.3B (random weights) at 480p, plain Runner vs SplitGroup.
 
+Both paths run memory level 0, SDPA attention, no compile and no step cache (what split ranks use).
 With ``--world-size 1`` (the default, one GPU) the split path runs the same pipeline in a rank process behind
 the queue, the hooks and the per-step cancel all-reduce; it must give the same frames and add at most 2 %.
 With more GPUs, ``--world-size 2 --modes cfg`` (etc.) shows the speed-up instead.
@@ -134,6 +135,8 @@ def main() -> None:
         height=args.height,
         steps=args.steps,
         seed=0,
+        memory_level="0",
+        speed={"attention": "sdpa", "compile": False},
     )
     keep_frames()
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")

@@ -79,7 +79,12 @@ def t2v_record(
     time_s: float,
     peak_gb: float,
 ) -> dict[str, Any]:
-    """The record :class:`core.runner.Runner` writes, plus how the request was split."""
+    """The record :class:`core.runner.Runner` writes, plus how the request was split.
+
+    Split runs use memory level 0 and plain attention: the request's speed options, step cache and memory
+    level are not applied (their keys are None), since a step cache deciding differently on two context
+    ranks would leave them in different collectives.
+    """
     card = request.card
     return base_record("t2v", job.id) | {
         "model": card.id,
@@ -92,6 +97,10 @@ def t2v_record(
         "fps": card.fps,
         "flow_shift": request.resolved_flow_shift(),
         "device": str(device),
+        "memory_level": 0,
+        "memory_plan": f"split over {config.describe()}: the whole pipeline on every GPU",
+        "speed": None,
+        "cache": None,
         "dtype": str(compute_dtype(device)).removeprefix("torch."),
         "time_s": round(time_s, 3),
         "peak_memory_gb": round(peak_gb, 3),

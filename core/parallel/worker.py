@@ -43,7 +43,6 @@ def worker_main(
     while (message := inbox.get()) is not None:
         number, job_id, request = message
         job = RemoteJob(job_id, number, request, events, cancel_value)
-        job.start()
         try:
             record = execute(job)
         except JobCancelledError:
