@@ -1,0 +1,177 @@
+"""Overhead of the split path: Wan2.1 1.3B (random weights) at 480p, plain Runner vs SplitGroup.
+
+Both paths run memory level 0, SDPA attention, no compile and no step cache (what split ranks use).
+With ``--world-size 1`` (the default, one GPU) the split path runs the same pipeline in a rank process behind
+the queue, the hooks and the per-step cancel all-reduce; it must give the same frames and add at most 2 %.
+With more GPUs, ``--world-size 2 --modes cfg`` (etc.) shows the speed-up instead.
+
+    python bench/parallel_overhead.py [--steps 4] [--frames 81] [--repeats 5] [--world-size 1 --modes cfg,cp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.jobs import Job
+from core.parallel.config import parse_parallel_flag
+from core.parallel.split import SplitGroup
+from core.requests import T2VRequest
+from core.runner import Runner
+from core.settings import Settings
+
+MODEL = "wan2.1-t2v-1.3b"
+
+
+def build_random_wan_1_3b(folder: Path) -> Path:
+    """Wan2.1 T2V 1.3B layout with random weights: the real transformer and VAE configs, a tiny
+    4096-wide text encoder (the prompt's content does not matter for timing)."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+    from weights.tiny import WORDS, build_tokenizer
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            num_attention_heads=12,
+            attention_head_dim=128,
+            in_channels=16,
+            out_channels=16,
+            text_dim=4096,
+            freq_dim=256,
+            ffn_dim=8960,
+            num_layers=30,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            rope_max_seq_len=1024,
+        ).to(torch.bfloat16)
+        vae = AutoencoderKLWan()
+        text_encoder = UMT5EncoderModel(
+            UMT5Config(
+                vocab_size=len(WORDS) + 8,
+                d_model=4096,
+                d_kv=64,
+                d_ff=256,
+                num_layers=1,
+                num_heads=4,
+                relative_attention_num_buckets=8,
+                decoder_start_token_id=0,
+                pad_token_id=0,
+                eos_token_id=1,
+            )
+        )
+    build_tokenizer(folder / "tokenizer")
+    pipe = WanPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
+        ),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def _write_video_keeping_frames(path: Path, frames, fps, metadata=None):
+    """``write_video`` that also saves a subsample of the raw frames for the equality check."""
+    from core.video_io import write_video
+
+    written = write_video(path, frames, fps, metadata)
+    np.save(Path(path).with_suffix(".npy"), np.ascontiguousarray(frames[::8, ::4, ::4]))
+    return written
+
+
+def keep_frames() -> None:
+    """Make both paths save the frame subsample (in this process, and as the ranks' setup)."""
+    from core import runner
+    from core.parallel import split_rank
+
+    runner.write_video = split_rank.write_video = _write_video_keeping_frames
+
+
+def timed(run) -> tuple[float, dict]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    record = run()
+    return time.perf_counter() - started, record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--width", type=int, default=832)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--world-size", type=int, default=1)
+    parser.add_argument("--modes", default="cfg,cp")
+    args = parser.parse_args()
+    modes = parse_parallel_flag(args.modes)
+    root = Path(tempfile.mkdtemp(prefix="parallel-bench-"))
+    print(f"building random-weight {MODEL} in {root}", flush=True)
+    build_random_wan_1_3b(root / "models" / MODEL)
+    settings = Settings(outputs_dir=root / "outputs", models_dir=root / "models", offline=True)
+    request = T2VRequest(
+        model=MODEL,
+        prompt="a cat walking on a beach",
+        frames=args.frames,
+        width=args.width,
+        height=args.height,
+        steps=args.steps,
+        seed=0,
+        memory_level="0",
+        speed={"attention": "sdpa", "compile": False},
+    )
+    keep_frames()
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    runner = Runner(settings, device)
+    plain_times, split_times = [], []
+    with SplitGroup(settings, args.world_size, modes, rank_setup=keep_frames) as group:
+        print("warm-up (loads both pipelines)", flush=True)
+        plain_record = runner.execute(Job(request))
+        split_record = group.run(Job(request), request, modes)
+        for _ in range(args.repeats):
+            seconds, plain_record = timed(lambda: runner.execute(Job(request)))
+            plain_times.append(seconds)
+            seconds, split_record = timed(lambda: group.run(Job(request), request, modes))
+            split_times.append(seconds)
+    plain = np.load(Path(plain_record["path"]).with_suffix(".npy"))
+    split = np.load(Path(split_record["path"]).with_suffix(".npy"))
+    difference = float(np.nanmax(np.abs(plain - split))) if np.isfinite(plain).any() else float("nan")
+    same = np.allclose(plain, split, atol=1e-3, equal_nan=True)
+    base = statistics.median(plain_times)
+    print(
+        f"\n{MODEL} random weights, {args.frames} frames {args.width}x{args.height}, {args.steps} steps, "
+        f"{torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'}"
+    )
+    print(f"split: {split_record['parallel']}")
+    print(f"{'path':<24}{'median s':>10}{'min s':>10}{'ratio':>8}{'max |frame diff|':>18}")
+    print(f"{'plain Runner':<24}{base:>10.3f}{min(plain_times):>10.3f}{1.0:>8.3f}{0.0:>18.2e}")
+    median = statistics.median(split_times)
+    print(
+        f"{'split world ' + str(args.world_size):<24}{median:>10.3f}{min(split_times):>10.3f}"
+        f"{median / base:>8.3f}{difference:>18.2e}"
+    )
+    if args.world_size == 1:
+        verdict = "PASS" if median / base <= 1.02 and same else "FAIL"
+        print(f"\nworld size 1: same frames (<= 1e-3) and <= 2 % overhead: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""Multi-GPU: a worker process per GPU for the queue (task level), or one request split over GPUs.
+
+- :mod:`core.parallel.pool` — :class:`WorkerPool`, task level (``JobQueue(pool.executors())``).
+- :mod:`core.parallel.split` — :func:`run_split` and the warm :class:`SplitGroup`: CFG parallel
+  (:mod:`core.parallel.cfg_hook`, ours) combined with diffusers' context parallel.
+- :mod:`core.parallel.planner` — :func:`plan_parallel`, task level or split for a job.
+- :mod:`core.parallel.config` — the ``--parallel`` flag and :class:`ParallelConfig`.
+
+Nothing is imported here: worker processes import only what they need (no torch for the pool itself).
+See docs/parallel.md.
+"""

@@ -1,0 +1,67 @@
+"""What a split needs to know about a model: attention heads and how many tokens a request makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.parallel.config import ParallelConfig
+from core.requests import T2VRequest
+from weights.registry import ModelCard
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """Attention ``heads``; pixels per token side (VAE factor x patch); video frames per latent frame."""
+
+    heads: int
+    pixels_per_token: int = 16
+    frames_per_latent: int = 4
+
+
+KNOWN = {
+    "tiny-wan": ModelGeometry(heads=2),
+    "wan2.1-t2v-1.3b": ModelGeometry(heads=12),
+    "wan2.1-t2v-14b": ModelGeometry(heads=40),
+    "wan2.2-t2v-a14b": ModelGeometry(heads=40),
+    "wan2.2-ti2v-5b": ModelGeometry(heads=24, pixels_per_token=32),
+}
+
+
+def geometry_for(card: ModelCard) -> ModelGeometry:
+    """From the card's ``extra`` (``attention_heads``, ``pixels_per_token``), else the known-model table."""
+    if "attention_heads" in card.extra:
+        return ModelGeometry(
+            heads=int(card.extra["attention_heads"]),
+            pixels_per_token=int(card.extra.get("pixels_per_token", 16)),
+        )
+    if card.id not in KNOWN:
+        raise KeyError(f"no attention geometry for {card.id}; add attention_heads to its card's extra")
+    return KNOWN[card.id]
+
+
+def token_count(request: T2VRequest, geometry: ModelGeometry) -> int:
+    """Sequence length of one transformer call: latent frames x (h / p) x (w / p)."""
+    latent_frames = (request.frames - 1) // geometry.frames_per_latent + 1
+    side = geometry.pixels_per_token
+    return latent_frames * (request.height // side) * (request.width // side)
+
+
+def split_problems(request: T2VRequest, config: ParallelConfig, geometry: ModelGeometry) -> list[str]:
+    """Why ``request`` cannot run split as ``config`` (empty when it can)."""
+    problems = []
+    if config.cfg == 2 and request.guidance <= 1.0:
+        problems.append(
+            f"CFG parallel needs guidance above 1 (got {request.guidance}): there is no uncond pass"
+        )
+    if config.context > 1:
+        tokens = token_count(request, geometry)
+        if tokens % config.context:
+            problems.append(
+                f"{tokens} tokens ({request.frames} frames at {request.width}x{request.height}) "
+                f"do not divide over {config.context} context-parallel ranks"
+            )
+        if config.ulysses > 1 and geometry.heads % config.ulysses:
+            problems.append(
+                f"{geometry.heads} attention heads do not divide over Ulysses degree {config.ulysses}"
+            )
+    return problems

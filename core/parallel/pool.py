@@ -1,0 +1,134 @@
+"""Task-level multi-GPU: one worker process per GPU, each running its own Runner.
+
+:meth:`WorkerPool.executors` gives one executor per worker for :class:`core.jobs.JobQueue`, a drop-in for the
+thread executors: the queue keeps the order and the cancel of queued jobs; each executor sends its job to its
+worker and streams progress back into the parent's :class:`Job`. A worker that dies fails its job (with the
+exit code) and is restarted; the other workers carry on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+from typing import Any
+
+from core.jobs import Executor, Job, JobCancelledError
+from core.parallel.worker import ExecutorFactory, runner_executor, worker_main
+from core.settings import Settings
+
+POLL_S = 0.1
+
+
+class WorkerCrashedError(RuntimeError):
+    """The worker process running a job exited before finishing it."""
+
+
+class _Worker:
+    """One worker process and its queues; :meth:`restart` replaces a dead process."""
+
+    def __init__(self, pool: WorkerPool, gpu: int | None) -> None:
+        self.pool = pool
+        self.gpu = gpu
+        self.process: Any = None
+        self.sent = 0
+        self.start()
+
+    def start(self) -> None:
+        context = self.pool.context
+        self.inbox, self.events = context.Queue(), context.Queue()
+        self.cancel_value = context.Value("q", 0)
+        self.process = context.Process(
+            target=worker_main,
+            args=(
+                self.gpu,
+                self.pool.settings,
+                self.inbox,
+                self.events,
+                self.cancel_value,
+                self.pool.make_executor,
+            ),
+            name=f"gpu-worker-{self.gpu}",
+            daemon=True,
+        )
+        self.process.start()
+
+    def restart(self) -> None:
+        self.stop(timeout=1.0)
+        if not self.pool.closed:
+            self.start()
+
+    def execute(self, job: Job) -> dict[str, Any]:
+        """Run ``job`` in the worker process (the :data:`core.jobs.Executor` for this GPU)."""
+        if hasattr(job.request, "with_seed"):
+            job.request = job.request.with_seed()
+        self.sent += 1
+        number = self.sent
+        self.inbox.put((number, job.id, job.request))
+        while True:
+            if job.cancel_requested:
+                self.cancel_value.value = number
+            try:
+                kind, event_number, *payload = self.events.get(timeout=POLL_S)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    code = self.process.exitcode
+                    self.restart()
+                    raise WorkerCrashedError(f"worker for GPU {self.gpu} exited with code {code}") from None
+                continue
+            if event_number != number:
+                continue
+            if kind == "progress":
+                job.report(*payload)
+            elif kind == "done":
+                return payload[0]
+            elif kind == "cancelled":
+                raise JobCancelledError(job.id)
+            else:
+                raise RuntimeError(payload[0])
+
+    def stop(self, timeout: float) -> None:
+        """Ask the process to finish, then terminate and kill it if it does not."""
+        if self.process is None:
+            return
+        if self.process.is_alive():
+            self.inbox.put(None)
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        for channel in (self.inbox, self.events):
+            channel.close()
+            channel.cancel_join_thread()
+
+
+class WorkerPool:
+    """One worker process per entry of ``gpus`` (a GPU index, or None for a CPU worker)."""
+
+    def __init__(
+        self, settings: Settings, gpus: list[int | None], make_executor: ExecutorFactory = runner_executor
+    ) -> None:
+        self.settings = settings
+        self.make_executor = make_executor
+        self.context = multiprocessing.get_context("spawn")
+        self.closed = False
+        self._lock = threading.Lock()
+        self.workers = [_Worker(self, gpu) for gpu in gpus]
+
+    def executors(self) -> list[Executor]:
+        """One executor per worker, in ``gpus`` order, for ``JobQueue(pool.executors())``."""
+        return [worker.execute for worker in self.workers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self.workers]
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every worker process (call after ``JobQueue.shutdown`` so no job is running)."""
+        with self._lock:
+            self.closed = True
+            for worker in self.workers:
+                worker.stop(timeout)

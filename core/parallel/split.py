@@ -1,0 +1,166 @@
+"""One request over several GPUs: a group of rank processes the app starts itself, kept warm between jobs."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+import torch.multiprocessing as multiprocessing
+
+from core.jobs import Job, JobCancelledError
+from core.parallel.config import ParallelConfig
+from core.parallel.distributed import free_port
+from core.parallel.geometry import geometry_for, split_problems
+from core.parallel.split_rank import rank_main
+from core.requests import T2VRequest
+from core.settings import Settings
+from core.validation import ConfigError
+from weights.store import ensure_model
+
+POLL_S = 0.2
+
+
+def resolve_config(request: T2VRequest, world_size: int, modes: tuple[str, ...]) -> ParallelConfig:
+    """The validated split of ``request``; ConfigError says why it cannot be split that way."""
+    geometry = geometry_for(request.card)
+    config = ParallelConfig.from_modes(world_size, modes, heads=geometry.heads)
+    problems = split_problems(request, config, geometry)
+    if problems:
+        raise ConfigError(f"cannot split over {config.describe()}: " + "; ".join(problems))
+    return config
+
+
+class SplitGroup:
+    """``world_size`` rank processes (``torch.multiprocessing`` spawn, NCCL on GPUs, gloo on the CPU).
+
+    Started on first use and kept with their pipeline loaded; :meth:`execute` is a queue executor. A rank
+    that fails or dies closes the group (the next job starts a fresh one). ``rank_setup`` is a picklable
+    function every rank calls after joining the group.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        world_size: int,
+        modes: tuple[str, ...] = ("cfg", "cp"),
+        gpus: tuple[int, ...] | None = None,
+        rank_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.world_size = world_size
+        self.modes = modes
+        self.gpus = gpus
+        self.rank_setup = rank_setup
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: list[Any] = []
+        self._inboxes: list[Any] = []
+        self._events: Any = None
+        self._cancel: Any = None
+        self._number = 0
+
+    def __enter__(self) -> SplitGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes]
+
+    def start(self) -> None:
+        """Spawn the ranks unless they are running."""
+        if self._processes:
+            return
+        port = free_port()
+        self._events = self._context.Queue()
+        self._cancel = self._context.Value("q", 0)
+        self._inboxes = [self._context.Queue() for _ in range(self.world_size)]
+        for rank, inbox in enumerate(self._inboxes):
+            process = self._context.Process(
+                target=rank_main,
+                args=(
+                    rank,
+                    self.world_size,
+                    port,
+                    self.gpus,
+                    self.settings,
+                    inbox,
+                    self._events,
+                    self._cancel,
+                    self.rank_setup,
+                ),
+                name=f"split-rank-{rank}",
+                daemon=True,
+            )
+            process.start()
+            self._processes.append(process)
+
+    def execute(self, job: Job) -> dict[str, Any]:
+        """Run ``job`` (a T2VRequest) split over the group as this group's modes; rank 0's record."""
+        return self.run(job, job.request, self.modes)
+
+    def run(self, job: Job, request: T2VRequest, modes: tuple[str, ...]) -> dict[str, Any]:
+        """Run ``request`` split as ``modes``, streaming progress into ``job``; honours ``job.cancel()``."""
+        request = request.with_seed()
+        config = resolve_config(request, self.world_size, modes)
+        job.request = request
+        job.report("preparing weights")
+        ensure_model(request.card, self.settings)
+        self.start()
+        self._number += 1
+        number = self._number
+        for inbox in self._inboxes:
+            inbox.put((number, job.id, request, config))
+        return self._follow(job, number)
+
+    def _follow(self, job: Job, number: int) -> dict[str, Any]:
+        while True:
+            if job.cancel_requested:
+                self._cancel.value = number
+            try:
+                kind, event_number, *payload = self._events.get(timeout=POLL_S)
+            except queue.Empty:
+                dead = [p for p in self._processes if not p.is_alive()]
+                if dead:
+                    codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
+                    self.close(timeout=2.0)
+                    raise RuntimeError(f"split group lost a rank ({codes})") from None
+                continue
+            if event_number != number:
+                continue
+            if kind == "progress":
+                job.report(*payload)
+            elif kind == "done":
+                return payload[0]
+            elif kind == "cancelled":
+                raise JobCancelledError(job.id)
+            else:
+                self.close(timeout=2.0)
+                raise RuntimeError(payload[0])
+
+    def close(self, timeout: float = 20.0) -> None:
+        """Stop every rank: a clean exit when idle, else terminate, then kill."""
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for process in self._processes:
+            process.join(timeout)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._processes, self._inboxes = [], []
+
+
+def run_split(
+    request: T2VRequest, settings: Settings, world_size: int, modes: tuple[str, ...]
+) -> dict[str, Any]:
+    """Generate ``request`` over ``world_size`` ranks as ``modes`` (e.g. ``("cfg", "cp")``) and return the
+    record; rank 0 writes the same mp4 and sidecar as :meth:`core.runner.Runner.execute`."""
+    resolve_config(request, world_size, modes)
+    with SplitGroup(settings, world_size, modes) as group:
+        return group.run(Job(request), request, modes)

@@ -1,0 +1,126 @@
+"""One request over 2 CPU processes (gloo): CFG and context parallel give the single-process frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+
+from core.jobs import Job, JobCancelledError
+from core.parallel.split import SplitGroup, run_split
+from core.requests import parse_request
+from core.runner import Runner
+from core.settings import Settings
+from core.t2v import generate_t2v
+from core.validation import ConfigError
+from core.video_io import probe_video, read_record
+
+pytest_plugins = ["tests.conftest_parallel"]
+
+REQUEST = {"model": "tiny-wan", "prompt": "a red car on a street", "steps": 3, "seed": 7, "frames": 9}
+
+
+@pytest.fixture(scope="module")
+def reference(parallel_settings: Settings) -> tuple[dict, np.ndarray]:
+    """The same request through the plain single-process Runner, and its raw frames."""
+    request = parse_request(REQUEST)
+    runner = Runner(parallel_settings, torch.device("cpu"))
+    record = runner.execute(Job(request))
+    pipe = runner.pipelines.get(request.card, parallel_settings.models_dir / "tiny-wan")
+    return record, generate_t2v(pipe, request, Job(request))
+
+
+@pytest.mark.parametrize(
+    ("modes", "degrees", "tolerance"),
+    [
+        (("cfg",), {"cfg": 2, "ulysses": 1, "ring": 1}, 0.0),
+        (("ulysses",), {"cfg": 1, "ulysses": 2, "ring": 1}, 1e-5),
+        (("ring",), {"cfg": 1, "ulysses": 1, "ring": 2}, 1e-3),
+    ],
+)
+def test_split_matches_single_process(
+    split_group: SplitGroup, reference: tuple, modes: tuple, degrees: dict, tolerance: float
+) -> None:
+    reference_record, reference_frames = reference
+    job = Job(parse_request(REQUEST))
+    record = split_group.run(job, job.request, modes)
+    assert record["parallel"] == {"world_size": 2, **degrees}
+    assert set(reference_record) <= set(record) and record["seed"] == reference_record["seed"] == 7
+    path = Path(record["path"])
+    assert read_record(path)["parallel"] == record["parallel"]
+    assert probe_video(path).frames == 9
+    frames = np.load(path.with_suffix(".npy"))
+    assert frames.shape == reference_frames.shape == (9, 48, 64, 3)
+    assert np.abs(frames - reference_frames).max() <= tolerance
+    assert job.progress.stage == "writing video"
+
+
+def test_cancel_stops_every_rank_and_the_group_serves_on(split_group: SplitGroup) -> None:
+    job = Job(parse_request(REQUEST | {"steps": 40}))
+
+    def cancel_at_first_step() -> None:
+        version = -1
+        while job.progress.stage != "denoising":
+            version = job.wait_for_change(version, 1.0)
+        job.cancel()
+
+    canceller = threading.Thread(target=cancel_at_first_step)
+    canceller.start()
+    with pytest.raises(JobCancelledError):
+        split_group.run(job, job.request, ("cfg",))
+    canceller.join()
+    assert job.progress.step < 40
+    again = Job(parse_request(REQUEST))
+    assert split_group.run(again, again.request, ("cfg",))["status"] == "done"
+    assert all(psutil.pid_exists(pid) for pid in split_group.pids)
+
+
+def test_a_dead_rank_fails_the_job_and_the_next_job_gets_a_fresh_group(split_group: SplitGroup) -> None:
+    job = Job(parse_request(REQUEST | {"steps": 200}))
+    old = split_group.pids
+
+    def kill_rank_1_at_first_step() -> None:
+        version = -1
+        while job.progress.stage != "denoising":
+            version = job.wait_for_change(version, 1.0)
+        os.kill(old[1], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_rank_1_at_first_step)
+    killer.start()
+    with pytest.raises(RuntimeError, match="rank"):
+        split_group.run(job, job.request, ("cfg",))
+    killer.join()
+    assert not any(psutil.pid_exists(pid) for pid in old)
+    again = Job(parse_request(REQUEST))
+    assert split_group.run(again, again.request, ("cfg",))["status"] == "done"
+    assert set(split_group.pids).isdisjoint(old)
+
+
+def test_impossible_splits_are_refused_before_any_process_starts(parallel_settings: Settings) -> None:
+    children = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(ConfigError, match="guidance"):
+        run_split(parse_request(REQUEST | {"guidance": 1.0}), parallel_settings, 2, ("cfg",))
+    with pytest.raises(ConfigError, match="heads"):
+        run_split(parse_request(REQUEST), parallel_settings, 4, ("ulysses",))
+    with pytest.raises(ConfigError, match="even"):
+        run_split(parse_request(REQUEST), parallel_settings, 3, ("cfg",))
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= children
+
+
+def test_cfg_and_ulysses_together_on_four_ranks(parallel_settings: Settings, reference: tuple) -> None:
+    from tests.conftest_parallel import rank_setup_for_tests
+
+    with SplitGroup(parallel_settings, 4, ("cfg", "cp"), rank_setup=rank_setup_for_tests) as group:
+        job = Job(parse_request(REQUEST))
+        record = group.execute(job)
+        pids = group.pids
+    assert record["parallel"] == {"world_size": 4, "cfg": 2, "ulysses": 2, "ring": 1}
+    frames = np.load(Path(record["path"]).with_suffix(".npy"))
+    assert np.abs(frames - reference[1]).max() <= 1e-5
+    assert not any(psutil.pid_exists(pid) for pid in pids)
