@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download every wheel bench/t2v_speed.py needs on the GPU machine (Python 3.12, x86-64, torch 2.11 there)
-# into .whl/ (~20 MiB). The one wheel too big to share a call's 64 MiB carry (nvidia-cutlass-dsl-libs-cu12,
+# into .whl/ (~20 MiB). The one wheel too big to share a call's 64 MiB carry (nvidia-cutlass-dsl-libs-cu13,
 # 87 MiB) is cut in halves into .whl-big/part1 and .whl-big/part2: carry each in its own call while the
 # machine stays warm, then .whl in a third (docs/speed.md has the three commands). Run from the repo root:
 #   bash bench/wheels.sh
@@ -13,11 +13,11 @@ LIMIT_MIB=40  # what may share a call with .whl (~20 MiB) under the 64 MiB carry
 
 WHEELS=(
   # diffusers and what it needs beyond the GPU image
-  diffusers==0.42.1 huggingface_hub==2.4.0 safetensors==0.8.0 importlib_metadata==10.2.0
+  diffusers==0.42.1 safetensors==0.8.0 importlib_metadata==10.2.0 av==19.0.2
   ftfy==6.3.1 wcwidth==0.9.4
   # FlashAttention-4 (pure Python on the CuTe DSL) and its needs (einops, typing_extensions: in the image)
   flash-attn-4==4.0.0b36 nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1
-  nvidia-cutlass-dsl-libs-cu12==4.8.1 quack-kernels==0.6.5 apache-tvm-ffi==0.1.15.post2
+  nvidia-cutlass-dsl-libs-cu13==4.8.1 quack-kernels==0.6.5 apache-tvm-ffi==0.1.15.post2
   torch-c-dlpack-ext==0.1.5
   # fp8 linears (built for torch >= 2.11)
   torchao==0.17.0
