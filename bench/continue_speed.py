@@ -40,9 +40,20 @@ from weights.tiny import build_tokenizer
 
 MODEL = "skyreels-v2-df-1.3b-540p"
 TRANSFORMER_1_3B = dict(
-    patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-    text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024, inject_sample_info=True,
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    rope_max_seq_len=1024,
+    inject_sample_info=True,
     num_frame_per_block=1,
 )
 
@@ -63,9 +74,18 @@ def random_pipeline(device: torch.device, folder: Path):
         transformer = SkyReelsV2Transformer3DModel(**TRANSFORMER_1_3B)
         vae = AutoencoderKLWan().to(torch.float32)
         text_encoder = UMT5EncoderModel(
-            UMT5Config(vocab_size=128, d_model=4096, d_kv=64, d_ff=256, num_layers=1, num_heads=8,
-                       relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=0,
-                       eos_token_id=1)
+            UMT5Config(
+                vocab_size=128,
+                d_model=4096,
+                d_kv=64,
+                d_ff=256,
+                num_layers=1,
+                num_heads=8,
+                relative_attention_num_buckets=8,
+                decoder_start_token_id=0,
+                pad_token_id=0,
+                eos_token_id=1,
+            )
         ).to(dtype)
     keep = transformer._keep_in_fp32_modules
     for name, parameter in transformer.named_parameters():  # as from_pretrained(torch_dtype=...) would
@@ -76,8 +96,11 @@ def random_pipeline(device: torch.device, folder: Path):
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=8.0
     )
     pipe = SkyReelsV2DiffusionForcingVideoToVideoPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"), text_encoder=text_encoder, vae=vae,
-        transformer=transformer, scheduler=scheduler,
+        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=scheduler,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -139,15 +162,25 @@ def main() -> None:
     clip = make_input(folder, args.input_frames)
 
     def request(cache: dict | None, steps: int = args.steps) -> ContinueRequest:
-        return ContinueRequest(model=MODEL, video=str(clip), prompt="a cat walks along a sunny street",
-                               seconds=args.seconds, steps=steps, seed=42, ar_step=args.ar_step,
-                               causal_block_size=args.causal_block_size, cache=cache)
+        return ContinueRequest(
+            model=MODEL,
+            video=str(clip),
+            prompt="a cat walks along a sunny street",
+            seconds=args.seconds,
+            steps=steps,
+            seed=42,
+            ar_step=args.ar_step,
+            causal_block_size=args.causal_block_size,
+            cache=cache,
+        )
 
     base = request(None)
     video = open_input(clip, base.card, min_frames=base.overlap_history)
     context = last_frames(video, base.overlap_history)
-    print(f"{video.describe(base.overlap_history)}; adding {base.add_frames} frames, {args.steps} steps, "
-          f"ar_step {base.ar_step}, causal block {base.causal_block_size}, {gpu}")
+    print(
+        f"{video.describe(base.overlap_history)}; adding {base.add_frames} frames, {args.steps} steps, "
+        f"ar_step {base.ar_step}, causal block {base.causal_block_size}, {gpu}"
+    )
 
     def ours(req: ContinueRequest):
         return generate_continuation(pipe, req, video, context, Job(req))
@@ -157,13 +190,20 @@ def main() -> None:
 
         torch.manual_seed(base.seed)
         return pipe(
-            video=[Image.fromarray(f) for f in context], prompt=base.prompt,
+            video=[Image.fromarray(f) for f in context],
+            prompt=base.prompt,
             negative_prompt=base.negative_prompt,
-            height=video.height, width=video.width, num_frames=base.overlap_history + base.add_frames,
-            num_inference_steps=base.steps, guidance_scale=base.guidance,
-            generator=torch.Generator("cpu").manual_seed(base.seed), output_type="np",
-            overlap_history=base.overlap_history, addnoise_condition=base.addnoise_condition,
-            base_num_frames=base.base_num_frames, ar_step=base.ar_step,
+            height=video.height,
+            width=video.width,
+            num_frames=base.overlap_history + base.add_frames,
+            num_inference_steps=base.steps,
+            guidance_scale=base.guidance,
+            generator=torch.Generator("cpu").manual_seed(base.seed),
+            output_type="np",
+            overlap_history=base.overlap_history,
+            addnoise_condition=base.addnoise_condition,
+            base_num_frames=base.base_num_frames,
+            ar_step=base.ar_step,
             causal_block_size=base.causal_block_size,
             fps=24,
         )
@@ -185,8 +225,10 @@ def main() -> None:
         computed = stats["chunk_steps_computed"] if stats else "-"
         reused = stats["chunk_steps_reused"] if stats else "-"
         quality_text = "-" if quality is None else ("inf" if math.isinf(quality) else f"{quality:.1f}")
-        print(f"{name:<24}{seconds:>10.2f}{seconds / plain_s:>10.3f}{plain_s / seconds:>10.2f}"
-              f"{computed!s:>10}{reused!s:>10}{quality_text:>10}")
+        print(
+            f"{name:<24}{seconds:>10.2f}{seconds / plain_s:>10.3f}{plain_s / seconds:>10.2f}"
+            f"{computed!s:>10}{reused!s:>10}{quality_text:>10}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,15 @@ def attention_bench() -> dict[str, float]:
     triton_ms = cuda_time(lambda: block_sparse_attention_triton(q, k, v, mask))
     torch_ms = cuda_time(lambda: bsa.block_sparse_attention_torch(q, k, v, mask))
     dense_ms = cuda_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
-    diff = (block_sparse_attention_triton(q, k, v, mask).float()
-            - bsa.block_sparse_attention_torch(q, k, v, mask).float()).abs().max().item()
+    diff = (
+        (
+            block_sparse_attention_triton(q, k, v, mask).float()
+            - bsa.block_sparse_attention_torch(q, k, v, mask).float()
+        )
+        .abs()
+        .max()
+        .item()
+    )
     return {
         "mask_density": round(mask.float().mean().item(), 4),
         "triton_ms": round(triton_ms, 3),
@@ -132,7 +139,9 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA GPU")
     results: dict[str, object] = {
-        "gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "size": f"{WIDTH}x{HEIGHT}",
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "size": f"{WIDTH}x{HEIGHT}",
         "triton": bsa.triton_available(torch.device("cuda")),
     }
     results["attention"] = attention_bench()

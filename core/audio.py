@@ -23,9 +23,11 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
     output = Path(output)
     temp = output.with_name(f".{output.stem}.audio.part{output.suffix}")
     try:
-        with av.open(str(video)) as picture, av.open(str(audio_source)) as sound, av.open(
-            str(temp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
-        ) as out:
+        with (
+            av.open(str(video)) as picture,
+            av.open(str(audio_source)) as sound,
+            av.open(str(temp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as out,
+        ):
             out.metadata.update(picture.metadata)
             video_in = picture.streams.video[0]
             video_out = out.add_stream_from_template(video_in)
@@ -42,8 +44,12 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
     return output
 
 
-def _copy_video(source: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                out: av.container.OutputContainer, target: av.video.stream.VideoStream) -> None:
+def _copy_video(
+    source: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    out: av.container.OutputContainer,
+    target: av.video.stream.VideoStream,
+) -> None:
     for packet in source.demux(stream):
         if packet.dts is None:
             continue
@@ -51,9 +57,13 @@ def _copy_video(source: av.container.InputContainer, stream: av.video.stream.Vid
         out.mux(packet)
 
 
-def _encode_audio(source: av.container.InputContainer, stream: av.audio.stream.AudioStream,
-                  out: av.container.OutputContainer, target: av.audio.stream.AudioStream,
-                  duration: float | None) -> None:
+def _encode_audio(
+    source: av.container.InputContainer,
+    stream: av.audio.stream.AudioStream,
+    out: av.container.OutputContainer,
+    target: av.audio.stream.AudioStream,
+    duration: float | None,
+) -> None:
     resampler = av.AudioResampler(format="fltp", layout=target.layout.name, rate=target.rate)
     written = 0
     limit = None if duration is None else round(duration * target.rate)

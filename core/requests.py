@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from core.caches import CacheConfig, parse_cache_config
+from core.continuation import ContinueRequest
 from core.memory.levels import parse_override
 from core.speed import SpeedConfig, parse_speed_config
+from core.upscale.request import UpscaleRequest
 from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
 from weights.registry import ModelCard, get_card
 
@@ -125,10 +127,15 @@ class T2VRequest:
         return {"task": self.task, **asdict(self)}
 
 
-REQUEST_TYPES: dict[str, type[T2VRequest]] = {"t2v": T2VRequest}
+Request = T2VRequest | ContinueRequest | UpscaleRequest
+REQUEST_TYPES: dict[str, type[Request]] = {
+    "t2v": T2VRequest,
+    "continue": ContinueRequest,
+    "upscale": UpscaleRequest,
+}
 
 
-def parse_request(data: dict[str, Any]) -> T2VRequest:
+def parse_request(data: dict[str, Any]) -> Request:
     """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type."""
     data = dict(data)
     task = data.pop("task", "t2v")

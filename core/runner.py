@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from core.caches import apply_cache
+from core.continuation import ContinueRequest
+from core.continue_job import run_continue
 from core.hardware import PeakMemory, compute_dtype, detect_hardware
 from core.jobs import Job
 from core.memory.oom import run_with_oom_retry
@@ -20,6 +22,8 @@ from core.requests import T2VRequest
 from core.settings import Settings
 from core.speed import apply_speed
 from core.t2v import generate_t2v
+from core.upscale.request import UpscaleRequest
+from core.upscale.run import run_upscale, unload_upscaler
 from core.video_io import METADATA_KEY, write_video
 from weights.registry import ModelCard
 from weights.store import ensure_model
@@ -36,6 +40,12 @@ class Runner:
     def execute(self, job: Job) -> dict[str, Any]:
         """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""
         request = job.request
+        if isinstance(request, UpscaleRequest):
+            self.pipelines.unload()
+            return run_upscale(self, job, request.with_seed())
+        unload_upscaler(self.device)
+        if isinstance(request, ContinueRequest):
+            return run_continue(self, job, request)
         if isinstance(request, T2VRequest):
             return self._run_t2v(job, request.with_seed())
         raise TypeError(f"no handler for {type(request).__name__}")

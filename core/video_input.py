@@ -80,8 +80,16 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
             f"the chosen overlap needs at least {min_frames} frames"
         )
     return InputVideo(
-        path=path, source_width=width, source_height=height, source_fps=fps, source_frames=len(times),
-        width=preset.width, height=preset.height, fps=card.fps, frames=frames, has_audio=has_audio,
+        path=path,
+        source_width=width,
+        source_height=height,
+        source_fps=fps,
+        source_frames=len(times),
+        width=preset.width,
+        height=preset.height,
+        fps=card.fps,
+        frames=frames,
+        has_audio=has_audio,
     )
 
 

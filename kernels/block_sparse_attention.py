@@ -25,8 +25,9 @@ def triton_available(device: torch.device) -> bool:
     return True
 
 
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor,
-           block_size: int) -> None:
+def _check(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor, block_size: int
+) -> None:
     if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"expected q, k, v shaped (B, H, L, D); got {q.shape}, {k.shape}, {v.shape}")
     if q.shape[2] % block_size or k.shape[2] % block_size:
@@ -37,8 +38,12 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.
 
 
 def block_sparse_attention_torch(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor,
-    block_size: int = BLOCK_SIZE, query_blocks_per_step: int = 8,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    block_mask: torch.Tensor,
+    block_size: int = BLOCK_SIZE,
+    query_blocks_per_step: int = 8,
 ) -> torch.Tensor:
     """Reference-exact fallback: SDPA over ``query_blocks_per_step`` query blocks at a time."""
     _check(q, k, v, block_mask, block_size)
@@ -60,8 +65,14 @@ def block_sparse_attention_torch(
 def block_sparse_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor, block_size: int = BLOCK_SIZE
 ) -> torch.Tensor:
-    """Attention of q (B, H, Lq, D) over k, v (B, H, Lk, D) restricted by ``block_mask``."""
-    if triton_available(q.device) and q.dtype in (torch.float16, torch.bfloat16):
+    """Attention of q (B, H, Lq, D) over k, v (B, H, Lk, D) restricted by ``block_mask``.
+
+    The Triton kernel runs on CUDA for fp16/bf16 and a power-of-two head size (``tl.arange`` needs one;
+    the real model's is 128); anything else takes the torch fallback, which gives the same result.
+    """
+    head_dim = q.shape[-1]
+    power_of_two = head_dim >= 16 and head_dim & (head_dim - 1) == 0
+    if triton_available(q.device) and q.dtype in (torch.float16, torch.bfloat16) and power_of_two:
         from kernels.triton_block_sparse import block_sparse_attention_triton
 
         _check(q, k, v, block_mask, block_size)
@@ -69,8 +80,9 @@ def block_sparse_attention(
     return block_sparse_attention_torch(q, k, v, block_mask, block_size)
 
 
-def dense_masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor,
-                           block_size: int = BLOCK_SIZE) -> torch.Tensor:
+def dense_masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: torch.Tensor, block_size: int = BLOCK_SIZE
+) -> torch.Tensor:
     """Plain softmax attention with the full token mask; rows with no key give zeros. For tests only."""
     token_mask = block_mask.to(torch.bool).repeat_interleave(block_size, 2).repeat_interleave(block_size, 3)
     scores = (q.float() @ k.float().transpose(-1, -2)) / q.shape[-1] ** 0.5

@@ -17,8 +17,16 @@ from weights import tiny
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def make_clip(path: Path, *, frames: int, fps: int, width: int, height: int, audio_seconds: float = 0.0,
-              video: bool = True) -> Path:
+def make_clip(
+    path: Path,
+    *,
+    frames: int,
+    fps: int,
+    width: int,
+    height: int,
+    audio_seconds: float = 0.0,
+    video: bool = True,
+) -> Path:
     """An mp4 (or any container PyAV picks by suffix) of moving colour bars, with a 440 Hz AAC tone."""
     with av.open(str(path), mode="w") as container:
         stream = None

@@ -32,7 +32,9 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 30, a
             samples = int(44100 * frames / fps)
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)[None]
             for start in range(0, samples, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[:, start:start + 1024], format="fltp", layout="mono")
+                frame = av.AudioFrame.from_ndarray(
+                    tone[:, start : start + 1024], format="fltp", layout="mono"
+                )
                 frame.sample_rate = 44100
                 container.mux(sound.encode(frame))
             container.mux(sound.encode(None))

@@ -43,8 +43,14 @@ def test_extending_a_clip_keeps_it_adds_frames_and_keeps_its_audio(
     continue_settings: Settings, clip_with_audio: Path
 ) -> None:
     runner = Runner(continue_settings, torch.device("cpu"))
-    request = ContinueRequest(model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a red car",
-                              add_frames=12, steps=2, seed=3)
+    request = ContinueRequest(
+        model="tiny-skyreels-df",
+        video=str(clip_with_audio),
+        prompt="a red car",
+        add_frames=12,
+        steps=2,
+        seed=3,
+    )
     job = RecordingJob(request)
     record = run_continue(runner, job, request)
 
@@ -53,9 +59,11 @@ def test_extending_a_clip_keeps_it_adds_frames_and_keeps_its_audio(
     assert (info.frames, info.width, info.height, info.fps) == (24 + 12, 48, 32, 24.0)
     assert (record["input_frames"], record["added_frames"], record["frames"]) == (24, 12, 36)
     assert record["input"] == "input 80x60 30 fps → 48x32 24 fps, using last 9 frames"
-    assert read_record(path) == json.loads(path.with_suffix(".json").read_text()) == {
-        k: v for k, v in record.items() if k != "path"
-    }
+    assert (
+        read_record(path)
+        == json.loads(path.with_suffix(".json").read_text())
+        == {k: v for k, v in record.items() if k != "path"}
+    )
     steps = [r for r in job.reports if r[0] == "denoising"]
     assert steps[-1][1] == steps[-1][2] == len(steps)
 
@@ -76,9 +84,17 @@ def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
     continue_settings: Settings, clip_with_audio: Path
 ) -> None:
     runner = Runner(continue_settings, torch.device("cpu"))
-    request = ContinueRequest(model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a dog",
-                              seconds=0.4, overlap_history=5, base_num_frames=13, steps=1, seed=4,
-                              continuation_only=True)
+    request = ContinueRequest(
+        model="tiny-skyreels-df",
+        video=str(clip_with_audio),
+        prompt="a dog",
+        seconds=0.4,
+        overlap_history=5,
+        base_num_frames=13,
+        steps=1,
+        seed=4,
+        continuation_only=True,
+    )
     assert request.add_frames == 12  # 0.4 s at 24 fps is 9.6 frames, rounded up to whole latent frames
     job = RecordingJob(request)
     record = run_continue(runner, job, request)

@@ -22,8 +22,9 @@ CAUSAL = {"ar_step": 2, "causal_block_size": 2, "overlap_history": 5, "base_num_
 
 @pytest.fixture(scope="module")
 def pipe(continue_models_dir: Path):
-    return load_diffusers_pipeline(get_card("tiny-skyreels-df"), continue_models_dir / "tiny-skyreels-df",
-                                   torch.device("cpu"))
+    return load_diffusers_pipeline(
+        get_card("tiny-skyreels-df"), continue_models_dir / "tiny-skyreels-df", torch.device("cpu")
+    )
 
 
 def generate(pipe, cache: dict | None, **fields) -> tuple[torch.Tensor, dict | None]:
@@ -33,9 +34,18 @@ def generate(pipe, cache: dict | None, **fields) -> tuple[torch.Tensor, dict | N
     rng = np.random.default_rng(0)
     context = [Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)) for _ in range(overlap)]
     torch.manual_seed(0)
-    call = dict(video=context, prompt="a cat", height=32, width=48, num_frames=overlap + 12,
-                num_inference_steps=6, generator=torch.Generator().manual_seed(7), output_type="latent",
-                addnoise_condition=20, **settings)
+    call = dict(
+        video=context,
+        prompt="a cat",
+        height=32,
+        width=48,
+        num_frames=overlap + 12,
+        num_inference_steps=6,
+        generator=torch.Generator().manual_seed(7),
+        output_type="latent",
+        addnoise_condition=20,
+        **settings,
+    )
     if cache is None:
         return pipe(**call).frames, None
     with apply_chunk_cache(pipe, **cache) as session:
@@ -84,8 +94,11 @@ def test_session_removes_its_hooks_and_refuses_bad_settings(pipe) -> None:
 def test_policy_accumulates_rescaled_changes_and_never_lets_a_fit_lower_the_sum() -> None:
     from core.chunk_cache import _Chunk, _Policy
 
-    policy = _Policy(threshold=0.25, warmup=1, coefficients=[-5.21862437e04, 9.23041404e03, -5.28275948e02,
-                                                               1.36987616e01, -4.99875664e-02])
+    policy = _Policy(
+        threshold=0.25,
+        warmup=1,
+        coefficients=[-5.21862437e04, 9.23041404e03, -5.28275948e02, 1.36987616e01, -4.99875664e-02],
+    )
     assert policy.rescale(0.05) == pytest.approx(0.1419, abs=1e-3)
     assert policy.rescale(0.2) == 0.2  # the fit is negative there: the raw distance counts
     chunk = _Chunk()

@@ -75,15 +75,27 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
     assert request.add_frames == 96 and request.addnoise_condition == 20 and request.guidance == 6.0
     assert request.negative_prompt == "blurry" and request.cache is None
     assert ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", add_frames=10).add_frames == 12
-    asynchronous = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", ar_step=2,
-                                   causal_block_size=2, overlap_history=5, base_num_frames=13, add_frames=5)
+    asynchronous = ContinueRequest(
+        model="tiny-skyreels-df",
+        video=video,
+        prompt="a",
+        ar_step=2,
+        causal_block_size=2,
+        overlap_history=5,
+        base_num_frames=13,
+        add_frames=5,
+    )
     assert asynchronous.add_frames == 8
     big = ContinueRequest(model="skyreels-v2-df-14b-720p", video=video, prompt="a", ar_step=5)
     assert (big.causal_block_size, big.base_num_frames, big.overlap_history) == (5, 117, 17)
     cached = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", cache={"threshold": 0.2})
     assert cached.cache == {"method": "flowcache", "threshold": 0.2, "warmup": 5}
-    for cache, threshold in (({"preset": "faster"}, 0.15), ({"method": "auto", "preset": "fast"}, 0.1),
-                             ({"preset": "off"}, None), ({"method": "none"}, None)):
+    for cache, threshold in (
+        ({"preset": "faster"}, 0.15),
+        ({"method": "auto", "preset": "fast"}, 0.1),
+        ({"preset": "off"}, None),
+        ({"method": "none"}, None),
+    ):
         parsed = ContinueRequest(model="tiny-skyreels-df", video=video, prompt="a", cache=cache).cache
         assert (parsed and parsed["threshold"]) == threshold
     assert cached.to_dict()["task"] == "continue" and cached.with_seed().seed >= 0
@@ -96,8 +108,10 @@ def test_request_defaults_and_snapping(clips: Path) -> None:
         ({"prompt": "  "}, "prompt must not be empty"),
         ({"overlap_history": 8}, "overlap must be 4k\\+1"),
         ({"overlap_history": 17}, "overlap \\(17 frames\\) must be shorter than the window \\(17 frames\\)"),
-        ({"ar_step": 2, "causal_block_size": 2, "overlap_history": 9},
-         "overlap 9 is 3 latent frames, not a whole number of causal blocks of 2; use 5 or 13"),
+        (
+            {"ar_step": 2, "causal_block_size": 2, "overlap_history": 9},
+            "overlap 9 is 3 latent frames, not a whole number of causal blocks of 2; use 5 or 13",
+        ),
         ({"addnoise_condition": 80}, "added noise must be between"),
         ({"cache": {"method": "teacache"}}, "cache method must be one of flowcache"),
         ({"cache": {"threshold": -1}}, "cache threshold must be between"),

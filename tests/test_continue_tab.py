@@ -18,17 +18,37 @@ pytest_plugins = ["tests.conftest_continue"]
 def test_tab_builds_with_the_continue_models(continue_settings: Settings) -> None:
     studio = Studio(continue_settings)
     try:
-        with gr.Blocks():
-            model, form = build_continue_tab(studio)
+        with gr.Blocks() as demo:
+            clip = build_continue_tab(studio)
+        model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
         ids = [value for _, value in model.choices]
-        assert "skyreels-v2-df-1.3b-540p" in ids and "tiny-skyreels-df" in ids and len(form) == 4
+        assert "skyreels-v2-df-1.3b-540p" in ids and "tiny-skyreels-df" in ids
+        assert isinstance(clip, gr.Video) and clip.label == "Clip to extend"
     finally:
         studio.shutdown()
 
 
 def test_form_values_make_a_valid_request(clip_with_audio: Path) -> None:
-    data = request_data(get_card("tiny-skyreels-df"), str(clip_with_audio), "a cat", "", 0.5, False,
-                        0, 0, 0, 0, 20, 2, 6.0, 0, 5, "auto", "Fast", None)
+    data = request_data(
+        get_card("tiny-skyreels-df"),
+        str(clip_with_audio),
+        "a cat",
+        "",
+        0.5,
+        False,
+        0,
+        0,
+        0,
+        0,
+        20,
+        2,
+        6.0,
+        0,
+        5,
+        "auto",
+        "Fast",
+        None,
+    )
     assert data.pop("task") == "continue"
     request = ContinueRequest(**data)
     assert request.continuation_only and request.add_frames == 12 and request.cache["threshold"] == 0.1

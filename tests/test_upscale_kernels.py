@@ -47,8 +47,10 @@ def test_bad_mask_shape_is_refused() -> None:
         block_sparse_attention_torch(q, k, v, mask[..., :-1], block_size=16)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() or not triton_available(torch.device("cuda")),
-                    reason="needs a CUDA GPU with Triton")
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or not triton_available(torch.device("cuda")),
+    reason="needs a CUDA GPU with Triton",
+)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_triton_equals_fallback(dtype: torch.dtype) -> None:
     from kernels.triton_block_sparse import block_sparse_attention_triton

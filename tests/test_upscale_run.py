@@ -30,8 +30,9 @@ def audio_streams(path: Path) -> int:
 
 
 @pytest.mark.parametrize("scale", [2, 4])
-def test_upscale_clip_to_aligned_size_with_audio(scale: int, clip_64: Path,
-                                                 upscale_runner: SimpleNamespace) -> None:
+def test_upscale_clip_to_aligned_size_with_audio(
+    scale: int, clip_64: Path, upscale_runner: SimpleNamespace
+) -> None:
     """64x64 x2 is 128x128; x4 of the clip narrowed to 32 pixels wide is 128x128 too."""
     width = 64 if scale == 2 else 32
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=scale, max_input_width=width)
@@ -65,8 +66,9 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     assert slot.model is None
 
 
-def test_failure_keeps_the_partial_file_and_says_so(clip_64: Path, upscale_runner: SimpleNamespace,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_keeps_the_partial_file_and_says_so(
+    clip_64: Path, upscale_runner: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class FailingStreamer(FlashVSRStreamer):
         def run(self, frames, frame_count, seed=0, on_chunk=None):
             yield np.zeros((5, 128, 128, 3), np.uint8)

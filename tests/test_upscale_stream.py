@@ -57,8 +57,10 @@ def test_vae_streaming_decode_equals_whole_decode() -> None:
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("frames", "padded", "chunks"), [(1, 25, 1), (21, 25, 1), (22, 33, 2), (29, 33, 2),
-                                                          (30, 41, 3), (100, 105, 11)])
+@pytest.mark.parametrize(
+    ("frames", "padded", "chunks"),
+    [(1, 25, 1), (21, 25, 1), (22, 33, 2), (29, 33, 2), (30, 41, 3), (100, 105, 11)],
+)
 def test_frame_plan_covers_every_input_frame(frames: int, padded: int, chunks: int) -> None:
     plan = plan_frames(frames)
     assert (plan.padded, plan.chunks) == (padded, chunks)

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import gradio as gr
 
 from core.studio import Studio
+from ui.continue_tab import build_continue_tab
 from ui.models_tab import build_models_tab
 from ui.t2v_tab import build_t2v_tab
+from ui.upscale_tab import build_upscale_tab
 
-COMING = {
-    "Continue video": "Extend a clip chunk by chunk (SkyReels-V2 Diffusion Forcing), the new part flowing on "
-    "from the old.",
-    "Upscale": "Streaming 2x/4x video super-resolution with FlashVSR v1.1.",
-}
+
+def send_to(tab: str) -> Callable[[str | None], tuple[Any, gr.Tabs]]:
+    """An event that puts a result video into another tab's input and switches to that tab."""
+
+    def send(video: str | None) -> tuple[Any, gr.Tabs]:
+        if not video:
+            raise gr.Error("Make a video first.")
+        return video, gr.Tabs(selected=tab)
+
+    return send
 
 
 def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
@@ -23,13 +33,20 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             gr.Markdown(
                 "**Warning:** this app is shared without a password; anyone with the link can use the GPU."
             )
-        with gr.Tab("Text to video"):
-            build_t2v_tab(studio)
-        for title, text in COMING.items():
-            with gr.Tab(title):
-                gr.Markdown(f"**Not installed yet.** {text} This tab will work once the feature lands.")
-        with gr.Tab("Models"):
-            build_models_tab(studio.settings, studio.settings.dev)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Text to video", id="t2v"):
+                t2v = build_t2v_tab(studio)
+            with gr.Tab("Continue video", id="continue"):
+                continue_clip = build_continue_tab(studio)
+            with gr.Tab("Upscale", id="upscale"):
+                upscale_source = build_upscale_tab(studio)
+            with gr.Tab("Models", id="models"):
+                build_models_tab(studio.settings, studio.settings.dev)
+        for button, target, tab in (
+            (t2v.to_continue, continue_clip, "continue"),
+            (t2v.to_upscale, upscale_source, "upscale"),
+        ):
+            button.click(send_to(tab), t2v.video, [target, tabs], api_name=False)
         with gr.Accordion("System", open=False):
             gr.Markdown(f"```\n{studio.hardware.summary()}\n```\nOutputs: `{studio.settings.outputs_dir}`")
     return demo

@@ -119,8 +119,8 @@ def request_data(
     }
 
 
-def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Component]]:
-    """Create the tab inside the caller's ``gr.Tab``; returns the model picker and the form it fills."""
+def build_continue_tab(studio: Studio) -> gr.Video:
+    """Create the tab inside the caller's ``gr.Tab``; returns the clip input (other tabs send there)."""
     cards = cards_for("continue", dev=studio.settings.dev)
     first = cards[0]
     d = first.defaults
@@ -135,27 +135,43 @@ def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.
             seconds = gr.Slider(0.5, 60, value=4, step=0.5, label="Seconds to add")
             keep_clip = gr.Checkbox(value=True, label="Keep the clip before the new part (with its sound)")
             with gr.Accordion("Diffusion forcing", open=False):
-                overlap = gr.Number(value=0, precision=0, label="Overlap frames (0 = model default)",
-                                    info=FIELD_HELP["overlap_history"])
+                overlap = gr.Number(
+                    value=0,
+                    precision=0,
+                    label="Overlap frames (0 = model default)",
+                    info=FIELD_HELP["overlap_history"],
+                )
                 ar_step = gr.Number(value=0, precision=0, label="AR step", info=FIELD_HELP["ar_step"])
-                block = gr.Number(value=0, precision=0, label="Causal block size",
-                                  info=FIELD_HELP["causal_block_size"])
-                window = gr.Number(value=0, precision=0, label="Window frames (0 = model default)",
-                                   info=FIELD_HELP["base_num_frames"])
-                noise = gr.Slider(0, 60, value=20, step=1, label="Condition noise",
-                                  info=FIELD_HELP["addnoise_condition"])
+                block = gr.Number(
+                    value=0, precision=0, label="Causal block size", info=FIELD_HELP["causal_block_size"]
+                )
+                window = gr.Number(
+                    value=0,
+                    precision=0,
+                    label="Window frames (0 = model default)",
+                    info=FIELD_HELP["base_num_frames"],
+                )
+                noise = gr.Slider(
+                    0, 60, value=20, step=1, label="Condition noise", info=FIELD_HELP["addnoise_condition"]
+                )
             with gr.Accordion("Sampling", open=False):
                 steps = gr.Slider(1, 200, value=d.steps, step=1, label="Steps")
                 guidance = gr.Slider(0, 20, value=d.guidance, step=0.5, label="Guidance scale")
                 shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             speed = gr.Radio(
-                list(SPEEDS), value="Off", label="Speed",
+                list(SPEEDS),
+                value="Off",
+                label="Speed",
                 info="Reuse chunks between denoising steps (FlowCache); faster, with some loss of detail.",
             )
             with gr.Accordion("Advanced speed settings", open=False):
-                threshold = gr.Number(value=None, minimum=0, label="FlowCache threshold",
-                                      info="Empty: from the Speed preset. Higher reuses more chunks.")
+                threshold = gr.Number(
+                    value=None,
+                    minimum=0,
+                    label="FlowCache threshold",
+                    info="Empty: from the Speed preset. Higher reuses more chunks.",
+                )
             with gr.Accordion("Memory", open=False):
                 memory_level, memory_estimate = build_memory_panel()
             with gr.Row():
@@ -184,17 +200,45 @@ def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.
         trigger.change(estimate, [model, window, memory_level], memory_estimate, api_name=False)
 
     def run(
-        model_id: str, video_path: str | None, prompt_text: str, negative_text: str,
-        seconds_to_add: float, keep: bool, overlap_frames: float, ar: float, block_size: float,
-        window_frames: float, noise_level: float, step_count: float, guidance_scale: float,
-        flow_shift: float, seed_value: float, level: str = "auto", speed_preset: str = "Off",
+        model_id: str,
+        video_path: str | None,
+        prompt_text: str,
+        negative_text: str,
+        seconds_to_add: float,
+        keep: bool,
+        overlap_frames: float,
+        ar: float,
+        block_size: float,
+        window_frames: float,
+        noise_level: float,
+        step_count: float,
+        guidance_scale: float,
+        flow_shift: float,
+        seed_value: float,
+        level: str = "auto",
+        speed_preset: str = "Off",
         cache_threshold: float | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         data = request_data(
-            get_card(model_id), video_path, prompt_text, negative_text, seconds_to_add, keep, overlap_frames,
-            ar, block_size, window_frames, noise_level, step_count, guidance_scale, flow_shift, seed_value,
-            level, speed_preset, cache_threshold,
+            get_card(model_id),
+            video_path,
+            prompt_text,
+            negative_text,
+            seconds_to_add,
+            keep,
+            overlap_frames,
+            ar,
+            block_size,
+            window_frames,
+            noise_level,
+            step_count,
+            guidance_scale,
+            flow_shift,
+            seed_value,
+            level,
+            speed_preset,
+            cache_threshold,
         )
         job = submit_or_explain(studio, data)
         yield job.id, gr.skip(), gr.skip(), "Queued."
@@ -206,8 +250,26 @@ def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.
 
     start.click(
         run,
-        [model, clip, prompt, negative, seconds, keep_clip, overlap, ar_step, block, window, noise, steps,
-         guidance, shift, seed, memory_level, speed, threshold],
+        [
+            model,
+            clip,
+            prompt,
+            negative,
+            seconds,
+            keep_clip,
+            overlap,
+            ar_step,
+            block,
+            window,
+            noise,
+            steps,
+            guidance,
+            shift,
+            seed,
+            memory_level,
+            speed,
+            threshold,
+        ],
         [job_id, video, details, status],
         api_name="continue",
         concurrency_limit=16,
@@ -218,4 +280,4 @@ def build_continue_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.
         status,
         api_name=False,
     )
-    return model, form
+    return clip

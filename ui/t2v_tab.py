@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -32,6 +32,14 @@ DETAIL_KEYS = (
     "speed",
     "output",
 )
+
+
+class SendButtons(NamedTuple):
+    """A tab's result video and the buttons that send it to the Continue and Upscale tabs."""
+
+    video: gr.Video
+    to_continue: gr.Button
+    to_upscale: gr.Button
 
 
 def cache_summary(stats: dict[str, Any]) -> str:
@@ -74,8 +82,8 @@ def resolution_size(card: ModelCard, text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Component]]:
-    """Create the tab inside the caller's ``gr.Tab``; returns the model picker and the form it fills."""
+def build_t2v_tab(studio: Studio) -> SendButtons:
+    """Create the tab inside the caller's ``gr.Tab``; returns the result video and its send buttons."""
     cards = cards_for("t2v", dev=studio.settings.dev)
     first = cards[0]
     d = first.defaults
@@ -115,6 +123,9 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
         with gr.Column(scale=1):
             status = gr.Markdown("Ready.", label="Status")
             video = gr.Video(label="Result", interactive=False)
+            with gr.Row():
+                to_continue = gr.Button("Continue this")
+                to_upscale = gr.Button("Upscale this")
             details = gr.JSON(label="Details")
     job_id = gr.State(None)
     form = [resolution, frames, steps, guidance, negative, about]
@@ -218,4 +229,4 @@ def build_t2v_tab(studio: Studio) -> tuple[gr.Dropdown, list[gr.components.Compo
         status,
         api_name=False,
     )
-    return model, form
+    return SendButtons(video, to_continue, to_upscale)

@@ -43,24 +43,32 @@ def size_preview(video: str | None, scale: float, max_width: float | None) -> st
     except (ConfigError, ValueError, OSError) as exc:
         return f"Cannot upscale this video: {exc}"
     audio = "with its audio" if info.has_audio else "no audio"
-    return (f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "
-            f"({size.describe()})")
+    return (
+        f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "
+        f"({size.describe()})"
+    )
 
 
-def build_upscale_tab(studio: Studio) -> gr.Dropdown:
-    """Create the tab inside the caller's ``gr.Tab``; returns the model picker."""
+def build_upscale_tab(studio: Studio) -> gr.Video:
+    """Create the tab inside the caller's ``gr.Tab``; returns the input video (other tabs send there)."""
     cards = cards_for("upscale", dev=studio.settings.dev)
     with gr.Row():
         with gr.Column(scale=1):
             source = gr.Video(label="Input video", sources=["upload"])
-            model = gr.Dropdown([(c.name, c.id) for c in cards], value=cards[0].id if cards else None,
-                                label="Model")
+            model = gr.Dropdown(
+                [(c.name, c.id) for c in cards], value=cards[0].id if cards else None, label="Model"
+            )
             about = gr.Markdown(cards[0].description if cards else "No upscaling model installed.")
             scale = gr.Radio([2, 4], value=4, label="Scale", info="FlashVSR is tuned for 4x")
-            variant = gr.Dropdown([(VARIANT_LABELS[v], v) for v in VARIANTS], value=VARIANTS[0],
-                                  label="Variant")
-            max_width = gr.Number(value=0, precision=0, label="Max input width (0 = keep)",
-                                  info="Narrow the input first to cap the output size")
+            variant = gr.Dropdown(
+                [(VARIANT_LABELS[v], v) for v in VARIANTS], value=VARIANTS[0], label="Variant"
+            )
+            max_width = gr.Number(
+                value=0,
+                precision=0,
+                label="Max input width (0 = keep)",
+                info="Narrow the input first to cap the output size",
+            )
             with gr.Accordion("Export", open=False):
                 quality = gr.Slider(1, 10, value=8, step=1, label="Quality (1 = small file, 10 = best)")
                 seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
@@ -123,4 +131,4 @@ def build_upscale_tab(studio: Studio) -> gr.Dropdown:
         status,
         api_name=False,
     )
-    return model
+    return source

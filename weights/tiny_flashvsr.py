@@ -52,8 +52,10 @@ def build_tiny_flashvsr(folder: Path, seed: int = 0) -> Path:
     save_file(_contiguous(StreamingWanDiT(config.dit).state_dict()), str(folder / DIT_FILE))
     torch.save(_contiguous(CausalLQProjection(config.lq_projection).state_dict()), folder / LQ_PROJ_FILE)
     decoder = TinyConditionalDecoder(config.tc_decoder)
-    torch.save({f"decoder.{k}": v for k, v in _contiguous(decoder.decoder.state_dict()).items()},
-               folder / TC_DECODER_FILE)
+    torch.save(
+        {f"decoder.{k}": v for k, v in _contiguous(decoder.decoder.state_dict()).items()},
+        folder / TC_DECODER_FILE,
+    )
     vae = build_vae(config.vae)
     names = original_key_names(vae)
     torch.save({names[k]: v for k, v in _contiguous(vae.state_dict()).items()}, folder / VAE_FILE)

@@ -27,9 +27,11 @@ def remux_with_audio(video: Path, source: Path, metadata: dict[str, Any] | None 
     video, source = Path(video), Path(source)
     temp = video.with_name(f".{video.stem}.audio.part{video.suffix}")
     try:
-        with av.open(str(video)) as picture, av.open(str(source)) as sound, av.open(
-            str(temp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
-        ) as output:
+        with (
+            av.open(str(video)) as picture,
+            av.open(str(source)) as sound,
+            av.open(str(temp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as output,
+        ):
             output.metadata.update(picture.metadata)
             for key, value in (metadata or {}).items():
                 output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
@@ -39,8 +41,11 @@ def remux_with_audio(video: Path, source: Path, metadata: dict[str, Any] | None 
             copy_audio = in_audio is not None and in_audio.codec_context.name in MP4_AUDIO_CODECS
             out_audio = None
             if in_audio is not None:
-                out_audio = (output.add_stream_from_template(in_audio) if copy_audio else
-                             output.add_stream("aac", rate=in_audio.codec_context.sample_rate or 48000))
+                out_audio = (
+                    output.add_stream_from_template(in_audio)
+                    if copy_audio
+                    else output.add_stream("aac", rate=in_audio.codec_context.sample_rate or 48000)
+                )
             _copy_packets(picture.demux(in_video), out_video, output)
             if in_audio is not None and copy_audio:
                 _copy_packets(sound.demux(in_audio), out_audio, output)

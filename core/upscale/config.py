@@ -100,8 +100,9 @@ class FlashVSRConfig:
             tc["channels"] = tuple(tc["channels"])
         return cls(
             dit=from_mapping(DiTConfig, data.get("dit", {}), where="flashvsr dit config"),
-            lq_projection=from_mapping(LQProjectionConfig, data.get("lq_projection", {}),
-                                       where="flashvsr lq config"),
+            lq_projection=from_mapping(
+                LQProjectionConfig, data.get("lq_projection", {}), where="flashvsr lq config"
+            ),
             tc_decoder=from_mapping(TCDecoderConfig, tc, where="flashvsr decoder config"),
             vae=dict(data.get("vae", {})),
         )

@@ -42,21 +42,28 @@ class ChunkContext:
         return (self.height // WINDOW[1]) * (self.width // WINDOW[2])
 
 
-def rope_table(head_dim: int, frame_offset: int, frames: int, height: int, width: int,
-               device: torch.device) -> torch.Tensor:
+def rope_table(
+    head_dim: int, frame_offset: int, frames: int, height: int, width: int, device: torch.device
+) -> torch.Tensor:
     """Complex RoPE factors (f*h*w, head_dim/2): Wan's 3D split, time positions from ``frame_offset``."""
     h_dim = w_dim = head_dim // 3
     t_dim = head_dim - h_dim - w_dim
     parts = []
-    for dim, positions in ((t_dim, torch.arange(frame_offset, frame_offset + frames)),
-                           (h_dim, torch.arange(height)), (w_dim, torch.arange(width))):
+    for dim, positions in (
+        (t_dim, torch.arange(frame_offset, frame_offset + frames)),
+        (h_dim, torch.arange(height)),
+        (w_dim, torch.arange(width)),
+    ):
         parts.append(get_1d_rotary_pos_embed(dim, positions, use_real=False, freqs_dtype=torch.float64))
     t, h, w = parts
-    table = torch.cat([
-        t[:, None, None, :].expand(frames, height, width, -1),
-        h[None, :, None, :].expand(frames, height, width, -1),
-        w[None, None, :, :].expand(frames, height, width, -1),
-    ], dim=-1)
+    table = torch.cat(
+        [
+            t[:, None, None, :].expand(frames, height, width, -1),
+            h[None, :, None, :].expand(frames, height, width, -1),
+            w[None, None, :, :].expand(frames, height, width, -1),
+        ],
+        dim=-1,
+    )
     return table.reshape(frames * height * width, -1).to(device=device, dtype=torch.complex64)
 
 
@@ -97,7 +104,8 @@ class SelfAttention(nn.Module):
             split_heads(q_win.reshape(1, -1, q_win.shape[-1]), self.num_heads),
             split_heads(k_win.reshape(1, -1, k_win.shape[-1]), self.num_heads),
             split_heads(v_win.reshape(1, -1, v_win.shape[-1]), self.num_heads),
-            mask, block_size=WINDOW_TOKENS,
+            mask,
+            block_size=WINDOW_TOKENS,
         )
         chunk.cache.append(layer, k_new, v_new, chunk.windows_per_slab)
         out = out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
@@ -138,13 +146,15 @@ class DiTBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.norm2 = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.norm3 = nn.LayerNorm(dim, eps=eps)
-        self.ffn = nn.Sequential(nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(config.ffn_dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, config.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(config.ffn_dim, dim)
+        )
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, t_mod: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.modulation.to(t_mod.dtype) + t_mod).chunk(6, dim=1)
+            self.modulation.to(t_mod.dtype) + t_mod
+        ).chunk(6, dim=1)
         attn_in = self.norm1(x) * (1 + scale_msa) + shift_msa
         x = x + gate_msa * self.self_attn(attn_in, layer, chunk)
         x = x + self.cross_attn(self.norm3(x))
@@ -175,8 +185,9 @@ class StreamingWanDiT(nn.Module):
         self.config = config
         dim = config.dim
         self.patch_embedding = nn.Conv3d(config.in_dim, dim, kernel_size=PATCH, stride=PATCH)
-        self.text_embedding = nn.Sequential(nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"),
-                                            nn.Linear(dim, dim))
+        self.text_embedding = nn.Sequential(
+            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
         self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 6))
         self.blocks = nn.ModuleList(DiTBlock(config) for _ in range(config.num_layers))
@@ -195,14 +206,22 @@ class StreamingWanDiT(nn.Module):
         for block in self.blocks:
             block.cross_attn.set_context(text)
         timestep = torch.tensor([self.TIMESTEP], device=param.device)
-        sinusoid = get_timestep_embedding(timestep, self.config.freq_dim, flip_sin_to_cos=True,
-                                          downscale_freq_shift=0)
+        sinusoid = get_timestep_embedding(
+            timestep, self.config.freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0
+        )
         self._t = self.time_embedding(sinusoid.to(param.dtype))
         self._t_mod = self.time_projection(self._t).unflatten(1, (6, self.config.dim))
 
     @torch.no_grad()
-    def forward_chunk(self, latents: torch.Tensor, lq_features: list[torch.Tensor], frame_offset: int,
-                      cache: StreamingKVCache, topk: int, local_mask: torch.Tensor) -> torch.Tensor:
+    def forward_chunk(
+        self,
+        latents: torch.Tensor,
+        lq_features: list[torch.Tensor],
+        frame_offset: int,
+        cache: StreamingKVCache,
+        topk: int,
+        local_mask: torch.Tensor,
+    ) -> torch.Tensor:
         """Velocity for ``latents`` (1, C, f, H/8, W/8) whose first frame is latent frame ``frame_offset``."""
         if self._t is None or self._t_mod is None:
             raise RuntimeError("call prepare(context) before forward_chunk")

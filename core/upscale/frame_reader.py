@@ -31,15 +31,21 @@ def probe_source(path: Path) -> SourceInfo:
         stream = container.streams.video[0]
         frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
         fps = float(stream.average_rate or stream.guessed_rate or 30)
-        return SourceInfo(frames, stream.codec_context.width, stream.codec_context.height, fps,
-                          bool(container.streams.audio))
+        return SourceInfo(
+            frames,
+            stream.codec_context.width,
+            stream.codec_context.height,
+            fps,
+            bool(container.streams.audio),
+        )
 
 
 class FrameReader:
     """Iterate decoded RGB frames (after ``transform``) with at most ``buffer`` frames decoded ahead."""
 
-    def __init__(self, path: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-                 buffer: int = 16) -> None:
+    def __init__(
+        self, path: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None, buffer: int = 16
+    ) -> None:
         self.path = Path(path)
         self.transform = transform
         self._queue: queue.Queue[object] = queue.Queue(maxsize=buffer)

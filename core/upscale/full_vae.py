@@ -13,18 +13,36 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
-_RESIDUAL = ("residual.0.gamma", "residual.2.weight", "residual.2.bias", "residual.3.gamma",
-             "residual.6.weight", "residual.6.bias")
-_BLOCK_PARTS = (*_RESIDUAL, "shortcut.weight", "shortcut.bias", "resample.1.weight", "resample.1.bias",
-                "time_conv.weight", "time_conv.bias")
+_RESIDUAL = (
+    "residual.0.gamma",
+    "residual.2.weight",
+    "residual.2.bias",
+    "residual.3.gamma",
+    "residual.6.weight",
+    "residual.6.bias",
+)
+_BLOCK_PARTS = (
+    *_RESIDUAL,
+    "shortcut.weight",
+    "shortcut.bias",
+    "resample.1.weight",
+    "resample.1.bias",
+    "time_conv.weight",
+    "time_conv.bias",
+)
 _ATTENTION = ("norm.gamma", "to_qkv.weight", "to_qkv.bias", "proj.weight", "proj.bias")
 
 
 def _original_key_candidates(max_blocks: int = 32) -> list[str]:
     keys = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
     for part, blocks in (("encoder", "downsamples"), ("decoder", "upsamples")):
-        keys += [f"{part}.conv1.weight", f"{part}.conv1.bias", f"{part}.head.0.gamma",
-                 f"{part}.head.2.weight", f"{part}.head.2.bias"]
+        keys += [
+            f"{part}.conv1.weight",
+            f"{part}.conv1.bias",
+            f"{part}.head.0.gamma",
+            f"{part}.head.2.weight",
+            f"{part}.head.2.bias",
+        ]
         keys += [f"{part}.middle.{i}.{name}" for i in (0, 2) for name in _RESIDUAL]
         keys += [f"{part}.middle.1.{name}" for name in _ATTENTION]
         keys += [f"{part}.{blocks}.{i}.{name}" for i in range(max_blocks) for name in _BLOCK_PARTS]
@@ -77,7 +95,13 @@ class StreamingVAEDecoder:
         frames = []
         for index in range(x.shape[2]):
             vae._conv_idx = [0]
-            frames.append(vae.decoder(x[:, :, index:index + 1], feat_cache=vae._feat_map,
-                                      feat_idx=vae._conv_idx, first_chunk=self._first))
+            frames.append(
+                vae.decoder(
+                    x[:, :, index : index + 1],
+                    feat_cache=vae._feat_map,
+                    feat_idx=vae._conv_idx,
+                    first_chunk=self._first,
+                )
+            )
             self._first = False
         return torch.cat(frames, dim=2).clamp(-1.0, 1.0)

@@ -67,18 +67,26 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], name: str,
-                may_miss: set[str] = frozenset()) -> None:
+def load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], name: str, may_miss: set[str] = frozenset()
+) -> None:
     """Load ``state`` into ``module`` (built on the meta device), failing clearly on any difference."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state) - set(may_miss))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
-        details = "; ".join(part for part in (
-            f"missing {missing[:4]}" if missing else "", f"unexpected {unexpected[:4]}" if unexpected else "",
-            f"wrong shape {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:3]]}"
-            if wrong else "") if part)
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:4]}" if missing else "",
+                f"unexpected {unexpected[:4]}" if unexpected else "",
+                f"wrong shape {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:3]]}"
+                if wrong
+                else "",
+            )
+            if part
+        )
         raise ConfigError(f"{name} does not match the FlashVSR v1.1 layout: {details}")
     module.load_state_dict(state, strict=False, assign=True)
 
@@ -99,16 +107,20 @@ def load_flashvsr(folder: Path, variant: str, device: torch.device, dtype: torch
     context = torch.load(folder / PROMPT_FILE, map_location="cpu", weights_only=True)
     if isinstance(context, dict):
         context = context.get("context", next(iter(context.values())))
-    model = FlashVSRModel(variant, config, dit.to(device, dtype).eval(),
-                          lq_projection.to(device, dtype).eval(), context)
+    model = FlashVSRModel(
+        variant, config, dit.to(device, dtype).eval(), lq_projection.to(device, dtype).eval(), context
+    )
     if variant == "full":
         vae = build_vae(config.vae)
         vae.load_state_dict(convert_original_vae(load_state(folder / VAE_FILE)), strict=True)
         model.vae_decoder = StreamingVAEDecoder(vae.to(device, dtype).eval())
     else:
         decoder = TinyConditionalDecoder(config.tc_decoder)
-        state = {k.removeprefix("decoder."): v for k, v in load_state(folder / TC_DECODER_FILE).items()
-                 if k.startswith("decoder.")}
+        state = {
+            k.removeprefix("decoder."): v
+            for k, v in load_state(folder / TC_DECODER_FILE).items()
+            if k.startswith("decoder.")
+        }
         load_strict(decoder.decoder, state, TC_DECODER_FILE, may_miss=deepening_keys(decoder.decoder))
         model.tc_decoder = decoder.to(device, dtype).eval()
     model.dit.prepare(context)

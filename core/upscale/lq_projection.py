@@ -60,8 +60,9 @@ class CausalLQProjection(nn.Module):
         self.norm1 = ChannelRMSNorm(config.hidden_dim1)
         self.conv2 = CausalConv3d(config.hidden_dim1, config.hidden_dim2)
         self.norm2 = ChannelRMSNorm(config.hidden_dim2)
-        self.linear_layers = nn.ModuleList(nn.Linear(config.hidden_dim2, config.out_dim)
-                                           for _ in range(config.layer_num))
+        self.linear_layers = nn.ModuleList(
+            nn.Linear(config.hidden_dim2, config.out_dim) for _ in range(config.layer_num)
+        )
         self.reset()
 
     def reset(self) -> None:

@@ -134,8 +134,9 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         "dtype": str(compute_dtype(device)).removeprefix("torch."),
     }
     path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
-    writer = VideoWriter(path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"},
-                         crf=request.crf)
+    writer = VideoWriter(
+        path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, crf=request.crf
+    )
     with PeakMemory(device) as peak:
         job.report("preparing weights")
         folder = weights_folder(card, job, runner)
@@ -150,8 +151,12 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         try:
             resize = partial(resize_and_crop, size=size)
             with FrameReader(Path(request.video), resize, READ_AHEAD_FRAMES) as reader:
-                chunks = streamer.run(reader, source.frames, request.seed,
-                                      on_chunk=lambda done, total: job.report(stage, done, total))
+                chunks = streamer.run(
+                    reader,
+                    source.frames,
+                    request.seed,
+                    on_chunk=lambda done, total: job.report(stage, done, total),
+                )
                 for frames in chunks:
                     writer.write(frames)
                     job.check_cancelled()
@@ -164,9 +169,14 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         finally:
             free_memory(device)
     job.report("writing video")
-    record |= {"frames_written": writer.frames_written, "time_s": round(time.perf_counter() - started, 3),
-               "peak_memory_gb": round(peak.peak_gb, 3), "status": "done", "output": path.name,
-               "audio": source.has_audio}
+    record |= {
+        "frames_written": writer.frames_written,
+        "time_s": round(time.perf_counter() - started, 3),
+        "peak_memory_gb": round(peak.peak_gb, 3),
+        "status": "done",
+        "output": path.name,
+        "audio": source.has_audio,
+    }
     writer.commit()
     remux_with_audio(path, Path(request.video), {METADATA_KEY: record})
     write_json_atomic(sidecar_path(path), record)

@@ -43,7 +43,11 @@ def local_window_mask(rows: int, cols: int, window: int, device: torch.device | 
 
 @torch.no_grad()
 def draft_block_mask(
-    q_windows: torch.Tensor, k_windows: torch.Tensor, num_heads: int, query_slabs: int, topk: int,
+    q_windows: torch.Tensor,
+    k_windows: torch.Tensor,
+    num_heads: int,
+    query_slabs: int,
+    topk: int,
     local_mask: torch.Tensor,
 ) -> torch.Tensor:
     """Block mask (1, heads, query windows, key windows) from window-mean scores, locality and top-k."""

@@ -65,8 +65,13 @@ def padded_frames(frames: Iterable[np.ndarray], total: int) -> Iterator[np.ndarr
 class FlashVSRStreamer:
     """Runs a loaded :class:`FlashVSRModel` over a stream of frames already resized to the output size."""
 
-    def __init__(self, model: FlashVSRModel, sparsity: SparsityConfig | None = None, color_fix: bool = True,
-                 offload_kv_cache: bool = False) -> None:
+    def __init__(
+        self,
+        model: FlashVSRModel,
+        sparsity: SparsityConfig | None = None,
+        color_fix: bool = True,
+        offload_kv_cache: bool = False,
+    ) -> None:
         self.model = model
         self.sparsity = sparsity or SparsityConfig()
         self.color_fix = color_fix
@@ -79,8 +84,13 @@ class FlashVSRStreamer:
         x = x.permute(3, 0, 1, 2).unsqueeze(0).to(torch.float32).div(127.5).sub(1.0)
         return x.to(self.model.dtype)
 
-    def run(self, frames: Iterable[np.ndarray], frame_count: int, seed: int = 0,
-            on_chunk: Callable[[int, int], None] | None = None) -> Iterator[np.ndarray]:
+    def run(
+        self,
+        frames: Iterable[np.ndarray],
+        frame_count: int,
+        seed: int = 0,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> Iterator[np.ndarray]:
         """Yield uint8 (T, H, W, 3) output frames chunk by chunk; ``on_chunk(done, total)`` after each."""
         plan = plan_frames(frame_count)
         model = self.model
@@ -88,8 +98,11 @@ class FlashVSRStreamer:
         window: deque[np.ndarray] = deque()
         window_start = 0
         generator = torch.Generator("cpu").manual_seed(seed)
-        cache = StreamingKVCache(model.config.dit.num_layers, int(self.sparsity.kv_ratio),
-                                 torch.device("cpu") if self.offload_kv_cache else None)
+        cache = StreamingKVCache(
+            model.config.dit.num_layers,
+            int(self.sparsity.kv_ratio),
+            torch.device("cpu") if self.offload_kv_cache else None,
+        )
         model.lq_projection.reset()
         decoder = model.tc_decoder or model.vae_decoder
         assert decoder is not None
@@ -101,8 +114,11 @@ class FlashVSRStreamer:
                 read_until = 25 if chunk == 0 else 8 * chunk + 25
                 while window_start + len(window) < read_until:
                     window.append(next(source))
-                clips = [(0, 1), *((4 * i - 3, 4 * i + 1) for i in range(1, 7))] if chunk == 0 else [
-                    (8 * chunk + 17, 8 * chunk + 21), (8 * chunk + 21, 8 * chunk + 25)]
+                clips = (
+                    [(0, 1), *((4 * i - 3, 4 * i + 1) for i in range(1, 7))]
+                    if chunk == 0
+                    else [(8 * chunk + 17, 8 * chunk + 21), (8 * chunk + 21, 8 * chunk + 25)]
+                )
                 features = self._project(window, window_start, clips)
                 latent_frames = FIRST_LATENTS if chunk == 0 else LATENTS_PER_CHUNK
                 offset = 0 if chunk == 0 else 4 + 2 * chunk
@@ -111,15 +127,19 @@ class FlashVSRStreamer:
                     rows, cols = height // (16 * WINDOW[1]), width // (16 * WINDOW[2])
                     local_mask = local_window_mask(rows, cols, self.sparsity.local_range, model.device)
                     topk = self.sparsity.topk(rows * cols, height, width)
-                noise = torch.randn((1, model.config.dit.in_dim, latent_frames, height // 8, width // 8),
-                                    generator=generator).to(model.device, model.dtype)
+                noise = torch.randn(
+                    (1, model.config.dit.in_dim, latent_frames, height // 8, width // 8), generator=generator
+                ).to(model.device, model.dtype)
                 velocity = model.dit.forward_chunk(noise, features, offset, cache, topk, local_mask)
                 latents = noise - velocity
                 cond_start = 0 if chunk == 0 else 8 * chunk + 13
                 cond_stop = FIRST_OUTPUT if chunk == 0 else 8 * chunk + 21
                 cond = self._to_tensor([window[i - window_start] for i in range(cond_start, cond_stop)])
-                decoded = (model.tc_decoder.decode(latents, cond) if model.tc_decoder is not None
-                           else model.vae_decoder.decode(latents))
+                decoded = (
+                    model.tc_decoder.decode(latents, cond)
+                    if model.tc_decoder is not None
+                    else model.vae_decoder.decode(latents)
+                )
                 if self.color_fix:
                     decoded = adain_color_fix(decoded, cond)
                 while window_start < cond_stop:
@@ -135,8 +155,9 @@ class FlashVSRStreamer:
         finally:
             cache.clear()
 
-    def _project(self, window: deque[np.ndarray], window_start: int,
-                 clips: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def _project(
+        self, window: deque[np.ndarray], window_start: int, clips: list[tuple[int, int]]
+    ) -> list[torch.Tensor]:
         """LQ projection features of ``clips`` (frame ranges), concatenated along tokens per layer."""
         features: list[torch.Tensor] | None = None
         for start, stop in clips:
@@ -144,8 +165,11 @@ class FlashVSRStreamer:
             current = self.model.lq_projection.stream(clip)
             if current is None:
                 continue
-            features = current if features is None else [
-                torch.cat([a, b], 1) for a, b in zip(features, current, strict=True)]
+            features = (
+                current
+                if features is None
+                else [torch.cat([a, b], 1) for a, b in zip(features, current, strict=True)]
+            )
         assert features is not None
         return features
 

@@ -32,8 +32,9 @@ class Clamp(nn.Module):
 class MemBlock(nn.Module):
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(conv3x3(n_in * 2, n_out), nn.ReLU(), conv3x3(n_out, n_out), nn.ReLU(),
-                                  conv3x3(n_out, n_out))
+        self.conv = nn.Sequential(
+            conv3x3(n_in * 2, n_out), nn.ReLU(), conv3x3(n_out, n_out), nn.ReLU(), conv3x3(n_out, n_out)
+        )
         self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, past: torch.Tensor) -> torch.Tensor:
@@ -60,8 +61,11 @@ def build_layers(config: TCDecoderConfig) -> nn.Sequential:
     time_strides = (1, 2, 2)
     for stage in range(3):
         base += [MemBlock(c[stage], c[stage]) for _ in range(3)]
-        base += [nn.Upsample(scale_factor=2), TGrow(c[stage], time_strides[stage]),
-                 conv3x3(c[stage], c[stage + 1], bias=False)]
+        base += [
+            nn.Upsample(scale_factor=2),
+            TGrow(c[stage], time_strides[stage]),
+            conv3x3(c[stage], c[stage + 1], bias=False),
+        ]
     base += [nn.ReLU(), conv3x3(c[3], 3)]
     layers: list[nn.Module] = []
     for position, layer in enumerate(base):
@@ -76,8 +80,11 @@ def build_layers(config: TCDecoderConfig) -> nn.Sequential:
 
 def deepening_keys(layers: nn.Sequential) -> set[str]:
     """Names of the identity-initialised deepening convs (the official loader tolerates them missing)."""
-    return {f"{index}.weight" for index in range(1, len(layers) - 1)
-            if isinstance(layers[index - 1], nn.ReLU) and isinstance(layers[index + 1], nn.ReLU)}
+    return {
+        f"{index}.weight"
+        for index in range(1, len(layers) - 1)
+        if isinstance(layers[index - 1], nn.ReLU) and isinstance(layers[index + 1], nn.ReLU)
+    }
 
 
 def pixel_unshuffle_cond(frames: torch.Tensor) -> torch.Tensor:
@@ -117,7 +124,7 @@ class TinyConditionalDecoder(nn.Module):
         outputs = [self._run(group) for group in x.split(self.latent_frames_per_group)]
         frames = torch.cat(outputs)
         if not self._started:
-            frames = frames[self.FRAMES_TO_TRIM:]
+            frames = frames[self.FRAMES_TO_TRIM :]
             self._started = True
         return frames.transpose(0, 1).unsqueeze(0).mul(2).sub(1)
 
