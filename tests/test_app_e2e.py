@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from core.settings import ROOT
 from core.video_io import probe_video, read_record
@@ -68,3 +68,33 @@ def test_bad_request_is_a_readable_error_and_the_app_keeps_serving(launched_app)
     )
     assert probe_video(Path(video)).frames == details["frames"]
     assert details["cache"]["steps_reused"] > 0 and "reused" in status
+
+
+def test_a_t2v_result_continues_and_upscales_through_the_api(launched_app) -> None:
+    client = Client(launched_app.url, verbose=False)
+    clip, _, _ = client.predict(
+        prompt_text="a boat",
+        resolution_label="64x64",
+        frame_count=9,
+        step_count=2,
+        seed_value=3,
+        api_name="/t2v",
+    )
+    longer, details, status = client.predict(
+        model_id="tiny-skyreels-df",
+        video_path=handle_file(clip),
+        prompt_text="the boat sails on",
+        seconds_to_add=1,
+        step_count=2,
+        api_name="/continue",
+    )
+    info = probe_video(Path(longer))
+    assert (info.width, info.height, info.fps) == (48, 32, 24.0)
+    assert info.frames == details["input_frames"] + details["added_frames"] == 13 + 24
+    assert status.startswith("Done")
+    sharper, details, _ = client.predict(
+        video_path=handle_file(clip), model_id="tiny-flashvsr", scale_value=2, api_name="/upscale"
+    )
+    info = probe_video(Path(sharper))
+    assert (info.frames, info.width, info.height, info.fps) == (9, 128, 128, 16.0)
+    assert details["size_note"] == "64x64 -> 128x128"
