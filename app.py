@@ -15,8 +15,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Local video studio: text to video, continuation, upscaling."
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the LAN)")
-    parser.add_argument("--port", type=int, default=7860, help="port to listen on")
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default 127.0.0.1, or GRADIO_SERVER_NAME; 0.0.0.0 for the LAN)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port to listen on (default 7860 or GRADIO_SERVER_PORT)"
+    )
     parser.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     parser.add_argument(
         "--auth",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import queue
 import threading
@@ -77,6 +78,8 @@ class Job:
         self._cancel = threading.Event()
         self._changed = threading.Condition()
         self._version = 0
+        # The submitter's context variables (e.g. the Gradio request ZeroGPU bills); the job runs in it.
+        self.context = contextvars.copy_context()
 
     @property
     def finished(self) -> bool:
@@ -194,7 +197,7 @@ class JobQueue:
             if not job.start():
                 continue
             try:
-                result = execute(job)
+                result = job.context.run(execute, job)
             except JobCancelledError:
                 job.finish(JobStatus.CANCELLED, error="cancelled")
             except Exception as exc:  # a failed job must never take the worker down

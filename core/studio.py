@@ -12,10 +12,13 @@ from core.jobs import Job, JobQueue
 from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
+from core.space import SpaceInfo, detect_space, on_zero_gpu
 
 
-def pick_devices(hardware: Hardware) -> list[torch.device]:
-    """One device per selected GPU, or the CPU when there is none."""
+def pick_devices(hardware: Hardware, space: SpaceInfo) -> list[torch.device]:
+    """One device per selected GPU, or the CPU when there is none (ZeroGPU lends cuda:0 per job)."""
+    if space.zero_gpu:
+        return [torch.device("cuda", 0)]
     return [torch.device("cuda", gpu.index) for gpu in hardware.gpus] or [torch.device("cpu")]
 
 
@@ -24,9 +27,10 @@ class Studio:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.space = detect_space()
         self.hardware = detect_hardware(settings.gpus)
-        self.runners = [Runner(settings, device) for device in pick_devices(self.hardware)]
-        self.queue = JobQueue([runner.execute for runner in self.runners])
+        self.runners = [Runner(settings, device) for device in pick_devices(self.hardware, self.space)]
+        self.queue = JobQueue([on_zero_gpu(runner.execute, self.space) for runner in self.runners])
 
     def submit(self, data: dict[str, Any]) -> Job:
         """Validate ``data`` (raises ConfigError with a readable message) and queue it."""

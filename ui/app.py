@@ -25,6 +25,15 @@ def send_to(tab: str) -> Callable[[str | None], tuple[Any, gr.Tabs]]:
     return send
 
 
+def system_summary(studio: Studio) -> str:
+    """The hardware, and where outputs go (a Space's local paths mean nothing to its visitors)."""
+    space = studio.space
+    if space.zero_gpu:
+        return "Running on a Hugging Face ZeroGPU Space: each job borrows a GPU for the time it needs."
+    text = f"```\n{studio.hardware.summary()}\n```"
+    return text if space.is_space else f"{text}\nOutputs: `{studio.settings.outputs_dir}`"
+
+
 def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     """The whole Gradio app for ``studio``."""
     with gr.Blocks(title="Video Studio") as demo:
@@ -48,5 +57,5 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
         ):
             button.click(send_to(tab), t2v.video, [target, tabs], api_name=False)
         with gr.Accordion("System", open=False):
-            gr.Markdown(f"```\n{studio.hardware.summary()}\n```\nOutputs: `{studio.settings.outputs_dir}`")
+            gr.Markdown(system_summary(studio))
     return demo
