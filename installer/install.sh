@@ -26,6 +26,7 @@ DRY_RUN=0
 FORCE_CPU=0
 TORCH_CHOICE=""  # human-readable label, set by choose_torch
 TORCH_ARGS=()    # pip arguments that install that torch, set by choose_torch
+TORCH_PIN=""     # constraints file holding the installed torch version, set in main
 TORCH_BUILD=""   # the build itself (cpu, macos, cu130, ...): a change of it replaces the installed torch
 WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x or 10.x)
 
@@ -194,12 +195,15 @@ $TORCH_INDEX_BASE/cpu is unreachable. Use Python 3.11 (PYTHON=python3.11) or all
     fi
     pip_install "${TORCH_ARGS[@]}"
     echo "$TORCH_BUILD" >"$choice_file"
+    # Later installs (requirements, flash-attn-4; --upgrade with --update) must keep this torch build:
+    # an unpinned torch from PyPI would be the multi-GB CUDA build on a machine without a GPU.
+    "$VENV_PY" -c 'import torch; print(f"torch=={torch.__version__}")' >"$TORCH_PIN"
 }
 
 install_flash_attn() {
     ((WANT_FA4)) || return 0
     log "installing flash-attn-4 (optional)"
-    pip_install flash-attn-4 || log "flash-attn-4 did not install; the app falls back to PyTorch attention"
+    pip_install -c "$TORCH_PIN" flash-attn-4 || log "flash-attn-4 did not install; the app falls back to PyTorch attention"
 }
 
 main() {
@@ -212,6 +216,7 @@ main() {
         return
     fi
     ensure_venv "$python"
+    TORCH_PIN="$VENV/torch-constraint.txt"
     local key
     key="$(stamp_key "$MODE")"
     if ((UPDATE == 0)) && [[ -f "$(stamp_file "$MODE")" && "$(cat "$(stamp_file "$MODE")")" == "$key" ]]; then
@@ -222,7 +227,7 @@ main() {
     install_torch
     local requirements="$ROOT/requirements.txt"
     if [[ "$MODE" == test ]]; then requirements="$ROOT/requirements-test.txt"; fi
-    pip_install -r "$requirements"
+    pip_install -c "$TORCH_PIN" -r "$requirements"
     install_flash_attn
     echo "$key" >"$(stamp_file "$MODE")"
     if [[ "$MODE" == test ]]; then stamp_key runtime >"$(stamp_file runtime)"; fi
