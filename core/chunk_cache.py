@@ -232,12 +232,14 @@ def _slice_block_args(bound: dict[str, Any], span: int) -> dict[str, Any]:
 def _modulated_input(module: torch.nn.Module, timestep: torch.Tensor, fps: Any) -> torch.Tensor:
     """The per-frame time projection (batch, frames, 6 * dim) the blocks are modulated with.
 
-    Computed where the embedder's weights are, which may not be the device yet under CPU offloading."""
+    Computed where the embedder's weights are, which may not be the device yet under CPU offloading, and in
+    each layer's own dtype (diffusers keeps the time embedder in float32 beside a bf16 projection)."""
     embedder = module.condition_embedder
     weight = next(embedder.time_embedder.parameters())
     projected = embedder.timesteps_proj(timestep.to(weight.device))
     temb = embedder.time_embedder(projected.to(weight.dtype))
-    modulated = embedder.time_proj(embedder.act_fn(temb)).float()
+    projection = embedder.time_proj
+    modulated = projection(embedder.act_fn(temb).to(projection.weight.dtype)).float()
     if module.config.inject_sample_info and fps is not None:
         fps_ids = torch.as_tensor(fps, dtype=torch.long, device=weight.device)
         modulated = modulated + module.fps_projection(module.fps_embedding(fps_ids)).float()[:, None]

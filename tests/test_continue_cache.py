@@ -105,3 +105,15 @@ def test_policy_accumulates_rescaled_changes_and_never_lets_a_fit_lower_the_sum(
     decisions = [policy.decide(chunk, d, last_step=False) for d in (None, 0.05, 0.05, 0.05, 0.0)]
     assert decisions == [True, True, False, True, True]  # first, warmup, 0.14 < 0.25, 0.28 >= 0.25, unchanged
     assert policy.decide(chunk, 0.01, last_step=True) is True
+
+
+def test_cache_runs_on_a_bf16_pipeline(continue_models_dir: Path) -> None:
+    """As on a GPU: bf16 layers beside the float32 time embedder diffusers keeps."""
+    bf16 = load_diffusers_pipeline(
+        get_card("tiny-skyreels-df"), continue_models_dir / "tiny-skyreels-df", torch.device("cpu")
+    )
+    bf16.transformer.to(torch.bfloat16)
+    for module in bf16.transformer.condition_embedder.time_embedder.modules():
+        module.float()
+    latents, stats = generate(bf16, {"threshold": 0.1})
+    assert torch.isfinite(latents.float()).all() and stats["chunk_steps_computed"] > 0
