@@ -39,8 +39,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 def lpips_unavailable_reason() -> str | None:
     """Why LPIPS cannot run here (it needs torchvision and downloaded backbone weights); None if it can."""
     try:
-        import torchvision  # noqa: F401
         import lpips  # noqa: F401
+        import torchvision  # noqa: F401
     except Exception as exc:  # a broken torchvision raises more than ImportError
         return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return None
@@ -64,8 +64,9 @@ def match_to(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``other`` (T, H, W, 3) uint8 resized to ``reference``'s frame size."""
     if other.shape[1:] == reference.shape[1:]:
         return other
-    resized = resize(other, (other.shape[0], *reference.shape[1:]), order=1, anti_aliasing=True,
-                     preserve_range=True)
+    resized = resize(
+        other, (other.shape[0], *reference.shape[1:]), order=1, anti_aliasing=True, preserve_range=True
+    )
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
 
 
@@ -121,10 +122,13 @@ def compare_frames(a: np.ndarray, b: np.ndarray, with_lpips: bool = True) -> Com
     if len(a) != len(b):
         notes.append(f"lengths differ ({len(a)} vs {len(b)} frames): compared the first {count}")
     if a.shape[1:] != b.shape[1:]:
-        notes.append(f"sizes differ ({a.shape[2]}x{a.shape[1]} vs {b.shape[2]}x{b.shape[1]}): "
-                     f"B resized to {a.shape[2]}x{a.shape[1]}")
+        notes.append(
+            f"sizes differ ({a.shape[2]}x{a.shape[1]} vs {b.shape[2]}x{b.shape[1]}): "
+            f"B resized to {a.shape[2]}x{a.shape[1]}"
+        )
     a, b = a[:count], match_to(a, b[:count])
-    result = Comparison(count, [psnr(x, y) for x, y in zip(a, b)], [ssim(x, y) for x, y in zip(a, b)])
+    pairs = list(zip(a, b, strict=True))
+    result = Comparison(count, [psnr(x, y) for x, y in pairs], [ssim(x, y) for x, y in pairs])
     reason = lpips_unavailable_reason() if with_lpips else "not asked for"
     if reason is None:
         try:

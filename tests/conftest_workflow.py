@@ -9,8 +9,6 @@ import pytest
 from core.settings import Settings
 from core.studio import Studio
 
-FAST = {"model": "tiny-wan", "steps": 1, "frames": 5}
-
 
 @pytest.fixture
 def studio(settings: Settings) -> Iterator[Studio]:

@@ -6,8 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
-
 from core.batch import load_rows, main, run_batch
 from core.video_io import probe_video, read_record
 
@@ -76,8 +74,19 @@ def test_a_changed_row_runs_again(studio, tmp_path: Path) -> None:
 def test_cli_runs_a_batch_headless(settings, tmp_path: Path, capsys) -> None:
     prompts = tmp_path / "cli.json"
     prompts.write_text(json.dumps([{"prompt": "a tree", "steps": 1, "frames": 5, "seed": 3}, 5]))
-    main([str(prompts), "--outputs", str(settings.outputs_dir), "--models-dir", str(settings.models_dir),
-          "--model", "tiny-wan", "--offline", "--dev"])
+    main(
+        [
+            str(prompts),
+            "--outputs",
+            str(settings.outputs_dir),
+            "--models-dir",
+            str(settings.models_dir),
+            "--model",
+            "tiny-wan",
+            "--offline",
+            "--dev",
+        ]
+    )
     out = capsys.readouterr().out
     assert "done" in out and "bad" in out and "summary.csv" in out
     assert (settings.outputs_dir / "batches" / "cli" / "row-0001-a-tree.mp4").is_file()
