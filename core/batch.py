@@ -1,0 +1,237 @@
+"""Batches: a prompt list (txt, CSV or JSON) run as one job per row, resumable, with a summary.
+
+Each row is validated by :func:`core.requests.parse_request` (a bad row is reported, not fatal) and
+queued on the Studio's JobQueue, which spreads the rows over every worker. A finished video is moved
+into the batch folder as ``row-<n>-<slug>.mp4`` with its sidecar JSON (mp4 first, sidecar last, each by
+``os.replace``), so a row whose mp4 and matching sidecar are there is done: running the batch again
+skips it, and a stopped batch resumes where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.jobs import Job, JobStatus
+from core.outputs import sidecar_path, slug, write_json_atomic
+from core.requests import parse_request
+from core.studio import Studio
+from core.validation import ConfigError
+
+TEXT_FIELDS = {"task", "model", "prompt", "negative_prompt", "memory_level", "video", "variant"}
+SUMMARY_FIELDS = ("index", "prompt", "status", "seed", "time_s", "output", "error")
+
+
+@dataclass
+class BatchRow:
+    """One row of the batch and what became of it."""
+
+    index: int
+    prompt: str
+    status: str = "pending"  # pending, skipped, queued, running, done, failed, cancelled, bad
+    seed: int | None = None
+    time_s: float | None = None
+    output: str = ""
+    error: str = ""
+
+
+def cell_value(name: str, text: str) -> Any:
+    """A CSV cell as the field expects it: text fields as is, others as JSON (numbers, objects)."""
+    if name in TEXT_FIELDS:
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_rows(path: Path) -> list[Any]:
+    """The rows of a prompt list: ``.txt`` one prompt a line (``#`` comments), ``.csv`` with a header
+    of request fields, ``.json`` a list of objects."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8-sig")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ConfigError(f"{path.name}: expected a JSON list of objects")
+        return rows
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        return [
+            {k.strip(): cell_value(k.strip(), v.strip()) for k, v in row.items() if k and v and v.strip()}
+            for row in reader
+        ]
+    if suffix == ".txt":
+        lines = (line.strip() for line in text.splitlines())
+        return [{"prompt": line} for line in lines if line and not line.startswith("#")]
+    raise ConfigError(f"{path.name}: a prompt list must be .txt, .csv or .json")
+
+
+def row_output_path(batch_dir: Path, index: int, prompt: str) -> Path:
+    """The fixed place of row ``index``'s video in the batch folder."""
+    return Path(batch_dir) / f"row-{index:04d}-{slug(prompt or 'video')}.mp4"
+
+
+def comparable(request_dict: dict[str, Any], keep_seed: bool) -> dict[str, Any]:
+    return {k: v for k, v in request_dict.items() if keep_seed or k != "seed"}
+
+
+def finished_record(path: Path, request: Any) -> dict[str, Any] | None:
+    """The sidecar record of an earlier run of this very request at ``path``, else None."""
+    sidecar = sidecar_path(path)
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    keep_seed = getattr(request, "seed", 0) >= 0
+    done = comparable(record.get("request", {}), keep_seed) == comparable(request.to_dict(), keep_seed)
+    return record if done else None
+
+
+def move_result(result: dict[str, Any], target: Path, batch: dict[str, Any]) -> dict[str, Any]:
+    """Move a finished job's mp4, then its sidecar (naming the batch row), to ``target``."""
+    source = Path(result["path"])
+    record = {k: v for k, v in result.items() if k != "path"} | {"output": target.name, "batch": batch}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    write_json_atomic(sidecar_path(target), record)
+    sidecar_path(source).unlink(missing_ok=True)
+    return record
+
+
+def write_summary(batch_dir: Path, rows: list[BatchRow]) -> None:
+    """``summary.json`` and ``summary.csv`` in the batch folder, one entry per row."""
+    data = [asdict(row) for row in rows]
+    write_json_atomic(Path(batch_dir) / "summary.json", {"rows": data})
+    temp = Path(batch_dir) / ".summary.csv.part"
+    with temp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(data)
+    os.replace(temp, Path(batch_dir) / "summary.csv")
+
+
+def batch_folder(outputs_dir: Path, prompt_file: Path) -> Path:
+    return Path(outputs_dir) / "batches" / slug(Path(prompt_file).stem)
+
+
+class BatchRun:
+    """One pass over a prompt list: :meth:`run` yields the rows each time one changes."""
+
+    def __init__(self, studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> None:
+        self.studio = studio
+        self.prompt_file = Path(prompt_file)
+        self.batch_dir = batch_folder(studio.settings.outputs_dir, self.prompt_file)
+        self.defaults = dict(defaults or {})
+        self.rows: list[BatchRow] = []
+        self.jobs: dict[int, Job] = {}
+        self.targets: dict[int, Path] = {}
+
+    def _prepare(self, index: int, raw: Any) -> None:
+        prompt = str(raw.get("prompt", "")) if isinstance(raw, dict) else ""
+        row = BatchRow(index, prompt)
+        self.rows.append(row)
+        try:
+            if not isinstance(raw, dict):
+                raise ConfigError(f"expected an object of request fields, got {type(raw).__name__}")
+            request = parse_request(self.defaults | raw)
+        except (ConfigError, TypeError, ValueError) as exc:
+            row.status, row.error = "bad", str(exc)
+            return
+        target = row_output_path(self.batch_dir, index, prompt)
+        record = finished_record(target, request)
+        if record is not None:
+            row.status, row.seed, row.time_s = "skipped", record.get("seed"), record.get("time_s")
+            row.output = str(target)
+            return
+        self.jobs[index] = self.studio.queue.submit(request)
+        self.targets[index] = target
+        row.status = "queued"
+
+    def _refresh(self) -> None:
+        for row in self.rows:
+            job = self.jobs.get(row.index)
+            if job is not None and row.status in ("queued", "running"):
+                row.status = "running" if job.status == JobStatus.RUNNING else row.status
+
+    def _collect(self, row: BatchRow, job: Job) -> None:
+        result = job.result or {}
+        row.seed, row.time_s = result.get("seed", getattr(job.request, "seed", None)), result.get("time_s")
+        if job.status == JobStatus.DONE:
+            batch = {"file": self.prompt_file.name, "row": row.index}
+            move_result(result, self.targets[row.index], batch)
+            row.status, row.output = "done", str(self.targets[row.index])
+        else:
+            row.status, row.error = job.status.value, job.error or ""
+            row.output = str(result.get("path", ""))
+
+    def run(self) -> Iterator[list[BatchRow]]:
+        """Queue every new row, then follow them to the end; closing the iterator cancels what is left."""
+        for index, raw in enumerate(load_rows(self.prompt_file), start=1):
+            self._prepare(index, raw)
+        write_summary(self.batch_dir, self.rows)
+        yield self.rows
+        try:
+            for row in self.rows:
+                job = self.jobs.get(row.index)
+                if job is None:
+                    continue
+                for _ in self.studio.follow(job):
+                    self._refresh()
+                    yield self.rows
+                self._collect(row, job)
+                write_summary(self.batch_dir, self.rows)
+                yield self.rows
+        finally:
+            for job in self.jobs.values():
+                if not job.finished:
+                    job.cancel()
+
+
+def run_batch(studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> BatchRun:
+    """Run a whole batch to the end; returns the run (rows, batch folder, jobs submitted)."""
+    batch = BatchRun(studio, prompt_file, defaults)
+    for _ in batch.run():
+        pass
+    return batch
+
+
+def main(argv: list[str] | None = None) -> None:
+    from core.settings import Settings
+
+    parser = argparse.ArgumentParser(description="Run a prompt list (txt, CSV or JSON) headless.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--outputs", type=Path, default=Settings.outputs_dir)
+    parser.add_argument("--models-dir", type=Path, default=Settings.models_dir)
+    parser.add_argument("--model", help="model for rows that name none")
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--dev", action="store_true", help="allow the dev (tiny) models")
+    args = parser.parse_args(argv)
+    settings = Settings(
+        outputs_dir=args.outputs, models_dir=args.models_dir, offline=args.offline, dev=args.dev
+    )
+    studio = Studio(settings)
+    try:
+        batch = BatchRun(studio, args.file, {"model": args.model} if args.model else None)
+        for rows in batch.run():
+            done = sum(r.status in ("done", "skipped") for r in rows)
+            print(f"\r{done}/{len(rows)} rows finished", end="", flush=True)
+        print()
+        for row in batch.rows:
+            print(f"{row.index:>4}  {row.status:<9} {row.output or row.error}")
+        print(f"summary: {batch.batch_dir / 'summary.csv'}")
+    finally:
+        studio.shutdown()
+
+
+if __name__ == "__main__":
+    main()

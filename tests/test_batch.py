@@ -1,0 +1,92 @@
+"""Batches with the tiny model: good rows run, bad rows are reported, a second run skips what is done."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from core.batch import load_rows, main, run_batch
+from core.video_io import probe_video, read_record
+
+pytest_plugins = ["tests.conftest_workflow"]
+
+
+def write_csv(path: Path) -> Path:
+    path.write_text(
+        "prompt,seed,frames,steps,width\n"
+        "a red fox,7,5,1,\n"
+        "a green hill,8,5,1,48\n"
+        "a broken row,9,6,1,\n",  # 6 frames is not 4k+1
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_load_rows_reads_txt_csv_and_json(tmp_path: Path) -> None:
+    txt = tmp_path / "p.txt"
+    txt.write_text("# comment\na cat\n\n  a dog  \n", encoding="utf-8")
+    assert load_rows(txt) == [{"prompt": "a cat"}, {"prompt": "a dog"}]
+    rows = load_rows(write_csv(tmp_path / "p.csv"))
+    assert rows[0] == {"prompt": "a red fox", "seed": 7, "frames": 5, "steps": 1}
+    assert rows[1]["width"] == 48
+    data = [{"prompt": "x", "seed": 1, "cache": {"preset": "off"}}]
+    (tmp_path / "p.json").write_text(json.dumps(data), encoding="utf-8")
+    assert load_rows(tmp_path / "p.json") == data
+
+
+def test_batch_runs_good_rows_reports_bad_and_resumes(studio, tmp_path: Path) -> None:
+    prompts = write_csv(tmp_path / "my prompts.csv")
+    first = run_batch(studio, prompts, {"model": "tiny-wan"})
+    assert [r.status for r in first.rows] == ["done", "done", "bad"]
+    assert "frames must be 4k+1" in first.rows[2].error
+    assert len(studio.queue.jobs()) == 2
+    fox = Path(first.rows[0].output)
+    assert fox.parent == studio.settings.outputs_dir / "batches" / "my-prompts"
+    assert fox.name == "row-0001-a-red-fox.mp4"
+    assert (probe_video(fox).frames, probe_video(fox).height) == (5, 48)
+    assert read_record(fox)["seed"] == 7 and first.rows[0].seed == 7
+    assert probe_video(Path(first.rows[1].output)).width == 48
+    sidecar = json.loads(fox.with_suffix(".json").read_text())
+    assert sidecar["batch"] == {"file": "my prompts.csv", "row": 1}
+    assert not list(studio.settings.outputs_dir.glob("*.mp4"))  # moved into the batch folder
+    with (first.batch_dir / "summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    assert [s["status"] for s in summary] == ["done", "done", "bad"]
+    assert summary[0]["output"] == str(fox)
+
+    second = run_batch(studio, prompts, {"model": "tiny-wan"})
+    assert [r.status for r in second.rows] == ["skipped", "skipped", "bad"]
+    assert second.jobs == {} and len(studio.queue.jobs()) == 2
+    assert second.rows[0].seed == 7
+
+
+def test_a_changed_row_runs_again(studio, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a boat\n", encoding="utf-8")
+    defaults = {"model": "tiny-wan", "steps": 1, "frames": 5, "seed": 1}
+    run_batch(studio, prompts, defaults)
+    again = run_batch(studio, prompts, defaults | {"seed": 2})
+    assert [r.status for r in again.rows] == ["done"] and again.rows[0].seed == 2
+    assert len(studio.queue.jobs()) == 2
+
+
+def test_cli_runs_a_batch_headless(settings, tmp_path: Path, capsys) -> None:
+    prompts = tmp_path / "cli.json"
+    prompts.write_text(json.dumps([{"prompt": "a tree", "steps": 1, "frames": 5, "seed": 3}, 5]))
+    main(
+        [
+            str(prompts),
+            "--outputs",
+            str(settings.outputs_dir),
+            "--models-dir",
+            str(settings.models_dir),
+            "--model",
+            "tiny-wan",
+            "--offline",
+            "--dev",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "done" in out and "bad" in out and "summary.csv" in out
+    assert (settings.outputs_dir / "batches" / "cli" / "row-0001-a-tree.mp4").is_file()
