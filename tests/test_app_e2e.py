@@ -98,3 +98,24 @@ def test_a_t2v_result_continues_and_upscales_through_the_api(launched_app) -> No
     info = probe_video(Path(sharper))
     assert (info.frames, info.width, info.height, info.fps) == (9, 128, 128, 16.0)
     assert details["size_note"] == "64x64 -> 128x128"
+
+
+def test_history_and_compare_in_the_launched_app(launched_app) -> None:
+    client = Client(launched_app.url, verbose=False)
+    first, details, _ = client.predict(
+        prompt_text="a quiet lake", step_count=2, seed_value=5, api_name="/t2v"
+    )
+    history = client.predict("", "tiny-wan", "quiet lake", api_name="/history")
+    paths = [row[-1] for row in history["data"]]
+    assert len(paths) == 1 and Path(paths[0]).name == details["output"]
+    settings = client.predict(paths[0], api_name="/rerun_settings")
+    second, again, _ = client.predict(
+        prompt_text=settings["prompt"],
+        step_count=settings["steps"],
+        seed_value=settings["seed"],
+        api_name="/t2v",
+    )
+    assert again["seed"] == 5
+    _, means = client.predict(handle_file(first), handle_file(second), api_name="/compare")
+    assert means["psnr_db"] > 40 and means["ssim"] > 0.99  # same settings, same seed: the same video
+    assert means["lpips"] is None and any("LPIPS unavailable" in note for note in means["notes"])

@@ -8,7 +8,10 @@ from typing import Any
 import gradio as gr
 
 from core.studio import Studio
+from ui.batch_tab import build_batch_tab
+from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
+from ui.history_tab import build_history_tab
 from ui.models_tab import build_models_tab
 from ui.t2v_tab import build_t2v_tab
 from ui.upscale_tab import build_upscale_tab
@@ -49,6 +52,12 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
                 continue_clip = build_continue_tab(studio)
             with gr.Tab("Upscale", id="upscale"):
                 upscale_source = build_upscale_tab(studio)
+            with gr.Tab("Batch", id="batch"):
+                build_batch_tab(studio)
+            with gr.Tab("Compare", id="compare"):
+                build_compare_tab(studio)
+            with gr.Tab("History", id="history"):
+                build_history_tab(studio)
             with gr.Tab("Models", id="models"):
                 build_models_tab(studio.settings, studio.settings.dev)
         for button, target, tab in (
