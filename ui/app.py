@@ -16,6 +16,9 @@ from ui.models_tab import build_models_tab
 from ui.t2v_tab import build_t2v_tab
 from ui.upscale_tab import build_upscale_tab
 
+UPLOAD_SWEEP = (3600, 86400)
+"""(every how many seconds, files older than how many seconds) for Gradio's temp-folder cleaning."""
+
 
 def send_to(tab: str) -> Callable[[str | None], tuple[Any, gr.Tabs]]:
     """An event that puts a result video into another tab's input and switches to that tab."""
@@ -39,7 +42,8 @@ def system_summary(studio: Studio) -> str:
 
 def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     """The whole Gradio app for ``studio``."""
-    with gr.Blocks(title="Video Studio") as demo:
+    # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
+    with gr.Blocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
         gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own GPU.")
         if share_warning:
             gr.Markdown(
