@@ -6,7 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from core.parallel.config import parse_parallel_flag
 from core.settings import Settings
+from core.validation import ConfigError
 
 log = logging.getLogger("video-studio")
 
@@ -40,8 +42,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--offline", action="store_true", help="never download; use only local weights")
     parser.add_argument("--gpus", default=None, help="GPU indices to use, e.g. 0,1 (default: all visible)")
+    parser.add_argument(
+        "--parallel",
+        type=parallel_modes,
+        default=(),
+        metavar="MODES",
+        help="split every job over all selected GPUs, e.g. cfg,cp (CFG parallel + context "
+        "parallel); default: one worker per GPU, each job on one GPU",
+    )
     parser.add_argument("--dev", action="store_true", help="show the tiny test models")
     return parser.parse_args(argv)
+
+
+def parallel_modes(text: str) -> tuple[str, ...]:
+    """``--parallel`` modes, with the validation message shown as argparse's error."""
+    try:
+        return parse_parallel_flag(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_auth(pairs: list[str]) -> list[tuple[str, str]]:
@@ -73,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         offline=args.offline,
         dev=args.dev,
         gpus=parse_gpus(args.gpus),
+        parallel=args.parallel,
     )
     auth = parse_auth(args.auth)
     from core.memory.levels import configure_allocator

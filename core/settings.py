@@ -17,3 +17,5 @@ class Settings:
     offline: bool = False
     dev: bool = False
     gpus: tuple[int, ...] | None = None
+    parallel: tuple[str, ...] = ()
+    """Split every job over all GPUs with these modes (cfg, cp, ulysses, ring); empty: a worker per GPU."""

@@ -36,7 +36,7 @@ def system_summary(studio: Studio) -> str:
     space = studio.space
     if space.zero_gpu:
         return "Running on a Hugging Face ZeroGPU Space: each job borrows a GPU for the time it needs."
-    text = f"```\n{studio.hardware.summary()}\n```"
+    text = f"```\n{studio.hardware.summary()}\n```\n{studio.describe_workers()}"
     return text if space.is_space else f"{text}\nOutputs: `{studio.settings.outputs_dir}`"
 
 
