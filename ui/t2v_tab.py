@@ -12,7 +12,7 @@ from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
-from ui.jobs import finish_message, submit_or_explain, track
+from ui.jobs import run_job, wire_cancel
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
@@ -170,7 +170,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
         width, height = resolution_size(card, resolution_label)
-        job = submit_or_explain(
+        yield from run_job(
             studio,
             {
                 "model": model_id,
@@ -187,18 +187,9 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 "cache": cache_dict_from_controls(speed_preset, method, threshold),
                 "speed": speed_dict_from_controls(attention, compile_choice, turbo),
             },
-        )
-        yield job.id, gr.skip(), gr.skip(), "Queued."
-        for text in track(studio, job, progress):
-            yield job.id, gr.skip(), gr.skip(), text
-        message = finish_message(job)
-        record = job.result or {}
-        message += cache_summary(record.get("cache") or {})
-        yield (
-            None,
-            record.get("path"),
-            {k: record[k] for k in DETAIL_KEYS if k in record} or None,
-            message,
+            progress,
+            DETAIL_KEYS,
+            cache_summary,
         )
 
     generate.click(
@@ -223,10 +214,5 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         api_name="t2v",
         concurrency_limit=16,
     )
-    cancel.click(
-        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
-        job_id,
-        status,
-        api_name=False,
-    )
+    wire_cancel(studio, cancel, job_id, status)
     return SendButtons(video, to_continue, to_upscale)
