@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.wan_shapes import wan_config
 from core.continuation import ContinueRequest
 from core.continue_job import generate_continuation
 from core.hardware import compute_dtype
@@ -39,23 +40,7 @@ from core.video_io import write_video
 from weights.tiny import load_tokenizer, umt5_text_encoder
 
 MODEL = "skyreels-v2-df-1.3b-540p"
-TRANSFORMER_1_3B = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-    rope_max_seq_len=1024,
-    inject_sample_info=True,
-    num_frame_per_block=1,
-)
+TRANSFORMER_1_3B = {**wan_config("1.3b"), "inject_sample_info": True, "num_frame_per_block": 1}
 
 
 def random_pipeline(device: torch.device, folder: Path):
