@@ -11,7 +11,7 @@ from core.continuation import FIELD_HELP
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
-from ui.jobs import run_job, wire_cancel
+from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from weights.registry import ModelCard, cards_for, get_card
 
@@ -242,7 +242,10 @@ def build_continue_tab(studio: Studio) -> gr.Video:
         )
         yield from run_job(studio, data, progress, DETAIL_KEYS, cache_summary)
 
-    start.click(
+    wire_job(
+        studio,
+        start,
+        cancel,
         run,
         [
             model,
@@ -264,9 +267,7 @@ def build_continue_tab(studio: Studio) -> gr.Video:
             speed,
             threshold,
         ],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="continue",
-        concurrency_limit=16,
     )
-    wire_cancel(studio, cancel, job_id, status)
     return clip

@@ -71,9 +71,20 @@ def run_job(
     yield None, record.get("path"), {k: record[k] for k in detail_keys if k in record} or None, message
 
 
-def wire_cancel(studio: Studio, button: gr.Button, job_id: gr.State, status: gr.Markdown) -> None:
-    """Make ``button`` cancel the job whose id is in ``job_id`` (UI only, no API endpoint)."""
-    button.click(
+def wire_job(
+    studio: Studio,
+    start: gr.Button,
+    cancel: gr.Button,
+    run: Callable[..., Iterator[tuple[Any, ...]]],
+    inputs: list[gr.components.Component],
+    outputs: tuple[gr.State, gr.Video, gr.JSON, gr.Markdown],
+    api_name: str,
+) -> None:
+    """``start`` streams ``run`` (a :func:`run_job` generator) into ``outputs`` (job id, video, details,
+    status) as the API endpoint ``api_name``; ``cancel`` cancels the job whose id is in the state."""
+    job_id, _, _, status = outputs
+    start.click(run, inputs, list(outputs), api_name=api_name, concurrency_limit=16)
+    cancel.click(
         lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
         job_id,
         status,

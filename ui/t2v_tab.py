@@ -12,7 +12,7 @@ from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
-from ui.jobs import run_job, wire_cancel
+from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
@@ -192,7 +192,10 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_summary,
         )
 
-    generate.click(
+    wire_job(
+        studio,
+        generate,
+        cancel,
         run,
         [
             model,
@@ -210,9 +213,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_threshold,
             *speed_options.inputs,
         ],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="t2v",
-        concurrency_limit=16,
     )
-    wire_cancel(studio, cancel, job_id, status)
     return SendButtons(video, to_continue, to_upscale)

@@ -13,7 +13,7 @@ from core.upscale.config import VARIANTS
 from core.upscale.frame_reader import probe_source
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
-from ui.jobs import run_job, wire_cancel
+from ui.jobs import run_job, wire_job
 from weights.registry import cards_for
 
 DETAIL_KEYS = (
@@ -114,12 +114,13 @@ def build_upscale_tab(studio: Studio) -> gr.Video:
             DETAIL_KEYS,
         )
 
-    upscale.click(
+    wire_job(
+        studio,
+        upscale,
+        cancel,
         run,
         [source, model, scale, variant, max_width, quality, seed],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="upscale",
-        concurrency_limit=16,
     )
-    wire_cancel(studio, cancel, job_id, status)
     return source
