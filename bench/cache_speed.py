@@ -30,27 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.wan_shapes import WAN_SIZES, wan_config
 from core.caches import CacheConfig, CacheSession, parse_cache_config
 from core.caches.config import Calibration, calibration_for
 from core.caches.teacache import threshold_for_reuse
 from weights.registry import get_card
 
-CONFIGS = {  # transformer/config.json of Wan-AI/Wan2.1-T2V-{1.3B,14B}-Diffusers
-    "1.3b": {"num_attention_heads": 12, "ffn_dim": 8960, "num_layers": 30},
-    "14b": {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
-}
-SHARED = {
-    "patch_size": (1, 2, 2),
-    "attention_head_dim": 128,
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": 4096,
-    "freq_dim": 256,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "rope_max_seq_len": 1024,
-}
 CARDS = {"1.3b": "wan2.1-t2v-1.3b", "14b": "wan2.1-t2v-14b"}
 METHODS = ("teacache", "first_block", "mag", "taylorseer")
 TARGET_SPEEDUPS = {"fast": 2.0, "faster": 3.0}
@@ -67,7 +52,7 @@ def build_transformer(model: str, device: torch.device) -> torch.nn.Module:
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            transformer = WanTransformer3DModel(**SHARED, **CONFIGS[model])
+            transformer = WanTransformer3DModel(**wan_config(model))
     finally:
         torch.set_default_dtype(default_dtype)
     keep = transformer._keep_in_fp32_modules
@@ -121,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", choices=sorted(CONFIGS), default="1.3b")
+    parser.add_argument("--model", choices=sorted(WAN_SIZES), default="1.3b")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--presets", default="fast,faster", help="comma list of fast, faster")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {', '.join(METHODS)}")

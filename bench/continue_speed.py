@@ -30,32 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.wan_shapes import wan_config
 from core.continuation import ContinueRequest
 from core.continue_job import generate_continuation
 from core.hardware import compute_dtype
 from core.jobs import Job
 from core.video_input import last_frames, open_input
 from core.video_io import write_video
-from weights.tiny import build_tokenizer
+from weights.tiny import load_tokenizer, umt5_text_encoder
 
 MODEL = "skyreels-v2-df-1.3b-540p"
-TRANSFORMER_1_3B = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-    rope_max_seq_len=1024,
-    inject_sample_info=True,
-    num_frame_per_block=1,
-)
+TRANSFORMER_1_3B = {**wan_config("1.3b"), "inject_sample_info": True, "num_frame_per_block": 1}
 
 
 def random_pipeline(device: torch.device, folder: Path):
@@ -66,37 +51,23 @@ def random_pipeline(device: torch.device, folder: Path):
         SkyReelsV2Transformer3DModel,
         UniPCMultistepScheduler,
     )
-    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
     dtype = compute_dtype(device)
     torch.manual_seed(0)
     with torch.device(device):
         transformer = SkyReelsV2Transformer3DModel(**TRANSFORMER_1_3B)
         vae = AutoencoderKLWan().to(torch.float32)
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=128,
-                d_model=4096,
-                d_kv=64,
-                d_ff=256,
-                num_layers=1,
-                num_heads=8,
-                relative_attention_num_buckets=8,
-                decoder_start_token_id=0,
-                pad_token_id=0,
-                eos_token_id=1,
-            )
-        ).to(dtype)
+        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1, num_heads=8, vocab_size=128)
+        text_encoder = text_encoder.to(dtype)
     keep = transformer._keep_in_fp32_modules
     for name, parameter in transformer.named_parameters():  # as from_pretrained(torch_dtype=...) would
         if not any(part in keep for part in name.split(".")):
             parameter.data = parameter.data.to(dtype)
-    build_tokenizer(folder / "tokenizer")
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=8.0
     )
     pipe = SkyReelsV2DiffusionForcingVideoToVideoPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer=load_tokenizer(folder / "tokenizer"),
         text_encoder=text_encoder,
         vae=vae,
         transformer=transformer,

@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from diffusers import WanTransformer3DModel  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed  # noqa: E402
 
+from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.hardware import GpuInfo, Hardware  # noqa: E402
 from core.memory.apply import place_transformer  # noqa: E402
 from core.memory.estimate import estimate_memory  # noqa: E402
@@ -43,8 +44,8 @@ from weights.registry import get_card  # noqa: E402
 
 GIB = 2**30
 MODELS = {
-    "1.3b": {"card": "wan2.1-t2v-1.3b", "num_attention_heads": 12, "ffn_dim": 8960, "num_layers": 30},
-    "14b": {"card": "wan2.1-t2v-14b", "num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
+    "1.3b": {"card": "wan2.1-t2v-1.3b", **WAN_SIZES["1.3b"]},
+    "14b": {"card": "wan2.1-t2v-14b", **WAN_SIZES["14b"]},
 }
 SMOKE_MODEL = {"card": "wan2.1-t2v-1.3b", "num_attention_heads": 2, "ffn_dim": 256, "num_layers": 2}
 RESOLUTIONS = {"480p": (832, 480), "720p": (1280, 720)}
@@ -83,7 +84,7 @@ def build_dit(shape: dict, device: torch.device) -> WanTransformer3DModel:
     gives (bf16, with the model's ``_keep_in_fp32_modules`` in float32); built on meta: no host copy."""
     config = {k: v for k, v in shape.items() if k != "card"}
     with torch.device("meta"):
-        model = WanTransformer3DModel(attention_head_dim=128, text_dim=4096, freq_dim=256, **config)
+        model = WanTransformer3DModel(**WAN_COMMON, **config)
     keep = set(model._keep_in_fp32_modules or ())
     for name, param in model.named_parameters():
         param.data = param.data.to(torch.float32 if keep & set(name.split(".")) else torch.bfloat16)

@@ -36,46 +36,18 @@ def build_random_wan_1_3b(folder: Path) -> Path:
     """Wan2.1 T2V 1.3B layout with random weights: the real transformer and VAE configs, a tiny
     4096-wide text encoder (the prompt's content does not matter for timing)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
-    from weights.tiny import WORDS, build_tokenizer
+    from bench.wan_shapes import wan_config
+    from weights.tiny import load_tokenizer, umt5_text_encoder
 
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
-        transformer = WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            num_attention_heads=12,
-            attention_head_dim=128,
-            in_channels=16,
-            out_channels=16,
-            text_dim=4096,
-            freq_dim=256,
-            ffn_dim=8960,
-            num_layers=30,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            eps=1e-6,
-            rope_max_seq_len=1024,
-        ).to(torch.bfloat16)
+        transformer = WanTransformer3DModel(**wan_config("1.3b")).to(torch.bfloat16)
         vae = AutoencoderKLWan()
-        text_encoder = UMT5EncoderModel(
-            UMT5Config(
-                vocab_size=len(WORDS) + 8,
-                d_model=4096,
-                d_kv=64,
-                d_ff=256,
-                num_layers=1,
-                num_heads=4,
-                relative_attention_num_buckets=8,
-                decoder_start_token_id=0,
-                pad_token_id=0,
-                eos_token_id=1,
-            )
-        )
-    build_tokenizer(folder / "tokenizer")
+        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
     pipe = WanPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer=load_tokenizer(folder / "tokenizer"),
         text_encoder=text_encoder,
         vae=vae,
         transformer=transformer,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.speed import SpeedConfig, apply_speed  # noqa: E402
 from core.speed.compile import compile_blocks, use_compile_cache  # noqa: E402
 
@@ -37,21 +38,8 @@ CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 
 SHAPES = {
-    "1.3b": {"num_attention_heads": 12, "ffn_dim": 8960, "num_layers": 30},
-    "14b": {"num_attention_heads": 40, "ffn_dim": 13824, "num_layers": 40},
+    **WAN_SIZES,
     "tiny": {"num_attention_heads": 2, "ffn_dim": 256, "num_layers": 2},  # smoke test of this script
-}
-COMMON = {
-    "patch_size": (1, 2, 2),
-    "attention_head_dim": 128,
-    "in_channels": 16,
-    "out_channels": 16,
-    "text_dim": 4096,
-    "freq_dim": 256,
-    "cross_attn_norm": True,
-    "qk_norm": "rms_norm_across_heads",
-    "eps": 1e-6,
-    "rope_max_seq_len": 1024,
 }
 ROWS: dict[str, SpeedConfig | None] = {
     "plain": None,
@@ -82,7 +70,7 @@ def build_dit(size: str, seed: int = 0) -> torch.nn.Module:
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
     with torch.device("meta"):
-        model = WanTransformer3DModel(**COMMON, **SHAPES[size])
+        model = WanTransformer3DModel(**WAN_COMMON, **SHAPES[size])
     keep = model._keep_in_fp32_modules  # as from_pretrained(dtype=bf16) loads them
     for name, param in model.named_parameters():
         if not any(part in name for part in keep):
@@ -96,7 +84,7 @@ def build_dit(size: str, seed: int = 0) -> torch.nn.Module:
             else:
                 param.normal_(0.0, 0.02, generator=generator)
         with DEVICE:  # non-persistent rope tables were left empty by to_empty
-            model.rope = WanRotaryPosEmbed(COMMON["attention_head_dim"], COMMON["patch_size"], 1024)
+            model.rope = WanRotaryPosEmbed(WAN_COMMON["attention_head_dim"], WAN_COMMON["patch_size"], 1024)
     return model.eval().requires_grad_(False)
 
 

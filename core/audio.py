@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import av
 
 AUDIO_CODEC = "aac"
+MP4_AUDIO_CODECS = {"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"}
+"""Audio codecs an mp4 container takes as they are (copied without re-encoding)."""
 
 
 def has_audio(path: Path) -> bool:
@@ -21,6 +27,55 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
     ``audio_source`` re-encoded to AAC and cut at ``duration`` seconds. ``video``'s container metadata is
     kept; ``output`` appears only once complete."""
     output = Path(output)
+    with _rewrite(video, audio_source, output) as (picture, sound, out):
+        video_in = picture.streams.video[0]
+        video_out = out.add_stream_from_template(video_in)
+        audio_in = sound.streams.audio[0]
+        rate = audio_in.codec_context.sample_rate or 48000
+        audio_out = out.add_stream(AUDIO_CODEC, rate=rate)
+        layout = audio_in.codec_context.layout
+        audio_out.layout = layout.name if layout else "stereo"
+        _copy_packets(picture.demux(video_in), video_out, out)
+        _encode_audio(sound, audio_in, out, audio_out, duration)
+    return output
+
+
+def remux_with_audio(video: Path, source: Path, metadata: dict[str, Any] | None = None) -> bool:
+    """Rewrite ``video`` in place (video packets copied) with the first audio track of ``source`` added —
+    kept as is when mp4 takes its codec, else encoded to AAC — and ``metadata`` merged into the container's.
+    Returns whether audio was added."""
+    video = Path(video)
+    with _rewrite(video, source, video) as (picture, sound, output):
+        for key, value in (metadata or {}).items():
+            output.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        in_video = picture.streams.video[0]
+        out_video = output.add_stream_from_template(in_video)
+        in_audio = sound.streams.audio[0] if sound.streams.audio else None
+        copy_audio = in_audio is not None and in_audio.codec_context.name in MP4_AUDIO_CODECS
+        out_audio = None
+        if in_audio is not None:
+            out_audio = (
+                output.add_stream_from_template(in_audio)
+                if copy_audio
+                else output.add_stream(AUDIO_CODEC, rate=in_audio.codec_context.sample_rate or 48000)
+            )
+        _copy_packets(picture.demux(in_video), out_video, output)
+        if in_audio is not None and copy_audio:
+            _copy_packets(sound.demux(in_audio), out_audio, output)
+        elif in_audio is not None:
+            for frame in sound.decode(in_audio):
+                frame.pts = None
+                output.mux(out_audio.encode(frame))
+            output.mux(out_audio.encode(None))
+    return in_audio is not None
+
+
+@contextmanager
+def _rewrite(
+    video: Path, audio_source: Path, output: Path
+) -> Iterator[tuple[av.container.InputContainer, av.container.InputContainer, av.container.OutputContainer]]:
+    """Open ``video`` and ``audio_source`` and a temporary mp4 next to ``output`` that starts with
+    ``video``'s container metadata; once the caller's block ends without error it replaces ``output``."""
     temp = output.with_name(f".{output.stem}.audio.part{output.suffix}")
     try:
         with (
@@ -29,31 +84,17 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
             av.open(str(temp), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}) as out,
         ):
             out.metadata.update(picture.metadata)
-            video_in = picture.streams.video[0]
-            video_out = out.add_stream_from_template(video_in)
-            audio_in = sound.streams.audio[0]
-            rate = audio_in.codec_context.sample_rate or 48000
-            audio_out = out.add_stream(AUDIO_CODEC, rate=rate)
-            layout = audio_in.codec_context.layout
-            audio_out.layout = layout.name if layout else "stereo"
-            _copy_video(picture, video_in, out, video_out)
-            _encode_audio(sound, audio_in, out, audio_out, duration)
+            yield picture, sound, out
         os.replace(temp, output)
     finally:
         temp.unlink(missing_ok=True)
-    return output
 
 
-def _copy_video(
-    source: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    out: av.container.OutputContainer,
-    target: av.video.stream.VideoStream,
-) -> None:
-    for packet in source.demux(stream):
+def _copy_packets(packets: Iterable[av.Packet], stream: Any, out: av.container.OutputContainer) -> None:
+    for packet in packets:
         if packet.dts is None:
             continue
-        packet.stream = target
+        packet.stream = stream
         out.mux(packet)
 
 

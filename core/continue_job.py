@@ -22,13 +22,10 @@ from core.chunk_cache import apply_chunk_cache
 from core.continuation import ContinueRequest, latent_frames
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job
-from core.memory.oom import run_with_oom_retry
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
-from core.pipelines import free_memory
+from core.outputs import base_record, save_output
 from core.t2v import set_flow_shift
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
-from core.video_io import METADATA_KEY, VideoWriter
-from weights.store import ensure_model
+from core.video_io import VideoWriter
 
 if TYPE_CHECKING:
     from core.runner import Runner
@@ -134,36 +131,13 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
     context = last_frames(video, request.overlap_history)
     job.check_cancelled()
     with PeakMemory(runner.device) as peak:
-        job.report("preparing weights")
-        folder = ensure_model(
+        (new_frames, cache_stats), plan, level = runner.run_planned(
+            job,
             card,
-            runner.settings,
-            on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
-            should_cancel=lambda: job.cancel_requested,
+            (video.width, video.height, request.base_num_frames),
+            request.memory_level,
+            lambda pipe: generate_continuation(pipe, request, video, context, job),
         )
-        job.check_cancelled()
-        plan = runner.plan(card, video.width, video.height, request.base_num_frames, request.memory_level)
-        level = [plan.level]
-
-        def load(new_level: int) -> Any:
-            level[0] = new_level
-            job.report(f"loading model (memory level {new_level})")
-            return runner.pipelines.get(card, folder, new_level)
-
-        load(plan.level)
-        job.check_cancelled()
-        try:
-            new_frames, cache_stats = run_with_oom_retry(
-                lambda: generate_continuation(
-                    runner.pipelines.get(card, folder, level[0]), request, video, context, job
-                ),
-                plan,
-                load,
-                lambda message: job.report(message),
-                release=runner.pipelines.unload,
-            )
-        finally:
-            free_memory(runner.device)
     with_clip = not request.continuation_only
     record = base_record("continue", job.id) | {
         "model": card.id,
@@ -181,7 +155,7 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
         "flow_shift": request.resolved_shift(video.width, video.height),
         "cache": cache_stats,
         "device": str(runner.device),
-        "memory_level": level[0],
+        "memory_level": level,
         "memory_plan": plan.reason,
         "dtype": str(compute_dtype(runner.device)).removeprefix("torch."),
         "time_s": round(time.perf_counter() - started, 3),
@@ -189,9 +163,11 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
         "status": "done",
     }
     job.report("writing video")
-    path = new_output_path(runner.settings.outputs_dir, "continue", request.prompt, request.seed)
-    record["output"] = path.name
-    write_continuation(path, video, new_frames, {METADATA_KEY: record, "title": request.prompt}, with_clip)
-    write_json_atomic(sidecar_path(path), record)
-    record["path"] = str(path)
-    return record
+    return save_output(
+        runner.settings.outputs_dir,
+        "continue",
+        request.prompt,
+        request.seed,
+        record,
+        lambda path, metadata: write_continuation(path, video, new_frames, metadata, with_clip),
+    )

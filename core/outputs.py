@@ -6,9 +6,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from core.video_io import METADATA_KEY
 
 APP_NAME = "video-studio"
 APP_VERSION = "0.1.0"
@@ -56,3 +59,22 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
 
 def sidecar_path(video: Path) -> Path:
     return Path(video).with_suffix(".json")
+
+
+def save_output(
+    outputs_dir: Path,
+    task: str,
+    title: str,
+    seed: int | None,
+    record: dict[str, Any],
+    write: Callable[[Path, dict[str, Any]], object],
+) -> dict[str, Any]:
+    """Save a finished job: ``write(path, metadata)`` writes the video to a new output path (the metadata
+    holds ``record``, which gets the file's name first, and ``title``), then the sidecar JSON follows.
+    Returns ``record`` with the video's ``path`` added."""
+    path = new_output_path(outputs_dir, task, title, seed)
+    record["output"] = path.name
+    write(path, {METADATA_KEY: record, "title": title})
+    write_json_atomic(sidecar_path(path), record)
+    record["path"] = str(path)
+    return record

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -12,21 +12,23 @@ import torch
 from core.caches import apply_cache
 from core.continuation import ContinueRequest
 from core.continue_job import run_continue
-from core.hardware import PeakMemory, compute_dtype, detect_hardware
+from core.hardware import PeakMemory, detect_hardware
 from core.jobs import Job
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import MemoryPlan, plan_memory
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.outputs import save_output
 from core.pipelines import PipelineCache, free_memory
 from core.requests import T2VRequest
 from core.settings import Settings
 from core.speed import apply_speed
-from core.t2v import generate_t2v
+from core.t2v import generate_t2v, t2v_record
 from core.upscale.request import UpscaleRequest
 from core.upscale.run import run_upscale, unload_upscaler
-from core.video_io import METADATA_KEY, write_video
+from core.video_io import write_video
 from weights.registry import ModelCard
 from weights.store import ensure_model
+
+T = TypeVar("T")
 
 
 class Runner:
@@ -56,83 +58,87 @@ class Runner:
         hardware = detect_hardware(() if gpu is None else (gpu,))
         return plan_memory(card, width, height, frames, hardware, gpu, override=level)
 
-    def _generate(
+    def run_planned(
         self,
-        card: ModelCard,
-        folder: Path,
-        level: int,
-        request: T2VRequest,
         job: Job,
-        record: dict[str, Any],
-    ) -> np.ndarray:
-        """Generate with the request's speed options and step cache; what ran goes into ``record``."""
-        speed = request.speed_config
-        pipe = self.pipelines.get(card, folder, level, variant=speed)
-        record["speed"] = apply_speed(
-            pipe, speed, self.device, models_dir=self.settings.models_dir, report=job.report
+        card: ModelCard,
+        size: tuple[int, int, int],
+        memory_level: str,
+        generate: Callable[[Any], T],
+        variant: Hashable = None,
+    ) -> tuple[T, MemoryPlan, int]:
+        """Fetch ``card``'s weights, plan memory for ``size`` (width, height, frames), load the pipeline and
+        return ``generate(pipe)`` with the plan and the memory level it ran at: an out-of-memory error
+        reloads at the next level and tries again (``core.memory.oom``)."""
+        job.report("preparing weights")
+        folder = ensure_model(
+            card,
+            self.settings,
+            on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+            should_cancel=lambda: job.cancel_requested,
         )
-        with apply_cache(pipe, card, request.cache_config) as session:
+        job.check_cancelled()
+        plan = self.plan(card, *size, memory_level)
+        level = [plan.level]
+
+        def load(new_level: int) -> Any:
+            level[0] = new_level
+            job.report(f"loading model (memory level {new_level})")
+            return self.pipelines.get(card, folder, new_level, variant=variant)
+
+        load(plan.level)
+        job.check_cancelled()
+        try:
+            result = run_with_oom_retry(
+                lambda: generate(self.pipelines.get(card, folder, level[0], variant=variant)),
+                plan,
+                load,
+                lambda message: job.report(message),
+                release=self.pipelines.unload,
+            )
+        finally:
+            free_memory(self.device)
+        return result, plan, level[0]
+
+    def _generate(self, pipe: Any, request: T2VRequest, job: Job, record: dict[str, Any]) -> np.ndarray:
+        """Generate with the request's speed options and step cache; what ran goes into ``record``."""
+        record["speed"] = apply_speed(
+            pipe, request.speed_config, self.device, models_dir=self.settings.models_dir, report=job.report
+        )
+        with apply_cache(pipe, request.card, request.cache_config) as session:
             frames = generate_t2v(pipe, request, job)
         record["cache"] = session.stats()
         return frames
 
     def _run_t2v(self, job: Job, request: T2VRequest) -> dict[str, Any]:
-        card = request.card
         job.request = request
         started = time.perf_counter()
+        applied: dict[str, Any] = {}
         with PeakMemory(self.device) as peak:
-            job.report("preparing weights")
-            folder = ensure_model(
-                card,
-                self.settings,
-                on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
-                should_cancel=lambda: job.cancel_requested,
+            frames, plan, level = self.run_planned(
+                job,
+                request.card,
+                (request.width, request.height, request.frames),
+                request.memory_level,
+                lambda pipe: self._generate(pipe, request, job, applied),
+                variant=request.speed_config,
             )
-            job.check_cancelled()
-            plan = self.plan(card, request.width, request.height, request.frames, request.memory_level)
-            level = [plan.level]
-
-            def load(new_level: int) -> Any:
-                level[0] = new_level
-                job.report(f"loading model (memory level {new_level})")
-                return self.pipelines.get(card, folder, new_level, variant=request.speed_config)
-
-            load(plan.level)
-            applied: dict[str, Any] = {}
-            job.check_cancelled()
-            try:
-                frames = run_with_oom_retry(
-                    lambda: self._generate(card, folder, level[0], request, job, applied),
-                    plan,
-                    load,
-                    lambda message: job.report(message),
-                    release=self.pipelines.unload,
-                )
-            finally:
-                free_memory(self.device)
-        record = base_record("t2v", job.id) | {
-            "model": card.id,
-            "model_name": card.name,
-            "request": request.to_dict(),
-            "seed": request.seed,
-            "width": request.width,
-            "height": request.height,
-            "frames": request.frames,
-            "fps": card.fps,
-            "flow_shift": request.resolved_flow_shift(),
-            "device": str(self.device),
-            "memory_level": level[0],
-            "memory_plan": plan.reason,
-            **applied,
-            "dtype": str(compute_dtype(self.device)).removeprefix("torch."),
-            "time_s": round(time.perf_counter() - started, 3),
-            "peak_memory_gb": round(peak.peak_gb, 3),
-            "status": "done",
-        }
+        record = t2v_record(
+            job.id,
+            request,
+            self.device,
+            memory_level=level,
+            memory_plan=plan.reason,
+            applied=applied,
+            time_s=time.perf_counter() - started,
+            peak_gb=peak.peak_gb,
+        )
         job.report("writing video")
-        path = new_output_path(self.settings.outputs_dir, "t2v", request.prompt, request.seed)
-        record["output"] = path.name
-        write_video(path, frames, card.fps, {METADATA_KEY: record, "title": request.prompt})
-        write_json_atomic(sidecar_path(path), record)
-        record["path"] = str(path)
-        return record
+        return save_output(
+            self.settings.outputs_dir,
+            "t2v",
+            request.prompt,
+            request.seed,
+            record,
+            lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
+        )

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.hardware import compute_dtype
 from core.jobs import Job
+from core.outputs import base_record
 from core.requests import T2VRequest
 
 
@@ -53,3 +55,38 @@ def generate_t2v(pipe: Any, request: T2VRequest, job: Job) -> np.ndarray:
         **kwargs,
     )
     return np.asarray(output.frames[0])
+
+
+def t2v_record(
+    job_id: str,
+    request: T2VRequest,
+    device: torch.device,
+    *,
+    memory_level: int,
+    memory_plan: str,
+    applied: dict[str, Any],
+    time_s: float,
+    peak_gb: float,
+) -> dict[str, Any]:
+    """The record of a finished text-to-video job; ``applied`` holds what ran of the speed options and
+    step cache (keys ``speed`` and ``cache``)."""
+    card = request.card
+    return base_record("t2v", job_id) | {
+        "model": card.id,
+        "model_name": card.name,
+        "request": request.to_dict(),
+        "seed": request.seed,
+        "width": request.width,
+        "height": request.height,
+        "frames": request.frames,
+        "fps": card.fps,
+        "flow_shift": request.resolved_flow_shift(),
+        "device": str(device),
+        "memory_level": memory_level,
+        "memory_plan": memory_plan,
+        **applied,
+        "dtype": str(compute_dtype(device)).removeprefix("torch."),
+        "time_s": round(time_s, 3),
+        "peak_memory_gb": round(peak_gb, 3),
+        "status": "done",
+    }

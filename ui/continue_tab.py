@@ -11,7 +11,7 @@ from core.continuation import FIELD_HELP
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
-from ui.jobs import finish_message, submit_or_explain, track
+from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from weights.registry import ModelCard, cards_for, get_card
 
@@ -240,15 +240,12 @@ def build_continue_tab(studio: Studio) -> gr.Video:
             speed_preset,
             cache_threshold,
         )
-        job = submit_or_explain(studio, data)
-        yield job.id, gr.skip(), gr.skip(), "Queued."
-        for text in track(studio, job, progress):
-            yield job.id, gr.skip(), gr.skip(), text
-        record = job.result or {}
-        message = finish_message(job) + cache_summary(record.get("cache") or {})
-        yield None, record.get("path"), {k: record[k] for k in DETAIL_KEYS if k in record} or None, message
+        yield from run_job(studio, data, progress, DETAIL_KEYS, cache_summary)
 
-    start.click(
+    wire_job(
+        studio,
+        start,
+        cancel,
         run,
         [
             model,
@@ -270,14 +267,7 @@ def build_continue_tab(studio: Studio) -> gr.Video:
             speed,
             threshold,
         ],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="continue",
-        concurrency_limit=16,
-    )
-    cancel.click(
-        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
-        job_id,
-        status,
-        api_name=False,
     )
     return clip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import gradio as gr
@@ -48,3 +48,45 @@ def finish_message(job: Job) -> str:
         return f"Cancelled during {job.progress.stage}.{where}"
     record = job.result or {}
     return f"Done in {record.get('time_s', 0):.1f} s · seed {record.get('seed')} · {record.get('output', '')}"
+
+
+def run_job(
+    studio: Studio,
+    data: dict[str, Any],
+    progress: gr.Progress,
+    detail_keys: Sequence[str],
+    cache_summary: Callable[[dict[str, Any]], str] | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Submit ``data`` and stream ``(job id, result video, details, status)`` for a tab's outputs: the job
+    id while it runs, then the video, the record's ``detail_keys`` and the finish message (with
+    ``cache_summary`` of the record's cache stats appended, when given)."""
+    job = submit_or_explain(studio, data)
+    yield job.id, gr.skip(), gr.skip(), "Queued."
+    for text in track(studio, job, progress):
+        yield job.id, gr.skip(), gr.skip(), text
+    message = finish_message(job)
+    record = job.result or {}
+    if cache_summary is not None:
+        message += cache_summary(record.get("cache") or {})
+    yield None, record.get("path"), {k: record[k] for k in detail_keys if k in record} or None, message
+
+
+def wire_job(
+    studio: Studio,
+    start: gr.Button,
+    cancel: gr.Button,
+    run: Callable[..., Iterator[tuple[Any, ...]]],
+    inputs: list[gr.components.Component],
+    outputs: tuple[gr.State, gr.Video, gr.JSON, gr.Markdown],
+    api_name: str,
+) -> None:
+    """``start`` streams ``run`` (a :func:`run_job` generator) into ``outputs`` (job id, video, details,
+    status) as the API endpoint ``api_name``; ``cancel`` cancels the job whose id is in the state."""
+    job_id, _, _, status = outputs
+    start.click(run, inputs, list(outputs), api_name=api_name, concurrency_limit=16)
+    cancel.click(
+        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
+        job_id,
+        status,
+        api_name=False,
+    )

@@ -12,7 +12,7 @@ from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
-from ui.jobs import finish_message, submit_or_explain, track
+from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
@@ -170,7 +170,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
         width, height = resolution_size(card, resolution_label)
-        job = submit_or_explain(
+        yield from run_job(
             studio,
             {
                 "model": model_id,
@@ -187,21 +187,15 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 "cache": cache_dict_from_controls(speed_preset, method, threshold),
                 "speed": speed_dict_from_controls(attention, compile_choice, turbo),
             },
-        )
-        yield job.id, gr.skip(), gr.skip(), "Queued."
-        for text in track(studio, job, progress):
-            yield job.id, gr.skip(), gr.skip(), text
-        message = finish_message(job)
-        record = job.result or {}
-        message += cache_summary(record.get("cache") or {})
-        yield (
-            None,
-            record.get("path"),
-            {k: record[k] for k in DETAIL_KEYS if k in record} or None,
-            message,
+            progress,
+            DETAIL_KEYS,
+            cache_summary,
         )
 
-    generate.click(
+    wire_job(
+        studio,
+        generate,
+        cancel,
         run,
         [
             model,
@@ -219,14 +213,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_threshold,
             *speed_options.inputs,
         ],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="t2v",
-        concurrency_limit=16,
-    )
-    cancel.click(
-        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
-        job_id,
-        status,
-        api_name=False,
     )
     return SendButtons(video, to_continue, to_upscale)

@@ -13,7 +13,7 @@ from core.upscale.config import VARIANTS
 from core.upscale.frame_reader import probe_source
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
-from ui.jobs import finish_message, submit_or_explain, track
+from ui.jobs import run_job, wire_job
 from weights.registry import cards_for
 
 DETAIL_KEYS = (
@@ -98,7 +98,7 @@ def build_upscale_tab(studio: Studio) -> gr.Video:
     ) -> Iterator[tuple[Any, ...]]:
         if not video_path:
             raise gr.Error("Choose a video to upscale.", title="Bad request")
-        job = submit_or_explain(
+        yield from run_job(
             studio,
             {
                 "task": "upscale",
@@ -110,25 +110,17 @@ def build_upscale_tab(studio: Studio) -> gr.Video:
                 "quality": quality_value,
                 "seed": seed_value,
             },
+            progress,
+            DETAIL_KEYS,
         )
-        yield job.id, gr.skip(), gr.skip(), "Queued."
-        for text in track(studio, job, progress):
-            yield job.id, gr.skip(), gr.skip(), text
-        message = finish_message(job)
-        record = job.result or {}
-        yield None, record.get("path"), {k: record[k] for k in DETAIL_KEYS if k in record} or None, message
 
-    upscale.click(
+    wire_job(
+        studio,
+        upscale,
+        cancel,
         run,
         [source, model, scale, variant, max_width, quality, seed],
-        [job_id, video, details, status],
+        (job_id, video, details, status),
         api_name="upscale",
-        concurrency_limit=16,
-    )
-    cancel.click(
-        lambda jid: "Cancelling…" if studio.cancel(jid) else "Nothing to cancel.",
-        job_id,
-        status,
-        api_name=False,
     )
     return source

@@ -21,6 +21,22 @@ WORDS = (
     "red green blue yellow black white big small running walking flying swimming jumping sitting "
     "video scene camera shot slow motion close up wide view beautiful cinematic light dark blurry"
 ).split()
+TEXT_DIM = 32
+TINY_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=16,
+    in_channels=16,
+    out_channels=16,
+    text_dim=TEXT_DIM,
+    freq_dim=32,
+    ffn_dim=64,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+"""The tiny Wan DiT config; the SkyReels-V2 DF one adds its fps injection on top."""
 
 
 def build_tokenizer(folder: Path) -> None:
@@ -41,60 +57,68 @@ def build_tokenizer(folder: Path) -> None:
     fast.save_pretrained(folder)
 
 
-def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+def umt5_text_encoder(
+    d_model: int = 32,
+    *,
+    d_kv: int = 8,
+    d_ff: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = len(WORDS) + 8,
+):
+    """A random-weight ``UMT5EncoderModel`` with T5's special-token ids (pad 0, eos 1)."""
     from transformers import UMT5Config, UMT5EncoderModel
 
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    text_dim = 32
-    text_encoder = UMT5EncoderModel(
+    return UMT5EncoderModel(
         UMT5Config(
-            vocab_size=len(WORDS) + 8,
-            d_model=text_dim,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
+            vocab_size=vocab_size,
+            d_model=d_model,
+            d_kv=d_kv,
+            d_ff=d_ff,
+            num_layers=num_layers,
+            num_heads=num_heads,
             relative_attention_num_buckets=8,
             decoder_start_token_id=0,
             pad_token_id=0,
             eos_token_id=1,
         )
     )
+
+
+def load_tokenizer(folder: Path):
+    """Build the word-level tokenizer into ``folder`` and load it back with ``AutoTokenizer``."""
+    from transformers import AutoTokenizer
+
+    build_tokenizer(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def tiny_text_and_vae(folder: Path) -> dict:
+    """The tiny text encoder (``TEXT_DIM`` wide), tokenizer (saved under ``folder/tokenizer``) and Wan VAE
+    shared by the tiny Wan-family pipelines, as pipeline keyword arguments.
+
+    Random weights are drawn text encoder first, then VAE, from the current torch seed."""
+    from diffusers import AutoencoderKLWan
+
+    text_encoder = umt5_text_encoder(TEXT_DIM)
     vae = AutoencoderKLWan(
         base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=16,
-        in_channels=16,
-        out_channels=16,
-        text_dim=text_dim,
-        freq_dim=32,
-        ffn_dim=64,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    return {"tokenizer": load_tokenizer(Path(folder) / "tokenizer"), "text_encoder": text_encoder, "vae": vae}
+
+
+def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
+    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``."""
+    from diffusers import UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    shared = tiny_text_and_vae(folder)
+    transformer = WanTransformer3DModel(**TINY_TRANSFORMER)
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
     )
-    tokenizer_dir = folder / "tokenizer"
-    build_tokenizer(tokenizer_dir)
-    from transformers import AutoTokenizer
-
-    pipe = WanPipeline(
-        tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir),
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=scheduler,
-    )
-    pipe.save_pretrained(folder)
+    WanPipeline(**shared, transformer=transformer, scheduler=scheduler).save_pretrained(folder)
     return folder
 
 

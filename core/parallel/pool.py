@@ -9,11 +9,11 @@ exit code) and is restarted; the other workers carry on.
 from __future__ import annotations
 
 import multiprocessing
-import queue
 import threading
 from typing import Any
 
-from core.jobs import Executor, Job, JobCancelledError
+from core.jobs import Executor, Job
+from core.parallel.remote_job import follow_remote
 from core.parallel.worker import ExecutorFactory, runner_executor, worker_main
 from core.settings import Settings
 
@@ -65,27 +65,13 @@ class _Worker:
         self.sent += 1
         number = self.sent
         self.inbox.put((number, job.id, job.request))
-        while True:
-            if job.cancel_requested:
-                self.cancel_value.value = number
-            try:
-                kind, event_number, *payload = self.events.get(timeout=POLL_S)
-            except queue.Empty:
-                if not self.process.is_alive():
-                    code = self.process.exitcode
-                    self.restart()
-                    raise WorkerCrashedError(f"worker for GPU {self.gpu} exited with code {code}") from None
-                continue
-            if event_number != number:
-                continue
-            if kind == "progress":
-                job.report(*payload)
-            elif kind == "done":
-                return payload[0]
-            elif kind == "cancelled":
-                raise JobCancelledError(job.id)
-            else:
-                raise RuntimeError(payload[0])
+        return follow_remote(job, number, self.events, self.cancel_value, POLL_S, self._check_alive)
+
+    def _check_alive(self) -> None:
+        if not self.process.is_alive():
+            code = self.process.exitcode
+            self.restart()
+            raise WorkerCrashedError(f"worker for GPU {self.gpu} exited with code {code}") from None
 
     def stop(self, timeout: float) -> None:
         """Ask the process to finish, then terminate and kill it if it does not."""

@@ -6,6 +6,8 @@ Events are plain tuples so they pickle cheaply: ``("progress", number, stage, st
 
 from __future__ import annotations
 
+import queue
+from collections.abc import Callable
 from typing import Any
 
 from core.jobs import Job, JobCancelledError
@@ -37,3 +39,37 @@ class RemoteJob(Job):
         super().report(stage, step, total)
         if self._events is not None:
             self._events.put(("progress", self.number, stage, step, total))
+
+
+def follow_remote(
+    job: Job,
+    number: int,
+    events: Any,
+    cancel_value: Any,
+    poll_s: float,
+    check_alive: Callable[[], None],
+    on_failed: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """The parent side of run ``number``: relay its events from ``events`` to ``job`` until it ends, and
+    pass a cancel of ``job`` on through ``cancel_value``. Returns the record of a done run; raises
+    :class:`JobCancelledError` for a cancelled one and ``RuntimeError`` (after ``on_failed``) for a failed
+    one. ``check_alive`` runs whenever ``poll_s`` passes without an event and raises if the child died."""
+    while True:
+        if job.cancel_requested:
+            cancel_value.value = number
+        try:
+            kind, event_number, *payload = events.get(timeout=poll_s)
+        except queue.Empty:
+            check_alive()
+            continue
+        if event_number != number:
+            continue
+        if kind == "progress":
+            job.report(*payload)
+        elif kind == "done":
+            return payload[0]
+        elif kind == "cancelled":
+            raise JobCancelledError(job.id)
+        else:
+            on_failed()
+            raise RuntimeError(payload[0])

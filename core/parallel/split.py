@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch.multiprocessing as multiprocessing
 
-from core.jobs import Job, JobCancelledError
+from core.jobs import Job
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import free_port
 from core.parallel.geometry import geometry_for, split_problems
+from core.parallel.remote_job import follow_remote
 from core.parallel.split_rank import rank_main
 from core.requests import T2VRequest
 from core.settings import Settings
@@ -113,32 +114,15 @@ class SplitGroup:
         number = self._number
         for inbox in self._inboxes:
             inbox.put((number, job.id, request, config))
-        return self._follow(job, number)
+        close = partial(self.close, timeout=2.0)
+        return follow_remote(job, number, self._events, self._cancel, POLL_S, self._check_ranks, close)
 
-    def _follow(self, job: Job, number: int) -> dict[str, Any]:
-        while True:
-            if job.cancel_requested:
-                self._cancel.value = number
-            try:
-                kind, event_number, *payload = self._events.get(timeout=POLL_S)
-            except queue.Empty:
-                dead = [p for p in self._processes if not p.is_alive()]
-                if dead:
-                    codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
-                    self.close(timeout=2.0)
-                    raise RuntimeError(f"split group lost a rank ({codes})") from None
-                continue
-            if event_number != number:
-                continue
-            if kind == "progress":
-                job.report(*payload)
-            elif kind == "done":
-                return payload[0]
-            elif kind == "cancelled":
-                raise JobCancelledError(job.id)
-            else:
-                self.close(timeout=2.0)
-                raise RuntimeError(payload[0])
+    def _check_ranks(self) -> None:
+        dead = [p for p in self._processes if not p.is_alive()]
+        if dead:
+            codes = ", ".join(f"{p.name} exit code {p.exitcode}" for p in dead)
+            self.close(timeout=2.0)
+            raise RuntimeError(f"split group lost a rank ({codes})") from None
 
     def close(self, timeout: float = 20.0) -> None:
         """Stop every rank: a clean exit when idle, else terminate, then kill."""

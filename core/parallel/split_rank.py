@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from core.hardware import PeakMemory, compute_dtype
+from core.hardware import PeakMemory
 from core.jobs import JobCancelledError
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.outputs import save_output
 from core.parallel.cfg_hook import apply_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
@@ -24,8 +24,8 @@ from core.parallel.remote_job import RemoteJob
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.requests import T2VRequest
 from core.settings import Settings
-from core.t2v import generate_t2v
-from core.video_io import METADATA_KEY, write_video
+from core.t2v import generate_t2v, t2v_record
+from core.video_io import write_video
 from weights.registry import ModelCard
 from weights.store import ensure_model
 
@@ -71,7 +71,7 @@ class RankPipelines:
         return self._pipe
 
 
-def t2v_record(
+def split_record(
     job: RankJob,
     request: T2VRequest,
     config: ParallelConfig,
@@ -85,28 +85,16 @@ def t2v_record(
     level are not applied (their keys are None), since a step cache deciding differently on two context
     ranks would leave them in different collectives.
     """
-    card = request.card
-    return base_record("t2v", job.id) | {
-        "model": card.id,
-        "model_name": card.name,
-        "request": request.to_dict(),
-        "seed": request.seed,
-        "width": request.width,
-        "height": request.height,
-        "frames": request.frames,
-        "fps": card.fps,
-        "flow_shift": request.resolved_flow_shift(),
-        "device": str(device),
-        "memory_level": 0,
-        "memory_plan": f"split over {config.describe()}: the whole pipeline on every GPU",
-        "speed": None,
-        "cache": None,
-        "dtype": str(compute_dtype(device)).removeprefix("torch."),
-        "time_s": round(time_s, 3),
-        "peak_memory_gb": round(peak_gb, 3),
-        "status": "done",
-        "parallel": config.to_dict(),
-    }
+    return t2v_record(
+        job.id,
+        request,
+        device,
+        memory_level=0,
+        memory_plan=f"split over {config.describe()}: the whole pipeline on every GPU",
+        applied={"speed": None, "cache": None},
+        time_s=time_s,
+        peak_gb=peak_gb,
+    ) | {"parallel": config.to_dict()}
 
 
 def run_on_rank(
@@ -124,14 +112,16 @@ def run_on_rank(
             free_memory(device)
     if dist.get_rank() != 0:
         return None
-    record = t2v_record(job, request, config, device, time.perf_counter() - started, peak.peak_gb)
+    record = split_record(job, request, config, device, time.perf_counter() - started, peak.peak_gb)
     job.report("writing video")
-    path = new_output_path(settings.outputs_dir, "t2v", request.prompt, request.seed)
-    record["output"] = path.name
-    write_video(path, frames, request.card.fps, {METADATA_KEY: record, "title": request.prompt})
-    write_json_atomic(sidecar_path(path), record)
-    record["path"] = str(path)
-    return record
+    return save_output(
+        settings.outputs_dir,
+        "t2v",
+        request.prompt,
+        request.seed,
+        record,
+        lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
+    )
 
 
 def rank_main(

@@ -80,8 +80,8 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
 
 
-class SelfAttention(nn.Module):
-    """Streaming LCSA self-attention over windows of the current chunk plus the cached ones."""
+class Projections(nn.Module):
+    """The q, k, v, o linears and the q/k RMS norms of a Wan attention layer (the checkpoint's names)."""
 
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
@@ -89,6 +89,10 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q = RMSNorm(dim, eps=eps)
         self.norm_k = RMSNorm(dim, eps=eps)
+
+
+class SelfAttention(Projections):
+    """Streaming LCSA self-attention over windows of the current chunk plus the cached ones."""
 
     def forward(self, x: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
         f, h, w = chunk.frames, chunk.height, chunk.width
@@ -112,15 +116,11 @@ class SelfAttention(nn.Module):
         return self.o(from_windows(out, f, h, w))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(Projections):
     """Cross-attention to the fixed prompt; its keys/values are computed once by :meth:`set_context`."""
 
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps=eps)
-        self.norm_k = RMSNorm(dim, eps=eps)
+        super().__init__(dim, num_heads, eps)
         self.cached_k: torch.Tensor | None = None
         self.cached_v: torch.Tensor | None = None
 

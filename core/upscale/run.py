@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from core.audio import remux_with_audio
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job, JobCancelledError
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
-from core.upscale.audio import remux_with_audio
 from core.upscale.config import PROMPT_FILE
 from core.upscale.frame_reader import FrameReader, probe_source
 from core.upscale.loading import FlashVSRModel, load_flashvsr
