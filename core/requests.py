@@ -135,10 +135,18 @@ REQUEST_TYPES: dict[str, type[Request]] = {
 }
 
 
+def request_types() -> dict[str, type]:
+    """Every task's request type; the chain recipe composes the others, so it is imported here, late."""
+    from core.chain import ChainRequest
+
+    return REQUEST_TYPES | {"chain": ChainRequest}
+
+
 def parse_request(data: dict[str, Any]) -> Request:
     """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type."""
     data = dict(data)
     task = data.pop("task", "t2v")
-    if task not in REQUEST_TYPES:
-        raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(REQUEST_TYPES)}")
-    return from_mapping(REQUEST_TYPES[task], data, where=f"{task} request")
+    types = request_types()
+    if task not in types:
+        raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(types)}")
+    return from_mapping(types[task], data, where=f"{task} request")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from core.caches import apply_cache
+from core.chain import ChainRequest, run_chain
 from core.continuation import ContinueRequest
 from core.continue_job import run_continue
 from core.hardware import PeakMemory, detect_hardware
@@ -42,6 +43,8 @@ class Runner:
     def execute(self, job: Job) -> dict[str, Any]:
         """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""
         request = job.request
+        if isinstance(request, ChainRequest):
+            return run_chain(self, job, request.with_seed())
         if isinstance(request, UpscaleRequest):
             self.pipelines.unload()
             return run_upscale(self, job, request.with_seed())

@@ -119,3 +119,24 @@ def test_history_and_compare_in_the_launched_app(launched_app) -> None:
     _, means = client.predict(handle_file(first), handle_file(second), api_name="/compare")
     assert means["psnr_db"] > 40 and means["ssim"] > 0.99  # same settings, same seed: the same video
     assert means["lpips"] is None and any("LPIPS unavailable" in note for note in means["notes"])
+
+
+def test_long_video_through_the_api(launched_app) -> None:
+    client = Client(launched_app.url, verbose=False)
+    video, details, status = client.predict(
+        model_id="tiny-wan",
+        prompt_text="a boat at sea",
+        resolution_label="64x64",
+        frame_count=9,
+        step_count=1,
+        seed_value=1,
+        continue_id="tiny-skyreels-df",
+        continuation_count=1,
+        seconds_each=1,
+        upscale_id="",
+        api_name="/long_video",
+    )
+    parts = details["parts"]
+    assert [part["task"] for part in parts] == ["t2v", "continue"]
+    assert probe_video(Path(video)).frames == details["frames"] == 13 + parts[1]["added_frames"]
+    assert status.startswith("Done")

@@ -19,7 +19,7 @@ def test_tab_builds_with_the_continue_models(continue_settings: Settings) -> Non
     studio = Studio(continue_settings)
     try:
         with gr.Blocks() as demo:
-            clip = build_continue_tab(studio)
+            clip = build_continue_tab(studio).source
         model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
         ids = [value for _, value in model.choices]
         assert "skyreels-v2-df-1.3b-540p" in ids and "tiny-skyreels-df" in ids

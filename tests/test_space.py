@@ -105,11 +105,3 @@ def test_zero_gpu_studio_plans_for_cuda(monkeypatch, flag: str, models_dir: Path
         assert "ZeroGPU" in system_summary(studio)
     finally:
         studio.shutdown()
-
-
-def test_uploads_are_swept_from_the_temp_folder(models_dir: Path, tmp_path: Path) -> None:
-    studio = Studio(Settings(outputs_dir=tmp_path, models_dir=models_dir, offline=True))
-    try:
-        assert build_app(studio).delete_cache == (3600, 86400)
-    finally:
-        studio.shutdown()

@@ -24,7 +24,7 @@ def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:
 def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True))
     with gr.Blocks() as demo:
-        source = build_upscale_tab(studio)
+        source = build_upscale_tab(studio).source
     model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
     assert isinstance(source, gr.Video) and source.label == "Input video"
     assert model.value == "flashvsr-v1.1"

@@ -9,6 +9,7 @@ import gradio as gr
 
 from core.studio import Studio
 from ui.batch_tab import build_batch_tab
+from ui.chain_tab import build_chain_tab
 from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
@@ -53,9 +54,11 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             with gr.Tab("Text to video", id="t2v"):
                 t2v = build_t2v_tab(studio)
             with gr.Tab("Continue video", id="continue"):
-                continue_clip = build_continue_tab(studio)
+                extend = build_continue_tab(studio)
             with gr.Tab("Upscale", id="upscale"):
-                upscale_source = build_upscale_tab(studio)
+                upscale = build_upscale_tab(studio)
+            with gr.Tab("Long video", id="long_video"):
+                build_chain_tab(studio)
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(studio)
             with gr.Tab("Compare", id="compare"):
@@ -64,11 +67,9 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
                 build_history_tab(studio)
             with gr.Tab("Models", id="models"):
                 build_models_tab(studio.settings, studio.settings.dev)
-        for button, target, tab in (
-            (t2v.to_continue, continue_clip, "continue"),
-            (t2v.to_upscale, upscale_source, "upscale"),
-        ):
-            button.click(send_to(tab), t2v.video, [target, tabs], api_name=False)
+        for result in (t2v, extend.result, upscale.result):
+            result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
+            result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
         with gr.Accordion("System", open=False):
             gr.Markdown(system_summary(studio))
     return demo

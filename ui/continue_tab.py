@@ -13,6 +13,7 @@ from core.validation import ConfigError
 from core.video_input import open_input
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
+from ui.send import TabIO, result_video
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -119,8 +120,8 @@ def request_data(
     }
 
 
-def build_continue_tab(studio: Studio) -> gr.Video:
-    """Create the tab inside the caller's ``gr.Tab``; returns the clip input (other tabs send there)."""
+def build_continue_tab(studio: Studio) -> TabIO:
+    """Create the tab inside the caller's ``gr.Tab``; returns its input and result (other tabs link to)."""
     cards = cards_for("continue", dev=studio.settings.dev)
     first = cards[0]
     d = first.defaults
@@ -179,7 +180,8 @@ def build_continue_tab(studio: Studio) -> gr.Video:
                 cancel = gr.Button("Cancel", variant="stop")
         with gr.Column(scale=1):
             status = gr.Markdown("Ready.", label="Status")
-            video = gr.Video(label="Result", interactive=False)
+            result = result_video()
+            video = result.video
             details = gr.JSON(label="Details")
     job_id = gr.State(None)
     form = [steps, guidance, negative, about]
@@ -270,4 +272,4 @@ def build_continue_tab(studio: Studio) -> gr.Video:
         (job_id, video, details, status),
         api_name="continue",
     )
-    return clip
+    return TabIO(clip, result)

@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from core.history import delete_result, list_results, rerun_settings
-from core.requests import REQUEST_TYPES
+from core.requests import request_types
 from core.studio import Studio
 from weights.registry import load_cards
 
@@ -52,7 +52,7 @@ def build_history_tab(studio: Studio) -> None:
         return history_frame(studio, task, model, text), None, "", message
 
     with gr.Row():
-        task = gr.Dropdown([("any task", "")] + [(t, t) for t in REQUEST_TYPES], value="", label="Task")
+        task = gr.Dropdown([("any task", "")] + [(t, t) for t in request_types()], value="", label="Task")
         model = gr.Dropdown([("any model", "")] + [(m, m) for m in models], value="", label="Model")
         text = gr.Textbox(label="Prompt contains")
         refresh_button = gr.Button("Refresh")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import gradio as gr
 
@@ -14,6 +14,7 @@ from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
+from ui.send import SendButtons, result_video
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
 
@@ -32,14 +33,6 @@ DETAIL_KEYS = (
     "speed",
     "output",
 )
-
-
-class SendButtons(NamedTuple):
-    """A tab's result video and the buttons that send it to the Continue and Upscale tabs."""
-
-    video: gr.Video
-    to_continue: gr.Button
-    to_upscale: gr.Button
 
 
 def cache_summary(stats: dict[str, Any]) -> str:
@@ -122,10 +115,8 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 cancel = gr.Button("Cancel", variant="stop")
         with gr.Column(scale=1):
             status = gr.Markdown("Ready.", label="Status")
-            video = gr.Video(label="Result", interactive=False)
-            with gr.Row():
-                to_continue = gr.Button("Continue this")
-                to_upscale = gr.Button("Upscale this")
+            result = result_video()
+            video = result.video
             details = gr.JSON(label="Details")
     job_id = gr.State(None)
     form = [resolution, frames, steps, guidance, negative, about]
@@ -216,4 +207,4 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         (job_id, video, details, status),
         api_name="t2v",
     )
-    return SendButtons(video, to_continue, to_upscale)
+    return result

@@ -14,6 +14,7 @@ from core.upscale.frame_reader import probe_source
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
 from ui.jobs import run_job, wire_job
+from ui.send import TabIO, result_video
 from weights.registry import cards_for
 
 DETAIL_KEYS = (
@@ -49,8 +50,8 @@ def size_preview(video: str | None, scale: float, max_width: float | None) -> st
     )
 
 
-def build_upscale_tab(studio: Studio) -> gr.Video:
-    """Create the tab inside the caller's ``gr.Tab``; returns the input video (other tabs send there)."""
+def build_upscale_tab(studio: Studio) -> TabIO:
+    """Create the tab inside the caller's ``gr.Tab``; returns its input and result (other tabs link to)."""
     cards = cards_for("upscale", dev=studio.settings.dev)
     with gr.Row():
         with gr.Column(scale=1):
@@ -78,7 +79,8 @@ def build_upscale_tab(studio: Studio) -> gr.Video:
                 cancel = gr.Button("Cancel", variant="stop")
         with gr.Column(scale=1):
             status = gr.Markdown("Ready.", label="Status")
-            video = gr.Video(label="Result", interactive=False)
+            result = result_video()
+            video = result.video
             details = gr.JSON(label="Details")
     job_id = gr.State(None)
     for trigger in (source.change, scale.change, max_width.change):
@@ -123,4 +125,4 @@ def build_upscale_tab(studio: Studio) -> gr.Video:
         (job_id, video, details, status),
         api_name="upscale",
     )
-    return source
+    return TabIO(source, result)

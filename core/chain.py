@@ -1,0 +1,161 @@
+"""The "Long video" recipe: text to video, then N continuations, then an optional upscale, as one job.
+
+Each part runs through the runner's own handler with its outputs in the job's folder
+(``outputs/chains/<name>/``, kept), its stages prefixed ``part i/n`` on the one progress bar; the last
+part's video (which holds every earlier part) is copied into ``outputs/`` with a sidecar record that
+lists every part. The copy keeps the last part's own record in its mp4 metadata.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from core.continuation import ContinueRequest
+from core.jobs import Job
+from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.requests import T2VRequest
+from core.upscale.request import UpscaleRequest
+from core.validation import ConfigError, as_choice, as_float, as_int, from_mapping
+from core.video_io import probe_video
+from weights.registry import cards_for
+
+
+@dataclass(frozen=True)
+class ChainRequest:
+    """Text to video (``t2v``: a text-to-video request mapping), extended ``continuations`` times by
+    ``seconds`` each with ``continue_model``, then upscaled ``upscale_scale``x if ``upscale_model`` is set."""
+
+    t2v: dict[str, Any]
+    continuations: int = 1
+    continue_model: str | None = None
+    continue_prompt: str | None = None
+    seconds: float = 0.0
+    upscale_model: str | None = None
+    upscale_scale: int = 4
+
+    task = "chain"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.t2v, dict):
+            raise ConfigError("chain: t2v must be a text-to-video request mapping")
+        first = from_mapping(T2VRequest, self.t2v, where="chain t2v request")
+        set_ = object.__setattr__
+        set_(self, "continuations", as_int("continuations", self.continuations, low=0, high=20))
+        set_(self, "seconds", as_float("seconds per continuation", self.seconds, low=0.0, high=60.0))
+        continue_ids = [card.id for card in cards_for("continue", dev=True)]
+        model = self.continue_model or continue_ids[0]
+        set_(self, "continue_model", as_choice("continue model", model, continue_ids))
+        set_(self, "continue_prompt", self.continue_prompt or first.prompt)
+        if self.upscale_model is not None:
+            upscale_ids = [card.id for card in cards_for("upscale", dev=True)]
+            as_choice("upscale model", self.upscale_model, upscale_ids)
+            set_(self, "upscale_scale", as_int("upscale scale", self.upscale_scale, low=2, high=4))
+        if self.continuations == 0 and self.upscale_model is None:
+            raise ConfigError("a long video needs at least one continuation or an upscale")
+
+    @property
+    def first(self) -> T2VRequest:
+        return from_mapping(T2VRequest, self.t2v, where="chain t2v request")
+
+    def with_seed(self) -> ChainRequest:
+        """This chain with a concrete seed for its first part (the others derive theirs from it)."""
+        return replace(self, t2v=self.t2v | {"seed": self.first.with_seed().seed})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, **asdict(self)}
+
+
+class PartJob:
+    """The chain's job as one part sees it: stages prefixed ``part i/n:``, the same cancel."""
+
+    def __init__(self, job: Job, index: int, count: int) -> None:
+        self._job, self._prefix = job, f"part {index}/{count}: "
+        self.id, self.request = job.id, None
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._job.cancel_requested
+
+    def check_cancelled(self) -> None:
+        self._job.check_cancelled()
+
+    def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+        self._job.report(self._prefix + stage, step, total, self._prefix + detail if detail else "")
+
+
+def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
+    """Run every part of ``request`` on ``runner`` and save the last part's video as the chain's output."""
+    first = request.first
+    folder = new_output_path(
+        runner.settings.outputs_dir / "chains", "chain", first.prompt, first.seed
+    ).with_suffix("")
+    folder.mkdir(parents=True)
+    part_runner = copy.copy(runner)  # same device and loaded pipelines, outputs into the chain's folder
+    part_runner.settings = replace(runner.settings, outputs_dir=folder)
+    count = 1 + request.continuations + (request.upscale_model is not None)
+    parts: list[dict[str, Any]] = []
+
+    def run_part(part_request: Any) -> dict[str, Any]:
+        part_job = PartJob(job, len(parts) + 1, count)
+        part_job.request = part_request
+        record = part_runner.execute(part_job)
+        parts.append(record)
+        return record
+
+    video = run_part(first)["path"]
+    for index in range(request.continuations):
+        video = run_part(
+            ContinueRequest(
+                model=request.continue_model,
+                video=video,
+                prompt=request.continue_prompt,
+                seconds=request.seconds,
+                seed=first.seed + 1 + index,
+            )
+        )["path"]
+    if request.upscale_model is not None:
+        video = run_part(
+            UpscaleRequest(
+                model=request.upscale_model,
+                video=video,
+                scale=request.upscale_scale,
+                seed=first.seed,
+            )
+        )["path"]
+    return save_chain(runner.settings.outputs_dir, job, request, Path(video), parts)
+
+
+def part_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What the chain's record keeps of one part (its file by name: it lies in the job folder)."""
+    return {k: record.get(k) for k in ("task", "model", "frames", "added_frames", "time_s", "output")}
+
+
+def save_chain(
+    outputs: Path, job: Job, request: ChainRequest, video: Path, parts: list[dict[str, Any]]
+) -> dict:
+    """Copy the final part into ``outputs`` (atomically) with a record listing every part."""
+    info = probe_video(video)
+    record = base_record("chain", job.id) | {
+        "request": request.to_dict(),
+        "seed": request.first.seed,
+        "frames": info.frames,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "parts": [part_summary(part) for part in parts],
+        "time_s": round(sum(part.get("time_s", 0.0) for part in parts), 3),
+        "job_folder": str(video.parent),
+        "status": "done",
+    }
+    path = new_output_path(outputs, "chain", request.first.prompt, request.first.seed)
+    record["output"] = path.name
+    temp = path.with_name(f".{path.name}.part")
+    shutil.copyfile(video, temp)
+    temp.replace(path)
+    write_json_atomic(sidecar_path(path), record)
+    record["path"] = str(path)
+    return record

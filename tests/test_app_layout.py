@@ -1,0 +1,36 @@
+"""The app's layout: tabs linked by send buttons, uploads swept from the temp folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from core.settings import Settings
+from core.studio import Studio
+from ui.app import build_app
+
+
+def test_uploads_are_swept_from_the_temp_folder(models_dir: Path, tmp_path: Path) -> None:
+    studio = Studio(Settings(outputs_dir=tmp_path, models_dir=models_dir, offline=True))
+    try:
+        assert build_app(studio).delete_cache == (3600, 86400)
+    finally:
+        studio.shutdown()
+
+
+def test_every_result_can_be_sent_to_continue_and_upscale(models_dir: Path, tmp_path: Path) -> None:
+    studio = Studio(Settings(outputs_dir=tmp_path, models_dir=models_dir, offline=True, dev=True))
+    try:
+        demo = build_app(studio)
+        buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button)]
+        assert sum(b.value == "Continue this" for b in buttons) == 3  # text to video, continue, upscale
+        assert sum(b.value == "Upscale this" for b in buttons) == 3
+        targets = {
+            demo.blocks[fn.outputs[0]._id].label
+            for fn in demo.fns.values()
+            if fn.inputs and getattr(fn.inputs[0], "label", None) == "Result" and fn.outputs
+        }
+        assert targets == {"Clip to extend", "Input video"}
+    finally:
+        studio.shutdown()

@@ -1,0 +1,97 @@
+"""The "Long video" recipe: text to video, continuations and an upscale as one job with one output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.jobs import JobQueue, JobStatus
+from core.requests import parse_request
+from core.runner import Runner
+from core.settings import Settings
+from core.validation import ConfigError
+from core.video_io import probe_video
+
+
+def run(settings: Settings, data: dict) -> dict:
+    queue = JobQueue([Runner(settings, torch.device("cpu")).execute])
+    job = queue.submit(parse_request(data))
+    stages: set[str] = set()
+    version = -1
+    while not job.finished:
+        version = job.wait_for_change(version, 1.0)
+        stages.add(job.progress.stage.split(":")[0])
+    queue.shutdown()
+    assert job.status == JobStatus.DONE, job.error
+    return job.result | {"stages": stages}
+
+
+def test_chain_makes_one_video_as_long_as_its_parts(settings: Settings) -> None:
+    t2v = {
+        "model": "tiny-wan",
+        "prompt": "a boat",
+        "width": 64,
+        "height": 64,
+        "frames": 9,
+        "steps": 1,
+        "seed": 4,
+    }
+    record = run(
+        settings,
+        {"task": "chain", "t2v": t2v, "continuations": 2, "seconds": 1, "continue_model": "tiny-skyreels-df"},
+    )
+    first, *continued = record["parts"]
+    info = probe_video(Path(record["path"]))
+    assert first["task"] == "t2v" and [p["task"] for p in continued] == ["continue", "continue"]
+    # the first continuation turns the 9 frames at 16 fps into 13 at 24 fps, then each adds 24
+    assert info.frames == record["frames"] == 13 + sum(p["added_frames"] for p in continued) == 13 + 2 * 24
+    assert (info.width, info.height, info.fps) == (48, 32, 24.0)
+    assert {"part 1/3", "part 2/3", "part 3/3"} <= record["stages"]
+    folder = Path(record["job_folder"])
+    assert len(list(folder.glob("*.mp4"))) == 3  # the parts stay in the job folder
+    assert Path(record["path"]).parent == settings.outputs_dir
+    assert json.loads(Path(record["path"]).with_suffix(".json").read_text())["parts"] == record["parts"]
+
+
+def test_chain_can_end_with_an_upscale(settings: Settings) -> None:
+    t2v = {
+        "model": "tiny-wan",
+        "prompt": "a lake",
+        "width": 64,
+        "height": 64,
+        "frames": 5,
+        "steps": 1,
+        "seed": 2,
+    }
+    record = run(
+        settings,
+        {
+            "task": "chain",
+            "t2v": t2v,
+            "continuations": 0,
+            "upscale_model": "tiny-flashvsr",
+            "upscale_scale": 2,
+        },
+    )
+    info = probe_video(Path(record["path"]))
+    assert [p["task"] for p in record["parts"]] == ["t2v", "upscale"]
+    assert (info.frames, info.width, info.height) == (5, 128, 128)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"continuations": 0}, "needs at least one continuation or an upscale"),
+        ({"continuations": 99}, "continuations must be between"),
+        ({"continue_model": "tiny-wan"}, "continue model must be one of"),
+        ({"upscale_model": "nope"}, "upscale model must be one of"),
+        ({"t2v": {"model": "tiny-wan", "prompt": ""}}, "prompt must not be empty"),
+    ],
+)
+def test_bad_chains_are_refused_clearly(change: dict, message: str) -> None:
+    data = {"task": "chain", "t2v": {"model": "tiny-wan", "prompt": "a cat"}} | change
+    with pytest.raises(ConfigError, match=message):
+        parse_request(data)

@@ -1,0 +1,118 @@
+"""Long video tab: text to video, then N continuations, then an optional upscale, as one job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from core.requests import snap_frames
+from core.studio import Studio
+from ui.jobs import run_job, wire_job
+from ui.t2v_tab import resolution_size
+from weights.registry import cards_for, get_card
+
+DETAIL_KEYS = ("seed", "frames", "width", "height", "fps", "time_s", "parts", "job_folder", "output")
+
+
+def build_chain_tab(studio: Studio) -> None:
+    """Create the tab inside the caller's ``gr.Tab``."""
+    dev = studio.settings.dev
+    t2v_cards, continue_cards = cards_for("t2v", dev=dev), cards_for("continue", dev=dev)
+    upscale_cards = cards_for("upscale", dev=dev)
+    first = t2v_cards[0]
+    with gr.Row():
+        with gr.Column(scale=1):
+            gr.Markdown("Makes a clip, extends it again and again, and optionally upscales it: one job.")
+            model = gr.Dropdown(
+                [(c.name, c.id) for c in t2v_cards], value=first.id, label="Text-to-video model"
+            )
+            prompt = gr.Textbox(label="Prompt", lines=3)
+            resolution = gr.Dropdown(
+                [r.label for r in first.resolutions],
+                value=first.resolution(first.defaults.resolution).label,
+                label="Resolution",
+                allow_custom_value=True,
+            )
+            frames = gr.Slider(
+                1, first.max_frames, value=first.defaults.frames, step=4, label="First clip frames"
+            )
+            steps = gr.Slider(1, 100, value=first.defaults.steps, step=1, label="Steps")
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            continue_model = gr.Dropdown(
+                [(c.name, c.id) for c in continue_cards],
+                value=continue_cards[0].id,
+                label="Continuation model",
+            )
+            continuations = gr.Slider(0, 10, value=2, step=1, label="Continuations")
+            seconds = gr.Slider(0.5, 20, value=4, step=0.5, label="Seconds added by each")
+            upscale_model = gr.Dropdown(
+                [("No upscale", "")] + [(c.name, c.id) for c in upscale_cards],
+                value="",
+                label="Then upscale with",
+            )
+            scale = gr.Radio([2, 4], value=4, label="Upscale factor")
+            with gr.Row():
+                start = gr.Button("Make long video", variant="primary")
+                cancel = gr.Button("Cancel", variant="stop")
+        with gr.Column(scale=1):
+            status = gr.Markdown("Ready.", label="Status")
+            video = gr.Video(label="Result", interactive=False)
+            details = gr.JSON(label="Details")
+    job_id = gr.State(None)
+
+    def run(
+        model_id: str,
+        prompt_text: str,
+        resolution_label: str,
+        frame_count: float,
+        step_count: float,
+        seed_value: float,
+        continue_id: str,
+        continuation_count: float,
+        seconds_each: float,
+        upscale_id: str,
+        factor: float,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
+    ) -> Iterator[tuple[Any, ...]]:
+        card = get_card(model_id)
+        width, height = resolution_size(card, resolution_label)
+        t2v = {
+            "model": model_id,
+            "prompt": prompt_text,
+            "width": width,
+            "height": height,
+            "frames": snap_frames(frame_count, card),
+            "steps": step_count,
+            "seed": seed_value,
+        }
+        yield from run_job(
+            studio,
+            {
+                "task": "chain",
+                "t2v": t2v,
+                "continuations": continuation_count,
+                "seconds": seconds_each,
+                "continue_model": continue_id,
+                "upscale_model": upscale_id or None,
+                "upscale_scale": factor,
+            },
+            progress,
+            DETAIL_KEYS,
+        )
+
+    inputs = [
+        model,
+        prompt,
+        resolution,
+        frames,
+        steps,
+        seed,
+        continue_model,
+        continuations,
+        seconds,
+        upscale_model,
+        scale,
+    ]
+    wire_job(studio, start, cancel, run, inputs, (job_id, video, details, status), api_name="long_video")
