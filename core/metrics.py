@@ -17,7 +17,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.transform import resize
 
-from core.video_io import read_frames
+from core.video_io import probe_video, read_frames, write_video
 
 MAX_PSNR = 100.0
 
@@ -144,6 +144,15 @@ def compare_frames(a: np.ndarray, b: np.ndarray, with_lpips: bool = True) -> Com
 def compare_videos(path_a: Path, path_b: Path, with_lpips: bool = True) -> Comparison:
     """Decode both videos and compare B against A."""
     return compare_frames(read_frames(Path(path_a)), read_frames(Path(path_b)), with_lpips)
+
+
+def side_by_side(path_a: Path, path_b: Path, output: Path) -> Path:
+    """One video of A (left) beside B (right, resized to A) over their common frames, at A's frame rate:
+    the two always play in step. Written atomically to ``output``."""
+    a, b = read_frames(Path(path_a)), read_frames(Path(path_b))
+    count = min(len(a), len(b))
+    frames = np.concatenate([a[:count], match_to(a, b[:count])], axis=2)
+    return write_video(output, frames, probe_video(Path(path_a)).fps or 24.0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
 from core.settings import ROOT
-from core.video_io import probe_video, read_record
+from core.video_io import probe_video, read_frames, read_record
 
 pytestmark = pytest.mark.e2e
 
@@ -116,9 +117,15 @@ def test_history_and_compare_in_the_launched_app(launched_app) -> None:
         api_name="/t2v",
     )
     assert again["seed"] == 5
-    _, means = client.predict(handle_file(first), handle_file(second), api_name="/compare")
+    _, means, synced = client.predict(handle_file(first), handle_file(second), api_name="/compare")
     assert means["psnr_db"] > 40 and means["ssim"] > 0.99  # same settings, same seed: the same video
     assert means["lpips"] is None and any("LPIPS unavailable" in note for note in means["notes"])
+    a, together = (
+        read_frames(Path(first)),
+        read_frames(Path(synced["video"] if isinstance(synced, dict) else synced)),
+    )
+    assert together.shape == (a.shape[0], a.shape[1], 2 * a.shape[2], 3)  # A | B in one video: in step
+    assert np.abs(together[:, :, : a.shape[2]].astype(int) - a).mean() < 8  # left half is A (re-encoded once)
 
 
 def test_long_video_through_the_api(launched_app) -> None:

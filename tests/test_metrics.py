@@ -72,3 +72,17 @@ def test_cli_prints_a_table_and_writes_json(clip_a: Path, tmp_path: Path, capsys
     data = json.loads(out.read_text())
     assert data["mean"]["psnr_db"] == MAX_PSNR and data["mean"]["ssim"] == pytest.approx(1.0)
     assert len(data["psnr"]) == 5
+
+
+def test_side_by_side_puts_a_beside_b_over_their_common_frames(tmp_path) -> None:
+    from core.metrics import side_by_side
+    from core.video_io import probe_video, read_frames, write_video
+
+    rng = np.random.default_rng(3)
+    a = write_video(tmp_path / "a.mp4", rng.integers(0, 255, (6, 32, 48, 3), dtype=np.uint8), 12)
+    b = write_video(tmp_path / "b.mp4", rng.integers(0, 255, (4, 16, 24, 3), dtype=np.uint8), 8)
+    out = side_by_side(a, b, tmp_path / "ab.mp4")
+    info = probe_video(out)
+    assert (info.frames, info.width, info.height, info.fps) == (4, 96, 32, 12.0)
+    left = read_frames(out)[:, :, :48].astype(int)
+    assert np.abs(left - read_frames(a)[:4]).mean() < 20  # lossy H.264 of noise, but clearly A

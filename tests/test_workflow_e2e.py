@@ -51,10 +51,10 @@ def test_batch_then_history_then_compare_then_delete(client: Client, studio: Stu
     settings = client.predict(paths[0], api_name="/rerun_settings")
     assert settings["prompt"] == "a lake" and settings["seed"] == 1 and settings["task"] == "t2v"
 
-    _, means = client.predict(handle_file(paths[0]), handle_file(paths[0]), api_name="/compare")
+    _, means, _ = client.predict(handle_file(paths[0]), handle_file(paths[0]), api_name="/compare")
     assert means["psnr_db"] == MAX_PSNR and means["ssim"] == pytest.approx(1.0)
     assert any(note.startswith("LPIPS unavailable") for note in means["notes"])
-    _, means = client.predict(handle_file(paths[0]), handle_file(paths[1]), api_name="/compare")
+    _, means, _ = client.predict(handle_file(paths[0]), handle_file(paths[1]), api_name="/compare")
     assert means["psnr_db"] < MAX_PSNR  # 1 step against 2 steps from the same seed
 
     table, _, _, message = client.predict(paths[0], "", "", "", api_name="/delete_result")
