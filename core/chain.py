@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import shutil
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ class ChainRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.t2v, dict):
             raise ConfigError("chain: t2v must be a text-to-video request mapping")
-        first = from_mapping(T2VRequest, self.t2v, where="chain t2v request")
+        first = self.first
         set_ = object.__setattr__
         set_(self, "continuations", as_int("continuations", self.continuations, low=0, high=20))
         set_(self, "seconds", as_float("seconds per continuation", self.seconds, low=0.0, high=60.0))
@@ -57,8 +58,9 @@ class ChainRequest:
         if self.continuations == 0 and self.upscale_model is None:
             raise ConfigError("a long video needs at least one continuation or an upscale")
 
-    @property
+    @cached_property
     def first(self) -> T2VRequest:
+        """The text-to-video part, validated once."""
         return from_mapping(T2VRequest, self.t2v, where="chain t2v request")
 
     def with_seed(self) -> ChainRequest:
