@@ -24,8 +24,10 @@ def test_every_result_can_be_sent_to_continue_and_upscale(models_dir: Path, tmp_
     try:
         demo = build_app(studio)
         buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button)]
-        assert sum(b.value == "Continue this" for b in buttons) == 3  # text to video, continue, upscale
-        assert sum(b.value == "Upscale this" for b in buttons) == 3
+        assert (
+            sum(b.value == "Continue this" for b in buttons) == 4
+        )  # text to video, continue, upscale, long video
+        assert sum(b.value == "Upscale this" for b in buttons) == 4
         targets = {
             demo.blocks[fn.outputs[0]._id].label
             for fn in demo.fns.values()

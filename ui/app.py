@@ -58,7 +58,7 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             with gr.Tab("Upscale", id="upscale"):
                 upscale = build_upscale_tab(studio)
             with gr.Tab("Long video", id="long_video"):
-                build_chain_tab(studio)
+                long_video = build_chain_tab(studio)
             with gr.Tab("Batch", id="batch"):
                 build_batch_tab(studio)
             with gr.Tab("Compare", id="compare"):
@@ -67,7 +67,7 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
                 build_history_tab(studio)
             with gr.Tab("Models", id="models"):
                 build_models_tab(studio.settings, studio.settings.dev)
-        for result in (t2v, extend.result, upscale.result):
+        for result in (t2v, extend.result, upscale.result, long_video):
             result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
         with gr.Accordion("System", open=False):

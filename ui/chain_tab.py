@@ -10,14 +10,15 @@ import gradio as gr
 from core.requests import snap_frames
 from core.studio import Studio
 from ui.jobs import run_job, wire_job
+from ui.send import SendButtons, job_buttons, job_outputs
 from ui.t2v_tab import resolution_size
 from weights.registry import cards_for, get_card
 
 DETAIL_KEYS = ("seed", "frames", "width", "height", "fps", "time_s", "parts", "job_folder", "output")
 
 
-def build_chain_tab(studio: Studio) -> None:
-    """Create the tab inside the caller's ``gr.Tab``."""
+def build_chain_tab(studio: Studio) -> SendButtons:
+    """Create the tab inside the caller's ``gr.Tab``; returns its result with the send buttons."""
     dev = studio.settings.dev
     t2v_cards, continue_cards = cards_for("t2v", dev=dev), cards_for("continue", dev=dev)
     upscale_cards = cards_for("upscale", dev=dev)
@@ -53,14 +54,9 @@ def build_chain_tab(studio: Studio) -> None:
                 label="Then upscale with",
             )
             scale = gr.Radio([2, 4], value=4, label="Upscale factor")
-            with gr.Row():
-                start = gr.Button("Make long video", variant="primary")
-                cancel = gr.Button("Cancel", variant="stop")
+            start, cancel = job_buttons("Make long video")
         with gr.Column(scale=1):
-            status = gr.Markdown("Ready.", label="Status")
-            video = gr.Video(label="Result", interactive=False)
-            details = gr.JSON(label="Details")
-    job_id = gr.State(None)
+            outputs = job_outputs()
 
     def run(
         model_id: str,
@@ -115,4 +111,5 @@ def build_chain_tab(studio: Studio) -> None:
         upscale_model,
         scale,
     ]
-    wire_job(studio, start, cancel, run, inputs, (job_id, video, details, status), api_name="long_video")
+    wire_job(studio, start, cancel, run, inputs, outputs.wired, api_name="long_video")
+    return outputs.result

@@ -13,7 +13,7 @@ from core.validation import ConfigError
 from core.video_input import open_input
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
-from ui.send import TabIO, result_video
+from ui.send import TabIO, job_buttons, job_outputs
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -175,15 +175,9 @@ def build_continue_tab(studio: Studio) -> TabIO:
                 )
             with gr.Accordion("Memory", open=False):
                 memory_level, memory_estimate = build_memory_panel()
-            with gr.Row():
-                start = gr.Button("Continue", variant="primary")
-                cancel = gr.Button("Cancel", variant="stop")
+            start, cancel = job_buttons("Continue")
         with gr.Column(scale=1):
-            status = gr.Markdown("Ready.", label="Status")
-            result = result_video()
-            video = result.video
-            details = gr.JSON(label="Details")
-    job_id = gr.State(None)
+            outputs = job_outputs()
     form = [steps, guidance, negative, about]
     model.change(model_settings, model, form, api_name=False)
     for trigger in (clip, model, overlap):
@@ -269,7 +263,7 @@ def build_continue_tab(studio: Studio) -> TabIO:
             speed,
             threshold,
         ],
-        (job_id, video, details, status),
+        outputs.wired,
         api_name="continue",
     )
-    return TabIO(clip, result)
+    return TabIO(clip, outputs.result)

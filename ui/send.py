@@ -29,3 +29,31 @@ class TabIO(NamedTuple):
 
     source: gr.Video
     result: SendButtons
+
+
+class JobOutputs(NamedTuple):
+    """A tab's output column: status line, result with send buttons, details, and the running job's id."""
+
+    job_id: gr.State
+    status: gr.Markdown
+    result: SendButtons
+    details: gr.JSON
+
+    @property
+    def wired(self) -> tuple[gr.State, gr.Video, gr.JSON, gr.Markdown]:
+        """The outputs in the order ``ui.jobs.wire_job`` streams into."""
+        return self.job_id, self.result.video, self.details, self.status
+
+
+def job_buttons(label: str) -> tuple[gr.Button, gr.Button]:
+    """The start button called ``label`` beside Cancel."""
+    with gr.Row():
+        return gr.Button(label, variant="primary"), gr.Button("Cancel", variant="stop")
+
+
+def job_outputs() -> JobOutputs:
+    """The output column's components, in their on-screen order (inside the current column)."""
+    status = gr.Markdown("Ready.", label="Status")
+    result = result_video()
+    details = gr.JSON(label="Details")
+    return JobOutputs(gr.State(None), status, result, details)

@@ -14,7 +14,7 @@ from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
-from ui.send import SendButtons, result_video
+from ui.send import SendButtons, job_buttons, job_outputs
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
 
@@ -110,15 +110,9 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             speed_options = build_speed_controls()
             with gr.Accordion("Memory", open=False):
                 memory_level, memory_estimate = build_memory_panel()
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary")
-                cancel = gr.Button("Cancel", variant="stop")
+            generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
-            status = gr.Markdown("Ready.", label="Status")
-            result = result_video()
-            video = result.video
-            details = gr.JSON(label="Details")
-    job_id = gr.State(None)
+            outputs = job_outputs()
     form = [resolution, frames, steps, guidance, negative, about]
     model.change(model_settings, model, form, api_name=False)
 
@@ -204,7 +198,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_threshold,
             *speed_options.inputs,
         ],
-        (job_id, video, details, status),
+        outputs.wired,
         api_name="t2v",
     )
-    return result
+    return outputs.result

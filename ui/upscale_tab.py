@@ -14,7 +14,7 @@ from core.upscale.frame_reader import probe_source
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
 from ui.jobs import run_job, wire_job
-from ui.send import TabIO, result_video
+from ui.send import TabIO, job_buttons, job_outputs
 from weights.registry import cards_for
 
 DETAIL_KEYS = (
@@ -74,15 +74,9 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                 quality = gr.Slider(1, 10, value=8, step=1, label="Quality (1 = small file, 10 = best)")
                 seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
             preview = gr.Markdown(size_preview(None, 4, None))
-            with gr.Row():
-                upscale = gr.Button("Upscale", variant="primary")
-                cancel = gr.Button("Cancel", variant="stop")
+            upscale, cancel = job_buttons("Upscale")
         with gr.Column(scale=1):
-            status = gr.Markdown("Ready.", label="Status")
-            result = result_video()
-            video = result.video
-            details = gr.JSON(label="Details")
-    job_id = gr.State(None)
+            outputs = job_outputs()
     for trigger in (source.change, scale.change, max_width.change):
         trigger(size_preview, [source, scale, max_width], preview, api_name=False)
     descriptions = {c.id: c.description for c in cards}
@@ -122,7 +116,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
         cancel,
         run,
         [source, model, scale, variant, max_width, quality, seed],
-        (job_id, video, details, status),
+        outputs.wired,
         api_name="upscale",
     )
-    return TabIO(source, result)
+    return TabIO(source, outputs.result)
