@@ -9,6 +9,7 @@ import pandas as pd
 
 from core.history import delete_result, list_results, rerun_settings
 from core.requests import request_types
+from core.space import for_display
 from core.studio import Studio
 from weights.registry import load_cards
 
@@ -16,9 +17,12 @@ COLUMNS = ["created", "task", "model", "prompt", "seed", "path"]
 
 
 def history_frame(studio: Studio, task: str | None, model: str | None, text: str | None) -> pd.DataFrame:
-    """The filtered results, newest first, one line each."""
-    entries = list_results(studio.settings.outputs_dir, task or None, model or None, text or None)
-    return pd.DataFrame([e.row() for e in entries], columns=COLUMNS)
+    """The filtered results, newest first, one line each (paths inside the outputs folder in a Space)."""
+    outputs = studio.settings.outputs_dir
+    entries = list_results(outputs, task or None, model or None, text or None)
+    frame = pd.DataFrame([e.row() for e in entries], columns=COLUMNS)
+    frame["path"] = [for_display(path, studio.space, outputs) for path in frame["path"]]
+    return frame
 
 
 def build_history_tab(studio: Studio) -> None:
@@ -31,13 +35,13 @@ def build_history_tab(studio: Studio) -> None:
 
     def pick(table: pd.DataFrame, event: gr.SelectData) -> tuple[str, str]:
         path = str(table.iloc[event.index[0]]["path"])
-        return path, path
+        return str(outputs / path), path
 
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         try:
-            return rerun_settings(outputs, path)
+            return rerun_settings(outputs, outputs / path)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -45,7 +49,7 @@ def build_history_tab(studio: Studio) -> None:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         try:
-            removed = delete_result(outputs, path)
+            removed = delete_result(outputs, outputs / path)
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         message = "Deleted " + ", ".join(p.name for p in removed)
