@@ -27,7 +27,9 @@ from core.magi.vae_blocks import ViTConfig
 from weights.tiny import WORDS
 
 TINY_T5_DIM = 32
-TINY_VAE_DDCONFIG = PUBLISHED_DDCONFIG | dict(video_size=32, video_length=8, embed_dim=256, depth=1, num_heads=4)
+TINY_VAE_DDCONFIG = PUBLISHED_DDCONFIG | dict(
+    video_size=32, video_length=8, embed_dim=256, depth=1, num_heads=4
+)
 """The published ddconfig with tiny sizes; the 4x8x8 patch (the compression) is kept."""
 T5_SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
 SPECIAL_TOKENS = {"caption_token": 1, "logo_token": 1, "other_tokens": 100}

@@ -206,7 +206,8 @@ class MagiTextEncoder:
         out and, like the official code, carry T5's output for pad tokens (the DiT ignores them)."""
         unknown = [name for name in style_tokens if name not in self.special_tokens]
         if unknown:
-            raise ConfigError(f"unknown MAGI special token(s) {unknown}; known: {sorted(self.special_tokens)}")
+            known = sorted(self.special_tokens)
+            raise ConfigError(f"unknown MAGI special token(s) {unknown}; known: {known}")
         batch = self.tokenizer(
             [clean_caption(p) for p in prompts],
             max_length=self.max_length,
