@@ -200,6 +200,13 @@ def test_magi_cards_validate_and_serve_both_tabs() -> None:
     assert cards["tiny-magi"].dev and cards["tiny-magi"].builder == "tiny-magi"
 
 
+def test_magi_cards_list_after_the_existing_defaults_with_the_4_5b_distill_first() -> None:
+    for task in ("t2v", "continue"):
+        listed = [c.id for c in cards_for(task)]
+        assert not listed[0].startswith("magi-")
+        assert next(i for i in listed if i.startswith("magi-")) == "magi-1-4.5b-distill"
+
+
 @pytest.mark.parametrize(
     ("card_id", "dit_folder"),
     [

@@ -67,6 +67,8 @@ class ModelCard:
     extra: dict[str, Any] = field(default_factory=dict)
     tasks: tuple[str, ...] = ()
     """Further tabs the model serves besides its main ``task`` (e.g. MAGI-1: t2v and continue)."""
+    order: int = 0
+    """Position in the model lists (ascending, then file name): the first card of a tab is its default."""
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
@@ -116,6 +118,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         as_int(f"{where_id} width", res.width, low=16, high=8192)
         as_int(f"{where_id} height", res.height, low=16, high=8192)
     as_float(f"{where_id} params_billion", card.params_billion, low=0)
+    as_int(f"{where_id} order", card.order)
     return card
 
 
@@ -132,8 +135,9 @@ def load_cards(folder: Path = CARDS_DIR) -> dict[str, ModelCard]:
 
 
 def cards_for(task: str, *, dev: bool = False) -> list[ModelCard]:
-    """The cards of one task; test models only when ``dev`` is set."""
-    return [c for c in load_cards().values() if c.serves(task) and (dev or not c.dev)]
+    """The cards of one task (by ``order``, then file name); test models only when ``dev`` is set."""
+    cards = [c for c in load_cards().values() if c.serves(task) and (dev or not c.dev)]
+    return sorted(cards, key=lambda card: card.order)
 
 
 def get_card(model_id: str) -> ModelCard:
