@@ -145,6 +145,7 @@ def test_4k_frames_encode_to_k_latents_and_decode_back(magi_vae: MagiVAE) -> Non
     image = magi_vae.encode(video[:, :, :1], tiled=False)
     assert image.shape == (1, 16, 1, 4, 6)
     assert magi_vae.decode(image, tiled=False).shape == (1, 3, 1, 32, 48)
+    assert [magi_vae.latent_frames(n) for n in (1, 4, 8, 96)] == [1, 1, 2, 24]
     for frames in (5, 9):
         with pytest.raises(ValueError, match="1 or 4k frames"):
             magi_vae.encode(video[:, :, :1].expand(-1, -1, frames, -1, -1))
