@@ -13,6 +13,7 @@ from core.magi.text import (
     NEGATIVE_TOKENS,
     MagiTextEncoder,
     chunk_captions,
+    fetch_special_tokens,
     load_special_tokens,
     null_captions,
 )
@@ -130,3 +131,11 @@ def test_special_tokens_must_be_as_wide_as_the_t5(magi_text: MagiTextEncoder) ->
     wide = {name: torch.zeros(4096, dtype=torch.float16) for name in magi_text.special_tokens}
     with pytest.raises(ConfigError, match="32-wide"):
         MagiTextEncoder(magi_text.tokenizer, magi_text.model, wide)
+
+
+def test_special_tokens_are_fetched_once_into_the_model_folder(magi_parts: Path, tmp_path: Path) -> None:
+    url = (magi_parts / "special_tokens.npz").as_uri()
+    target = fetch_special_tokens(tmp_path, url)
+    assert target == tmp_path / "special_tokens.npz" and target.read_bytes() == Path(url[7:]).read_bytes()
+    assert fetch_special_tokens(tmp_path, "file:///nonexistent.npz") == target
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["special_tokens.npz"]
