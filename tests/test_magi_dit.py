@@ -402,3 +402,10 @@ def test_window_size_one_and_a_kv_policy(distill_dit, vae, caption):
     assert seen == [0, 1, 2]
     assert policy.calls == [0, 1, 2] * 2  # two finished chunks re-forwarded clean, three layers each
     assert stats["kv_tokens"] == 2 * 5 and stats["dit_calls"] == 3 * 8
+
+
+def test_bfloat16_model_generates_with_float32_embedders(magi_folders, vae, caption):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dit = load_magi_dit(magi_folders["4.5B_distill_quant"], device=device, dtype=torch.bfloat16)
+    video = generate(dit, vae, *caption, num_chunks=2, height=32, width=32, steps=8, guidance=1.0, seed=0)
+    assert video.shape == (48, 32, 32, 3) and bool(torch.isfinite(video).all())

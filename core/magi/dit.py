@@ -125,6 +125,7 @@ class MagiDiT(nn.Module):
         frames = torch.cat([torch.arange(s, s + frames_per_slot) for s in starts])
         return self.rope.table(frames, grid[1], grid[2])
 
+    @torch.no_grad()
     def modulated_input(
         self,
         x: torch.Tensor,

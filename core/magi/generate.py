@@ -207,6 +207,7 @@ class ChunkGenerator:
             self.latents[:, :, span] += velocity[:, :, index * self.width : (index + 1) * self.width] * delta
 
 
+@torch.no_grad()
 def generate(
     dit: MagiDiT,
     vae,
