@@ -409,3 +409,45 @@ def test_bfloat16_model_generates_with_float32_embedders(magi_folders, vae, capt
     dit = load_magi_dit(magi_folders["4.5B_distill_quant"], device=device, dtype=torch.bfloat16)
     video = generate(dit, vae, *caption, num_chunks=2, height=32, width=32, steps=8, guidance=1.0, seed=0)
     assert video.shape == (48, 32, 32, 3) and bool(torch.isfinite(video).all())
+
+
+def test_step_hooks_can_reuse_a_chunk_from_its_modulated_input(distill_dit, vae, caption):
+    class ReuseNoisiest:
+        wants_kv = True
+
+        def __init__(self):
+            self.last = {}
+            self.reused = []
+
+        def select_reuse(self, context):
+            features = context.modulated_input()
+            assert len(features) == len(context.chunks)
+            position = len(context.chunks) - 1
+            if not context.denoising[position] or context.chunks[position] not in self.last:
+                return {}
+            self.reused.append((context.step, context.chunks[position]))
+            output, kv = self.last[context.chunks[position]]
+            return {position: SlotReuse(output=output, kv=kv)}
+
+        def after_forward(self, context, output):
+            width = output.velocity.shape[2] // len(context.chunks)
+            for position, chunk in enumerate(context.chunks):
+                if context.denoising[position] and position in output.kv:
+                    span = slice(position * width, (position + 1) * width)
+                    self.last[chunk] = (output.velocity[:, :, span], output.kv[position])
+
+    hook, seen = ReuseNoisiest(), []
+    generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=3,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        step_hooks=hook,
+        on_chunk=lambda i, f: seen.append(i),
+    )
+    assert seen == [0, 1, 2] and len(hook.reused) > 0
