@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.magi.attention import ChunkSlot, ForwardPlan, key_block_mask, token_mask
+from core.magi.attention import ChunkSlot, ForwardPlan, block_attention, key_block_mask, token_mask
 from core.magi.config import MagiDiTConfig, preset
 from core.magi.dit import SlotReuse
 from core.magi.generate import generate
@@ -194,6 +194,22 @@ def test_block_causal_mask_never_reaches_a_later_chunk():
         ForwardPlan(slots=(ChunkSlot(0, 0, (0, 2)), ChunkSlot(1, 6, (0, 2))))
 
 
+def test_per_chunk_attention_equals_one_masked_attention():
+    generator = torch.Generator().manual_seed(0)
+    plan = ForwardPlan(slots=tuple(ChunkSlot(c, 0, (max(0, c - 2), c + 1)) for c in range(1, 4)), cached=(0,))
+    tokens = 5
+    query = torch.randn(1, 4, 3 * tokens, 8, generator=generator)
+    keys = [torch.randn(1, 2, tokens, 8, generator=generator) for _ in range(4)]
+    values = [torch.randn(1, 2, tokens, 8, generator=generator) for _ in range(4)]
+    cached = (keys[0], values[0], [tokens])
+    out = block_attention(query, keys[1:], values[1:], cached, plan, computed=[0, 1, 2])
+    mask = token_mask(plan, tokens)
+    k = torch.cat(keys, dim=2).repeat_interleave(2, dim=1)
+    v = torch.cat(values, dim=2).repeat_interleave(2, dim=1)
+    reference = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=mask)
+    assert torch.allclose(out, reference.transpose(1, 2).flatten(2), atol=1e-5)
+
+
 def _three_slot_call(dit):
     plan = ForwardPlan(slots=tuple(ChunkSlot(c, 6 * c, (max(0, c - 1), c + 1)) for c in range(3)))
     x = torch.randn(1, 16, 18, 4, 4, generator=torch.Generator().manual_seed(3))
@@ -301,6 +317,10 @@ def test_t2v_gives_each_chunk_as_soon_as_it_is_clean(distill_dit, vae, caption):
     assert chunks == [("chunk", i, (24, 32, 32, 3)) for i in range(3)]
     steps_before = [sum(1 for e in events[: events.index(c)] if e[0] == "step") for c in chunks]
     assert steps_before == [7, 9, 11]  # 12 steps; chunk 0 is out right after step 8 of 12
+    with pytest.raises(ConfigError, match="guidance 1"):
+        generate(distill_dit, vae, *caption, num_chunks=1, height=32, width=32, steps=8, guidance=5.0, seed=0)
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        generate(distill_dit, vae, *caption, num_chunks=1, height=40, width=32, steps=8, guidance=1.0, seed=0)
     again = generate(
         distill_dit, vae, *caption, num_chunks=3, height=32, width=32, steps=8, guidance=1.0, seed=0
     )

@@ -247,6 +247,8 @@ def generate(
     factor = vae.spatial_factor * dit.config.patch_size
     if height % factor or width % factor:
         raise ConfigError(f"height and width must be multiples of {factor}, got {height}x{width}")
+    if dit.config.distill and guidance > 1:
+        raise ConfigError("distilled MAGI-1 variants run with guidance 1 (guidance is distilled in)")
     if caption.shape[0] != 1:
         raise ConfigError("MAGI-1 generation takes one caption (batch 1)")
     device = dit.device
