@@ -36,18 +36,16 @@ class ChunkGenerator:
     def __init__(
         self,
         dit: MagiDiT,
-        vae,
         captions: Captions,
         *,
         steps: int,
         guidance: float,
-        window_size: int,
         run: MagiRunConfig,
         hooks: MagiStepHooks,
         kv_policy: KVPolicy | None,
     ) -> None:
-        self.dit, self.vae, self.captions, self.run, self.hooks = dit, vae, captions, run, hooks
-        self.steps, self.guidance, self.window_size = steps, guidance, window_size
+        self.dit, self.captions, self.run, self.hooks = dit, captions, run, hooks
+        self.steps, self.guidance = steps, guidance
         self.times = timesteps(steps, run)
         self.cache = ChunkKVCache(dit.config.num_layers, keep_chunks=max(1, run.reach - 1), policy=kv_policy)
         self.calls = 0
@@ -258,11 +256,9 @@ def generate(
     captions = Captions.build(caption, caption_mask, *negative, num_chunks=num_chunks, device=device)
     engine = ChunkGenerator(
         dit,
-        vae,
         captions,
         steps=steps,
         guidance=guidance,
-        window_size=window_size,
         run=run,
         hooks=step_hooks or NoStepHooks(),
         kv_policy=kv_policy,

@@ -88,9 +88,7 @@ def dequantize(weight: torch.Tensor, scales: dict[str, torch.Tensor]) -> torch.T
     return w * input_scale[0] / input_scale.reshape(1, -1)
 
 
-def load_state(
-    files: dict[str, Path], device: torch.device, dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
+def load_state(files: dict[str, Path], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Every tensor on ``device`` in its target dtype, fp8 weights folded back."""
     raw: dict[str, torch.Tensor] = {}
     scales: dict[str, dict[str, torch.Tensor]] = {}
