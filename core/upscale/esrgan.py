@@ -181,7 +181,7 @@ def load_with_spandrel(state: StateDict) -> SRNetwork | None:
     except ImportError:
         return None
     descriptor = ModelLoader().load_from_state_dict(state)
-    return SRNetwork(descriptor.model, descriptor.scale, descriptor.architecture.name, "spandrel")
+    return SRNetwork(descriptor.model, descriptor.scale, type(descriptor.model).__name__, "spandrel")
 
 
 def load_network(path: Path, use_spandrel: bool = True) -> SRNetwork:

@@ -59,7 +59,7 @@ class ESRGANStreamer:
         target = (self.size.narrowed_width, self.size.narrowed_height)
         if (frame.shape[1], frame.shape[0]) == target:
             return frame
-        return np.asarray(Image.fromarray(frame).resize(target, Image.Resampling.BICUBIC))
+        return np.array(Image.fromarray(frame).resize(target, Image.Resampling.BICUBIC))
 
     @torch.inference_mode()
     def upscale(self, frame: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from core.upscale.esrgan_stream import ESRGANStreamer
 from core.upscale.frame_reader import FrameReader, SourceInfo, probe_source
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest
-from core.upscale.sizing import ALIGN, OutputSize, plan_size, resize_and_crop
+from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
@@ -42,7 +42,6 @@ from weights.store import ensure_model, is_offline
 
 KV_OFFLOAD_MAX_VRAM_GB = 24.0
 READ_AHEAD_FRAMES = 16
-ESRGAN_ALIGN = 2
 ESRGAN_CUDA_DTYPE = torch.float16
 """Real-ESRGAN runs in half precision on GPUs, as its own inference script does."""
 
@@ -161,7 +160,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
     device = runner.device
     started = time.perf_counter()
     source = probe_source(Path(request.video))
-    align = ESRGAN_ALIGN if request.engine == "esrgan" else ALIGN
+    align = ENGINE_ALIGN[request.engine]
     size = plan_size(source.width, source.height, request.scale, request.max_input_width, align)
     encoder = choose_encoder(request.quality, device.index if device.type == "cuda" else None)
     record = base_record("upscale", job.id) | {

@@ -16,6 +16,8 @@ from PIL import Image
 from core.validation import ConfigError
 
 ALIGN = 128
+ENGINE_ALIGN = {"flashvsr": ALIGN, "esrgan": 2}
+"""Output sides are multiples of this per engine: FlashVSR's attention windows, H.264's even sides."""
 
 
 @dataclass(frozen=True)
