@@ -149,14 +149,15 @@ def test_request_checks_the_model_scale(clip_64: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_half_precision_on_the_gpu_matches_the_cpu() -> None:
-    """Real-size x4plus with random weights: float16 on CUDA, tiled, against float32 on the CPU."""
+    """Real-size general-x4v3 network with random weights: float16 on CUDA, tiled, against float32 on the
+    CPU in one piece (the compact model adds the upsampled input, so the output is a real picture)."""
     torch.manual_seed(0)
-    state = RRDBNet().state_dict()
+    state = SRVGGNetCompact(num_conv=32).state_dict()
     cpu = build_network(dict(state))
     gpu = build_network(dict(state)).to(torch.device("cuda"), torch.float16)
     frame = np.random.default_rng(0).integers(0, 255, (72, 136, 3), np.uint8)
     size = plan_size(136, 72, 4, align=2)
-    expected = ESRGANStreamer(cpu, size).upscale(frame).astype(int)
+    expected = ESRGANStreamer(cpu, size, tile=1024).upscale(frame).astype(int)
     out = ESRGANStreamer(gpu, size, tile=64).upscale(frame).astype(int)
-    assert out.shape == expected.shape == (288, 544, 3)
-    assert np.abs(out - expected).mean() < 2.0
+    assert out.shape == expected.shape == (288, 544, 3) and expected.std() > 20
+    assert np.abs(out - expected).mean() < 1.0
