@@ -1,0 +1,203 @@
+"""MAGI-1 in the app on the tiny model: requests, text to video and continuation through the runner,
+the growing preview, cancel, special tokens, the tabs and the /t2v API."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from core.continuation import ContinueRequest
+from core.magi import preset
+from core.magi.models import ASSETS_DIR, dit_config, special_tokens_file
+from core.magi.request import MagiRequest, context_frames, run_config, variant
+from core.requests import T2VRequest, parse_request
+from core.settings import Settings
+from core.validation import ConfigError
+from core.video_io import probe_video, read_frames, read_record
+from weights.registry import get_card
+from weights.store import ModelMissingError
+from weights.tiny_magi import TINY_T5_DIM
+
+pytest_plugins = ["tests.conftest_magi_app"]
+
+try:
+    import core.magi.caching  # noqa: F401
+
+    HAS_CACHE = True
+except ImportError:
+    HAS_CACHE = False
+
+
+def t2v(**fields) -> MagiRequest:
+    return parse_request({"task": "t2v", "model": "tiny-magi", "prompt": "a cat runs"} | fields)
+
+
+# --- weights -------------------------------------------------------------------------------------------
+
+
+def test_tiny_snapshot_fits_the_card_and_real_cards_use_the_published_preset(magi_models_dir, tmp_path):
+    card = get_card("tiny-magi")
+    config = dit_config(card, magi_models_dir / "tiny-magi")
+    assert config.caption_channels == TINY_T5_DIM
+    assert config.caption_max_length == card.extra["caption_max_length"]
+    assert config.distill and variant(card) == "4.5B_distill"
+    for name in ("4.5B_base", "4.5B_distill_quant"):
+        real = get_card("magi-1-" + name.lower().replace("_", "-"))
+        assert variant(real) == name and dit_config(real, tmp_path) == preset(name)
+    assert run_config(get_card("magi-1-4.5b-distill")).reach == 5
+
+
+def test_special_tokens_are_fetched_once_from_the_card_url(tmp_path):
+    source = tmp_path / "asset" / "special_tokens.npz"
+    source.parent.mkdir()
+    source.write_bytes(b"npz")
+    card = dataclasses.replace(
+        get_card("magi-1-4.5b-distill"), extra=get_card("magi-1-4.5b-distill").extra | {
+            "special_tokens_url": source.as_uri()
+        }
+    )
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    online = Settings(outputs_dir=tmp_path / "o", models_dir=tmp_path / "models", offline=False)
+    fetched = special_tokens_file(card, snapshot, online)
+    assert fetched == tmp_path / "models" / ASSETS_DIR / "special_tokens.npz"
+    assert fetched.read_bytes() == b"npz"
+    source.unlink()
+    assert special_tokens_file(card, snapshot, online) == fetched  # not fetched again
+    offline = dataclasses.replace(online, models_dir=tmp_path / "other", offline=True)
+    with pytest.raises(ModelMissingError, match="place it in"):
+        special_tokens_file(card, snapshot, offline)
+    (snapshot / "special_tokens.npz").write_bytes(b"x")
+    assert special_tokens_file(card, snapshot, offline) == snapshot / "special_tokens.npz"
+
+
+# --- requests ------------------------------------------------------------------------------------------
+
+
+def test_magi_requests_take_chunks_frames_or_seconds_and_card_defaults():
+    request = t2v()
+    assert isinstance(request, MagiRequest) and request.task == "t2v"
+    card = get_card("tiny-magi")
+    assert (request.chunks, request.frames, request.steps, request.guidance) == (2, 48, 4, 1.0)
+    assert (request.window_size, request.resolution, request.size) == (2, "tiny", (64, 64))
+    assert t2v(frames=72).chunks == 3 and t2v(seconds=1.1).chunks == 2 and t2v(chunks=5).frames == 120
+    assert t2v(resolution="64x64").resolution == "tiny" and t2v(resolution="tiny (64x64)").size == (64, 64)
+    again = parse_request(t2v(seconds=1.5, seed=7).to_dict())
+    assert again == t2v(seconds=1.5, seed=7, chunks=2, frames=48)
+    real = parse_request({"task": "t2v", "model": "magi-1-4.5b-distill", "prompt": "x"})
+    assert (real.chunks, real.steps, real.window_size, real.size) == (4, 64, 4, (720, 720))
+    base = parse_request({"task": "t2v", "model": "magi-1-4.5b-base", "prompt": "x", "steps": 20})
+    assert (base.guidance, base.steps) == (7.5, 20)
+    assert context_frames(card, 32) == 24 and context_frames(card, 500) == 96
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"frames": 50}, "whole chunks of 24 frames: frames must be a multiple of 24 \\(e.g. 48 or 72\\)"),
+        ({"chunks": 2, "frames": 24}, "they disagree"),
+        ({"model": "magi-1-4.5b-distill", "guidance": 5.0}, "guidance-distilled: guidance must be 1"),
+        ({"model": "magi-1-4.5b-distill", "steps": 20}, "steps must be one of 8, 12, 16, 32, 64, got 20"),
+        ({"model": "magi-1-4.5b-base", "steps": 30}, "must be a multiple of window_size \\(4\\)"),
+        ({"window_size": 5}, "window size must be between 1 and 4"),
+        ({"chunks": 61}, "chunks must be between 1 and 60"),
+        ({"resolution": "1280x720"}, "makes tiny \\(64x64\\)"),
+        ({"negative_prompt": "x"}, "unknown field\\(s\\) negative_prompt"),
+        ({"video": "clip.mp4"}, "takes no input video"),
+        ({"kv_budget": -1}, "KV budget must be between"),
+    ],
+)
+def test_bad_magi_requests_are_clear_config_errors(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        t2v(**fields)
+
+
+def test_the_wan_and_skyreels_requests_send_magi_models_to_their_own_request(clip_with_sound):
+    with pytest.raises(ConfigError, match="whole chunks: send it as a request dict"):
+        T2VRequest(model="tiny-magi", prompt="x")
+    with pytest.raises(ConfigError, match="continues in whole chunks"):
+        ContinueRequest(model="tiny-magi", video=str(clip_with_sound), prompt="x")
+    with pytest.raises(ConfigError, match="input video not found"):
+        parse_request({"task": "continue", "model": "tiny-magi", "prompt": "x", "video": "nope.mp4"})
+    request = parse_request(
+        {"task": "continue", "model": "tiny-magi", "prompt": "x", "video": str(clip_with_sound)}
+    )
+    assert request.task == "continue" and request.resolution is None and request.size is None
+
+
+@pytest.mark.skipif(HAS_CACHE, reason="the chunk cache is merged: its own test covers it")
+def test_cache_and_kv_budget_are_refused_until_the_chunk_cache_is_merged():
+    with pytest.raises(ConfigError, match="not in this build"):
+        t2v(cache={"preset": "fast"})
+    with pytest.raises(ConfigError, match="not in this build"):
+        t2v(kv_budget=1000)
+
+
+@pytest.mark.skipif(not HAS_CACHE, reason="core/magi/caching.py (branch magi-cache) is not merged yet")
+def test_cache_and_kv_budget_build_hooks_and_a_policy():
+    hooks, policy = t2v(cache={"preset": "fast"}, kv_budget=1000).cache_parts()
+    assert hooks is not None and policy is not None
+    assert t2v().cache_parts() == (None, None)
+
+
+# --- running -------------------------------------------------------------------------------------------
+
+
+def test_text_to_video_makes_whole_chunks_with_a_growing_preview(runner):
+    from tests.conftest_magi_app import WatchedJob
+
+    job = WatchedJob(t2v(chunks=2, seed=5))
+    record = runner.execute(job)
+    path = Path(record["path"])
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height, info.fps) == (48, 64, 64, 24.0)
+    embedded = read_record(path)
+    assert embedded["request"]["chunks"] == 2 and embedded["seed"] == 5 and embedded["status"] == "done"
+    assert embedded["task"] == "t2v" and embedded["chunks_done"] == 2
+    assert embedded["generation"]["dit_calls"] > 0
+    assert json.loads(path.with_suffix(".json").read_text())["output"] == path.name
+    assert [frames for _, frames in job.previews] == [24, 48]
+    assert not any(Path(p).exists() for p, _ in job.previews)  # previews are gone once the video is saved
+    denoising = [r for r in job.reports if r[0] == "denoising"]
+    assert denoising[-1][1] == denoising[-1][2] > 0
+    loaded = runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
+    assert runner.pipelines.loaded_id == "tiny-magi"
+    again = runner.execute(WatchedJob(t2v(chunks=2, seed=5)))
+    assert runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi") is loaded
+    assert (read_frames(Path(again["path"])) == read_frames(path)).all()  # same seed, same video
+
+
+def test_continuing_keeps_the_clip_and_its_sound_and_adds_whole_chunks(runner, clip_with_sound):
+    from tests.conftest_magi_app import WatchedJob
+
+    fields = {"task": "continue", "model": "tiny-magi", "prompt": "a cat", "video": str(clip_with_sound)}
+    request = parse_request(fields | {"chunks": 1})
+    job = WatchedJob(request)
+    record = runner.execute(job)
+    path = Path(record["path"])
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height, info.fps) == (32 + 24, 64, 64, 24.0)
+    assert (record["input_frames"], record["added_frames"], record["context_frames"]) == (32, 24, 24)
+    assert record["input"] == "input 80x48 30 fps → 64x64 24 fps, using last 24 frames"
+    with av.open(str(path)) as container:
+        assert container.streams.audio and record["audio"]
+    assert read_record(path)["task"] == "continue" and job.previews[-1][1] == 24
+
+    only = dataclasses.replace(request, continuation_only=True, seconds=1.0, chunks=0, frames=0)
+    record = runner.execute(WatchedJob(only))
+    assert probe_video(Path(record["path"])).frames == 24 and not record["audio"]
+
+
+def test_cancel_after_the_first_chunk_keeps_a_playable_partial_file(runner):
+    from tests.conftest_magi_app import WatchedJob
+
+    job = WatchedJob(t2v(chunks=3, seed=1), cancel_after_previews=1)
+    record = runner.execute(job)
+    path = Path(record["path"])
+    assert record["status"] == "cancelled" and path.name.endswith("_partial.mp4")
+    assert probe_video(path).frames == 24 * record["chunks_done"] >= 24
+    assert read_record(path)["status"] == "cancelled" and path.with_suffix(".json").is_file()
