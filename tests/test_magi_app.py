@@ -161,7 +161,7 @@ def test_text_to_video_makes_whole_chunks_with_a_growing_preview(runner):
     assert embedded["generation"]["dit_calls"] > 0
     assert json.loads(path.with_suffix(".json").read_text())["output"] == path.name
     assert [frames for _, frames in job.previews] == [24, 48]
-    assert not any(Path(p).exists() for p, _ in job.previews)  # previews are gone once the video is saved
+    assert [Path(p).exists() for p, _ in job.previews] == [False, True]  # the last stays a while for the UI
     denoising = [r for r in job.reports if r[0] == "denoising"]
     assert denoising[-1][1] == denoising[-1][2] > 0
     loaded = runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
@@ -201,3 +201,71 @@ def test_cancel_after_the_first_chunk_keeps_a_playable_partial_file(runner):
     assert record["status"] == "cancelled" and path.name.endswith("_partial.mp4")
     assert probe_video(path).frames == 24 * record["chunks_done"] >= 24
     assert read_record(path)["status"] == "cancelled" and path.with_suffix(".json").is_file()
+
+
+# --- tabs and API --------------------------------------------------------------------------------------
+
+
+def test_tabs_list_magi_and_switch_to_its_options(magi_runner, clip_with_sound):
+    import gradio as gr
+
+    from core.studio import Studio
+    from ui import continue_tab, t2v_tab
+
+    studio = Studio(magi_runner.settings)
+    try:
+        with gr.Blocks() as demo:
+            t2v_tab.build_t2v_tab(studio)
+            continue_tab.build_continue_tab(studio)
+        models = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model"]
+        assert all({"tiny-magi", "magi-1-4.5b-distill"} <= {v for _, v in m.choices} for m in models)
+    finally:
+        studio.shutdown()
+    updates = t2v_tab.model_settings("tiny-magi")
+    frames, negative, shift, step_speed, memory, magi, chunks = (updates[i] for i in (1, 4, 6, 7, 8, 9, 10))
+    assert [u["visible"] for u in (frames, negative, shift, step_speed, memory, magi)] == [False] * 5 + [True]
+    assert chunks["value"] == 2 and chunks["info"] == "2 chunks = 48 frames = 2.00 s at 24 fps"
+    assert t2v_tab.model_settings("tiny-wan")[9]["visible"] is False
+    card = get_card("tiny-magi")
+    data = t2v_tab.magi_request(card, "a cat runs", "tiny (64x64)", 4, 1.0, 3, 1, 2, 0, "Off")
+    assert parse_request(data) == t2v(chunks=1, seed=3)
+    updates = continue_tab.model_settings("tiny-magi")
+    assert [u["visible"] for u in updates[2:8] if "visible" in u] == [False] * 4 + [True]
+    data = continue_tab.magi_request_data(
+        get_card("tiny-magi"), str(clip_with_sound), "a cat", 1.5, True, 4, 1.0, 3, 1, 0, "Off", None
+    )
+    request = parse_request(data)
+    assert (request.chunks, request.window_size, request.continuation_only) == (2, 1, False)
+    assert continue_tab.describe_input(str(clip_with_sound), "tiny-magi", 0) == (
+        "input 80x48 30 fps → 64x64 24 fps, using last 24 frames"
+    )
+
+
+@pytest.mark.e2e
+def test_t2v_api_makes_a_magi_video(launched_app, magi_models_dir):
+    from gradio_client import Client
+
+    client = Client(launched_app.url, verbose=False)
+    job = client.submit(
+        model_id="tiny-magi",
+        prompt_text="a bird over the sea",
+        resolution_label="tiny",
+        step_count=4,
+        guidance_scale=1.0,
+        seed_value=11,
+        chunks=2,
+        window=2,
+        api_name="/t2v",
+    )
+    video, details, status = job.result()
+    info = probe_video(Path(video))
+    assert (info.frames, info.width, info.height, info.fps) == (48, 64, 64, 24.0)
+    assert details["chunks"] == 2 and details["seed"] == 11 and status.startswith("Done")
+    assert read_record(Path(video))["request"]["prompt"] == "a bird over the sea"
+    previews = [out[0] for out in job.outputs()[:-1] if isinstance(out, tuple) and isinstance(out[0], str)]
+    grown = [probe_video(Path(p)).frames for p in previews]  # the result video grows chunk by chunk
+    assert grown and grown == sorted(set(grown)) and set(grown) <= {24, 48}
+    with pytest.raises(Exception, match="guidance must be 1"):
+        client.predict(
+            model_id="magi-1-4.5b-distill", prompt_text="x", step_count=8, guidance_scale=5.0, api_name="/t2v"
+        )

@@ -44,6 +44,7 @@ except ImportError:  # the chunk cache (branch magi-cache) is not merged into th
     magi_cache_stats = None
 
 PREVIEW_DIR = ".previews"
+PREVIEW_MAX_AGE_S = 3600
 PREVIEW_ENCODER = Encoder(X264, {"crf": "26", "preset": "ultrafast"})
 MEMORY_HINT = (
     "; MAGI-1 ran out of GPU memory: a smaller window size (1 fits ~12 GB GPUs), a KV budget or a smaller "
@@ -53,12 +54,14 @@ MEMORY_HINT = (
 
 class ChunkPreview:
     """The chunks made so far (uint8) and, after each, a playable mp4 of them: ``<job id>-<k>.mp4`` in
-    ``folder`` for chunk ``k`` (a new name each time, so the UI sees a new video); the one before the
-    previous is deleted then, the last two when the job ends."""
+    ``folder`` for chunk ``k`` (a new name each time, so the UI sees a new video). Older previews are
+    deleted as new ones come; the last one stays until a later job sweeps previews older than an hour
+    (the UI may still be fetching it when the job ends)."""
 
     def __init__(self, folder: Path, fps: int, job: Job) -> None:
         self.folder, self.fps, self.job = Path(folder), fps, job
         self.chunks: list[np.ndarray] = []
+        self._sweep()
 
     def path(self, count: int) -> Path:
         return self.folder / f"{self.job.id}-{count}.mp4"
@@ -78,8 +81,14 @@ class ChunkPreview:
         return np.concatenate(self.chunks)
 
     def close(self) -> None:
-        for count in (len(self.chunks) - 1, len(self.chunks)):
-            self.path(count).unlink(missing_ok=True)
+        """Delete the previews but the last one."""
+        self.path(len(self.chunks) - 1).unlink(missing_ok=True)
+
+    def _sweep(self) -> None:
+        if self.folder.is_dir():
+            for old in self.folder.glob("*.mp4"):
+                if time.time() - old.stat().st_mtime > PREVIEW_MAX_AGE_S:
+                    old.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
