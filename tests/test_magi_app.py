@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
+import torch
 
 from core.continuation import ContinueRequest
 from core.magi import preset
@@ -243,7 +244,7 @@ def test_tabs_list_magi_and_switch_to_its_options(magi_runner, clip_with_sound):
 
 @pytest.mark.e2e
 def test_t2v_api_makes_a_magi_video(launched_app, magi_models_dir):
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
 
     client = Client(launched_app.url, verbose=False)
     job = client.submit(
@@ -265,7 +266,36 @@ def test_t2v_api_makes_a_magi_video(launched_app, magi_models_dir):
     previews = [out[0] for out in job.outputs()[:-1] if isinstance(out, tuple) and isinstance(out[0], str)]
     grown = [probe_video(Path(p)).frames for p in previews]  # the result video grows chunk by chunk
     assert grown and grown == sorted(set(grown)) and set(grown) <= {24, 48}
+    longer, details, _ = client.predict(
+        model_id="tiny-magi",
+        video_path=handle_file(video),
+        prompt_text="the bird lands",
+        seconds_to_add=1,
+        keep=True,
+        step_count=4,
+        guidance_scale=1.0,
+        window=1,
+        api_name="/continue",
+    )
+    assert probe_video(Path(longer)).frames == 48 + 24 and details["window_size"] == 1
     with pytest.raises(Exception, match="guidance must be 1"):
         client.predict(
             model_id="magi-1-4.5b-distill", prompt_text="x", step_count=8, guidance_scale=5.0, api_name="/t2v"
         )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_magi_runs_on_the_gpu_in_bfloat16(magi_models_dir, tmp_path):
+    from core.runner import Runner
+    from tests.conftest_magi_app import WatchedJob
+
+    settings = Settings(outputs_dir=tmp_path / "outputs", models_dir=magi_models_dir, offline=True, dev=True)
+    runner = Runner(settings, torch.device("cuda"))
+    record = runner.execute(WatchedJob(t2v(chunks=2, seed=0)))
+    assert probe_video(Path(record["path"])).frames == 48
+    assert (record["device"], record["dtype"]) == ("cuda", "bfloat16") and record["peak_memory_gb"] > 0
+    models = runner.pipelines.get(get_card("tiny-magi"), magi_models_dir / "tiny-magi")
+    assert models.dit.device.type == "cuda" and models.vae.vae.device.type == "cuda"
+    free_gb = torch.cuda.mem_get_info()[0] / 2**30
+    assert record["text_encoder_device"].startswith("cuda") == (free_gb > 35)

@@ -35,7 +35,6 @@ FIELD_HELP: dict[str, str] = {
     "chunks": "Chunks to make; each is 24 frames (1 s at 24 fps). 0 uses frames or seconds.",
     "window_size": "Chunks denoised together (1-4). 4 is the published speed; 1 fits ~12 GB GPUs.",
     "kv_budget": "Tokens of earlier chunks kept per layer for attention; 0 keeps all (as published).",
-    "cache": "Reuse chunk work between steps: {'preset': 'fast'} or {'method': 'flowcache', ...}.",
 }
 
 
@@ -221,6 +220,14 @@ class MagiRequest:
             return None
         res = self.card.resolution(self.resolution)
         return res.width, res.height
+
+    @property
+    def width(self) -> int | None:
+        return None if self.size is None else self.size[0]
+
+    @property
+    def height(self) -> int | None:
+        return None if self.size is None else self.size[1]
 
     def with_seed(self) -> MagiRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
