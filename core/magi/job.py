@@ -216,7 +216,7 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
         caption, mask = models.captions(request.prompt, request.chunks)
 
         def finish(status: str) -> dict[str, Any]:
-            cache = magi_cache_stats(hooks, policy) if magi_cache_stats is not None and hooks else None
+            cache = magi_cache_stats(hooks, policy) or None if magi_cache_stats is not None else None
             record.update(
                 status=status,
                 chunks_done=len(preview.chunks),
