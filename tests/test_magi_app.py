@@ -139,10 +139,17 @@ def test_cache_and_kv_budget_are_refused_until_the_chunk_cache_is_merged():
 
 
 @pytest.mark.skipif(not HAS_CACHE, reason="core/magi/caching.py (branch magi-cache) is not merged yet")
-def test_cache_and_kv_budget_build_hooks_and_a_policy():
+def test_cache_and_kv_budget_run_and_are_recorded(runner):
+    from tests.conftest_magi_app import WatchedJob
+
     hooks, policy = t2v(cache={"preset": "fast"}, kv_budget=1000).cache_parts()
     assert hooks is not None and policy is not None
     assert t2v().cache_parts() == (None, None)
+    with pytest.raises(ConfigError, match="cache preset"):
+        t2v(cache={"preset": "fastest"})
+    record = runner.execute(WatchedJob(t2v(chunks=2, seed=2, cache={"preset": "faster"}, kv_budget=64)))
+    assert probe_video(Path(record["path"])).frames == 48
+    assert record["cache"] and read_record(Path(record["path"]))["request"]["kv_budget"] == 64
 
 
 # --- running -------------------------------------------------------------------------------------------
