@@ -22,11 +22,12 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 class WatchedJob(Job):
     """A job that records its progress reports and, for each preview, how many frames the file had."""
 
-    def __init__(self, request: object, cancel_after_previews: int | None = None) -> None:
+    def __init__(self, request: object, cancel_after_previews: int = 0, fail_after_previews: int = 0) -> None:
         super().__init__(request)
         self.reports: list[tuple[str, int, int]] = []
         self.previews: list[tuple[str, int]] = []
         self.cancel_after_previews = cancel_after_previews
+        self.fail_after_previews = fail_after_previews
 
     def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
         self.reports.append((stage, step, total))
@@ -37,6 +38,8 @@ class WatchedJob(Job):
         super().show_preview(path)
         if len(self.previews) == self.cancel_after_previews:
             self.cancel()
+        if len(self.previews) == self.fail_after_previews:
+            raise RuntimeError("disk on fire")
 
 
 @pytest.fixture(scope="session")

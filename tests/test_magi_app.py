@@ -165,7 +165,7 @@ def test_text_to_video_makes_whole_chunks_with_a_growing_preview(runner):
     assert (info.frames, info.width, info.height, info.fps) == (48, 64, 64, 24.0)
     embedded = read_record(path)
     assert embedded["request"]["chunks"] == 2 and embedded["seed"] == 5 and embedded["status"] == "done"
-    assert embedded["task"] == "t2v" and embedded["chunks_done"] == 2
+    assert embedded["task"] == "t2v" and embedded["chunks_done"] == 2 and embedded["peak_memory_gb"] > 0
     assert embedded["generation"]["dit_calls"] > 0
     assert json.loads(path.with_suffix(".json").read_text())["output"] == path.name
     assert [frames for _, frames in job.previews] == [24, 48]
@@ -209,6 +209,15 @@ def test_cancel_after_the_first_chunk_keeps_a_playable_partial_file(runner):
     assert record["status"] == "cancelled" and path.name.endswith("_partial.mp4")
     assert probe_video(path).frames == 24 * record["chunks_done"] >= 24
     assert read_record(path)["status"] == "cancelled" and path.with_suffix(".json").is_file()
+
+
+def test_a_failure_after_a_chunk_keeps_it_and_says_so(runner):
+    from tests.conftest_magi_app import WatchedJob
+
+    with pytest.raises(RuntimeError, match=r"failed after 1 chunks: disk on fire; kept .*_partial\.mp4"):
+        runner.execute(WatchedJob(t2v(chunks=2, seed=1), fail_after_previews=1))
+    (kept,) = runner.settings.outputs_dir.glob("*_partial.mp4")
+    assert probe_video(kept).frames == 24 and read_record(kept)["status"] == "failed"
 
 
 # --- tabs and API --------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ clip followed by the new chunks (or only them), with the clip's sound under the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,25 +208,12 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
     hooks, policy = request.cache_parts()
     preview = ChunkPreview(runner.settings.outputs_dir / PREVIEW_DIR, card.fps, job)
     stats: dict[str, Any] = {}
+    failure: Exception | None = None
     with PeakMemory(runner.device) as peak:
         models = load_models(runner, job, card)
         record = magi_record(job, request, runner, models, clip, size)
         job.report("encoding prompt")
         caption, mask = models.captions(request.prompt, request.chunks)
-
-        def finish(status: str) -> dict[str, Any]:
-            cache = magi_cache_stats(hooks, policy) or None if magi_cache_stats is not None else None
-            record.update(
-                status=status,
-                chunks_done=len(preview.chunks),
-                generation=stats,
-                cache=cache,
-                time_s=round(time.perf_counter() - started, 3),
-                peak_memory_gb=round(peak.peak_gb, 3),
-            )
-            job.report("writing video")
-            return save_video(runner, request, clip, record, preview.frames, partial=status != "done")
-
         try:
             generate(
                 models.dit,
@@ -250,21 +236,38 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
                 run=models.run,
                 stats=stats,
             )
+            status = "done"
         except JobCancelledError:
             if not preview.chunks:
                 raise
-            return finish("cancelled")
+            status = "cancelled"
         except ConfigError:
             raise
-        except Exception as exc:
-            raise _failed(exc, preview, finish, runner) from exc
+        except Exception as exc:  # kept below: the chunks made are saved before the error goes on
+            failure, status = exc, "failed"
         finally:
             preview.close()
-        return finish("done")
+    record.update(
+        status=status,
+        chunks_done=len(preview.chunks),
+        generation=stats,
+        cache=magi_cache_stats(hooks, policy) or None if magi_cache_stats is not None else None,
+        time_s=round(time.perf_counter() - started, 3),
+        peak_memory_gb=round(peak.peak_gb, 3),
+    )
+    if failure is not None:
+        raise _failed(failure, runner, request, clip, record, preview) from failure
+    job.report("writing video")
+    return save_video(runner, request, clip, record, preview.frames, partial=status != "done")
 
 
 def _failed(
-    exc: Exception, preview: ChunkPreview, finish: Callable[[str], dict[str, Any]], runner: Runner
+    exc: Exception,
+    runner: Runner,
+    request: MagiRequest,
+    clip: Clip | None,
+    record: dict[str, Any],
+    preview: ChunkPreview,
 ) -> Exception:
     """The error to raise for a failed run, after keeping the chunks made (and freeing an OOM'd model)."""
     hint = ""
@@ -273,6 +276,7 @@ def _failed(
         hint = MEMORY_HINT
     kept = ""
     if preview.chunks:
-        record = finish("failed")
-        kept = f"; kept {record['output']} ({len(preview.chunks)} chunks)"
+        record["error"] = str(exc)
+        saved = save_video(runner, request, clip, record, preview.frames, partial=True)
+        kept = f"; kept {saved['output']} ({len(preview.chunks)} chunks)"
     return RuntimeError(f"MAGI-1 failed after {len(preview.chunks)} chunks: {exc}{hint}{kept}")
