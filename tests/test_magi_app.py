@@ -110,6 +110,7 @@ def test_magi_requests_take_chunks_frames_or_seconds_and_card_defaults():
         ({"negative_prompt": "x"}, "unknown field\\(s\\) negative_prompt"),
         ({"video": "clip.mp4"}, "takes no input video"),
         ({"kv_budget": -1}, "KV budget must be between"),
+        ({"resolution": 64}, "resolution must be text"),
     ],
 )
 def test_bad_magi_requests_are_clear_config_errors(fields, message):

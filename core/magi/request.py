@@ -32,7 +32,7 @@ MAX_WINDOW = 4
 MAX_KV_BUDGET = 10**9
 
 FIELD_HELP: dict[str, str] = {
-    "chunks": "Chunks to make; each is 24 frames (1 s at 24 fps). 0 uses frames or seconds.",
+    "chunks": "Chunks to make; each is 24 frames (1 s at 24 fps).",
     "window_size": "Chunks denoised together (1-4). 4 is the published speed; 1 fits ~12 GB GPUs.",
     "kv_budget": "Tokens of earlier chunks kept per layer for attention; 0 keeps all (as published).",
 }
@@ -150,7 +150,8 @@ class MagiRequest:
         set_(self, "guidance", self._checked_guidance(card))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
         if self.resolution is not None or self.task == "t2v":
-            set_(self, "resolution", find_resolution(card, self.resolution or card.defaults.resolution).name)
+            asked = as_text("resolution", self.resolution) or card.defaults.resolution
+            set_(self, "resolution", find_resolution(card, asked).name)
         set_(self, "kv_budget", as_int("KV budget", self.kv_budget, low=0, high=MAX_KV_BUDGET))
         if not isinstance(self.continuation_only, bool):
             raise ConfigError(f"continuation only must be true or false, got {self.continuation_only!r}")
