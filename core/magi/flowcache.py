@@ -101,6 +101,7 @@ class FlowCache:
                 self._counts["chunk_steps_reused"] += 1
             else:
                 self._counts["chunk_steps_computed"] += 1
+                state.saved = None  # recomputed now: free its old velocity and keys / values first
                 if state.steps + 1 >= self.config.warmup and self.config.threshold > 0:
                     self._save.add(position)
             state.steps += 1
@@ -129,7 +130,9 @@ class FlowCache:
             state = states[chunk]
             if twins[0] in reuse and state.alone is not None:
                 reuse[position] = state.alone
-            elif twins[0] in reuse or twins[0] in self._save:
+                continue
+            state.alone = None
+            if twins[0] in reuse or twins[0] in self._save:
                 self._save.add(position)
 
     def after_forward(self, context: StepContext, output: DiTOutput) -> None:
