@@ -125,9 +125,10 @@ def main() -> None:
         stats = r["stats"]
         reused = stats.get("chunk_steps_reused", 0)
         steps = reused + stats.get("chunk_steps_computed", 0)
+        reused = f"{reused}/{steps}" if steps else "-"
         print(
             f"{name:<22} {r['ms_per_chunk']:>9.0f} {base['ms_per_chunk'] / r['ms_per_chunk']:>6.2f} "
-            f"{r['total_s']:>8.1f} {r['peak_gib']:>9.1f} {r['kv_peak_gib']:>7.2f} {reused}/{steps}"
+            f"{r['total_s']:>8.1f} {r['peak_gib']:>9.1f} {r['kv_peak_gib']:>7.2f} {reused}"
         )
     print("memory flat? peak VRAM / KV held after chunk 5 vs after the last chunk:")
     for name, r in results.items():

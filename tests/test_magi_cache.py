@@ -129,6 +129,29 @@ def test_budget_above_the_cache_changes_nothing(distill_dit, vae, caption):
     assert policy.stats()["kv_tokens_dropped"] == 0 and policy.stats()["kv_compressions"] == 0
 
 
+def test_the_dit_hands_the_policy_the_newest_chunks_rotated_queries(distill_dit, vae, caption, monkeypatch):
+    import core.magi.layers as layers
+
+    seen_queries, checked = [], []
+    original = layers.block_attention
+
+    def recording(query, *args):
+        seen_queries.append(query)
+        return original(query, *args)
+
+    class Recorder:
+        query_tokens = 64
+
+        def compress(self, cache, layer):
+            # window 1: the storing call is [clean chunk, next chunk]; the next chunk (24 tokens) attends
+            expected = seen_queries[-distill_dit.config.num_layers + layer][:, :, 24:48]
+            checked.append(torch.equal(cache.recent_queries(layer), expected))
+
+    monkeypatch.setattr(layers, "block_attention", recording)
+    _run(distill_dit, vae, caption, policy=Recorder(), chunks=3, steps=4, window=1)
+    assert checked == [True] * 2 * distill_dit.config.num_layers
+
+
 def test_compression_keeps_attended_tokens_and_the_newest_chunk():
     generator = torch.Generator().manual_seed(0)
     cache = ChunkKVCache(

@@ -151,6 +151,7 @@ class FlowCache:
             else:
                 state.alone = saved
         self._save = set()
+        self.wants_kv = False
 
     def stats(self) -> dict[str, float | int]:
         """Chunk-steps computed and reused over the last run (denoising chunks of every branch)."""
