@@ -8,7 +8,8 @@ import torch
 from core.magi.caching import build_magi_cache, magi_cache_stats
 from core.magi.flowcache import FlowCache, FlowCacheConfig
 from core.magi.generate import generate
-from core.magi.kv_cache import ChunkKVCache
+from core.magi.hooks import MagiStepHooks
+from core.magi.kv_cache import ChunkKVCache, KVPolicy
 from core.magi.kv_compress import ImportanceRedundancyKV, KVCompressConfig
 from core.validation import ConfigError
 
@@ -176,6 +177,7 @@ def test_factory_builds_hooks_and_policy_and_reports():
     hooks, policy = build_magi_cache({"preset": "fast"}, kv_budget=1000, granularity="token")
     assert isinstance(hooks, FlowCache) and hooks.config == FlowCacheConfig(threshold=0.01, warmup=5)
     assert isinstance(policy, ImportanceRedundancyKV) and policy.config.granularity == "token"
+    assert isinstance(hooks, MagiStepHooks) and isinstance(policy, KVPolicy)
     hooks, policy = build_magi_cache({"method": "flowcache", "threshold": 0.2, "warmup": 1})
     assert hooks.config.threshold == 0.2 and hooks.config.warmup == 1 and policy is None
     assert build_magi_cache("faster")[0].config == FlowCacheConfig(threshold=0.05, warmup=3)
