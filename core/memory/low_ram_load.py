@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 FP8_STORAGE_DTYPE = torch.float8_e4m3fn
 ARENA_CHUNK_BYTES = 2**30
 ALIGN = 512
+STAGING_BYTES = 64 * 2**20
 TRANSFORMER_NAMES = ("transformer", "transformer_2")
 TEXT_ENCODER = "text_encoder"
 
@@ -135,19 +136,24 @@ class Shard:
     def shape(self, key: str) -> torch.Size:
         return torch.Size(self.entries[key]["shape"])
 
-    def read_into(self, file: Any, key: str, out: torch.Tensor) -> None:
-        """Fill ``out`` (contiguous, the tensor's file dtype and shape) from the open ``file``."""
+    def read_into(self, file: Any, key: str, out: torch.Tensor, skip: int = 0) -> None:
+        """Fill ``out`` (contiguous, the tensor's file dtype) with the tensor's bytes from ``skip`` on."""
         start, end = self.entries[key]["data_offsets"]
-        if out.numel() * out.element_size() != end - start:
-            raise ValueError(f"{self.path.name}: {key!r} is {end - start} bytes, the target is not")
-        file.seek(self.data_start + start)
-        view = memoryview(out.reshape(-1).view(torch.uint8).numpy()) if end > start else memoryview(b"")
-        if file.readinto(view) != end - start:
+        nbytes = out.numel() * out.element_size()
+        if skip + nbytes > end - start:
+            raise ValueError(f"{self.path.name}: {key!r} has {end - start} bytes, {skip + nbytes} asked for")
+        file.seek(self.data_start + start + skip)
+        view = memoryview(out.reshape(-1).view(torch.uint8).numpy()) if nbytes else memoryview(b"")
+        if file.readinto(view) != nbytes:
             raise ValueError(f"{self.path.name}: {key!r} is cut short")
 
 
-def _final_tensor(shard: Shard, file: Any, handle: Any, key: str, like: torch.Tensor, arena):
-    """The checkpoint tensor ``key`` in ``like``'s dtype and shape, and whether it stayed mapped."""
+def _final_tensor(shard: Shard, file: Any, handle: Any, key: str, like: torch.Tensor, arena, staging):
+    """The checkpoint tensor ``key`` in ``like``'s dtype and shape, and whether it stayed mapped.
+
+    A conversion reads through ``staging``, one byte buffer (at most 64 MiB) reused for every tensor
+    and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill.
+    """
     stored, shape = shard.dtype(key), shard.shape(key)
     if shape != like.shape:
         raise ValueError(f"{key}: checkpoint shape {tuple(shape)} != model shape {tuple(like.shape)}")
@@ -157,10 +163,13 @@ def _final_tensor(shard: Shard, file: Any, handle: Any, key: str, like: torch.Te
         target = arena.empty(shape, stored)
         shard.read_into(file, key, target)
         return target, False
-    source = torch.empty(shape, dtype=stored)
-    shard.read_into(file, key, source)
     target = torch.empty(shape, dtype=like.dtype) if arena is None else arena.empty(shape, like.dtype)
-    target.copy_(source)
+    flat, step = target.view(-1), staging.numel() // stored.itemsize
+    for first in range(0, flat.numel(), step):
+        part = flat[first : first + step]
+        source = staging[: part.numel() * stored.itemsize].view(stored)
+        shard.read_into(file, key, source, skip=first * stored.itemsize)
+        part.copy_(source)
     return target, False
 
 
@@ -177,13 +186,15 @@ def stream_weights(
     slots = dict(model.named_parameters(remove_duplicate=False))
     slots.update(model.named_buffers(remove_duplicate=False))
     count = mapped = 0
-    for path in files:
-        shard = Shard(path)
+    shards = [Shard(path) for path in files]
+    sizes = [e["data_offsets"][1] - e["data_offsets"][0] for s in shards for e in s.entries.values()]
+    staging = torch.empty(min(max(sizes, default=0), STAGING_BYTES), dtype=torch.uint8)
+    for path, shard in zip(files, shards, strict=True):
         with path.open("rb", buffering=0) as file, safe_open(str(path), framework="pt") as handle:
             for key in shard.entries:
                 if key not in slots:
                     raise KeyError(f"{path.name}: tensor {key!r} has no place in {type(model).__name__}")
-                value, was_mapped = _final_tensor(shard, file, handle, key, slots[key], arena)
+                value, was_mapped = _final_tensor(shard, file, handle, key, slots[key], arena, staging)
                 _set_tensor(model, key, value)
                 count += 1
                 mapped += was_mapped
