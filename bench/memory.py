@@ -6,8 +6,8 @@ batch 1 as WanPipeline calls it, 81 frames at 480p (latent 21x60x104) and 720p (
 
 Level 0 builds the DiT straight on the GPU. Levels 4-6 load it as the app does from level 4: the
 low-RAM loader (``core/memory/low_ram_load.py``) streams a sharded bf16 safetensors checkpoint (written
-once to ``--weights-dir``; 14B: 28.6 GB, about a minute) into pinned host memory, fp8 at level 5;
-level 6 adds token chunking to the level-5 model. Per level: load time, peak RSS rise while loading
+once to ``--weights-dir``; 14B: 28.6 GB, about a minute) into pinned host memory, fp8 at levels 5-6,
+and places it as the app does. Per level: load time, peak RSS rise while loading
 (sampled) against the estimate, then per resolution the step time, peak VRAM
 (``torch.cuda.max_memory_allocated``) against the estimate, and one forward under each per-process
 VRAM cap (``set_per_process_memory_fraction``): OK or OOM, time and peak. Last, the planner's pick
@@ -45,7 +45,6 @@ from safetensors.torch import save_file  # noqa: E402
 from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.hardware import GpuInfo, Hardware  # noqa: E402
 from core.memory.apply import place_transformer  # noqa: E402
-from core.memory.chunking import apply_token_chunking  # noqa: E402
 from core.memory.estimate import estimate_memory, load_calibration, low_ram_load_gib, shape_for  # noqa: E402
 from core.memory.levels import CHUNKING, FP8_STORAGE, GROUP_OFFLOAD  # noqa: E402
 from core.memory.low_ram_load import load_model_low_ram  # noqa: E402
@@ -209,11 +208,8 @@ def planner_pick(card, width: int, height: int, cap_gib: float) -> tuple[int, bo
     return plan.level, plan.fits
 
 
-def load_level(shape: dict, level: int, folder: Path | None, device, previous):
-    """The DiT placed at ``level``; level 6 reuses the level-5 model ``previous`` when there is one."""
-    if level == CHUNKING and previous is not None:
-        apply_token_chunking(previous)
-        return previous
+def load_level(shape: dict, level: int, folder: Path | None, device):
+    """The DiT placed at ``level`` as the app places it (chunking hooks inside the offload hooks)."""
     if level < GROUP_OFFLOAD:
         return build_dit(shape, device)
     pin = device.type == "cuda"
@@ -231,15 +227,12 @@ def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: in
         started = time.perf_counter()
         folder = ensure_checkpoint(shape, weights_dir / name, device)
         print(f"{name}: checkpoint ready in {time.perf_counter() - started:.0f} s ({folder})", flush=True)
-    model = None
     for level in levels:
-        keep = level == FP8_STORAGE and CHUNKING in levels
-        reused = level == CHUNKING and model is not None
         with RssPeak() as rss:
             started = time.perf_counter()
-            model = load_level(shape, level, folder, device, model if level == CHUNKING else None)
+            model = load_level(shape, level, folder, device)
             load_s = time.perf_counter() - started
-        est_rise = low_ram_load_gib(est_shape, level, 2) if level >= GROUP_OFFLOAD and not reused else 0.0
+        est_rise = low_ram_load_gib(est_shape, level, 2) if level >= GROUP_OFFLOAD else 0.0
         for res, (width, height) in sizes.items():
             frames = FRAMES if device.type == "cuda" else 9
             inputs = dit_inputs(width, height, frames, device)
@@ -254,9 +247,8 @@ def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: in
                 cap_rows.append((name, res, cap, level, status, cap_s, cap_s / level0[res], cap_peak))
             del inputs
         print(f"{name}: level {level} done", flush=True)
-        if not keep:
-            model = None
-            free(device)
+        del model
+        free(device)
     picks = [(name, res, cap, *planner_pick(card, *size, cap)) for res, size in sizes.items() for cap in caps]
     return rows, cap_rows, picks
 
