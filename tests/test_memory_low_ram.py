@@ -172,3 +172,20 @@ def test_peak_rss_of_a_medium_model_at_level_5_matches_the_estimate(medium_wan_f
     assert measured["host"] / GIB == pytest.approx(estimate.dit_host_weights_gib, rel=0.01)
     assert rise == pytest.approx(estimated_rise, rel=0.1)
     assert rise < 0.7 * bf16 and rise < bf16 + shard
+
+
+def test_skyreels_loads_low_ram_and_chunks_its_feed_forward(tmp_path):
+    """The Continue tab's SkyReels-V2 DF DiT goes through the same loader; its blocks (causal masks)
+    keep their forward and get only the feed-forward sliced at level 6."""
+    from diffusers.hooks import HookRegistry
+
+    from core.memory.chunking import FFN_HOOK_NAME, HOOK_NAME
+    from weights.registry import get_card
+    from weights.tiny_skyreels import build_tiny_skyreels_df
+
+    folder = build_tiny_skyreels_df(tmp_path / "tiny-skyreels-df")
+    pipe = load_diffusers_pipeline(get_card("tiny-skyreels-df"), folder, CPU, level=6)
+    block = pipe.transformer.blocks[0]
+    assert block.ffn.net[0].proj.weight.dtype == torch.float8_e4m3fn
+    assert HookRegistry.check_if_exists_or_initialize(block.ffn).get_hook(FFN_HOOK_NAME) is not None
+    assert HookRegistry.check_if_exists_or_initialize(block).get_hook(HOOK_NAME) is None

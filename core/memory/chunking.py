@@ -23,6 +23,7 @@ from diffusers.models.transformers.transformer_wan import (
 
 DEFAULT_CHUNK_TOKENS = 8192
 HOOK_NAME = "token_chunked_block"
+FFN_HOOK_NAME = "token_chunked_ffn"
 
 
 def _rotate(hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -33,6 +34,21 @@ def _rotate(hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -
     out[..., 0::2] = x1 * cos - x2 * sin
     out[..., 1::2] = x1 * sin + x2 * cos
     return out
+
+
+class TokenChunkedForward(ModelHook):
+    """Runs a token-wise module (B, N, C) -> (B, N, C') over slices of at most ``chunk_tokens`` tokens."""
+
+    def __init__(self, chunk_tokens: int) -> None:
+        super().__init__()
+        self.chunk_tokens = chunk_tokens
+
+    def new_forward(self, module: torch.nn.Module, hidden_states: torch.Tensor, *args, **kwargs):
+        original = self.fn_ref.original_forward
+        if hidden_states.shape[1] <= self.chunk_tokens:
+            return original(hidden_states, *args, **kwargs)
+        parts = [original(part, *args, **kwargs) for part in hidden_states.split(self.chunk_tokens, dim=1)]
+        return torch.cat(parts, dim=1)
 
 
 class TokenChunkedWanBlock(ModelHook):
@@ -57,6 +73,9 @@ class TokenChunkedWanBlock(ModelHook):
     def new_forward(self, block: WanTransformerBlock, hidden_states, encoder_hidden_states, temb, rotary_emb):
         if not self._covered(block, hidden_states.shape[1], rotary_emb):
             return self.fn_ref.original_forward(hidden_states, encoder_hidden_states, temb, rotary_emb)
+        return self._sliced(block, hidden_states, encoder_hidden_states, temb, rotary_emb)
+
+    def _sliced(self, block: WanTransformerBlock, hidden_states, encoder_hidden_states, temb, rotary_emb):
         step = self.chunk_tokens
         slices = [slice(start, start + step) for start in range(0, hidden_states.shape[1], step)]
         key, value = _keys_and_values(block, hidden_states, temb, rotary_emb, slices)
@@ -122,10 +141,18 @@ def _slice_forward(block, hidden_states, encoder_hidden_states, temb, rotary_emb
 
 
 def apply_token_chunking(transformer: WanTransformer3DModel, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> int:
-    """Run every block over slices of ``chunk_tokens`` tokens; returns how many blocks changed."""
+    """Run every Wan block over slices of ``chunk_tokens`` tokens; returns how many blocks changed.
+
+    Blocks of other DiTs built on Wan (SkyReels-V2's, with their causal attention masks) get only their
+    feed-forward sliced.
+    """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
     for block in transformer.blocks:
-        registry = HookRegistry.check_if_exists_or_initialize(block)
-        registry.register_hook(TokenChunkedWanBlock(chunk_tokens), HOOK_NAME)
+        if type(block) is WanTransformerBlock:
+            registry = HookRegistry.check_if_exists_or_initialize(block)
+            registry.register_hook(TokenChunkedWanBlock(chunk_tokens), HOOK_NAME)
+        else:
+            registry = HookRegistry.check_if_exists_or_initialize(block.ffn)
+            registry.register_hook(TokenChunkedForward(chunk_tokens), FFN_HOOK_NAME)
     return len(transformer.blocks)
