@@ -189,3 +189,39 @@ def test_skyreels_loads_low_ram_and_chunks_its_feed_forward(tmp_path):
     assert block.ffn.net[0].proj.weight.dtype == torch.float8_e4m3fn
     assert HookRegistry.check_if_exists_or_initialize(block.ffn).get_hook(FFN_HOOK_NAME) is not None
     assert HookRegistry.check_if_exists_or_initialize(block).get_hook(HOOK_NAME) is None
+
+
+MAPPED = """
+import json, sys
+import torch
+from diffusers import WanTransformer3DModel
+from core.memory.low_ram_load import load_model_low_ram
+def status(key):
+    line = next(l for l in open("/proc/self/status") if l.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+load_model_low_ram(WanTransformer3DModel, sys.argv[2], torch.float32, 4)
+before = {key: status(key) for key in ("RssAnon", "RssFile")}
+model, report = load_model_low_ram(WanTransformer3DModel, sys.argv[1], torch.bfloat16, 4)
+loaded = {key: status(key) - before[key] for key in before}
+with torch.no_grad():
+    total = sum(float(p.float().sum()) for p in model.parameters())
+touched = {key: status(key) - before[key] for key in before}
+print(json.dumps({"loaded": loaded, "touched": touched, "mapped": report.mapped, "tensors": report.tensors}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon/RssFile from Linux's /proc")
+def test_weights_in_their_stored_dtype_stay_mapped_from_the_file(medium_wan_folder, tiny_wan_folder):
+    """bf16 weights loaded in bf16 are views of the mapped shards: no private copy (RssAnon barely moves);
+    reading them brings the file's pages in as RssFile, page cache the kernel can drop again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", MAPPED, str(medium_wan_folder), str(tiny_wan_folder / "transformer")],
+        capture_output=True, text=True, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    bf16 = sum(f.stat().st_size for f in medium_wan_folder.glob("*.safetensors"))
+    assert measured["mapped"] > 0.8 * measured["tensors"]  # all but the float32 norms and time embedder
+    assert measured["loaded"]["RssAnon"] < 0.1 * bf16 and measured["loaded"]["RssFile"] < 0.1 * bf16
+    assert measured["touched"]["RssFile"] == pytest.approx(bf16, rel=0.1)
+    assert measured["touched"]["RssAnon"] < 0.1 * bf16
