@@ -3,8 +3,9 @@
 ``from_pretrained`` puts the whole model in host RAM in the load dtype before offloading or fp8 casting
 can start (14B: 26.6 GiB of bf16). Here the model is built on the meta device, its final dtypes are
 planned first (diffusers' ``enable_layerwise_casting`` is applied to the empty model, so fp8 layers are
-fp8 before any weight exists), then every safetensors tensor is read from its memory-mapped shard,
-converted and set. The host never holds more than the final footprint plus one tensor.
+fp8 before any weight exists), then every safetensors tensor is read from its shard (``readinto``
+through one 64 MiB staging buffer), converted and set. The host never holds more than the final
+footprint plus that buffer.
 
 Where a tensor's file dtype is already its final dtype and it needs no pinning, it stays a view of
 the mapped file: clean page-cache pages the kernel can drop under pressure, not a private copy. For
@@ -25,11 +26,11 @@ import torch
 from accelerate import init_empty_weights
 from safetensors import safe_open
 
+from core.memory.apply import FP8_STORAGE_DTYPE
 from core.memory.levels import FP8_STORAGE, GROUP_OFFLOAD
 
 log = logging.getLogger(__name__)
 
-FP8_STORAGE_DTYPE = torch.float8_e4m3fn
 ARENA_CHUNK_BYTES = 2**30
 ALIGN = 512
 STAGING_BYTES = 64 * 2**20
@@ -118,8 +119,8 @@ SAFETENSORS_DTYPES = {
 
 
 class Shard:
-    """One safetensors file read tensor by tensor: ``read_into`` copies one tensor's bytes with ``readinto``
-    (no mapping left behind in RSS); ``mapped`` returns a view of the memory-mapped file."""
+    """One safetensors file's header, and ``read_into`` to copy a tensor's bytes with ``readinto`` (no
+    mapping left behind in RSS). Views of the mapped file come from ``safetensors.safe_open``."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
