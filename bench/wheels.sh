@@ -13,7 +13,7 @@ LIMIT_MIB=40  # what may share a call with .whl (~20 MiB) under the 64 MiB carry
 
 WHEELS=(
   # diffusers and what it needs beyond the GPU image
-  diffusers==0.42.1 safetensors==0.8.0 importlib_metadata==10.2.0 av==19.0.2
+  diffusers==0.42.1 accelerate==1.15.0 safetensors==0.8.0 importlib_metadata==10.2.0 av==19.0.2
   ftfy==6.3.1 wcwidth==0.9.4
   # FlashAttention-4 (pure Python on the CuTe DSL) and its needs (einops, typing_extensions: in the image)
   flash-attn-4==4.0.0b36 nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1

@@ -117,7 +117,7 @@ def models_table(demo: gr.Blocks) -> dict:
 
 
 @pytest.mark.parametrize("in_space", [False, True])
-def test_models_tab_shows_folders_and_delete_only_outside_a_space(
+def test_models_and_history_offer_delete_only_outside_a_space(
     monkeypatch, in_space: bool, models_dir: Path, tmp_path: Path
 ) -> None:
     if in_space:
@@ -135,6 +135,7 @@ def test_models_tab_shows_folders_and_delete_only_outside_a_space(
         assert shows_folder is not in_space
         assert ("Where" in table["headers"]) is not in_space
         assert ("delete_model" in api_names(demo)) is not in_space
+        assert ("delete_result" in api_names(demo)) is not in_space  # History's Delete
         assert "download_model" in api_names(demo)
     finally:
         studio.shutdown()

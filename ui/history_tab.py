@@ -26,7 +26,8 @@ def history_frame(studio: Studio, task: str | None, model: str | None, text: str
 
 
 def build_history_tab(studio: Studio) -> None:
-    """Create the tab inside the caller's ``gr.Tab``."""
+    """Create the tab inside the caller's ``gr.Tab``. In a Space there is no Delete: its visitors share
+    one outputs folder, so nobody may remove another's results."""
     outputs = studio.settings.outputs_dir
     models = sorted(c.id for c in load_cards().values() if studio.settings.dev or not c.dev)
 
@@ -73,7 +74,7 @@ def build_history_tab(studio: Studio) -> None:
         with gr.Column():
             with gr.Row():
                 rerun_button = gr.Button("Rerun settings")
-                delete_button = gr.Button("Delete", variant="stop")
+                delete_button = None if studio.space.is_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
             status = gr.Markdown()
     filters = [task, model, text]
@@ -82,6 +83,7 @@ def build_history_tab(studio: Studio) -> None:
         box.change(refresh, filters, table, api_name=False)
     table.select(pick, table, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
-    delete_button.click(
-        delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
-    )
+    if delete_button is not None:
+        delete_button.click(
+            delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
+        )

@@ -30,7 +30,7 @@ from core.magi.layers import (
     TransformerLayer,
     ZeroCenteredLayerNorm,
 )
-from core.magi.rope import LearnableRope
+from core.magi.rope import LearnableRope, apply_rope
 
 HIGH_PRECISION_PREFIXES = ("x_embedder.", "t_embedder.", "y_embedder.", "final_linear.", "rope.")
 HIGH_PRECISION_PARTS = (
@@ -228,7 +228,10 @@ class MagiDiT(nn.Module):
         mask = caption_mask.to(self.device).bool()
         keep = set(computed) if collect_kv else set(plan.store) & set(computed)
         kv_out: dict[int, list[KV]] = {p: [] for p in keep}
+        sample = _query_sample(plan, computed, hidden.shape[1] // len(computed), kv_cache)
         for index, layer in enumerate(self.videodit_blocks.layers):
+            if sample is not None:
+                kv_cache.observe_queries(index, _queries(layer, hidden, rope, sample))
             slot_kv = [reuse[p].kv[index] if p in reuse else None for p in range(len(plan.slots))]
             cached = kv_cache.gather(index, plan.cached) if plan.cached else (None, None, [])
             caption_kv = layer.self_attention.caption_keys_values(caption_tokens)
@@ -251,3 +254,28 @@ class MagiDiT(nn.Module):
         if config.half_channel_vae:
             x = x[:, : config.latent_channels]
         return x / config.x_rescale_factor
+
+
+def _query_sample(
+    plan: ForwardPlan, computed: list[int], slot_tokens: int, kv_cache: ChunkKVCache | None
+) -> torch.Tensor | None:
+    """Token indices (among the computed tokens) of an even sample of the newest computed slot that
+    attends earlier chunks, when this call stores a finished chunk and the cache's policy asks for queries."""
+    if kv_cache is None or not kv_cache.query_tokens or not plan.store:
+        return None
+    attending = [i for i, p in enumerate(computed) if plan.slots[p].keys[0] < len(plan.cached) + p]
+    if not attending:
+        return None
+    count = min(kv_cache.query_tokens, slot_tokens)
+    offsets = torch.linspace(0, slot_tokens - 1, count).round().long().unique()
+    return attending[-1] * slot_tokens + offsets
+
+
+def _queries(layer, hidden: torch.Tensor, rope, sample: torch.Tensor) -> torch.Tensor:
+    """Rotated self-attention queries ``[B, heads, len(sample), hd]`` of the sampled tokens, as the layer
+    computes them from its input ``hidden``."""
+    attention = layer.self_attention
+    sample = sample.to(hidden.device)
+    normed = attention.linear_qkv.layer_norm(hidden[:, sample])
+    query = attention.q_layernorm(attention._heads(attention.linear_qkv.q(normed), attention.heads).float())
+    return apply_rope(query, rope[0][sample], rope[1][sample]).to(normed.dtype).transpose(1, 2)

@@ -7,7 +7,10 @@ reach any more (older than ``keep_chunks`` behind the newest) are dropped.
 
 A :class:`KVPolicy` may shrink what is kept: after each chunk is appended, ``compress(cache, layer)`` is
 called once per layer and may replace any chunk's entry with fewer tokens (:meth:`ChunkKVCache.replace`).
-Attention handles entries of any length. The default :class:`KeepAll` keeps every token.
+Attention handles entries of any length. The default :class:`KeepAll` keeps every token. A policy that
+scores tokens by the attention recent queries pay them sets ``query_tokens`` > 0: the DiT then hands the
+cache, per layer, that many rotated queries of the newest chunk that attends earlier chunks, in every call
+that stores a finished chunk (:meth:`ChunkKVCache.recent_queries`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ KV = tuple[torch.Tensor, torch.Tensor]
 
 @runtime_checkable
 class KVPolicy(Protocol):
-    """Decides what of the cached keys / values to keep."""
+    """Decides what of the cached keys / values to keep (optional attribute ``query_tokens: int``)."""
 
     def compress(self, cache: ChunkKVCache, layer: int) -> None:
         """Called after a chunk was appended, once per layer; may :meth:`ChunkKVCache.replace` entries."""
@@ -43,7 +46,20 @@ class ChunkKVCache:
         self.keep_chunks = keep_chunks
         self.policy: KVPolicy = policy or KeepAll()
         self._layers: list[dict[int, KV]] = [{} for _ in range(num_layers)]
+        self._queries: dict[int, torch.Tensor] = {}
         self.peak_tokens = 0
+
+    @property
+    def query_tokens(self) -> int:
+        """How many recent queries per layer the policy asks to see (0: none)."""
+        return int(getattr(self.policy, "query_tokens", 0))
+
+    def observe_queries(self, layer: int, queries: torch.Tensor) -> None:
+        """Keep ``[batch, heads, tokens, head_dim]`` queries of the latest storing call for ``layer``."""
+        self._queries[layer] = queries
+
+    def recent_queries(self, layer: int) -> torch.Tensor | None:
+        return self._queries.get(layer)
 
     @property
     def chunks(self) -> list[int]:
