@@ -25,13 +25,6 @@ from weights.tiny_magi import TINY_T5_DIM
 
 pytest_plugins = ["tests.conftest_magi_app"]
 
-try:
-    import core.magi.caching  # noqa: F401
-
-    HAS_CACHE = True
-except ImportError:
-    HAS_CACHE = False
-
 
 def t2v(**fields) -> MagiRequest:
     return parse_request({"task": "t2v", "model": "tiny-magi", "prompt": "a cat runs"} | fields)
@@ -57,9 +50,8 @@ def test_special_tokens_are_fetched_once_from_the_card_url(tmp_path):
     source.parent.mkdir()
     source.write_bytes(b"npz")
     card = dataclasses.replace(
-        get_card("magi-1-4.5b-distill"), extra=get_card("magi-1-4.5b-distill").extra | {
-            "special_tokens_url": source.as_uri()
-        }
+        get_card("magi-1-4.5b-distill"),
+        extra=get_card("magi-1-4.5b-distill").extra | {"special_tokens_url": source.as_uri()},
     )
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
@@ -131,17 +123,9 @@ def test_the_wan_and_skyreels_requests_send_magi_models_to_their_own_request(cli
     assert request.task == "continue" and request.resolution is None and request.size is None
 
 
-@pytest.mark.skipif(HAS_CACHE, reason="the chunk cache is merged: its own test covers it")
-def test_cache_and_kv_budget_are_refused_until_the_chunk_cache_is_merged():
-    with pytest.raises(ConfigError, match="not in this build"):
-        t2v(cache={"preset": "fast"})
-    with pytest.raises(ConfigError, match="not in this build"):
-        t2v(kv_budget=1000)
-
-
-@pytest.mark.skipif(not HAS_CACHE, reason="core/magi/caching.py (branch magi-cache) is not merged yet")
 def test_cache_and_kv_budget_run_and_are_recorded(runner):
     from tests.conftest_magi_app import WatchedJob
+    from ui import t2v_tab
 
     hooks, policy = t2v(cache={"preset": "fast"}, kv_budget=1000).cache_parts()
     assert hooks is not None and policy is not None
@@ -150,7 +134,10 @@ def test_cache_and_kv_budget_run_and_are_recorded(runner):
         t2v(cache={"preset": "fastest"})
     record = runner.execute(WatchedJob(t2v(chunks=2, seed=2, cache={"preset": "faster"}, kv_budget=64)))
     assert probe_video(Path(record["path"])).frames == 48
-    assert record["cache"] and read_record(Path(record["path"]))["request"]["kv_budget"] == 64
+    assert read_record(Path(record["path"]))["request"]["kv_budget"] == 64
+    summary = t2v_tab.magi_cache_summary(record["cache"])
+    assert summary.startswith(" · flowcache reused ") and summary.endswith(" · KV budget 64 tokens")
+    assert t2v_tab.magi_cache_summary({}) == ""
 
 
 # --- running -------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from core.video_input import open_input
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.send import TabIO, job_buttons, job_outputs
-from ui.t2v_tab import MAGI_MEMORY_NOTE, with_preview
+from ui.t2v_tab import MAGI_MEMORY_NOTE, magi_cache_summary, with_preview
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -319,7 +319,8 @@ def build_continue_tab(studio: Studio) -> TabIO:
                 speed_preset,
                 cache_threshold,
             )
-            yield from with_preview(studio, run_job(studio, data, progress, MAGI_DETAIL_KEYS))
+            updates = run_job(studio, data, progress, MAGI_DETAIL_KEYS, magi_cache_summary)
+            yield from with_preview(studio, updates)
             return
         data = request_data(
             card,

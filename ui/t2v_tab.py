@@ -71,6 +71,17 @@ def cache_summary(stats: dict[str, Any]) -> str:
     return f" · {stats['method']} reused {stats['steps_reused']} of {total} forwards, ~{saved:.1f} s saved"
 
 
+def magi_cache_summary(stats: dict[str, Any]) -> str:
+    """`` · flowcache reused 40 of 120 chunk-steps · KV budget 4096 tokens`` for what ran, "" for neither."""
+    text = ""
+    if "chunk_steps_reused" in stats:
+        total = stats["chunk_steps_computed"] + stats["chunk_steps_reused"]
+        text += f" · flowcache reused {stats['chunk_steps_reused']} of {total} chunk-steps"
+    if "kv_budget_tokens" in stats:
+        text += f" · KV budget {stats['kv_budget_tokens']} tokens"
+    return text
+
+
 def seconds_label(frames: int, card: ModelCard) -> str:
     return f"{frames} frames = {frames / card.fps:.2f} s at {card.fps} fps"
 
@@ -299,7 +310,8 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 kv_budget,
                 chunk_speed,
             )
-            yield from with_preview(studio, run_job(studio, data, progress, MAGI_DETAIL_KEYS))
+            updates = run_job(studio, data, progress, MAGI_DETAIL_KEYS, magi_cache_summary)
+            yield from with_preview(studio, updates)
             return
         width, height = resolution_size(card, resolution_label)
         yield from run_job(

@@ -24,6 +24,7 @@ from core.continue_job import write_continuation
 from core.encoders import X264, Encoder
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job, JobCancelledError
+from core.magi.caching import magi_cache_stats
 from core.magi.generate import generate
 from core.magi.models import MagiModels
 from core.magi.request import MagiRequest, context_frames
@@ -36,11 +37,6 @@ from weights.store import ensure_model
 
 if TYPE_CHECKING:
     from core.runner import Runner
-
-try:
-    from core.magi.caching import magi_cache_stats
-except ImportError:  # the chunk cache (branch magi-cache) is not merged into this tree yet
-    magi_cache_stats = None
 
 PREVIEW_DIR = ".previews"
 PREVIEW_MAX_AGE_S = 3600
@@ -251,7 +247,7 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
         status=status,
         chunks_done=len(preview.chunks),
         generation=stats,
-        cache=magi_cache_stats(hooks, policy) or None if magi_cache_stats is not None else None,
+        cache=magi_cache_stats(hooks, policy) or None,
         time_s=round(time.perf_counter() - started, 3),
         peak_memory_gb=round(peak.peak_gb, 3),
     )

@@ -156,5 +156,3 @@ def load_magi_models(card: ModelCard, folder: Path, device: torch.device, settin
         style_tokens=tuple(name for name in named if name != DURATION_TOKEN),
         duration_tokens=DURATION_TOKEN in named,
     )
-
-

@@ -15,15 +15,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from core.continuation import checked_video_path
+from core.magi.caching import build_magi_cache
 from core.magi.config import VARIANTS
 from core.magi.schedule import MagiRunConfig
 from core.validation import ConfigError, as_choice, as_float, as_int, as_text
 from weights.registry import ModelCard, Resolution, get_card, load_cards
-
-try:
-    from core.magi.caching import build_magi_cache
-except ImportError:  # the chunk cache (branch magi-cache) is not merged into this tree yet
-    build_magi_cache = None
 
 MAGI_PIPELINE = "Magi1"
 TASKS = ("t2v", "continue")
@@ -204,10 +200,6 @@ class MagiRequest:
 
     def cache_parts(self) -> tuple[Any, Any]:
         """The step hooks and KV policy for this run (``core.magi.caching``); (None, None) for neither."""
-        if build_magi_cache is None:
-            if self.cache or self.kv_budget:
-                raise ConfigError("the MAGI-1 chunk cache and KV budget are not in this build yet")
-            return None, None
         return build_magi_cache(self.cache, kv_budget=self.kv_budget)
 
     @property
