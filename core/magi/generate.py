@@ -236,7 +236,8 @@ def generate(
     the T5 encoder; the negative caption defaults to the model's learned null caption. ``prefix_video`` is
     ``[T, H, W, 3]`` float in [0, 1]; the returned video starts with it. ``on_chunk(index, frames)`` gets each
     new chunk's frames ``[T, H, W, 3]`` float [0, 1] as soon as the chunk is clean. ``stats`` (if given) is
-    filled with DiT call and KV cache counts.
+    filled with DiT call and KV cache counts. ``vae`` encodes to and decodes from the DiT's scaled latent
+    space (``MagiVAE`` scales by its ``scaling_factor`` itself).
     """
     run = run or MagiRunConfig()
     as_int("num_chunks", num_chunks, low=1, high=1000)
@@ -267,7 +268,7 @@ def generate(
     prefix_latents = None
     if prefix_video is not None:
         video = prefix_video.to(device=device, dtype=torch.float32).permute(3, 0, 1, 2)[None] * 2 - 1
-        prefix_latents = vae.encode(video).float() * run.scale_factor
+        prefix_latents = vae.encode(video).float()
     prefix_frames = 0 if prefix_latents is None else prefix_latents.shape[2]
     full, pinned = divmod(prefix_frames, run.chunk_width)
     engine.first_chunk = captions.first_chunk = full
@@ -295,7 +296,7 @@ def generate(
         engine.integrate(step, engine.velocity(step, len(plan)))
         engine.pin()
         if step.finished is not None:
-            frames = _decode(vae, engine.chunk_latents(step.finished), run.scale_factor)
+            frames = _decode(vae, engine.chunk_latents(step.finished))
             if step.finished == full and pinned:
                 frames = frames[pinned * vae.temporal_factor :]
             outputs.append(frames)
@@ -308,7 +309,7 @@ def generate(
     return torch.cat(outputs, dim=0)
 
 
-def _decode(vae, latents: torch.Tensor, scale_factor: float) -> torch.Tensor:
+def _decode(vae, latents: torch.Tensor) -> torch.Tensor:
     """Latents ``[1, C, t, h, w]`` -> frames ``[T, H, W, 3]`` float [0, 1] on the CPU."""
-    video = vae.decode(latents / scale_factor)
+    video = vae.decode(latents)
     return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()

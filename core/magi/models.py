@@ -46,28 +46,12 @@ GPU_HEADROOM_GB = 16.0
 DURATION_TOKEN = "DURATION_TOKEN"
 
 
-class GenerateVAE:
-    """The VAE as :func:`core.magi.generate.generate` calls it: generate scales latents by the run's
-    ``scale_factor`` itself, so the VAE's own scaling is left out here (it would apply twice)."""
-
-    def __init__(self, vae: MagiVAE) -> None:
-        self.vae = vae
-        self.spatial_factor = vae.spatial_factor
-        self.temporal_factor = vae.temporal_factor
-
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        return self.vae.encode(video, scaled=False)
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(latents, scaled=False)
-
-
 @dataclass
 class MagiModels:
     """Everything one MAGI-1 generation needs, loaded."""
 
     dit: MagiDiT
-    vae: GenerateVAE
+    vae: MagiVAE
     text: MagiTextEncoder
     run: MagiRunConfig
     style_tokens: tuple[str, ...]
@@ -150,7 +134,7 @@ def load_magi_models(card: ModelCard, folder: Path, device: torch.device, settin
     named = tuple(extra.get("special_tokens", ("HQ_TOKEN", DURATION_TOKEN)))
     return MagiModels(
         dit=dit,
-        vae=GenerateVAE(vae),
+        vae=vae,
         text=text,
         run=run_config(card),
         style_tokens=tuple(name for name in named if name != DURATION_TOKEN),

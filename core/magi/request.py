@@ -76,7 +76,6 @@ def run_config(card: ModelCard) -> MagiRunConfig:
         text_scales=tuple(extra.get("text_scales", defaults.text_scales)),
         shortcut_mode=extra.get("shortcut_mode", defaults.shortcut_mode),
         nearly_clean_threshold=extra.get("distill_nearly_clean_chunk_threshold", 0.3),
-        scale_factor=extra.get("vae_scale_factor", defaults.scale_factor),
         fps=card.fps,
     )
 

@@ -37,7 +37,6 @@ class MagiRunConfig:
     shortcut_mode: str = "8,16,16"
     nearly_clean_threshold: float = 0.3
     nearly_clean_prev_scale: float = 0.7
-    scale_factor: float = 0.18215
     fps: int = 24
 
     def __post_init__(self) -> None:
@@ -49,7 +48,6 @@ class MagiRunConfig:
         as_choice("shortcut_mode", self.shortcut_mode, SHORTCUT_MODES)
         as_float("nearly_clean_threshold", self.nearly_clean_threshold, low=0.0)
         as_float("nearly_clean_prev_scale", self.nearly_clean_prev_scale, low=0.0, high=1.0)
-        as_float("scale_factor", self.scale_factor, low=1e-6)
         as_int("fps", self.fps, low=1)
         object.__setattr__(
             self, "noise2clean_kvrange", _ints("noise2clean_kvrange", self.noise2clean_kvrange)
