@@ -82,3 +82,4 @@ def split_group(parallel_settings: Settings) -> Iterator:
         yield group
     finally:
         group.close()
+
