@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from core.jobs import Job, JobStatus
-from core.parallel.dispatch import GpuDispatcher, note_placement
 from core.outputs import sidecar_path
+from core.parallel.dispatch import GpuDispatcher, note_placement
 from core.requests import parse_request
 from core.settings import Settings
 from core.studio import Studio
@@ -120,7 +120,8 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Stud
     one = finish(studio, studio.submit(TINY | {"seed": 5, "multi_gpu": "one"}))
     assert one.result["gpu_plan"]["reason"] == "one GPU asked for"
     assert alive(ranks) == [], "the split ranks are closed before a worker runs again"
-    no_fit = {"seed": 6, "multi_gpu": "split", "guidance": 1.0, "cache": {"method": "first_block", "threshold": 0.1}}
+    first_block = {"method": "first_block", "threshold": 0.1}
+    no_fit = {"seed": 6, "multi_gpu": "split", "guidance": 1.0, "cache": first_block}
     forced = finish(studio, studio.submit(TINY | no_fit))
     assert forced.result["gpu_plan"]["mode"] == "task"
     assert "no split fits" in forced.result["gpu_plan"]["reason"]

@@ -14,6 +14,7 @@ from core.validation import ConfigError
 from ui.cache_controls import build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
+from ui.queue_panel import build_gpu_choice
 from ui.send import SendButtons, job_buttons, job_outputs
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
@@ -31,6 +32,7 @@ DETAIL_KEYS = (
     "memory_level",
     "cache",
     "speed",
+    "gpu_plan",
     "output",
 )
 
@@ -110,6 +112,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             speed_options = build_speed_controls()
             with gr.Accordion("Memory", open=False):
                 memory_level, memory_estimate = build_memory_panel()
+                gpu_choice = build_gpu_choice(studio)
             generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -151,6 +154,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         attention: str = "auto",
         compile_choice: str = "auto",
         turbo: bool = False,
+        multi_gpu: str = "auto",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
@@ -171,6 +175,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 "memory_level": level,
                 "cache": cache_dict_from_controls(speed_preset, method, threshold),
                 "speed": speed_dict_from_controls(attention, compile_choice, turbo),
+                "multi_gpu": multi_gpu,
             },
             progress,
             DETAIL_KEYS,
@@ -197,6 +202,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_method,
             cache_threshold,
             *speed_options.inputs,
+            gpu_choice,
         ],
         outputs.wired,
         api_name="t2v",
