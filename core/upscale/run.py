@@ -25,6 +25,7 @@ from core.pipelines import free_memory
 from core.upscale.config import PROMPT_FILE
 from core.upscale.frame_reader import FrameReader, probe_source
 from core.upscale.loading import FlashVSRModel, load_flashvsr
+from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_report
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
@@ -144,6 +145,8 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         job.report("loading model")
         runner.pipelines.unload()
         model = loaded_upscaler(device).get(card, request.variant, folder)
+        split_dit(model, pipeline_devices(device, request.pipeline_gpus))
+        record["pipeline"] = stage_report(model.dit)
         job.check_cancelled()
         streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
         stage = f"upscaling to {size.width}x{size.height}"
