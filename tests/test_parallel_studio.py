@@ -101,6 +101,19 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Stud
     assert {job.result["pid"] for job in pair} == set(dispatcher.pool.pids)
     workers = dispatcher.pool.pids
 
+    clip = dispatcher.settings.outputs_dir.parent / "clip.mp4"
+    clip.write_bytes(b"")
+    upscale = {"task": "upscale", "model": "tiny-flashvsr", "video": str(clip), "pipeline_gpus": 2}
+    pipeline = studio.submit(upscale)
+    both = set()
+    while not pipeline.finished:
+        both |= {(w.name, w.job_id) for w in studio.worker_status() if w.state == "running"}
+        time.sleep(0.05)
+    finish(studio, pipeline)
+    assert both == {("CPU worker 0", pipeline.id), ("CPU worker 1", pipeline.id)}
+    assert "blocks split over CPU worker 0 and CPU worker 1" in pipeline.result["gpu_plan"]["reason"]
+    assert pipeline.result["pid"] not in dispatcher.pool.pids, "its model spans both GPUs: restarted"
+
     seen: list[str] = []
     small = finish(studio, studio.submit(TINY | {"seed": 3}), seen)
     assert "too small a job" in small.result["gpu_plan"]["reason"]

@@ -25,6 +25,7 @@ from core.parallel.split import SplitGroup, split_memory_level
 from core.parallel.worker import ExecutorFactory, runner_executor
 from core.requests import T2VRequest
 from core.settings import Settings
+from core.upscale.request import UpscaleRequest
 from core.validation import ConfigError
 
 
@@ -122,15 +123,22 @@ class GpuDispatcher:
                 return self._run_split(job, plan)
             finally:
                 undo()
-                self._release(None)
+                self._release(job)
         where = worker_name(self.gpus[index], index)
         undo = with_device_in_progress(job, where)
         job.report(plan.describe())
+        partners = [i for i, running in self._running.items() if running is job and i != index]
         try:
+            for partner in partners:
+                if partner in self._loaded:
+                    self.pool.workers[partner].restart()
+                    self._loaded.discard(partner)
             record = self.pool.workers[index].execute(job)
         finally:
+            if partners:
+                self.pool.workers[index].restart()
             undo()
-            self._release(index)
+            self._release(job)
         return note_placement(record, {"mode": "task", "reason": plan.reason, "worker": where})
 
     def _split_name(self, world_size: int) -> str:
@@ -143,27 +151,37 @@ class GpuDispatcher:
         """Wait until this job may start, decide task or split, and mark the GPUs it takes."""
         request = job.request
         choice = request.multi_gpu if isinstance(request, T2VRequest) else "one"
+        needs = self._workers_for(index, request)
         waited = False
         with self._cond:
             while True:
-                idle = len(self.gpus) - len(self._running)
-                if self._split_job is None and (choice != "split" or idle == len(self.gpus)):
+                busy = set(self._running)
+                if self._split_job is None and not busy & set(needs) and (choice != "split" or not busy):
                     break
                 if not waited:
                     holder = " (a split job holds them)" if self._split_job else ""
                     job.report(f"waiting for the GPUs{holder}")
                     waited = True
                 self._cond.wait(1.0)
-            plan = self._plan(request, choice, idle)
+            plan = self._plan(request, choice, len(self.gpus) - len(busy), needs)
             if plan.mode == "split":
                 self._split_job = job
             else:
-                self._running[index] = job
+                self._running.update(dict.fromkeys(needs, job))
                 if self.split is not None:
                     self.split.close()
         return plan
 
-    def _plan(self, request: Any, choice: str, idle: int) -> ParallelPlan:
+    def _workers_for(self, index: int, request: Any) -> list[int]:
+        """Worker ``index``, and its partner for an upscale split over two GPUs."""
+        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and len(self.gpus) > 1:
+            return [index, (index + 1) % len(self.gpus)]
+        return [index]
+
+    def _plan(self, request: Any, choice: str, idle: int, needs: list[int]) -> ParallelPlan:
+        if len(needs) == 2:
+            names = " and ".join(worker_name(self.gpus[i], i) for i in needs)
+            return ParallelPlan("task", 1, f"FlashVSR's blocks split over {names} (pipeline)")
         if not isinstance(request, T2VRequest):
             return ParallelPlan("task", 1, f"{request.task} jobs run on one GPU")
         if choice == "one" or idle <= 1:
@@ -183,13 +201,14 @@ class GpuDispatcher:
         except (ConfigError, KeyError) as exc:
             return ParallelPlan("task", 1, f"cannot plan a split: {exc}")
 
-    def _release(self, index: int | None) -> None:
+    def _release(self, job: Job) -> None:
         with self._cond:
-            if index is None:
+            if self._split_job is job:
                 self._split_job = None
-            else:
-                self._running.pop(index, None)
-                self._loaded.add(index)
+            taken = [index for index, running in self._running.items() if running is job]
+            for index in taken:
+                del self._running[index]
+            self._loaded.update(taken[:1])
             self._cond.notify_all()
 
     def _run_split(self, job: Job, plan: ParallelPlan) -> dict[str, Any]:
