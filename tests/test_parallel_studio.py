@@ -19,6 +19,7 @@ import torch
 from core.jobs import Job, JobStatus
 from core.outputs import sidecar_path
 from core.parallel.dispatch import GpuDispatcher, note_placement
+from core.parallel.split import SplitGroup
 from core.requests import parse_request
 from core.settings import Settings
 from core.studio import Studio
@@ -68,9 +69,11 @@ def test_multi_gpu_choice_is_validated() -> None:
 
 
 @pytest.fixture
-def two_cpu_studio(parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+def two_cpu_studio(
+    parallel_settings: Settings, split_group: SplitGroup, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Studio]:
     """A Studio on two CPU "GPUs": light worker processes (no torch, they start fast) and real gloo split
-    ranks with the tiny model."""
+    ranks with the tiny model (the session's warm group, as the dispatcher would start it)."""
     from tests.conftest_parallel import rank_setup_for_tests
     from tests.test_parallel_pool import request_steps_executor
 
@@ -78,6 +81,7 @@ def two_cpu_studio(parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch)
     light = partial(GpuDispatcher, make_executor=request_steps_executor, rank_setup=rank_setup_for_tests)
     monkeypatch.setattr("core.studio.GpuDispatcher", light)
     studio = Studio(parallel_settings)
+    studio.dispatcher.split = split_group
     try:
         yield studio
     finally:
@@ -111,7 +115,8 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Stud
         time.sleep(0.05)
     finish(studio, pipeline)
     assert both == {("CPU worker 0", pipeline.id), ("CPU worker 1", pipeline.id)}
-    assert "blocks split over CPU worker 0 and CPU worker 1" in pipeline.result["gpu_plan"]["reason"]
+    reason = pipeline.result["gpu_plan"]["reason"]
+    assert "FlashVSR's blocks split over CPU worker" in reason and reason.count("CPU worker") == 2
     assert pipeline.result["pid"] not in dispatcher.pool.pids, "its model spans both GPUs: restarted"
 
     seen: list[str] = []
