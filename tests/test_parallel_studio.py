@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 import torch
 
-from core.jobs import Job, JobStatus
+from core.jobs import Job, JobCancelledError, JobStatus
 from core.outputs import sidecar_path
 from core.parallel.dispatch import GpuDispatcher, note_placement
 from core.parallel.split import SplitGroup
@@ -146,3 +148,41 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Stud
     workers = dispatcher.pool.pids + ranks
     studio.shutdown()
     assert alive(workers) == [] and os.getpid() not in workers
+
+
+def test_a_forced_split_reserves_the_gpus_and_a_waiting_job_can_be_cancelled(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim logic alone (no processes): three CPU "GPUs", one busy."""
+    monkeypatch.setattr("core.parallel.dispatch.WorkerPool", lambda *args: SimpleNamespace(workers=[]))
+    dispatcher = GpuDispatcher(parallel_settings, [None, None, None], lambda: 0)
+    dispatcher.min_split_tokens = 0
+    busy, split, other = (Job(parse_request(TINY | {"multi_gpu": m})) for m in ("one", "split", "auto"))
+    dispatcher._running[2] = busy
+    plans: dict[str, object] = {}
+    def claim(name: str, index: int, job: Job) -> None:
+        try:
+            plans[name] = dispatcher._claim(index, job)
+        except JobCancelledError as exc:
+            plans[name] = exc
+
+    threads = [
+        threading.Thread(target=claim, args=("split", 0, split)),
+        threading.Thread(target=claim, args=("other", 1, other)),
+    ]
+    threads[0].start()
+    while dispatcher._reserved is not split:
+        time.sleep(0.01)
+    threads[1].start()
+    while other.progress.stage != "waiting for the GPUs":
+        time.sleep(0.01)
+    assert [w.state for w in dispatcher.status()] == ["idle", "idle", "running"]
+    other.cancel()
+    threads[1].join(5)
+    assert isinstance(plans["other"], JobCancelledError)
+    dispatcher._release(busy)
+    threads[0].join(5)
+    assert plans["split"].mode == "split" and plans["split"].config.ring == 3
+    assert [w.state for w in dispatcher.status()] == ["split"] * 3
+    dispatcher._release(split)
+    assert [w.state for w in dispatcher.status()] == ["idle"] * 3

@@ -73,5 +73,11 @@ def build_queue_panel(studio: Studio, every: float = REFRESH_S) -> QueuePanel:
         value=queued_rows(studio), headers=QUEUED_COLUMNS, label="Waiting", interactive=False
     )
     timer = gr.Timer(every)
-    timer.tick(lambda: (worker_rows(studio), queued_rows(studio)), None, [workers, queued], api_name=False)
+    timer.tick(
+        lambda: (worker_rows(studio), queued_rows(studio)),
+        None,
+        [workers, queued],
+        api_name=False,
+        show_progress="hidden",
+    )
     return QueuePanel(workers, queued, timer)

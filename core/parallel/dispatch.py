@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from core.jobs import Job
+from core.jobs import Job, JobCancelledError
 from core.outputs import sidecar_path, write_json_atomic
 from core.parallel.planner import MIN_SPLIT_TOKENS, ParallelPlan, plan_parallel
 from core.parallel.pool import WorkerPool
@@ -84,6 +84,7 @@ class GpuDispatcher:
         self._cond = threading.Condition()
         self._running: dict[int, Job] = {}
         self._split_job: Job | None = None
+        self._reserved: Job | None = None
         self._loaded: set[int] = set()
 
     def executors(self) -> list[Callable[[Job], dict[str, Any]]]:
@@ -156,13 +157,23 @@ class GpuDispatcher:
         with self._cond:
             while True:
                 busy = set(self._running)
-                if self._split_job is None and not busy & set(needs) and (choice != "split" or not busy):
-                    break
+                reserved = self._reserved is not None and self._reserved is not job
+                if not reserved and self._split_job is None and not busy & set(needs):
+                    if choice != "split" or not busy:
+                        break
+                    self._reserved = job  # jobs taken after this one wait until it has every GPU
+                if job.cancel_requested:
+                    if self._reserved is job:
+                        self._reserved = None
+                        self._cond.notify_all()
+                    raise JobCancelledError(job.id)
                 if not waited:
                     holder = " (a split job holds them)" if self._split_job else ""
                     job.report(f"waiting for the GPUs{holder}")
                     waited = True
                 self._cond.wait(1.0)
+            if self._reserved is job:
+                self._reserved = None
             plan = self._plan(request, choice, len(self.gpus) - len(busy), needs)
             if plan.mode == "split":
                 self._split_job = job
