@@ -182,12 +182,15 @@ def main() -> None:
     ours(request(None, steps=2))  # warm-up: kernels, allocator
     plain_s, _ = timed(plain)
     rows = [("plain diffusers", plain_s, None, None)]
+    print(f"  done plain diffusers: {plain_s:.1f} s", flush=True)
     ours_s, (reference, _) = timed(lambda: ours(base))
     rows.append(("app, no cache", ours_s, None, math.inf))
+    print(f"  done app, no cache: {ours_s:.1f} s", flush=True)
     for threshold in args.thresholds:
         cache = {"threshold": threshold, "warmup": args.warmup}
         seconds, (frames, stats) = timed(lambda c=cache: ours(request(c)))
         rows.append((f"app, flowcache {threshold:g}", seconds, stats, psnr(frames, reference)))
+        print(f"  done flowcache {threshold:g}: {seconds:.1f} s, {stats}", flush=True)
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     header = ("seconds", "x plain", "speedup", "computed", "reused", "PSNR dB")

@@ -4,12 +4,17 @@ Random weights of the real shapes (Hub transformer/config.json: 1.3B 30 layers x
 ffn 8960; 14B 40 layers x 40 heads, dim 5120, ffn 13824; head dim 128, text_dim 4096, 16 channels),
 batch 1 as WanPipeline calls it, 81 frames at 480p (latent 21x60x104) and 720p (21x90x160).
 
-For each DiT placement (levels 0-3 place the DiT alike, then 4, 5, 6): step time, peak VRAM
-(``torch.cuda.max_memory_allocated``), peak RSS of the process (sampled), and the estimate. Then, for
-per-process VRAM caps of 24/16/12/8/6 GiB, the planner's pick runs under the cap: OK or OOM, and its
-time relative to level 0. About 6 minutes on one H100; ``--models 1.3b`` takes about one.
+Level 0 builds the DiT straight on the GPU. Levels 4-6 load it as the app does from level 4: the
+low-RAM loader (``core/memory/low_ram_load.py``) streams a sharded bf16 safetensors checkpoint (written
+once to ``--weights-dir``; 14B: 28.6 GB, about a minute) into pinned host memory, fp8 at levels 5-6,
+and places it as the app does. Per level: load time, peak RSS rise while loading
+(sampled) against the estimate, then per resolution the step time, peak VRAM
+(``torch.cuda.max_memory_allocated``) against the estimate, and one forward under each per-process
+VRAM cap (``set_per_process_memory_fraction``): OK or OOM, time and peak. Last, the planner's pick
+for each cap. ``--models 14b --resolutions 480p,720p --levels 0,4,5,6`` takes about 6 minutes on one
+H100 (checkpoint write included); ``--models 1.3b`` about 2.
 
-    python bench/memory.py [--models 1.3b,14b] [--resolutions 480p,720p] [--repeats 2]
+    python bench/memory.py [--models 1.3b,14b] [--resolutions 480p,720p] [--levels 0,4,5,6] [--caps 10,6]
     python bench/memory.py --smoke      # tiny shapes on the CPU: checks the script, measures nothing
 """
 
@@ -17,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,16 +40,19 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 from diffusers import WanTransformer3DModel  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.hardware import GpuInfo, Hardware  # noqa: E402
 from core.memory.apply import place_transformer  # noqa: E402
-from core.memory.estimate import estimate_memory  # noqa: E402
-from core.memory.levels import GROUP_OFFLOAD  # noqa: E402
+from core.memory.estimate import estimate_memory, load_calibration, low_ram_load_gib, shape_for  # noqa: E402
+from core.memory.levels import CHUNKING, FP8_STORAGE, GROUP_OFFLOAD  # noqa: E402
+from core.memory.low_ram_load import load_model_low_ram  # noqa: E402
 from core.memory.planner import plan_memory  # noqa: E402
 from weights.registry import get_card  # noqa: E402
 
 GIB = 2**30
+SHARD_BYTES = 5 * 10**9
 MODELS = {
     "1.3b": {"card": "wan2.1-t2v-1.3b", **WAN_SIZES["1.3b"]},
     "14b": {"card": "wan2.1-t2v-14b", **WAN_SIZES["14b"]},
@@ -50,15 +60,14 @@ MODELS = {
 SMOKE_MODEL = {"card": "wan2.1-t2v-1.3b", "num_attention_heads": 2, "ffn_dim": 256, "num_layers": 2}
 RESOLUTIONS = {"480p": (832, 480), "720p": (1280, 720)}
 FRAMES = 81
-PLACEMENTS = (0, 6, 5, 4)  # DiT placements; host-heavy ones last (the pinned-memory cache only grows)
-CAPS_GIB = (24, 16, 12, 8, 6)
 
 
 class RssPeak:
     """Peak resident set size of this process while the block runs, sampled every 20 ms."""
 
     def __enter__(self) -> RssPeak:
-        self.peak = 0
+        self.start = psutil.Process().memory_info().rss
+        self.peak = self.start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -73,18 +82,29 @@ class RssPeak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.peak = max(self.peak, psutil.Process().memory_info().rss)
 
     @property
-    def gib(self) -> float:
-        return self.peak / GIB
+    def rise_gib(self) -> float:
+        return (self.peak - self.start) / GIB
+
+
+def dit_config(shape: dict) -> dict:
+    return {**WAN_COMMON, **{k: v for k, v in shape.items() if k != "card"}}
+
+
+def random_(param: torch.Tensor, name: str, generator: torch.Generator) -> None:
+    if param.ndim > 1 or name.endswith("scale_shift_table"):
+        param.normal_(0.0, 0.02, generator=generator)
+    else:
+        param.fill_(1.0 if "norm" in name else 0.0)
 
 
 def build_dit(shape: dict, device: torch.device) -> WanTransformer3DModel:
     """Random weights of ``shape`` made on ``device`` in the dtypes ``from_pretrained(torch_dtype=bf16)``
     gives (bf16, with the model's ``_keep_in_fp32_modules`` in float32); built on meta: no host copy."""
-    config = {k: v for k, v in shape.items() if k != "card"}
     with torch.device("meta"):
-        model = WanTransformer3DModel(**WAN_COMMON, **config)
+        model = WanTransformer3DModel(**dit_config(shape))
     keep = set(model._keep_in_fp32_modules or ())
     for name, param in model.named_parameters():
         param.data = param.data.to(torch.float32 if keep & set(name.split(".")) else torch.bfloat16)
@@ -92,12 +112,34 @@ def build_dit(shape: dict, device: torch.device) -> WanTransformer3DModel:
     generator = torch.Generator(device).manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if param.ndim > 1 or name.endswith("scale_shift_table"):
-                param.normal_(0.0, 0.02, generator=generator)
-            else:
-                param.fill_(1.0 if "norm" in name else 0.0)
+            random_(param, name, generator)
     model.rope = WanRotaryPosEmbed(128, (1, 2, 2), 1024).to(device)
     return model.eval()
+
+
+def ensure_checkpoint(shape: dict, folder: Path, device: torch.device) -> Path:
+    """A sharded bf16 safetensors checkpoint of ``shape`` in ``folder`` (made on ``device``, 5 GB shards)."""
+    config = dit_config(shape)
+    if (folder / "done.json").exists() and json.loads((folder / "done.json").read_text()) == config:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):
+        model = WanTransformer3DModel(**config)
+    model.save_config(folder)
+    generator = torch.Generator(device).manual_seed(0)
+    shard, size, index = {}, 0, 0
+    names = [name for name, _ in model.named_parameters()]
+    for position, (name, param) in enumerate(model.named_parameters()):
+        tensor = torch.empty(param.shape, dtype=torch.bfloat16, device=device)
+        random_(tensor, name, generator)
+        shard[name] = tensor.cpu()
+        size += tensor.numel() * 2
+        if size >= SHARD_BYTES or position == len(names) - 1:
+            index += 1
+            save_file(shard, folder / f"diffusion_pytorch_model-{index:05d}.safetensors")
+            shard, size = {}, 0
+    (folder / "done.json").write_text(json.dumps(config))
+    return folder
 
 
 def dit_inputs(width: int, height: int, frames: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -143,20 +185,6 @@ def free(device: torch.device) -> None:
             host_empty_cache()
 
 
-def planner_pick(card, width: int, height: int, cap_gib: float) -> tuple[int, bool]:
-    """The planner's level for a GPU with ``cap_gib`` free, and whether it expects the run to fit."""
-    memory = psutil.virtual_memory()
-    gpu = GpuInfo(0, "capped", cap_gib, cap_gib, (9, 0))
-    hardware = Hardware((gpu,), memory.total / GIB, memory.available / GIB)
-    plan = plan_memory(card, width, height, FRAMES, hardware)
-    return plan.level, plan.fits
-
-
-def placement_of(level: int) -> int:
-    """Levels 1-3 change the VAE, text encoder and CFG only: the DiT is placed as at level 0."""
-    return level if level >= GROUP_OFFLOAD else 0
-
-
 def run_capped(model, inputs, device, cap_gib: float) -> tuple[str, float, float]:
     free(device)
     total = torch.cuda.get_device_properties(device).total_memory
@@ -171,75 +199,84 @@ def run_capped(model, inputs, device, cap_gib: float) -> tuple[str, float, float
         torch.cuda.set_per_process_memory_fraction(1.0, device)
 
 
-def bench_model(name: str, shape: dict, sizes: dict, device, repeats: int, caps: tuple[int, ...]):
+def planner_pick(card, width: int, height: int, cap_gib: float) -> tuple[int, bool]:
+    """The planner's level for a GPU with ``cap_gib`` free, and whether it expects the run to fit."""
+    memory = psutil.virtual_memory()
+    gpu = GpuInfo(0, "capped", cap_gib, cap_gib, (9, 0))
+    hardware = Hardware((gpu,), memory.total / GIB, memory.available / GIB)
+    plan = plan_memory(card, width, height, FRAMES, hardware)
+    return plan.level, plan.fits
+
+
+def load_level(shape: dict, level: int, folder: Path | None, device):
+    """The DiT placed at ``level`` as the app places it (chunking hooks inside the offload hooks)."""
+    if level < GROUP_OFFLOAD:
+        return build_dit(shape, device)
+    pin = device.type == "cuda"
+    model, _ = load_model_low_ram(WanTransformer3DModel, folder, torch.bfloat16, level, pin=pin)
+    place_transformer(model, level, device)
+    return model
+
+
+def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: int, caps, weights_dir):
     card = get_card(shape["card"])
+    est_shape = shape_for(card, load_calibration())
     rows, cap_rows, level0 = [], [], {}
-    picks = {(res, cap): planner_pick(card, w, h, cap) for res, (w, h) in sizes.items() for cap in caps}
-    for placement in PLACEMENTS:
-        level_rows = []
+    folder = None
+    if any(level >= GROUP_OFFLOAD for level in levels):
+        started = time.perf_counter()
+        folder = ensure_checkpoint(shape, weights_dir / name, device)
+        print(f"{name}: checkpoint ready in {time.perf_counter() - started:.0f} s ({folder})", flush=True)
+    for level in levels:
         with RssPeak() as rss:
             started = time.perf_counter()
-            model = build_dit(shape, device)
-            if placement >= GROUP_OFFLOAD:
-                model.to("cpu")
-                free(device)
-            place_transformer(model, placement, device)
-            setup_s = time.perf_counter() - started
-            for res, (width, height) in sizes.items():
-                frames = FRAMES if device.type == "cuda" else 9
-                inputs = dit_inputs(width, height, frames, device)
-                seconds, peak = timed_forward(model, inputs, device, repeats, warmup=1)
-                level0.setdefault(res, seconds)
-                est = estimate_memory(card, width, height, FRAMES, placement)
-                ratio = seconds / level0[res]
-                level_rows.append(
-                    (
-                        name,
-                        res,
-                        placement,
-                        seconds,
-                        ratio,
-                        peak,
-                        est.dit_peak_gib,
-                        est.dit_host_weights_gib,
-                        setup_s,
-                    )
-                )
-                for cap in caps:
-                    level, fits = picks[(res, cap)]
-                    if device.type == "cuda" and placement_of(level) == placement:
-                        status, cap_s, cap_peak = run_capped(model, inputs, device, cap)
-                        ratio = cap_s / level0[res]
-                        cap_rows.append((name, res, cap, level, fits, status, cap_s, ratio, cap_peak))
-                del inputs
-        rows += [(*row, rss.gib) for row in level_rows]
+            model = load_level(shape, level, folder, device)
+            load_s = time.perf_counter() - started
+        est_rise = low_ram_load_gib(est_shape, level, 2) if level >= GROUP_OFFLOAD else 0.0
+        for res, (width, height) in sizes.items():
+            frames = FRAMES if device.type == "cuda" else 9
+            inputs = dit_inputs(width, height, frames, device)
+            seconds, peak = timed_forward(model, inputs, device, repeats, warmup=1)
+            level0.setdefault(res, seconds)
+            est = estimate_memory(card, width, height, FRAMES, level)
+            ratio = seconds / level0[res]
+            measured = (seconds, ratio, peak, est.dit_peak_gib, rss.rise_gib, est_rise, load_s)
+            rows.append((name, res, level, *measured))
+            for cap in caps:
+                status, cap_s, cap_peak = run_capped(model, inputs, device, cap)
+                cap_rows.append((name, res, cap, level, status, cap_s, cap_s / level0[res], cap_peak))
+            del inputs
+        print(f"{name}: level {level} done", flush=True)
         del model
         free(device)
-    return rows, cap_rows
+    picks = [(name, res, cap, *planner_pick(card, *size, cap)) for res, size in sizes.items() for cap in caps]
+    return rows, cap_rows, picks
 
 
-def print_tables(rows, cap_rows, device_name: str) -> None:
+def print_tables(rows, cap_rows, picks, device_name: str) -> None:
     print(
         f"\nOne DiT forward, batch 1, {FRAMES} frames (--smoke: 9), bf16, {device_name}; GiB;"
-        " est: core.memory.estimate"
+        " est: core.memory.estimate; RSS: peak rise while loading (levels 4+: low-RAM loader, pinned)"
     )
     print(
-        f"{'model':6}{'res':6}{'lvl':>4}{'time s':>9}{'x L0':>7}{'peak':>8}{'est':>7}"
-        f"{'RSS':>8}{'est host':>9}{'setup s':>9}"
+        f"{'model':6}{'res':6}{'lvl':>4}{'time s':>9}{'x L0':>7}{'peak':>8}{'est':>7}{'err':>7}"
+        f"{'RSS':>8}{'est RSS':>9}{'load s':>8}"
     )
-    for name, res, level, sec, ratio, peak, est, est_host, setup, rss in rows:
+    for name, res, level, sec, ratio, peak, est, rss, est_rss, load_s in rows:
+        err = f"{(est - peak) / peak:+.0%}" if peak else "-"
         print(
-            f"{name:6}{res:6}{level:>4}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}{est:>7.2f}"
-            f"{rss:>8.1f}{est_host:>9.1f}{setup:>9.1f}"
+            f"{name:6}{res:6}{level:>4}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}{est:>7.2f}{err:>7}"
+            f"{rss:>8.2f}{est_rss:>9.2f}{load_s:>8.1f}"
         )
-    if not cap_rows:
-        return
-    print("\nPlanner's pick under a per-process VRAM cap (set_per_process_memory_fraction)")
-    print(
-        f"{'model':6}{'res':6}{'cap':>5}{'pick':>5}{'fits':>6}{'run':>5}{'time s':>9}{'x L0':>7}{'peak':>8}"
-    )
-    for name, res, cap, level, fits, status, sec, ratio, peak in cap_rows:
-        print(f"{name:6}{res:6}{cap:>5}{level:>5}{fits!s:>6}{status:>5}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}")
+    if cap_rows:
+        print("\nOne forward per level under a per-process VRAM cap (set_per_process_memory_fraction)")
+        print(f"{'model':6}{'res':6}{'cap':>5}{'lvl':>5}{'run':>5}{'time s':>9}{'x L0':>7}{'peak':>8}")
+        for name, res, cap, level, status, sec, ratio, peak in cap_rows:
+            print(f"{name:6}{res:6}{cap:>5}{level:>5}{status:>5}{sec:>9.3f}{ratio:>7.2f}{peak:>8.2f}")
+    if picks:
+        print("\nThe planner's pick for each cap (fits: what it expects)")
+        for name, res, cap, level, fits in picks:
+            print(f"{name:6}{res:6}{cap:>5} GiB -> level {level} fits={fits}")
 
 
 def main() -> None:
@@ -248,20 +285,28 @@ def main() -> None:
     )
     parser.add_argument("--models", default="1.3b,14b", help="comma list of: " + ", ".join(MODELS))
     parser.add_argument("--resolutions", default="480p,720p", help="comma list of: " + ", ".join(RESOLUTIONS))
+    parser.add_argument("--levels", default="0,4,5,6", help="DiT placements, from 0, 4, 5, 6 (in this order)")
+    parser.add_argument("--caps", default="10,6", help="per-process VRAM caps in GiB, comma list")
     parser.add_argument("--repeats", type=int, default=1, help="timed forwards after one warm-up")
+    parser.add_argument("--weights-dir", type=Path, default=Path(tempfile.gettempdir()) / "wan_bench_weights")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (checks the script)")
     args = parser.parse_args()
+    levels = [int(level) for level in args.levels.split(",")]
+    if any(level not in (0, GROUP_OFFLOAD, FP8_STORAGE, CHUNKING) for level in levels):
+        sys.exit("--levels takes 0, 4, 5 and 6 (levels 1-3 place the DiT as level 0)")
     if args.smoke:
         device, models, sizes, caps = torch.device("cpu"), {"tiny": SMOKE_MODEL}, {"tiny": (64, 48)}, ()
     elif not torch.cuda.is_available():
         sys.exit("needs a CUDA GPU (or --smoke)")
     else:
-        device, caps = torch.device("cuda", 0), CAPS_GIB
+        device = torch.device("cuda", 0)
+        caps = tuple(float(cap) for cap in args.caps.split(",") if cap)
         models = {name: MODELS[name] for name in args.models.split(",")}
         sizes = {name: RESOLUTIONS[name] for name in args.resolutions.split(",")}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     for name, shape in models.items():
-        print_tables(*bench_model(name, shape, sizes, device, args.repeats, caps), device_name)
+        tables = bench_model(name, shape, sizes, levels, device, args.repeats, caps, args.weights_dir)
+        print_tables(*tables, device_name)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,12 @@ def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | N
     return output
 
 
-def remux_with_audio(video: Path, source: Path, metadata: dict[str, Any] | None = None) -> bool:
+def remux_with_audio(
+    video: Path, source: Path, metadata: dict[str, Any] | None = None, duration: float | None = None
+) -> bool:
     """Rewrite ``video`` in place (video packets copied) with the first audio track of ``source`` added —
     kept as is when mp4 takes its codec, else encoded to AAC — and ``metadata`` merged into the container's.
+    With ``duration`` (seconds) the audio stops there (to the packet), as for a partial file.
     Returns whether audio was added."""
     video = Path(video)
     with _rewrite(video, source, video) as (picture, sound, output):
@@ -61,9 +64,9 @@ def remux_with_audio(video: Path, source: Path, metadata: dict[str, Any] | None 
             )
         _copy_packets(picture.demux(in_video), out_video, output)
         if in_audio is not None and copy_audio:
-            _copy_packets(sound.demux(in_audio), out_audio, output)
+            _copy_packets(_until(sound.demux(in_audio), duration), out_audio, output)
         elif in_audio is not None:
-            for frame in sound.decode(in_audio):
+            for frame in _until(sound.decode(in_audio), duration):
                 frame.pts = None
                 output.mux(out_audio.encode(frame))
             output.mux(out_audio.encode(None))
@@ -88,6 +91,14 @@ def _rewrite(
         os.replace(temp, output)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _until(items: Iterable[Any], duration: float | None) -> Iterator[Any]:
+    """Packets or frames up to the first that starts at or after ``duration`` seconds (all when None)."""
+    for item in items:
+        if duration is not None and item.pts is not None and item.pts * item.time_base >= duration:
+            return
+        yield item
 
 
 def _copy_packets(packets: Iterable[av.Packet], stream: Any, out: av.container.OutputContainer) -> None:

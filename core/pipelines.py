@@ -14,6 +14,7 @@ import torch
 
 from core.hardware import compute_dtype
 from core.memory.apply import apply_memory_level
+from core.memory.low_ram_load import load_components_low_ram
 from weights.registry import ModelCard
 
 Loader = Callable[[ModelCard, Path, torch.device, int], Any]
@@ -21,10 +22,12 @@ Loader = Callable[[ModelCard, Path, torch.device, int], Any]
 
 def load_diffusers_pipeline(card: ModelCard, folder: Path, device: torch.device, level: int = 0) -> Any:
     """``card.pipeline`` from ``folder`` in the device's compute dtype (VAE in float32, as Wan needs),
-    placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``)."""
+    placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From level 4 the DiT(s)
+    load tensor by tensor straight into their offloaded form (``core/memory/low_ram_load.py``)."""
     pipeline_class = getattr(diffusers, card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}
-    pipe = pipeline_class.from_pretrained(folder, dtype=dtypes)
+    dits = load_components_low_ram(folder, level, dtypes["default"], device)
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtypes, **dits)
     pipe.set_progress_bar_config(disable=True)
     apply_memory_level(pipe, level, device)
     return pipe

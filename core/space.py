@@ -11,7 +11,8 @@ import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from core.jobs import Executor
 
@@ -20,6 +21,7 @@ SECONDS_PER_STEP_1_3B_480P = 1.3
 """Measured on an H100: one CFG step (two forwards) of Wan2.1 1.3B at 480x832x81 (docs/benchmarks.md)."""
 REFERENCE_TOKENS = 21 * 60 * 104 / 4
 MIN_SECONDS, MAX_SECONDS = 60, 900
+Shown = TypeVar("Shown")
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,24 @@ def on_zero_gpu(execute: Executor, space: SpaceInfo) -> Executor:
         return execute
     spaces = importlib.import_module("spaces")
     return spaces.GPU(duration=lambda job: estimate_gpu_seconds(job.request))(execute)
+
+
+def for_display(value: Shown, space: SpaceInfo, outputs_dir: Path) -> Shown:
+    """``value`` as the UI may show it. Locally unchanged; in a Space, whose server paths mean nothing to
+    visitors, every string (inside dicts, lists and tuples too) loses the outputs folder prefix, and an
+    absolute path elsewhere is cut to its file name."""
+    if not space.is_space:
+        return value
+    return _without_local_paths(value, {str(outputs_dir), str(Path(outputs_dir).resolve())})
+
+
+def _without_local_paths(value: Any, prefixes: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_local_paths(item, prefixes) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_local_paths(item, prefixes) for item in value)
+    if not isinstance(value, str):
+        return value
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        value = value.replace(prefix + os.sep, "").replace(prefix, ".")
+    return Path(value).name if os.path.isabs(value) else value

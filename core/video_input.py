@@ -3,6 +3,8 @@
 :func:`open_input` validates the file (type, readable, has frames, long enough) and picks the model
 resolution that best fits its aspect; :func:`iter_resampled` decodes it with PyAV, drops or repeats
 frames by timestamp to reach the target fps, and scales and center-crops each frame to the target size.
+Frames are turned upright first (:func:`upright_rgb`): phones store portrait clips as landscape frames
+with a rotation in the container's display matrix.
 Every problem with the file becomes one :class:`ConfigError` with a message meant for the user.
 """
 
@@ -38,6 +40,9 @@ class InputVideo:
     fps: int
     frames: int
     has_audio: bool
+    rotation: int = 0
+    """Degrees clockwise the stored frames are turned to stand upright (0, 90, 180 or 270); the source
+    size is the upright one."""
 
     @property
     def duration(self) -> float:
@@ -45,9 +50,10 @@ class InputVideo:
         return self.frames / self.fps
 
     def describe(self, context_frames: int) -> str:
-        """e.g. ``input 1920x1080 30 fps → 960x544 24 fps, using last 17 frames``."""
+        """e.g. ``input 1080x1920 30 fps, rotated 90° → 544x960 24 fps, using last 17 frames``."""
+        rotated = f", rotated {self.rotation}°" if self.rotation else ""
         return (
-            f"input {self.source_width}x{self.source_height} {self.source_fps:g} fps → "
+            f"input {self.source_width}x{self.source_height} {self.source_fps:g} fps{rotated} → "
             f"{self.width}x{self.height} {self.fps} fps, using last {min(context_frames, self.frames)} frames"
         )
 
@@ -69,7 +75,9 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
             f"use one of {', '.join(VIDEO_SUFFIXES)}"
         )
     times = [time for time, _ in _decode(path, None)]
-    width, height, fps, has_audio = _stream_info(path)
+    width, height, fps, has_audio, rotation = _stream_info(path)
+    if rotation in (90, 270):
+        width, height = height, width
     if not times:
         raise ConfigError(f"{path.name} has no video frames that can be decoded")
     preset = pick_resolution(card, width, height)
@@ -90,6 +98,7 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
         fps=card.fps,
         frames=frames,
         has_audio=has_audio,
+        rotation=rotation,
     )
 
 
@@ -116,12 +125,31 @@ def last_frames(video: InputVideo, count: int) -> np.ndarray:
     return np.stack(list(tail))
 
 
-def _stream_info(path: Path) -> tuple[int, int, float, bool]:
+def clockwise_rotation(frame: av.VideoFrame) -> int:
+    """Degrees clockwise (0, 90, 180 or 270) that turn ``frame`` upright, from its display matrix."""
+    return round(-frame.rotation / 90) % 4 * 90
+
+
+def upright_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``frame`` as uint8 RGB (H, W, 3), upright as players show it, at ``size`` (W, H) when given."""
+    turns = clockwise_rotation(frame) // 90
+    if size is not None and turns % 2:
+        size = (size[1], size[0])  # scale the stored frame so that it has ``size`` once turned
+    width, height = size if size is not None else (None, None)
+    image = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
+
+
+def _stream_info(path: Path) -> tuple[int, int, float, bool, int]:
+    """Stored width and height, fps, whether there is sound, and the first frame's clockwise rotation."""
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
-        return stream.codec_context.width, stream.codec_context.height, fps, bool(container.streams.audio)
+        first = next(container.decode(stream), None)
+        rotation = clockwise_rotation(first) if first is not None else 0
+        width, height = stream.codec_context.width, stream.codec_context.height
+        return width, height, fps, bool(container.streams.audio), rotation
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -136,7 +164,7 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray | None]]:
-    """(seconds from the first frame, rgb frame scaled to ``size``, or None when size is None) per frame."""
+    """(seconds from the first frame, upright rgb frame scaled to ``size``, or None when size is None)."""
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
@@ -147,10 +175,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, n
             for frame in container.decode(stream):
                 time = frame.time if frame.time is not None else index * step
                 start = time if start is None else start
-                image = None
-                if size is not None:
-                    image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                yield time - start, image
+                yield time - start, None if size is None else upright_rgb(frame, size)
                 index += 1
         except av.FFmpegError as exc:
             raise ConfigError(f"{path.name} is damaged after {index} frames ({_reason(exc)})") from exc

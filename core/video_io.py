@@ -18,6 +18,8 @@ from typing import Any
 import av
 import numpy as np
 
+from core.encoders import X264, Encoder
+
 METADATA_KEY = "comment"
 
 
@@ -29,13 +31,21 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
 
 
 class VideoWriter:
-    """Write frames to an mp4 (H.264, yuv420p) that appears at ``path`` only once complete."""
+    """Write frames to an mp4 (H.264, yuv420p) that appears at ``path`` only once complete. ``encoder``
+    (see ``core.encoders``) replaces the default libx264 at ``crf``."""
 
-    def __init__(self, path: Path, fps: float, metadata: dict[str, Any] | None = None, crf: int = 18) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fps: float,
+        metadata: dict[str, Any] | None = None,
+        crf: int = 18,
+        encoder: Encoder | None = None,
+    ) -> None:
         self.path = Path(path)
         self.fps = fps
         self.metadata = metadata or {}
-        self.crf = crf
+        self.encoder = encoder or Encoder(X264, {"crf": str(crf), "preset": "medium"})
         self.frames_written = 0
         self.temp_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
         self._container: av.container.OutputContainer | None = None
@@ -48,10 +58,10 @@ class VideoWriter:
         )
         for key, value in self.metadata.items():
             container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
-        stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        stream = container.add_stream(self.encoder.codec, rate=Fraction(self.fps).limit_denominator(1001))
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": "medium"}
+        stream.options = dict(self.encoder.options)
         self._container, self._stream = container, stream
 
     def write(self, frames: np.ndarray) -> None:

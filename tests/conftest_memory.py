@@ -57,3 +57,37 @@ def render():
 def fake_hardware():
     """``fake_hardware(free_vram_gb, ram_gb)``: one fake GPU (None: no GPU) and that much RAM available."""
     return _fake_hardware
+
+
+MEDIUM_WAN = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=8,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=4096,
+    num_layers=11,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=1024,
+)
+"""A ~200M-parameter Wan DiT (14B-like block layout at dim 1024) for RAM measurements."""
+
+
+@pytest.fixture(scope="session")
+def medium_wan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``MEDIUM_WAN`` with random bf16 weights saved as ~100 MB safetensors shards (a few seconds)."""
+    from diffusers import WanTransformer3DModel
+
+    folder = tmp_path_factory.mktemp("medium") / "transformer"
+    with torch.device("meta"):
+        model = WanTransformer3DModel(**MEDIUM_WAN)
+    model = model.to_empty(device="cpu").to(torch.bfloat16)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator).mul_(0.02))
+    model.save_pretrained(folder, max_shard_size="100MB")
+    return folder

@@ -1,4 +1,5 @@
-"""Shared fixtures of the upscale tests: the tiny FlashVSR weights, a short clip with audio, a runner."""
+"""Shared fixtures of the upscale tests: the tiny FlashVSR and Real-ESRGAN weights, a short clip with audio,
+a runner."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from core.pipelines import PipelineCache
 from core.settings import Settings
 from core.upscale.loading import FlashVSRModel, load_flashvsr
+from weights.tiny_esrgan import build_tiny_esrgan
 from weights.tiny_flashvsr import build_tiny_flashvsr
 
 
@@ -56,13 +58,19 @@ def clip_64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "bars.mp4", frames=30, width=64, height=64)
 
 
+@pytest.fixture(scope="session")
+def tiny_esrgan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_esrgan(tmp_path_factory.mktemp("tiny-esrgan"))
+
+
 @pytest.fixture
-def upscale_runner(tmp_path: Path, tiny_flashvsr_dir: Path) -> SimpleNamespace:
+def upscale_runner(tmp_path: Path, tiny_flashvsr_dir: Path, tiny_esrgan_dir: Path) -> SimpleNamespace:
     """What ``run_upscale`` uses of a Runner: settings, device and the pipeline cache."""
     models = tmp_path / "models"
-    (models / "tiny-flashvsr").parent.mkdir(parents=True)
-    (models / "tiny-flashvsr").symlink_to(tiny_flashvsr_dir)
-    (tiny_flashvsr_dir / ".built").touch()
+    models.mkdir(parents=True)
+    for card_id, folder in (("tiny-flashvsr", tiny_flashvsr_dir), ("tiny-esrgan", tiny_esrgan_dir)):
+        (models / card_id).symlink_to(folder)
+        (folder / ".built").touch()
     settings = Settings(outputs_dir=tmp_path / "outputs", models_dir=models)
     device = torch.device("cpu")
     return SimpleNamespace(settings=settings, device=device, pipelines=PipelineCache(device))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from imageio_ffmpeg import get_ffmpeg_exe
 
 from core.audio import has_audio, mux_audio
 from core.continuation import ContinueRequest
 from core.validation import ConfigError
-from core.video_input import iter_resampled, last_frames, open_input
+from core.video_input import clockwise_rotation, iter_resampled, last_frames, open_input, upright_rgb
 from weights.registry import get_card
 
 pytest_plugins = ["tests.conftest_continue"]
@@ -137,3 +139,53 @@ def test_mux_audio_puts_the_sound_under_the_picture(clip_maker, tmp_path: Path) 
         frames = sum(1 for _ in container.decode(container.streams.video[0]))
     assert frames == 12 and 0.45 * 44100 <= samples <= 0.6 * 44100
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def phone_clip(path: Path, clockwise: int, frames: int = 4) -> Path:
+    """A clip stored as 80x60 landscape frames (a white block in the stored top-left corner) whose display
+    matrix says to turn it ``clockwise`` degrees, as phones store portrait video."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 80, 60, "yuv420p"
+        stream.set_display_rotation(-clockwise)  # PyAV takes degrees counter-clockwise
+        for _ in range(frames):
+            image = np.full((60, 80, 3), 40, np.uint8)
+            image[:20, :20] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def ffmpeg_first_frame(path: Path, width: int, height: int) -> np.ndarray:
+    """The first frame as the ffmpeg command line shows it (it turns frames upright by default)."""
+    command = [get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1"]
+    raw = subprocess.run(
+        [*command, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+
+
+def test_portrait_phone_clip_is_continued_upright(tmp_path: Path) -> None:
+    video = open_input(phone_clip(tmp_path / "phone.mp4", 90), CARD)
+    assert (video.source_width, video.source_height, video.rotation) == (60, 80, 90)
+    assert (video.width, video.height) == (32, 48)  # the portrait preset
+    assert video.describe(9).startswith("input 60x80 24 fps, rotated 90° → 32x48 24 fps")
+    frame = next(iter_resampled(video))
+    assert frame.shape == (48, 32, 3)
+    assert frame[:8, -8:].min() > 200 and frame[:8, :8].max() < 80  # stored top-left is now top-right
+    assert frame[-8:, -8:].max() < 80
+
+
+@pytest.mark.parametrize("clockwise", [0, 90, 180, 270])
+def test_frames_are_turned_as_players_turn_them(tmp_path: Path, clockwise: int) -> None:
+    path = phone_clip(tmp_path / f"turned{clockwise}.mp4", clockwise, frames=1)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert clockwise_rotation(frame) == clockwise
+        ours = upright_rgb(frame)
+        scaled = upright_rgb(frame, (30, 40) if clockwise % 180 else (40, 30))
+    height, width = (80, 60) if clockwise % 180 else (60, 80)
+    assert ours.shape == (height, width, 3)
+    assert np.array_equal(ours, ffmpeg_first_frame(path, width, height))
+    assert scaled.shape == ((40, 30, 3) if clockwise % 180 else (30, 40, 3))
+    assert open_input(path, CARD).rotation == clockwise

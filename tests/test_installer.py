@@ -224,3 +224,52 @@ def test_windows_launcher_makes_the_same_choices_as_bash() -> None:
     assert bash_tags == powershell_tags == [("1300", "cu130"), ("1208", "cu128"), ("1206", "cu126")]
     assert "https://download.pytorch.org/whl" in powershell
     assert '-File "%~dp0run.ps1" %*' in (ROOT / "installer" / "run.bat").read_text()
+
+
+PWSH = shutil.which("pwsh")
+needs_pwsh = pytest.mark.skipif(
+    PWSH is None or os.name == "nt", reason="needs PowerShell 7 (pwsh) outside Windows (the fakes are sh)"
+)
+
+
+def pwsh_dry_run(fake_bin: Path, index_base: str) -> subprocess.CompletedProcess[str]:
+    """``run.ps1 -DryRun`` with ``fake_bin`` first on PATH, as the bash dry runs."""
+    env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    env |= {"TORCH_INDEX_BASE": index_base, "PYTHON": sys.executable}
+    command = [PWSH or "pwsh", "-NoProfile", "-NonInteractive", "-File", str(RUN_PS1), "-DryRun"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+@needs_pwsh
+@pytest.mark.parametrize(("cuda", "tag"), CUDA_TAGS)
+def test_windows_launcher_dry_run_picks_the_same_wheel(tmp_path: Path, cuda: str, tag: str) -> None:
+    base = "https://download.pytorch.org/whl"
+    result = pwsh_dry_run(fake_nvidia_smi(tmp_path, cuda), base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert torch_line(result) == f"torch install: pip install torch --index-url {base}/{tag}"
+    assert f"(driver CUDA {cuda}, 1 GPU(s))" in result.stdout
+
+
+@needs_pwsh
+def test_windows_launcher_refuses_an_old_driver_and_pins_cpu_without_gpu(tmp_path: Path) -> None:
+    old = pwsh_dry_run(fake_nvidia_smi(tmp_path / "old", "12.4"), f"http://127.0.0.1:{closed_port()}")
+    assert old.returncode == 1
+    assert "Update the NVIDIA driver" in old.stdout + old.stderr
+    write_script(tmp_path / "none", "nvidia-smi", "exit 9\n")
+    cpu = pwsh_dry_run(tmp_path / "none", f"http://127.0.0.1:{closed_port()}")
+    assert torch_line(cpu) == "torch install: pip install torch==2.13.0"
+
+
+@needs_pwsh
+def test_windows_launcher_has_no_script_analyzer_errors() -> None:
+    check = "if (-not (Get-Module -ListAvailable PSScriptAnalyzer)) { exit 3 }"
+    analyze = f"Invoke-ScriptAnalyzer -Path '{RUN_PS1}' -Severity Error | Format-List | Out-String -Width 200"
+    result = subprocess.run(
+        [PWSH or "pwsh", "-NoProfile", "-NonInteractive", "-Command", f"{check}; {analyze}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode == 3:
+        pytest.skip("PSScriptAnalyzer is not installed (Install-Module PSScriptAnalyzer)")
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr

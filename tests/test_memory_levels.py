@@ -9,7 +9,7 @@ from diffusers import WanPipeline, WanTransformer3DModel
 from diffusers.hooks import HookRegistry
 
 from core.memory.apply import apply_memory_level
-from core.memory.chunking import HOOK_NAME, QueryChunkedWanAttnProcessor, apply_token_chunking
+from core.memory.chunking import HOOK_NAME, apply_token_chunking
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import plan_memory
 from core.pipelines import PipelineCache, load_diffusers_pipeline
@@ -80,17 +80,20 @@ def test_levels_place_components_as_documented(at_level):
     assert HookRegistry.check_if_exists_or_initialize(block).get_hook("group_offloading") is not None
     assert block.ffn.net[0].proj.weight.dtype == torch.float8_e4m3fn
     assert pipe.transformer.patch_embedding.weight.dtype == torch.float32  # diffusers keeps embeddings wide
-    assert HookRegistry.check_if_exists_or_initialize(block.ffn).get_hook(HOOK_NAME) is not None
-    assert isinstance(block.attn1.processor, QueryChunkedWanAttnProcessor)
-    assert not isinstance(block.attn2.processor, QueryChunkedWanAttnProcessor)
+    registry = HookRegistry.check_if_exists_or_initialize(block)
+    assert registry.get_hook(HOOK_NAME) is not None
+    assert registry._hook_order.index(HOOK_NAME) < registry._hook_order.index("group_offloading")
 
 
-def test_token_chunking_splits_tokens_and_keeps_the_output(tiny_wan_folder):
+@pytest.mark.parametrize("per_token_timestep", [False, True], ids=["wan2.1", "ti2v-per-token"])
+def test_token_chunking_splits_tokens_and_keeps_the_output(tiny_wan_folder, per_token_timestep):
+    """Every block runs in slices (the feed-forward sees 8, 8, 8, 8, 4 of the 36 tokens), with the same
+    output; Wan2.2 TI2V's per-token timesteps slice the modulation too."""
     model = WanTransformer3DModel.from_pretrained(tiny_wan_folder, subfolder="transformer").eval()
     torch.manual_seed(0)
     latents = torch.randn(1, 16, 3, 6, 8)
     text = torch.randn(1, 7, model.config.text_dim)
-    timestep = torch.tensor([500])
+    timestep = torch.linspace(0, 900, 36)[None] if per_token_timestep else torch.tensor([500])
     with torch.no_grad():
         plain = model(latents, timestep, text, return_dict=False)[0]
         assert apply_token_chunking(model, chunk_tokens=CHUNK) == len(model.blocks)
@@ -98,6 +101,9 @@ def test_token_chunking_splits_tokens_and_keeps_the_output(tiny_wan_folder):
         handle = model.blocks[0].ffn.net[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
         chunked = model(latents, timestep, text, return_dict=False)[0]
         handle.remove()
+        model_whole = WanTransformer3DModel.from_pretrained(tiny_wan_folder, subfolder="transformer").eval()
+        apply_token_chunking(model_whole, chunk_tokens=64)  # more than the video's tokens: the block as is
+        assert torch.equal(model_whole(latents, timestep, text, return_dict=False)[0], plain)
     assert calls == [8, 8, 8, 8, 4]  # 3 x 3 x 4 = 36 tokens
     torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-5)
 

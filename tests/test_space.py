@@ -13,9 +13,17 @@ import pytest
 from core.jobs import JobQueue, JobStatus
 from core.requests import parse_request
 from core.settings import Settings
-from core.space import MAX_SECONDS, MIN_SECONDS, detect_space, estimate_gpu_seconds, on_zero_gpu
+from core.space import (
+    MAX_SECONDS,
+    MIN_SECONDS,
+    detect_space,
+    estimate_gpu_seconds,
+    for_display,
+    on_zero_gpu,
+)
 from core.studio import Studio
 from ui.app import build_app, system_summary
+from ui.history_tab import history_frame
 
 
 class FakeSpaces(types.ModuleType):
@@ -90,6 +98,75 @@ def test_space_mode_hides_local_paths(monkeypatch, models_dir: Path, tmp_path: P
         assert not any("secret-outputs" in str(text) for text in texts)
         model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
         assert model.value == "wan2.1-t2v-1.3b"  # the Space's default model
+    finally:
+        studio.shutdown()
+
+
+def shown_texts(demo: gr.Blocks) -> list[str]:
+    """Every value the layout shows: Markdown, table cells and headers, JSON, text boxes, dropdowns."""
+    kinds = (gr.Markdown, gr.Dataframe, gr.JSON, gr.Textbox, gr.Dropdown)
+    return [str(b.value) for b in demo.blocks.values() if isinstance(b, kinds)]
+
+
+def api_names(demo: gr.Blocks) -> set[str]:
+    return {str(fn.api_name) for fn in demo.fns.values()}
+
+
+def models_table(demo: gr.Blocks) -> dict:
+    return next(b.value for b in demo.blocks.values() if getattr(b, "label", "") == "Models on this machine")
+
+
+@pytest.mark.parametrize("in_space", [False, True])
+def test_models_and_history_offer_delete_only_outside_a_space(
+    monkeypatch, in_space: bool, models_dir: Path, tmp_path: Path
+) -> None:
+    if in_space:
+        monkeypatch.setenv("SPACE_ID", "someone/video-studio")
+    else:
+        monkeypatch.delenv("SPACE_ID", raising=False)
+    settings = Settings(outputs_dir=tmp_path / "outputs", models_dir=models_dir, offline=True, dev=True)
+    studio = Studio(settings)
+    try:
+        demo = build_app(studio)
+        table = models_table(demo)
+        tiny = next(row for row in table["data"] if row[1] == "tiny-wan")
+        assert tiny[2] == "ready" and tiny[3] != "-"  # state and size shown either way
+        shows_folder = any(str(models_dir) in text for text in shown_texts(demo))
+        assert shows_folder is not in_space
+        assert ("Where" in table["headers"]) is not in_space
+        assert ("delete_model" in api_names(demo)) is not in_space
+        assert ("delete_result" in api_names(demo)) is not in_space  # History's Delete
+        assert "download_model" in api_names(demo)
+    finally:
+        studio.shutdown()
+
+
+def test_details_and_messages_lose_server_paths_in_a_space(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs"
+    details = {"job_folder": str(outputs / "chains" / "job1"), "parts": [{"output": "a.mp4"}], "frames": 9}
+    message = f"Cancelled during denoise. Partial result kept: {outputs / 'x_partial.mp4'}"
+    space, local = detect_space({"SPACE_ID": "a/b"}), detect_space({})
+    shown, text = for_display((details, message), space, outputs)
+    assert shown == {"job_folder": "chains/job1", "parts": [{"output": "a.mp4"}], "frames": 9}
+    assert text == "Cancelled during denoise. Partial result kept: x_partial.mp4"
+    assert for_display("/etc/passwd", space, outputs) == "passwd"
+    assert for_display(str(outputs), space, outputs) == "."
+    assert for_display((details, message), local, outputs) == (details, message)
+
+
+def test_history_lists_results_inside_the_outputs_folder_in_a_space(
+    monkeypatch, models_dir: Path, tmp_path: Path
+) -> None:
+    outputs = tmp_path / "outputs"
+    (outputs / "chains").mkdir(parents=True)
+    (outputs / "chains" / "long.mp4").write_bytes(b"")
+    (outputs / "chains" / "long.json").write_text('{"task": "t2v", "request": {"prompt": "/a cat"}}')
+    monkeypatch.setenv("SPACE_ID", "someone/video-studio")
+    studio = Studio(Settings(outputs_dir=outputs, models_dir=models_dir, offline=True))
+    try:
+        frame = history_frame(studio, "", "", "")
+        assert frame["path"].tolist() == ["chains/long.mp4"]
+        assert frame["prompt"].tolist() == ["/a cat"]  # only the path column is rewritten
     finally:
         studio.shutdown()
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import core.upscale.run
+from core.encoders import quality_to_crf
 from core.jobs import Job
 from core.upscale.loading import load_flashvsr
-from core.upscale.request import UpscaleRequest, quality_to_crf
+from core.upscale.request import UpscaleRequest
 from core.upscale.run import loaded_upscaler, run_upscale, unload_upscaler
 from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
@@ -27,6 +28,17 @@ pytest_plugins = ["conftest_upscale"]
 def audio_streams(path: Path) -> int:
     with av.open(str(path)) as container:
         return len(container.streams.audio)
+
+
+def stream_seconds(path: Path) -> tuple[float, float]:
+    """(video, audio) durations in seconds, from the last packet's end in each stream."""
+    ends = {"video": 0.0, "audio": 0.0}
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.pts is not None:
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                ends[packet.stream.type] = max(ends[packet.stream.type], end)
+    return ends["video"], ends["audio"]
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -42,6 +54,7 @@ def test_upscale_clip_to_aligned_size_with_audio(
     assert audio_streams(Path(record["path"])) == 1
     embedded = read_record(Path(record["path"]))
     assert embedded["status"] == "done" and embedded["frames_written"] == 30 and embedded["scale"] == scale
+    assert embedded["encoder"] == f"libx264 crf {quality_to_crf(8)}"
     assert Path(record["path"]).with_suffix(".json").is_file()
 
 
@@ -58,6 +71,10 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     partial = Path(record["path"])
     assert partial.name.endswith("_partial.mp4")
     assert probe_video(partial).frames == 21
+    video_s, audio_s = stream_seconds(partial)
+    assert video_s == pytest.approx(21 / 30, abs=0.01)
+    assert audio_s == pytest.approx(video_s, abs=0.05)
+    assert read_record(partial)["status"] == "cancelled" and read_record(partial)["audio"] is True
     outputs = upscale_runner.settings.outputs_dir
     assert not [p for p in outputs.glob("*.mp4") if not p.name.endswith("_partial.mp4")]
     slot = loaded_upscaler(upscale_runner.device)
@@ -114,7 +131,7 @@ def test_long_input_keeps_memory_flat(tiny_flashvsr) -> None:
 def test_request_validation(clip_64: Path) -> None:
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), seed=-1).with_seed()
     assert request.seed >= 0 and request.to_dict()["task"] == "upscale"
-    assert quality_to_crf(10) == 12 and quality_to_crf(1) == 35 and request.crf == quality_to_crf(8)
+    assert quality_to_crf(10) == 12 and quality_to_crf(1) == 35 and request.engine == "flashvsr"
     unlimited = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), max_input_width=0, scale=2.0)
     assert unlimited.max_input_width is None and unlimited.scale == 2
     for bad in ({"scale": 3}, {"variant": "huge"}, {"quality": 11}, {"video": "/nope.mp4"}):

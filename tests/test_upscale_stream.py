@@ -108,3 +108,14 @@ def test_reader_reads_ahead_only_a_bounded_buffer(clip_64: Path) -> None:
     frames = list(reader)
     reader.close()
     assert len(frames) == 30 and frames[0].shape == (64, 64, 3)
+
+
+def test_reader_turns_phone_clips_upright(tmp_path: Path) -> None:
+    from test_continue_input import phone_clip
+
+    path = phone_clip(tmp_path / "phone.mp4", 90, frames=3)
+    info = probe_source(path)
+    assert (info.width, info.height, info.frames) == (60, 80, 3)
+    frames = list(FrameReader(path))
+    assert len(frames) == 3 and frames[0].shape == (80, 60, 3)
+    assert frames[0][:8, -8:].min() > 200  # the stored top-left corner is now top-right

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from core.settings import Settings
-from ui.upscale_tab import build_upscale_tab, size_preview
+from ui.upscale_tab import build_upscale_tab, model_controls, size_preview
+from weights.registry import get_card
 
 pytest_plugins = ["conftest_upscale"]
 
@@ -21,6 +22,15 @@ def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:
     assert "choose a video" in size_preview(None, 4, None)
 
 
+def test_real_esrgan_models_keep_the_whole_frame_and_offer_their_scales(clip_64: Path) -> None:
+    assert "**160x160**" in size_preview(str(clip_64), 4, 40, "tiny-esrgan")
+    description, scale, variant = model_controls(get_card("realesrgan-x2plus"))
+    assert "x2" in description and scale["choices"] == [2] and scale["value"] == 2
+    assert variant["visible"] is False
+    _, scale, variant = model_controls(get_card("flashvsr-v1.1"))
+    assert scale["choices"] == [2, 4] and scale["value"] == 4 and variant["visible"] is True
+
+
 def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True))
     with gr.Blocks() as demo:
@@ -29,3 +39,4 @@ def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
     assert isinstance(source, gr.Video) and source.label == "Input video"
     assert model.value == "flashvsr-v1.1"
     assert ("Tiny FlashVSR (test model)", "tiny-flashvsr") in model.choices
+    assert ("Real-ESRGAN general v3 (fastest)", "realesr-general-x4v3") in model.choices

@@ -67,7 +67,7 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             with gr.Tab("History", id="history"):
                 build_history_tab(studio)
             with gr.Tab("Models", id="models"):
-                build_models_tab(studio.settings, studio.settings.dev)
+                build_models_tab(studio.settings, studio.settings.dev, in_space=studio.space.is_space)
         for result in (t2v, extend.result, upscale.result, long_video):
             result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)

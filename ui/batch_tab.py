@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from core.batch import SUMMARY_FIELDS, BatchRow, BatchRun
+from core.space import for_display
 from core.studio import Studio
 from core.validation import ConfigError
 from weights.registry import cards_for
@@ -33,13 +35,16 @@ def build_batch_tab(studio: Studio) -> None:
     """Create the tab inside the caller's ``gr.Tab``."""
     cards = cards_for("t2v", dev=studio.settings.dev)
 
+    def shown(value: Any) -> Any:
+        return for_display(value, studio.space, studio.settings.outputs_dir)
+
     def run(prompt_file: str | None, model: str | None) -> Iterator[tuple[pd.DataFrame, str]]:
         if not prompt_file:
             raise gr.Error("Upload a prompt list (.txt, .csv or .json).")
         batch = BatchRun(studio, Path(prompt_file), {"model": model} if model else None)
         try:
             for rows in batch.run():
-                yield rows_frame(rows), status_line(batch)
+                yield rows_frame(rows).map(shown), shown(status_line(batch))
         except (ConfigError, ValueError, OSError) as exc:
             raise gr.Error(str(exc), title="Cannot read the prompt list") from exc
 

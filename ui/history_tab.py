@@ -9,6 +9,7 @@ import pandas as pd
 
 from core.history import delete_result, list_results, rerun_settings
 from core.requests import request_types
+from core.space import for_display
 from core.studio import Studio
 from weights.registry import load_cards
 
@@ -16,13 +17,17 @@ COLUMNS = ["created", "task", "model", "prompt", "seed", "path"]
 
 
 def history_frame(studio: Studio, task: str | None, model: str | None, text: str | None) -> pd.DataFrame:
-    """The filtered results, newest first, one line each."""
-    entries = list_results(studio.settings.outputs_dir, task or None, model or None, text or None)
-    return pd.DataFrame([e.row() for e in entries], columns=COLUMNS)
+    """The filtered results, newest first, one line each (paths inside the outputs folder in a Space)."""
+    outputs = studio.settings.outputs_dir
+    entries = list_results(outputs, task or None, model or None, text or None)
+    frame = pd.DataFrame([e.row() for e in entries], columns=COLUMNS)
+    frame["path"] = [for_display(path, studio.space, outputs) for path in frame["path"]]
+    return frame
 
 
 def build_history_tab(studio: Studio) -> None:
-    """Create the tab inside the caller's ``gr.Tab``."""
+    """Create the tab inside the caller's ``gr.Tab``. In a Space there is no Delete: its visitors share
+    one outputs folder, so nobody may remove another's results."""
     outputs = studio.settings.outputs_dir
     models = sorted(c.id for c in load_cards().values() if studio.settings.dev or not c.dev)
 
@@ -31,13 +36,13 @@ def build_history_tab(studio: Studio) -> None:
 
     def pick(table: pd.DataFrame, event: gr.SelectData) -> tuple[str, str]:
         path = str(table.iloc[event.index[0]]["path"])
-        return path, path
+        return str(outputs / path), path
 
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         try:
-            return rerun_settings(outputs, path)
+            return rerun_settings(outputs, outputs / path)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
 
@@ -45,7 +50,7 @@ def build_history_tab(studio: Studio) -> None:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         try:
-            removed = delete_result(outputs, path)
+            removed = delete_result(outputs, outputs / path)
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         message = "Deleted " + ", ".join(p.name for p in removed)
@@ -69,7 +74,7 @@ def build_history_tab(studio: Studio) -> None:
         with gr.Column():
             with gr.Row():
                 rerun_button = gr.Button("Rerun settings")
-                delete_button = gr.Button("Delete", variant="stop")
+                delete_button = None if studio.space.is_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
             status = gr.Markdown()
     filters = [task, model, text]
@@ -78,6 +83,7 @@ def build_history_tab(studio: Studio) -> None:
         box.change(refresh, filters, table, api_name=False)
     table.select(pick, table, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
-    delete_button.click(
-        delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
-    )
+    if delete_button is not None:
+        delete_button.click(
+            delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
+        )

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from core.jobs import Job, JobStatus
+from core.space import for_display
 from core.studio import Studio
 from core.validation import ConfigError
 
@@ -68,7 +69,9 @@ def run_job(
     record = job.result or {}
     if cache_summary is not None:
         message += cache_summary(record.get("cache") or {})
-    yield None, record.get("path"), {k: record[k] for k in detail_keys if k in record} or None, message
+    details = {k: record[k] for k in detail_keys if k in record} or None
+    details, message = for_display((details, message), studio.space, studio.settings.outputs_dir)
+    yield None, record.get("path"), details, message
 
 
 def wire_job(

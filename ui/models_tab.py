@@ -17,12 +17,14 @@ from weights.store import delete_model, ensure_model, list_models, model_status
 HEADERS = ["Model", "Id", "State", "Size", "Where"]
 
 
-def status_rows(settings: Settings, dev: bool) -> list[list[str]]:
-    """One table row per model: name, id, missing / partial / ready, size on disk, where it was found."""
-    return [
-        [s.name, s.card_id, s.state, s.size_label, f"{s.where}: {s.folder}" if s.folder else ""]
-        for s in list_models(settings, dev=dev)
-    ]
+def status_rows(settings: Settings, dev: bool, in_space: bool = False) -> list[list[str]]:
+    """One table row per model: name, id, missing / partial / ready, size on disk, and where it was
+    found unless ``in_space`` (a Space: its folders mean nothing to visitors)."""
+    rows = []
+    for s in list_models(settings, dev=dev):
+        row = [s.name, s.card_id, s.state, s.size_label]
+        rows.append(row if in_space else [*row, f"{s.where}: {s.folder}" if s.folder else ""])
+    return rows
 
 
 class Downloads:
@@ -51,13 +53,16 @@ class Downloads:
         return flag is not None
 
 
-def build_models_tab(settings: Settings, dev: bool) -> None:
-    """Create the tab's components and events inside the caller's ``with gr.Tab("Models"):`` block."""
+def build_models_tab(settings: Settings, dev: bool, in_space: bool = False) -> None:
+    """Create the tab's components and events inside the caller's ``with gr.Tab("Models"):`` block.
+
+    ``in_space``: state and size only, no folders, and no Delete (a Space's visitors share its weights).
+    """
     cards = [c for c in load_cards().values() if dev or not c.dev]
     downloads = Downloads()
 
     def rows() -> list[list[str]]:
-        return status_rows(settings, dev)
+        return status_rows(settings, dev, in_space)
 
     def download(
         model_id: str,
@@ -78,7 +83,7 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
             raise gr.Error(str(exc)) from exc
         finally:
             downloads.finish(model_id)
-        return f"{card.name} is ready in `{folder}`.", rows()
+        return f"{card.name} is ready" + ("." if in_space else f" in `{folder}`."), rows()
 
     def cancel(model_id: str) -> str:
         return "Cancelling…" if downloads.cancel(model_id) else f"{model_id} is not downloading."
@@ -95,10 +100,10 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
         return f"Nothing of {card.name} in `{settings.models_dir}`.{note}", rows()
 
     offline = " The app is offline: downloads are disabled." if settings.offline else ""
-    gr.Markdown(
-        f"Weights live in `{settings.models_dir}`; copies in the Hugging Face cache are reused.{offline}"
-    )
-    table = gr.Dataframe(value=rows, headers=HEADERS, label="Models on this machine", interactive=False)
+    where = "the models folder" if in_space else f"`{settings.models_dir}`"
+    gr.Markdown(f"Weights live in {where}; copies in the Hugging Face cache are reused.{offline}")
+    headers = HEADERS[:-1] if in_space else HEADERS
+    table = gr.Dataframe(value=rows, headers=headers, label="Models on this machine", interactive=False)
     with gr.Row():
         choices = [(c.name, c.id) for c in cards]
         model = gr.Dropdown(choices, value=cards[0].id if cards else None, label="Model")
@@ -106,10 +111,11 @@ def build_models_tab(settings: Settings, dev: bool) -> None:
     with gr.Row():
         download_btn = gr.Button("Download", variant="primary")
         cancel_btn = gr.Button("Cancel")
-        delete_btn = gr.Button("Delete", variant="stop")
+        delete_btn = None if in_space else gr.Button("Delete", variant="stop")
     message = gr.Markdown()
 
     refresh.click(rows, None, table, api_name="list_models")
     download_btn.click(download, model, [message, table], api_name="download_model")
     cancel_btn.click(cancel, model, message, api_name="cancel_download")
-    delete_btn.click(delete, model, [message, table], api_name="delete_model")
+    if delete_btn is not None:
+        delete_btn.click(delete, model, [message, table], api_name="delete_model")

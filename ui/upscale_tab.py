@@ -1,4 +1,5 @@
-"""Upscale tab: input video, model, scale, variant, size limit, quality; Upscale, Cancel, video, details."""
+"""Upscale tab: input video, model (FlashVSR or a light Real-ESRGAN), scale, variant, size limit, quality;
+Upscale, Cancel, video, details."""
 
 from __future__ import annotations
 
@@ -11,21 +12,25 @@ import gradio as gr
 from core.studio import Studio
 from core.upscale.config import VARIANTS
 from core.upscale.frame_reader import probe_source
-from core.upscale.sizing import plan_size
+from core.upscale.request import ENGINES
+from core.upscale.sizing import ENGINE_ALIGN, plan_size
 from core.validation import ConfigError
 from ui.jobs import run_job, wire_job
 from ui.send import TabIO, job_buttons, job_outputs
-from weights.registry import cards_for
+from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
     "model_name",
+    "engine",
     "variant",
+    "arch",
     "scale",
     "size_note",
     "frames",
     "fps",
     "audio",
     "kv_cache_offloaded",
+    "encoder",
     "time_s",
     "peak_memory_gb",
     "device",
@@ -34,19 +39,36 @@ DETAIL_KEYS = (
 VARIANT_LABELS = {"tiny-long": "Tiny-Long (fast, any length)", "full": "Full (Wan2.1 VAE decoder)"}
 
 
-def size_preview(video: str | None, scale: float, max_width: float | None) -> str:
-    """The output size the job will have, or why it cannot be upscaled."""
+def _engine(model: str | None) -> str:
+    return ENGINES.get(get_card(model).pipeline, "flashvsr") if model else "flashvsr"
+
+
+def size_preview(video: str | None, scale: float, max_width: float | None, model: str | None = None) -> str:
+    """The output size the job will have with ``model`` (FlashVSR's when None), or why it cannot run."""
     if not video:
         return "Output size: choose a video."
     try:
         info = probe_source(Path(video))
-        size = plan_size(info.width, info.height, int(scale), int(max_width) if max_width else None)
+        align = ENGINE_ALIGN[_engine(model)]
+        size = plan_size(info.width, info.height, int(scale), int(max_width) if max_width else None, align)
     except (ConfigError, ValueError, OSError) as exc:
         return f"Cannot upscale this video: {exc}"
     audio = "with its audio" if info.has_audio else "no audio"
     return (
         f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "
         f"({size.describe()})"
+    )
+
+
+def model_controls(card: ModelCard) -> tuple[str, Any, Any]:
+    """What choosing ``card`` changes: its description, the scales it offers, the variant's visibility."""
+    native = card.extra.get("scale", 4)
+    scales = [s for s in (2, 4) if s <= native]
+    info = "FlashVSR is tuned for 4x" if _engine(card.id) == "flashvsr" else f"the model upscales x{native}"
+    return (
+        card.description,
+        gr.update(choices=scales, value=native, info=info),
+        gr.update(visible=_engine(card.id) == "flashvsr"),
     )
 
 
@@ -71,16 +93,22 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                 info="Narrow the input first to cap the output size",
             )
             with gr.Accordion("Export", open=False):
-                quality = gr.Slider(1, 10, value=8, step=1, label="Quality (1 = small file, 10 = best)")
+                quality = gr.Slider(
+                    1,
+                    10,
+                    value=8,
+                    step=1,
+                    label="Quality (1 = small file, 10 = best)",
+                    info="NVENC's CQ when this GPU encodes H.264, else x264's CRF (35 .. 12)",
+                )
                 seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
             preview = gr.Markdown(size_preview(None, 4, None))
             upscale, cancel = job_buttons("Upscale")
         with gr.Column(scale=1):
             outputs = job_outputs()
-    for trigger in (source.change, scale.change, max_width.change):
-        trigger(size_preview, [source, scale, max_width], preview, api_name=False)
-    descriptions = {c.id: c.description for c in cards}
-    model.change(lambda m: descriptions.get(m, ""), model, about, api_name=False)
+    for trigger in (source.change, scale.change, max_width.change, model.change):
+        trigger(size_preview, [source, scale, max_width, model], preview, api_name=False)
+    model.change(lambda m: model_controls(get_card(m)), model, [about, scale, variant], api_name=False)
 
     def run(
         video_path: str | None,

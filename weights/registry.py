@@ -65,9 +65,15 @@ class ModelCard:
     builder: str | None = None
     prefer: str = "huggingface"
     extra: dict[str, Any] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
+    """Further tabs the model serves besides its main ``task`` (e.g. MAGI-1: t2v and continue)."""
+    order: int = 0
+    """Position in the model lists (ascending, then file name): the first card of a tab is its default."""
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
+        for task in self.tasks:
+            as_choice(f"model {self.id}: tasks", task, TASKS)
         as_choice(f"model {self.id}: prefer", self.prefer, HUBS)
         if not (self.huggingface or self.modelscope or self.builder):
             raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
@@ -79,6 +85,10 @@ class ModelCard:
         for res in self.resolutions:
             if res.width % self.size_multiple or res.height % self.size_multiple:
                 raise ConfigError(f"model {self.id}: {res.label} is not a multiple of {self.size_multiple}")
+
+    def serves(self, task: str) -> bool:
+        """Whether the model can run ``task`` (its main task or one of ``tasks``)."""
+        return task == self.task or task in self.tasks
 
     def resolution(self, name: str) -> Resolution:
         """The resolution preset called ``name``."""
@@ -99,6 +109,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         from_mapping(Resolution, r, where=f"{where_id} resolution") for r in data.get("resolutions", ())
     )
     data["allow_patterns"] = tuple(data.get("allow_patterns", ()))
+    data["tasks"] = tuple(data.get("tasks", ()))
     card = from_mapping(ModelCard, data, where=where_id)
     as_text(f"{where_id} name", card.name, required=True)
     as_int(f"{where_id} fps", card.fps, low=1, high=240)
@@ -107,6 +118,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         as_int(f"{where_id} width", res.width, low=16, high=8192)
         as_int(f"{where_id} height", res.height, low=16, high=8192)
     as_float(f"{where_id} params_billion", card.params_billion, low=0)
+    as_int(f"{where_id} order", card.order)
     return card
 
 
@@ -123,8 +135,9 @@ def load_cards(folder: Path = CARDS_DIR) -> dict[str, ModelCard]:
 
 
 def cards_for(task: str, *, dev: bool = False) -> list[ModelCard]:
-    """The cards of one task; test models only when ``dev`` is set."""
-    return [c for c in load_cards().values() if c.task == task and (dev or not c.dev)]
+    """The cards of one task (by ``order``, then file name); test models only when ``dev`` is set."""
+    cards = [c for c in load_cards().values() if c.serves(task) and (dev or not c.dev)]
+    return sorted(cards, key=lambda card: card.order)
 
 
 def get_card(model_id: str) -> ModelCard:

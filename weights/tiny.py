@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from weights.tiny_esrgan import build_tiny_esrgan
 from weights.tiny_flashvsr import build_tiny_flashvsr
 from weights.tiny_skyreels import build_tiny_skyreels_df
 
@@ -126,6 +127,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "tiny-wan": build_tiny_wan,
     "tiny-skyreels-df": build_tiny_skyreels_df,
     "tiny-flashvsr": build_tiny_flashvsr,
+    "tiny-esrgan": build_tiny_esrgan,
 }
 
 

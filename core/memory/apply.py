@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import torch
+from diffusers.hooks.layerwise_casting import _LAYERWISE_CASTING_HOOK
 
 from core.memory.chunking import DEFAULT_CHUNK_TOKENS, apply_token_chunking
 from core.memory.levels import (
@@ -63,14 +64,24 @@ def apply_memory_level(
     log.info("pipeline placed on %s at memory level %d", device, level)
 
 
+def has_layerwise_casting(model: torch.nn.Module) -> bool:
+    """Whether diffusers' layerwise casting hooks are already on ``model``."""
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None and registry.get_hook(_LAYERWISE_CASTING_HOOK) is not None:
+            return True
+    return False
+
+
 def place_transformer(
     model: torch.nn.Module, level: int, device: torch.device, chunk_tokens: int = DEFAULT_CHUNK_TOKENS
 ) -> None:
     """The DiT part of :func:`apply_memory_level` (levels 0-3 leave the DiT whole on ``device``).
 
-    fp8 storage computes in the dtype the model was loaded in (bfloat16 on GPUs, float32 on the CPU).
+    fp8 storage computes in the dtype the model was loaded in (bfloat16 on GPUs, float32 on the CPU);
+    a model the low-RAM loader already stored in fp8 (``low_ram_load.py``) keeps its casting hooks.
     """
-    if level >= FP8_STORAGE:
+    if level >= FP8_STORAGE and not has_layerwise_casting(model):
         model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=model.dtype)
     if level >= CHUNKING:
         apply_token_chunking(model, chunk_tokens)

@@ -4,8 +4,15 @@ Weights come from exact parameter counts (``presets/memory_calibration.yaml``, o
 ``params_billion``). Activations of one DiT forward (batch 1: Wan runs its CFG branches one at a time)
 are ``tokens * dim * bytes * (c_base + c_ffn * ffn_dim / dim)``: the two constants are fitted to the
 measured all-on-GPU peaks of Wan2.1 1.3B and 14B, so the model explains why the 1.3B, with its wide
-feed-forward, needs more activation memory per token than the 14B. Token chunking (level 6) removes
-the feed-forward term. The VAE decode peak is scaled by frame area from the measured 480p figures.
+feed-forward, needs more activation memory per token than the 14B. Token chunking (level 6) leaves
+``c_chunk`` units per token (fitted to the measured level-6 peaks; never more than unchunked). The VAE
+decode peak is scaled by frame area from the measured 480p figures.
+
+Host RAM: below level 4 diffusers loads every weight into RAM in the compute dtype first. From level 4
+the low-RAM loader (``low_ram_load.py``) streams the DiT tensor by tensor into its final form (fp8 at
+level 5: the params layerwise casting leaves wide stay in the compute dtype), so loading needs the
+final footprint plus one tensor, and the text encoder is mapped from its files (page cache, reported
+as ``mapped_gib`` but not counted as needed RAM).
 """
 
 from __future__ import annotations
@@ -25,24 +32,27 @@ from core.memory.levels import (
     VAE_TILING,
     check_level,
 )
+from core.memory.low_ram_load import STAGING_BYTES
 from core.validation import ConfigError, as_int, from_mapping
 from weights.registry import ModelCard
 
 CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "presets" / "memory_calibration.yaml"
 GIB = 2**30
 BILLION = 1e9
-FALLBACK_SHAPE = {"dim": 5120, "ffn_dim": 13824, "layers": 40, "dit_params": 14.2885}
+FALLBACK_SHAPE = {"dim": 5120, "ffn_dim": 13824, "layers": 40, "dit_params": 14.2885, "wide_params": 0.2352}
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the estimate needs to know about one model; parameter counts in billions."""
+    """What the estimate needs to know about one model; parameter counts in billions (``dit_params`` and
+    ``wide_params``, the ones fp8 storage leaves in the compute dtype, per expert)."""
 
     dim: int
     ffn_dim: int
     layers: int
     dit_params: float
     experts: int = 1
+    wide_params: float = 0.0
     text_encoder_params: float = 0.0
     vae_params: float = 0.0
     vae_stride: tuple[int, int, int] = (4, 8, 8)
@@ -65,6 +75,7 @@ class Calibration:
     fallback: ModelShape
     c_base: float
     c_ffn: float
+    c_chunk: float
     vae_gib_per_pixel: float
     vae_tiled_gib: float
     process_ram_gib: float
@@ -94,6 +105,7 @@ class MemoryEstimate:
     tokens: int
     dit_gpu_weights_gib: float
     dit_host_weights_gib: float
+    mapped_gib: float = 0.0
 
     @property
     def dit_peak_gib(self) -> float:
@@ -113,8 +125,48 @@ def _output_gib(frames: int, height: int, width: int) -> float:
     return 3 * frames * height * width * 4 / GIB
 
 
-def _dit_units(shape: ModelShape, cal_base: float, cal_ffn: float, level: int) -> float:
-    return cal_base + (0.0 if level >= CHUNKING else cal_ffn * shape.ffn_dim / shape.dim)
+def _dit_units(shape: ModelShape, cal: Calibration, level: int) -> float:
+    """Activation units of one forward (x tokens x dim x bytes); chunking never makes them larger."""
+    whole = cal.c_base + cal.c_ffn * shape.ffn_dim / shape.dim
+    return min(whole, cal.c_chunk) if level >= CHUNKING else whole
+
+
+def _offload_extras_gib(shape: ModelShape, per_expert_gib: float, level: int) -> float:
+    """Group offload's weights on the GPU beside the activations: the running and prefetched blocks,
+    the non-block layers and, with fp8 storage, one upcast feed-forward weight."""
+    blocks = per_expert_gib * (1 - shape.nonblock_fraction) / shape.layers * shape.prefetch_blocks
+    upcast = shape.dim * shape.ffn_dim * 2 / GIB if level >= FP8_STORAGE else 0.0
+    return blocks + per_expert_gib * shape.nonblock_fraction + upcast
+
+
+def _fit_chunking(measured: list[dict[str, Any]], shapes: dict[str, ModelShape]) -> float:
+    """Mean activation units of the measured level-6 forwards (batch 1, fp8 offloaded weights)."""
+    units = []
+    for point in (p for p in measured if p["what"] == "dit_forward" and p["level"] == CHUNKING):
+        shape = shapes[point["model"]]
+        frames, height, width = point["latent"]
+        tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2])
+        per_expert = dit_weights_gib(shape, FP8_STORAGE, 2) / shape.experts
+        extras = _offload_extras_gib(shape, per_expert, FP8_STORAGE)
+        units.append((point["peak_gib"] - extras) / (tokens * shape.dim * 2 * point["batch"] / GIB))
+    if not units:
+        raise ConfigError("memory calibration: no measured level-6 dit_forward to fit chunking to")
+    return sum(units) / len(units)
+
+
+def dit_weights_gib(shape: ModelShape, level: int, compute_bytes: int) -> float:
+    """All experts' DiT weights at ``level``: fp8 storage keeps ``wide_params`` in the compute dtype."""
+    if level < FP8_STORAGE:
+        return shape.dit_params * shape.experts * BILLION * compute_bytes / GIB
+    narrow = shape.dit_params - shape.wide_params
+    return (narrow + shape.wide_params * compute_bytes) * shape.experts * BILLION / GIB
+
+
+def low_ram_load_gib(shape: ModelShape, level: int, compute_bytes: int) -> float:
+    """Host RAM the low-RAM loader adds for the DiT(s): the final weights plus its staging buffer (the
+    largest bf16 tensor, the time projection dim x 6 dim or a feed-forward weight, at most 64 MiB)."""
+    largest = max(shape.ffn_dim, 6 * shape.dim) * shape.dim * 2
+    return dit_weights_gib(shape, level, compute_bytes) + min(largest, STAGING_BYTES) / GIB
 
 
 def _fit_activations(measured: list[dict[str, Any]], points: list[int], shapes: dict[str, ModelShape]):
@@ -152,12 +204,14 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
     shapes = {name: _shape(entry, defaults, f"{path.name} {name}") for name, entry in data["models"].items()}
     measured = list(data["measured"])
     c_base, c_ffn = _fit_activations(measured, list(data["fit_points"]), shapes)
+    c_chunk = _fit_chunking(measured, shapes)
     vae_per_pixel, vae_tiled = _fit_vae(measured, shapes[measured[0]["model"]].vae_stride)
     return Calibration(
         shapes=shapes,
         fallback=_shape(FALLBACK_SHAPE, defaults, "fallback"),
         c_base=c_base,
         c_ffn=c_ffn,
+        c_chunk=c_chunk,
         vae_gib_per_pixel=vae_per_pixel,
         vae_tiled_gib=vae_tiled,
         process_ram_gib=float(data["process_ram_gib"]),
@@ -188,65 +242,59 @@ def estimate_memory(
     cal: Calibration | None = None,
 ) -> MemoryEstimate:
     """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU."""
+    cal = cal or load_calibration()
+    return estimate_for_shape(shape_for(card, cal), width, height, frames, level, device_type, cal)
+
+
+def estimate_for_shape(
+    shape: ModelShape,
+    width: int,
+    height: int,
+    frames: int,
+    level: int,
+    device_type: str = "cuda",
+    cal: Calibration | None = None,
+) -> MemoryEstimate:
+    """:func:`estimate_memory` for a model given by its shape."""
     level = check_level(level)
     cal = cal or load_calibration()
-    shape = shape_for(card, cal)
     tokens = shape.tokens(width, height, frames)
     on_gpu = device_type == "cuda"
     compute_bytes = 2 if on_gpu else 4
-    dit_bytes = 1 if level >= FP8_STORAGE else compute_bytes
-    dit_total = shape.dit_params * shape.experts * BILLION * dit_bytes / GIB
+    dit_total = dit_weights_gib(shape, level, compute_bytes)
     text_encoder = shape.text_encoder_params * BILLION * compute_bytes / GIB
     vae = shape.vae_params * BILLION * 4 / GIB
-    activations = tokens * shape.dim * compute_bytes * _dit_units(shape, cal.c_base, cal.c_ffn, level) / GIB
+    activations = tokens * shape.dim * compute_bytes * _dit_units(shape, cal, level) / GIB
     output = _output_gib(frames, height, width)
     untiled = cal.vae_gib_per_pixel * width * height
     decode = output + (min(untiled, cal.vae_tiled_gib) if level >= VAE_TILING else untiled)
-    load_ram = cal.process_ram_gib + shape.dit_params * shape.experts * BILLION * compute_bytes / GIB
-    load_ram += text_encoder + vae
+    low_ram = level >= GROUP_OFFLOAD
+    mapped = text_encoder if low_ram else 0.0
+    resident_encoder = 0.0 if low_ram else text_encoder
+    if low_ram:
+        load_ram = cal.process_ram_gib + low_ram_load_gib(shape, level, compute_bytes) + vae
+    else:
+        load_ram = cal.process_ram_gib + dit_weights_gib(shape, 0, compute_bytes) + text_encoder + vae
     if not on_gpu:
-        steady = cal.process_ram_gib + dit_total + text_encoder + vae + max(activations, decode)
+        steady = cal.process_ram_gib + dit_total + resident_encoder + vae + max(activations, decode)
+        host = dit_total + resident_encoder + vae
+        ram = max(load_ram, steady)
         return MemoryEstimate(
-            level,
-            device_type,
-            0.0,
-            max(load_ram, steady),
-            0.0,
-            dit_total,
-            activations,
-            decode,
-            dit_total + text_encoder + vae,
-            load_ram,
-            tokens,
-            0.0,
-            dit_total,
-        )
+            level, device_type, 0.0, ram, 0.0, dit_total, activations, decode, host, load_ram, tokens,
+            0.0, dit_total, mapped,
+        )  # fmt: skip
     gpu_weights = vae + (text_encoder if level < TEXT_ENCODER_ON_CPU else 0.0)
-    host_weights = text_encoder if level >= TEXT_ENCODER_ON_CPU else 0.0
+    host_weights = resident_encoder if level >= TEXT_ENCODER_ON_CPU else 0.0
     dit_gpu, dit_host = (dit_total, 0.0) if level < GROUP_OFFLOAD else (0.0, dit_total)
     if level < GROUP_OFFLOAD:
         gpu_weights += dit_total
         dit_working = activations
     else:
         host_weights += dit_total
-        per_expert = dit_total / shape.experts
-        blocks = per_expert * (1 - shape.nonblock_fraction) / shape.layers * shape.prefetch_blocks
-        upcast = shape.dim * shape.ffn_dim * 2 / GIB if level >= FP8_STORAGE else 0.0
-        dit_working = activations + blocks + per_expert * shape.nonblock_fraction + upcast
+        dit_working = activations + _offload_extras_gib(shape, dit_total / shape.experts, level)
     vram = gpu_weights + max(dit_working, decode)
     ram = max(load_ram, cal.process_ram_gib + host_weights)
     return MemoryEstimate(
-        level,
-        device_type,
-        vram,
-        ram,
-        gpu_weights,
-        dit_working,
-        activations,
-        decode,
-        host_weights,
-        load_ram,
-        tokens,
-        dit_gpu,
-        dit_host,
-    )
+        level, device_type, vram, ram, gpu_weights, dit_working, activations, decode, host_weights,
+        load_ram, tokens, dit_gpu, dit_host, mapped,
+    )  # fmt: skip

@@ -11,6 +11,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from core.video_input import clockwise_rotation, upright_rgb
+
 _DONE = object()
 
 
@@ -24,17 +26,22 @@ class SourceInfo:
 
 
 def probe_source(path: Path) -> SourceInfo:
-    """Size, fps, audio and frame count (from the header, else by counting packets; no decoding)."""
+    """Upright size (phone clips carry a rotation), fps, audio and frame count (from the header, else by
+    counting packets); decodes only the first frame, for its rotation."""
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError(f"{Path(path).name} has no video stream")
         stream = container.streams.video[0]
+        first = next(container.decode(stream), None)
+        turned = first is not None and clockwise_rotation(first) in (90, 270)
+        container.seek(0)
         frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
         fps = float(stream.average_rate or stream.guessed_rate or 30)
+        width, height = stream.codec_context.width, stream.codec_context.height
         return SourceInfo(
             frames,
-            stream.codec_context.width,
-            stream.codec_context.height,
+            height if turned else width,
+            width if turned else height,
             fps,
             bool(container.streams.audio),
         )
@@ -66,7 +73,7 @@ class FrameReader:
         try:
             with av.open(str(self.path)) as container:
                 for frame in container.decode(container.streams.video[0]):
-                    image = frame.to_ndarray(format="rgb24")
+                    image = upright_rgb(frame)
                     if self.transform is not None:
                         image = self.transform(image)
                     if not self._put(image):

@@ -13,17 +13,15 @@ from weights.registry import ModelCard, get_card
 
 MAX_SEED = 2**32 - 1
 SCALES = (2, 4)
-
-
-def quality_to_crf(quality: int) -> int:
-    """Export quality 1 (smallest file) .. 10 (best) as an x264 CRF: 35 .. 12."""
-    return round(35 - (quality - 1) * 23 / 9)
+ENGINES = {"FlashVSR": "flashvsr", "ESRGAN": "esrgan"}
+"""Card ``pipeline`` -> how the job runs it: FlashVSR, or a Real-ESRGAN-class network frame by frame."""
 
 
 @dataclass(frozen=True)
 class UpscaleRequest:
-    """Upscale ``video`` by ``scale`` with a FlashVSR model card. ``max_input_width`` None or 0 keeps the
-    input width; ``quality`` 1-10 sets the x264 CRF; ``seed=-1`` asks for a random seed."""
+    """Upscale ``video`` by ``scale`` with a FlashVSR or Real-ESRGAN model card (``variant`` applies to
+    FlashVSR only). ``max_input_width`` None or 0 keeps the input width; ``quality`` 1-10 sets the
+    encoder's CRF/CQ; ``seed=-1`` asks for a random seed."""
 
     model: str
     video: str
@@ -39,7 +37,7 @@ class UpscaleRequest:
 
     def __post_init__(self) -> None:
         card = get_card(self.model)
-        if card.task != "upscale":
+        if card.task != "upscale" or card.pipeline not in ENGINES:
             raise ConfigError(f"model {self.model} is not an upscaling model")
         set_ = object.__setattr__
         raw = str(self.video) if isinstance(self.video, Path) else self.video
@@ -50,6 +48,9 @@ class UpscaleRequest:
         scale = as_int("scale", self.scale)
         if scale not in SCALES:
             raise ConfigError(f"scale must be 2 or 4, got {scale}")
+        native = card.extra.get("scale", max(SCALES))
+        if scale > native:
+            raise ConfigError(f"{card.name} upscales x{native} at most; choose x{native} or another model")
         set_(self, "scale", scale)
         set_(self, "variant", as_choice("variant", self.variant, VARIANTS))
         if self.max_input_width in (None, 0):
@@ -59,14 +60,17 @@ class UpscaleRequest:
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
+        if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
+            raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
 
     @property
     def card(self) -> ModelCard:
         return get_card(self.model)
 
     @property
-    def crf(self) -> int:
-        return quality_to_crf(self.quality)
+    def engine(self) -> str:
+        """``flashvsr`` or ``esrgan``."""
+        return ENGINES[self.card.pipeline]
 
     def with_seed(self) -> UpscaleRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""

@@ -1,8 +1,10 @@
-"""The upscale job: a validated request through FlashVSR to an mp4 with the input's audio and a record.
+"""The upscale job: a validated request through FlashVSR or a Real-ESRGAN network to an mp4 with the
+input's audio and a record.
 
 Frames stream from the file (bounded read-ahead) through the model into the writer chunk by chunk, so
-memory stays flat however long the video is. On cancel or failure the frames written so far are kept
-as ``<name>_partial.mp4``.
+memory stays flat however long the video is. The writer uses NVENC when this machine can open it, else
+libx264. On cancel or failure the frames written so far are kept as ``<name>_partial.mp4``, with the
+input's audio cut to their length.
 """
 
 from __future__ import annotations
@@ -11,23 +13,29 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import torch
 
 from core.audio import remux_with_audio
+from core.encoders import choose_encoder
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job, JobCancelledError
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.upscale.config import PROMPT_FILE
-from core.upscale.frame_reader import FrameReader, probe_source
-from core.upscale.loading import FlashVSRModel, load_flashvsr
+from core.upscale.esrgan import SRNetwork, load_network
+from core.upscale.esrgan_stream import ESRGANStreamer
+from core.upscale.frame_reader import FrameReader, SourceInfo, probe_source
+from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_report
 from core.upscale.request import UpscaleRequest
-from core.upscale.sizing import plan_size, resize_and_crop
+from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
@@ -35,24 +43,27 @@ from weights.store import ensure_model, is_offline
 
 KV_OFFLOAD_MAX_VRAM_GB = 24.0
 READ_AHEAD_FRAMES = 16
+ESRGAN_CUDA_DTYPE = torch.float16
+"""Real-ESRGAN runs in half precision on GPUs, as its own inference script does."""
 
 
 class _LoadedUpscaler:
-    """One FlashVSR model per device kept loaded between jobs (keyed by card and variant)."""
+    """One upscaling model per device kept loaded between jobs (keyed by card and variant)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.key: tuple[str, str] | None = None
-        self.model: FlashVSRModel | None = None
+        self.model: Any = None
         self.lock = threading.Lock()
 
-    def get(self, card: ModelCard, variant: str, folder: Path) -> FlashVSRModel:
+    def get(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
+        """The model under ``key``, loading it with ``load`` (after freeing the previous one) if needed."""
         with self.lock:
-            if self.key != (card.id, variant) or self.model is None:
+            if self.key != key or self.model is None:
                 self.model, self.key = None, None
                 free_memory(self.device)
-                self.model = load_flashvsr(folder, variant, self.device, compute_dtype(self.device))
-                self.key = (card.id, variant)
+                self.model = load()
+                self.key = key
             return self.model
 
     def unload(self) -> None:
@@ -106,6 +117,45 @@ def weights_folder(card: ModelCard, job: Job, runner: Any) -> Path:
     return folder
 
 
+def _flashvsr_streamer(
+    request: UpscaleRequest, folder: Path, device: torch.device, size: OutputSize
+) -> tuple[FlashVSRStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """The FlashVSR streamer, its per-frame resize and what the record says about it."""
+    model = loaded_upscaler(device).get(
+        (request.model, request.variant),
+        lambda: load_flashvsr(folder, request.variant, device, compute_dtype(device)),
+    )
+    split_dit(model, pipeline_devices(device, request.pipeline_gpus))
+    offload = should_offload_kv_cache(device)
+    info = {"variant": request.variant, "kv_cache_offloaded": offload, "dtype": _dtype_name(model.dtype)}
+    info["pipeline"] = stage_report(model.dit)
+    return FlashVSRStreamer(model, offload_kv_cache=offload), partial(resize_and_crop, size=size), info
+
+
+def _esrgan_streamer(
+    request: UpscaleRequest, folder: Path, device: torch.device, size: OutputSize
+) -> tuple[ESRGANStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+    """The Real-ESRGAN streamer, its per-frame narrowing and what the record says about it."""
+    dtype = ESRGAN_CUDA_DTYPE if device.type == "cuda" else torch.float32
+    network: SRNetwork = loaded_upscaler(device).get(
+        (request.model, "esrgan"),
+        lambda: load_network(folder / request.card.extra["file"]).to(device, dtype),
+    )
+    streamer = ESRGANStreamer(network, size)
+    info = {
+        "arch": network.arch,
+        "native_scale": network.scale,
+        "loader": network.loader,
+        "tile": streamer.tile,
+        "dtype": _dtype_name(dtype),
+    }
+    return streamer, streamer.narrow, info
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any]:
     """Run ``request`` (with a concrete seed) on ``runner.device``; returns the record, also in the mp4."""
     card = request.card
@@ -113,14 +163,15 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
     device = runner.device
     started = time.perf_counter()
     source = probe_source(Path(request.video))
-    size = plan_size(source.width, source.height, request.scale, request.max_input_width)
-    offload = should_offload_kv_cache(device)
+    align = ENGINE_ALIGN[request.engine]
+    size = plan_size(source.width, source.height, request.scale, request.max_input_width, align)
+    encoder = choose_encoder(request.quality, device.index if device.type == "cuda" else None)
     record = base_record("upscale", job.id) | {
         "model": card.id,
         "model_name": card.name,
+        "engine": request.engine,
         "request": request.to_dict(),
         "seed": request.seed,
-        "variant": request.variant,
         "scale": request.scale,
         "input": Path(request.video).name,
         "input_width": source.width,
@@ -130,13 +181,12 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         "size_note": size.describe(),
         "frames": source.frames,
         "fps": source.fps,
-        "kv_cache_offloaded": offload,
+        "encoder": encoder.describe(),
         "device": str(device),
-        "dtype": str(compute_dtype(device)).removeprefix("torch."),
     }
     path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
     writer = VideoWriter(
-        path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, crf=request.crf
+        path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
     )
     with PeakMemory(device) as peak:
         job.report("preparing weights")
@@ -144,16 +194,14 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         job.check_cancelled()
         job.report("loading model")
         runner.pipelines.unload()
-        model = loaded_upscaler(device).get(card, request.variant, folder)
-        split_dit(model, pipeline_devices(device, request.pipeline_gpus))
-        record["pipeline"] = stage_report(model.dit)
+        make_streamer = _esrgan_streamer if request.engine == "esrgan" else _flashvsr_streamer
+        streamer, transform, info = make_streamer(request, folder, device, size)
+        record |= info
         job.check_cancelled()
-        streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
         try:
-            resize = partial(resize_and_crop, size=size)
-            with FrameReader(Path(request.video), resize, READ_AHEAD_FRAMES) as reader:
+            with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
                 chunks = streamer.run(
                     reader,
                     source.frames,
@@ -164,9 +212,10 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
                     writer.write(frames)
                     job.check_cancelled()
         except JobCancelledError:
-            return _keep_partial(writer, record | {"status": "cancelled"}, started)
+            return _keep_partial(writer, source, request, record | {"status": "cancelled"}, started)
         except Exception as exc:
-            kept = _keep_partial(writer, record | {"status": "failed", "error": str(exc)}, started)
+            failed = record | {"status": "failed", "error": str(exc)}
+            kept = _keep_partial(writer, source, request, failed, started)
             note = f"; kept {Path(kept['path']).name}" if kept.get("path") else ""
             raise RuntimeError(f"upscaling failed after {writer.frames_written} frames: {exc}{note}") from exc
         finally:
@@ -187,12 +236,21 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
     return record
 
 
-def _keep_partial(writer: VideoWriter, record: dict[str, Any], started: float) -> dict[str, Any]:
-    """Close what was written as ``<name>_partial.mp4`` with its sidecar; the record says where."""
+def _keep_partial(
+    writer: VideoWriter, source: SourceInfo, request: UpscaleRequest, record: dict[str, Any], started: float
+) -> dict[str, Any]:
+    """Close what was written as ``<name>_partial.mp4`` with the input's audio cut to its length, the
+    record embedded and a sidecar; the record says where."""
     record |= {"frames_written": writer.frames_written, "time_s": round(time.perf_counter() - started, 3)}
     kept = writer.keep_partial()
-    if kept is not None:
-        record["output"] = kept.name
-        write_json_atomic(sidecar_path(kept), record)
-        record["path"] = str(kept)
+    if kept is None:
+        return record
+    record |= {"output": kept.name, "audio": source.has_audio}
+    try:
+        duration = writer.frames_written / source.fps
+        remux_with_audio(kept, Path(request.video), {METADATA_KEY: record}, duration)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        record |= {"audio": False, "audio_error": str(exc)}
+    write_json_atomic(sidecar_path(kept), record)
+    record["path"] = str(kept)
     return record

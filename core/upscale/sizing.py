@@ -1,8 +1,9 @@
 """Output size as the FlashVSR deployment picks it, and the per-frame resize to that size.
 
-The input is optionally narrowed to ``max_input_width`` (aspect kept), scaled by 2 or 4, and the result
-cut down to multiples of 128 on both sides with a centre crop (the sparse attention works on 128-pixel
-windows). Frames are resized once, bicubic, straight from the original to the scaled size, then cropped.
+The input is optionally narrowed to ``max_input_width`` (aspect kept, rounded to whole pixels), scaled by
+2 or 4, and the result cut down to multiples of ``align`` on both sides with a centre crop: 128 for
+FlashVSR (the sparse attention works on 128-pixel windows), 2 for Real-ESRGAN (H.264 needs even sides).
+FlashVSR frames are resized once, bicubic, straight from the original to the scaled size, then cropped.
 """
 
 from __future__ import annotations
@@ -15,40 +16,47 @@ from PIL import Image
 from core.validation import ConfigError
 
 ALIGN = 128
+ENGINE_ALIGN = {"flashvsr": ALIGN, "esrgan": 2}
+"""Output sides are multiples of this per engine: FlashVSR's attention windows, H.264's even sides."""
 
 
 @dataclass(frozen=True)
 class OutputSize:
     input_width: int
     input_height: int
+    narrowed_width: int
+    narrowed_height: int
     scaled_width: int
     scaled_height: int
     width: int
     height: int
+    align: int = ALIGN
 
     def describe(self) -> str:
         """One line for the user, e.g. ``640x360 x4 -> 2560x1440, cropped to 2560x1408``."""
         text = f"{self.input_width}x{self.input_height} -> {self.scaled_width}x{self.scaled_height}"
         if (self.width, self.height) != (self.scaled_width, self.scaled_height):
-            text += f", centre-cropped to {self.width}x{self.height} (multiples of {ALIGN})"
+            text += f", centre-cropped to {self.width}x{self.height} (multiples of {self.align})"
         return text
 
 
-def plan_size(width: int, height: int, scale: int, max_input_width: int | None = None) -> OutputSize:
-    """The scaled and the 128-aligned output size of a ``width`` x ``height`` input."""
+def plan_size(
+    width: int, height: int, scale: int, max_input_width: int | None = None, align: int = ALIGN
+) -> OutputSize:
+    """The narrowed, the scaled and the ``align``-aligned output size of a ``width`` x ``height`` input."""
     if width < 1 or height < 1:
         raise ConfigError(f"invalid video size {width}x{height}")
-    base_w, base_h = float(width), float(height)
+    base_w, base_h = width, height
     if max_input_width is not None and width > max_input_width:
-        base_w, base_h = float(max_input_width), height * max_input_width / width
-    scaled_w, scaled_h = round(base_w * scale), round(base_h * scale)
-    out_w, out_h = scaled_w // ALIGN * ALIGN, scaled_h // ALIGN * ALIGN
+        base_w, base_h = max_input_width, max(1, round(height * max_input_width / width))
+    scaled_w, scaled_h = base_w * scale, base_h * scale
+    out_w, out_h = scaled_w // align * align, scaled_h // align * align
     if out_w == 0 or out_h == 0:
         raise ConfigError(
-            f"{width}x{height} x{scale} is {scaled_w}x{scaled_h}, smaller than {ALIGN} pixels on a side; "
+            f"{width}x{height} x{scale} is {scaled_w}x{scaled_h}, smaller than {align} pixels on a side; "
             "use a larger scale or input"
         )
-    return OutputSize(width, height, scaled_w, scaled_h, out_w, out_h)
+    return OutputSize(width, height, base_w, base_h, scaled_w, scaled_h, out_w, out_h, align)
 
 
 def resize_and_crop(frame: np.ndarray, size: OutputSize) -> np.ndarray:

@@ -1,0 +1,473 @@
+"""MAGI-1 DiT: published checkpoint layout, block-causal attention, schedule and the chunk generation loop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.magi.attention import ChunkSlot, ForwardPlan, block_attention, key_block_mask, token_mask
+from core.magi.config import MagiDiTConfig, preset
+from core.magi.dit import SlotReuse
+from core.magi.generate import generate
+from core.magi.hooks import NoStepHooks
+from core.magi.kv_cache import ChunkKVCache
+from core.magi.loading import INDEX, load_magi_dit
+from core.magi.schedule import MagiRunConfig, timesteps, window_steps
+from core.magi.window import CallSlot, context_plan
+from core.validation import ConfigError
+from weights.tiny_magi_dit import tiny_config
+
+pytest_plugins = ["tests.conftest_magi"]
+
+PUBLISHED_4_5B_DISTILL = {
+    "model_config": {
+        "model_name": "videodit_ardf",
+        "num_layers": 34,
+        "hidden_size": 3072,
+        "ffn_hidden_size": 12288,
+        "num_attention_heads": 24,
+        "num_query_groups": 8,
+        "kv_channels": 128,
+        "layernorm_epsilon": 1e-06,
+        "apply_layernorm_1p": True,
+        "x_rescale_factor": 1,
+        "half_channel_vae": False,
+        "params_dtype": "torch.bfloat16",
+        "patch_size": 2,
+        "t_patch_size": 1,
+        "in_channels": 16,
+        "out_channels": 16,
+        "cond_hidden_ratio": 0.25,
+        "caption_channels": 4096,
+        "caption_max_length": 800,
+        "xattn_cond_hidden_ratio": 1.0,
+        "cond_gating_ratio": 1.0,
+        "gated_linear_unit": False,
+    },
+    "runtime_config": {"cfg_number": 1, "window_size": 4, "chunk_width": 6},
+    "engine_config": {"fp8_quant": False, "distill": True},
+}
+
+
+def published_shapes(c: MagiDiTConfig) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the official VideoDiTModel (read from SandAI-org/MAGI-1 dit_module.py)."""
+    hidden, cond, head = c.hidden_size, int(c.hidden_size * c.cond_hidden_ratio), c.kv_channels
+    q, kv = head * c.num_attention_heads, head * c.num_query_groups
+    fc1 = c.ffn_hidden_size * (2 if c.gated_linear_unit else 1)
+    shapes = {
+        "x_embedder.weight": (hidden, c.in_channels, c.t_patch_size, c.patch_size, c.patch_size),
+        "t_embedder.mlp.0.weight": (cond, 256),
+        "t_embedder.mlp.0.bias": (cond,),
+        "t_embedder.mlp.2.weight": (cond, cond),
+        "t_embedder.mlp.2.bias": (cond,),
+        "y_embedder.y_proj_xattn.0.weight": (hidden, c.caption_channels),
+        "y_embedder.y_proj_xattn.0.bias": (hidden,),
+        "y_embedder.y_proj_adaln.0.weight": (cond, c.caption_channels),
+        "y_embedder.y_proj_adaln.0.bias": (cond,),
+        "y_embedder.null_caption_embedding": (c.caption_max_length, c.caption_channels),
+        "rope.bands": (hidden // c.num_attention_heads // 8,),
+        "videodit_blocks.final_layernorm.weight": (hidden,),
+        "videodit_blocks.final_layernorm.bias": (hidden,),
+        "final_linear.linear.weight": (c.patch_size**2 * c.t_patch_size * c.out_channels, hidden),
+    }
+    for n in range(c.num_layers):
+        p = f"videodit_blocks.layers.{n}."
+        a = p + "self_attention."
+        shapes.update(
+            {
+                p + "ada_modulate_layer.proj.0.weight": (2 * hidden, cond),
+                p + "ada_modulate_layer.proj.0.bias": (2 * hidden,),
+                a + "linear_qkv.layer_norm.weight": (hidden,),
+                a + "linear_qkv.layer_norm.bias": (hidden,),
+                a + "linear_qkv.q.weight": (q, hidden),
+                a + "linear_qkv.qx.weight": (q, hidden),
+                a + "linear_qkv.k.weight": (kv, hidden),
+                a + "linear_qkv.v.weight": (kv, hidden),
+                a + "linear_kv_xattn.weight": (2 * kv, hidden),
+                a + "linear_proj.weight": (hidden, 2 * q),
+                p + "mlp.layer_norm.weight": (hidden,),
+                p + "mlp.layer_norm.bias": (hidden,),
+                p + "mlp.linear_fc1.weight": (fc1, hidden),
+                p + "mlp.linear_fc2.weight": (hidden, c.ffn_hidden_size),
+            }
+        )
+        for norm in ("q_layernorm", "q_layernorm_xattn", "k_layernorm", "k_layernorm_xattn"):
+            shapes.update({f"{a}{norm}.weight": (head,), f"{a}{norm}.bias": (head,)})
+        for norm in ("self_attn_post_norm", "mlp_post_norm"):
+            shapes.update({f"{p}{norm}.weight": (hidden,), f"{p}{norm}.bias": (hidden,)})
+    return shapes
+
+
+def _index(folder, sub="inference_weight.distill"):
+    return json.loads((folder / sub / INDEX).read_text())
+
+
+# ---- config and checkpoint layout ----------------------------------------------------------------------
+
+
+def test_published_config_json_reads_into_the_4_5b_distill_preset(tmp_path):
+    path = tmp_path / "4.5B_distill_config.json"
+    path.write_text(json.dumps(PUBLISHED_4_5B_DISTILL))
+    assert MagiDiTConfig.from_json(path) == preset("4.5B_distill")
+    bad = dict(PUBLISHED_4_5B_DISTILL, model_config={**PUBLISHED_4_5B_DISTILL["model_config"], "hiden": 1})
+    with pytest.raises(ConfigError, match="hiden"):
+        MagiDiTConfig.from_dict(bad)
+    with pytest.raises(ConfigError, match="variant"):
+        preset("7B")
+
+
+def test_tiny_checkpoint_has_the_published_names_and_shapes(magi_folders, distill_dit):
+    folder = magi_folders["4.5B_distill"]
+    index = _index(folder)
+    assert len(set(index["weight_map"].values())) == 2
+    config = tiny_config("4.5B_distill")
+    expected = published_shapes(config)
+    assert set(index["weight_map"]) == set(expected)
+    model_shapes = {n: tuple(t.shape) for n, t in distill_dit.state_dict().items()}
+    assert model_shapes == expected
+    quant = _index(magi_folders["4.5B_distill_quant"], "inference_weight.fp8.distill")["weight_map"]
+    assert "videodit_blocks.layers.1.mlp.linear_fc2.smooth_scale" in quant
+    assert "videodit_blocks.layers.0.mlp.linear_fc2.smooth_scale" not in quant
+
+
+def test_loads_straight_to_dtype_with_float32_embedders(magi_folders):
+    dit = load_magi_dit(magi_folders["4.5B_distill"], dtype=torch.bfloat16)
+    assert dit.videodit_blocks.layers[0].mlp.linear_fc1.weight.dtype == torch.bfloat16
+    assert dit.x_embedder.weight.dtype == torch.float32
+    assert dit.videodit_blocks.layers[0].self_attention.q_layernorm.weight.dtype == torch.float32
+    assert dit.videodit_blocks.layers[0].self_attention.q_layernorm_xattn.weight.dtype == torch.bfloat16
+    assert not any(p.is_meta for p in dit.parameters())
+
+
+def test_fp8_variant_loads_and_upcasts(magi_folders, distill_dit):
+    dit = load_magi_dit(magi_folders["4.5B_distill_quant"], dtype=torch.float32)
+    inner = dit.videodit_blocks.layers[1].self_attention.linear_proj.weight
+    assert inner.dtype == torch.float32 and inner.shape == (64, 128)
+    plain = load_magi_dit(magi_folders["4.5B_base"], dtype=torch.float32)
+    # same seed, same random values: fp8 rounding keeps them within a few percent
+    reference = plain.videodit_blocks.layers[1].self_attention.linear_proj.weight
+    assert torch.allclose(inner, reference, atol=0.02, rtol=0.1)
+
+
+def test_missing_or_unexpected_key_is_a_clear_error(magi_folders, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(magi_folders["4.5B_distill"], broken)
+    index = _index(broken)
+    index["weight_map"].pop("videodit_blocks.layers.1.mlp.linear_fc1.weight")
+    (broken / "inference_weight.distill" / INDEX).write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match=r"missing 1: videodit_blocks\.layers\.1\.mlp\.linear_fc1\.weight"):
+        load_magi_dit(broken, dtype=torch.float32)
+    extra = tmp_path / "extra"
+    shutil.copytree(magi_folders["4.5B_distill"], extra)
+    bogus = {"videodit_blocks.layers.9.bogus": torch.zeros(2)}
+    save_file(bogus, str(extra / "inference_weight.distill/x.safetensors"))
+    index = _index(extra)
+    index["weight_map"]["videodit_blocks.layers.9.bogus"] = "x.safetensors"
+    (extra / "inference_weight.distill" / INDEX).write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match=r"unexpected 1: videodit_blocks\.layers\.9\.bogus"):
+        load_magi_dit(extra, dtype=torch.float32)
+
+
+# ---- block-causal attention -------------------------------------------------------------------------------
+
+
+def test_block_causal_mask_never_reaches_a_later_chunk():
+    cache = ChunkKVCache(1)
+    for chunk in range(3):
+        cache.append(chunk, [(torch.zeros(1, 1, 4, 2), torch.zeros(1, 1, 4, 2))])
+    slots = [CallSlot(c, 0.5, 1, True, reach) for c, reach in zip(range(3, 7), (2, 3, 4, 5), strict=True)]
+    plan = context_plan(slots, cache, 6, store_first=False)
+    assert plan.cached == (2,)
+    blocks = key_block_mask(plan)
+    for position in range(len(plan.slots)):
+        own = len(plan.cached) + position
+        assert blocks[position, own] and not blocks[position, own + 1 :].any()
+    assert blocks.sum(dim=1).tolist() == [2, 3, 4, 5]
+    tokens = token_mask(plan, slot_tokens=4)
+    assert tokens.shape == (16, 20)
+    assert not torch.triu(tokens, diagonal=8).any()  # a query never sees a key of a later chunk
+    with pytest.raises(ValueError, match="must end at itself"):
+        ForwardPlan(slots=(ChunkSlot(0, 0, (0, 2)), ChunkSlot(1, 6, (0, 2))))
+
+
+def test_per_chunk_attention_equals_one_masked_attention():
+    generator = torch.Generator().manual_seed(0)
+    plan = ForwardPlan(slots=tuple(ChunkSlot(c, 0, (max(0, c - 2), c + 1)) for c in range(1, 4)), cached=(0,))
+    tokens = 5
+    query = torch.randn(1, 4, 3 * tokens, 8, generator=generator)
+    keys = [torch.randn(1, 2, tokens, 8, generator=generator) for _ in range(4)]
+    values = [torch.randn(1, 2, tokens, 8, generator=generator) for _ in range(4)]
+    cached = (keys[0], values[0], [tokens])
+    out = block_attention(query, keys[1:], values[1:], cached, plan, computed=[0, 1, 2])
+    mask = token_mask(plan, tokens)
+    k = torch.cat(keys, dim=2).repeat_interleave(2, dim=1)
+    v = torch.cat(values, dim=2).repeat_interleave(2, dim=1)
+    reference = torch.nn.functional.scaled_dot_product_attention(query, k, v, attn_mask=mask)
+    assert torch.allclose(out, reference.transpose(1, 2).flatten(2), atol=1e-5)
+
+
+def _three_slot_call(dit):
+    plan = ForwardPlan(slots=tuple(ChunkSlot(c, 6 * c, (max(0, c - 1), c + 1)) for c in range(3)))
+    x = torch.randn(1, 16, 18, 4, 4, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([[0.9, 0.5, 0.1]])
+    caption, mask = dit.null_caption()
+    return x, t, caption, mask, plan
+
+
+def test_changing_a_later_chunk_leaves_earlier_chunks_unchanged(distill_dit):
+    x, t, caption, mask, plan = _three_slot_call(distill_dit)
+    before = distill_dit(x, t, caption, mask, plan, shortcut=4.0).velocity
+    later = x.clone()
+    later[:, :, 12:] += 1.0
+    after = distill_dit(later, t, caption, mask, plan, shortcut=4.0).velocity
+    assert torch.equal(before[:, :, :12], after[:, :, :12])
+    assert not torch.allclose(before[:, :, 12:], after[:, :, 12:])
+    earlier = x.clone()
+    earlier[:, :, :6] += 1.0
+    changed = distill_dit(earlier, t, caption, mask, plan, shortcut=4.0).velocity
+    assert not torch.allclose(before[:, :, 6:12], changed[:, :, 6:12])
+
+
+def test_reused_slots_take_the_hook_output_and_keys_values(distill_dit):
+    x, t, caption, mask, plan = _three_slot_call(distill_dit)
+    full = distill_dit(x, t, caption, mask, plan, collect_kv=True)
+    reuse = {1: SlotReuse(output=full.velocity[:, :, 6:12], kv=full.kv[1])}
+    partial = distill_dit(x, t, caption, mask, plan, reuse=reuse)
+    assert torch.allclose(partial.velocity, full.velocity, atol=1e-5)
+    features = distill_dit.modulated_input(x, t, plan)
+    assert len(features) == 3 and features[0].shape == (1, 6 * 2 * 2, 64)
+
+
+# ---- schedule ---------------------------------------------------------------------------------------------
+
+
+def _official_stages(chunk_num, window, offset):
+    """Stage table of the official ``generate_sequences`` (clip start/end, level range)."""
+    rows = []
+    for i in range(offset, chunk_num + window - 1):
+        t_end = min(window, i - offset + 1)
+        rows.append((max(offset, i - window + 1), min(chunk_num, i + 1), max(0, i - chunk_num + 1), t_end))
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("chunks", "window", "offset"), [(8, 4, 0), (8, 4, 2), (8, 1, 0), (3, 4, 0), (5, 2, 1)]
+)
+def test_window_stages_match_the_official_sequences(chunks, window, offset):
+    steps = 8
+    plan = window_steps(chunks, offset, window, steps)
+    per_stage = steps // window
+    stages = _official_stages(chunks, window, offset)
+    assert len(plan) == per_stage * len(stages)
+    for step in plan:
+        start, end, t_start, t_end = stages[step.stage]
+        assert step.chunks == tuple(range(start, end))
+        levels = list(reversed(range(t_start, t_end)))
+        assert step.chunk_steps == tuple(level * per_stage + step.step_in_stage for level in levels)
+    finished = [s.finished for s in plan if s.finished is not None]
+    assert finished == list(range(offset, chunks))
+
+
+def test_timesteps_follow_the_sd3_shift_schedule():
+    run = MagiRunConfig()
+    t = timesteps(8, run)
+    raw = torch.linspace(0, 1, 9) ** 2
+    assert torch.allclose(t, raw / 3 / (1 + (1 / 3 - 1) * raw))
+    twelve = timesteps(12, run)
+    assert twelve.shape == (13,) and twelve[0] == 0 and abs(float(twelve[-1]) - 1) < 1e-6
+    assert bool((twelve.diff() > 0).all())
+    with pytest.raises(ConfigError, match="unknown field"):
+        MagiRunConfig.from_dict({"window": 2})
+    with pytest.raises(ConfigError, match="multiple of window_size"):
+        run.check_steps(10, 4)
+
+
+# ---- generation -----------------------------------------------------------------------------------------
+
+
+class CallLog(NoStepHooks):
+    def __init__(self):
+        self.calls = []
+
+    def after_forward(self, context, output):
+        self.calls.append((context.step, context.branch, context.chunks))
+
+
+def test_t2v_gives_each_chunk_as_soon_as_it_is_clean(distill_dit, vae, caption):
+    events = []
+    video = generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=3,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        on_chunk=lambda index, frames: events.append(("chunk", index, tuple(frames.shape))),
+        on_step=lambda step, total: events.append(("step", step, total)),
+    )
+    assert video.shape == (72, 32, 32, 3) and float(video.min()) >= 0 and float(video.max()) <= 1
+    chunks = [e for e in events if e[0] == "chunk"]
+    assert chunks == [("chunk", i, (24, 32, 32, 3)) for i in range(3)]
+    steps_before = [sum(1 for e in events[: events.index(c)] if e[0] == "step") for c in chunks]
+    assert steps_before == [7, 9, 11]  # 12 steps; chunk 0 is out right after step 8 of 12
+    with pytest.raises(ConfigError, match="guidance 1"):
+        generate(distill_dit, vae, *caption, num_chunks=1, height=32, width=32, steps=8, guidance=5.0, seed=0)
+    with pytest.raises(ConfigError, match="multiples of 16"):
+        generate(distill_dit, vae, *caption, num_chunks=1, height=40, width=32, steps=8, guidance=1.0, seed=0)
+    again = generate(
+        distill_dit, vae, *caption, num_chunks=3, height=32, width=32, steps=8, guidance=1.0, seed=0
+    )
+    assert torch.equal(video, again)
+
+
+def test_v2v_keeps_the_prefix_and_adds_chunks(distill_dit, vae, caption):
+    prefix = torch.rand(32, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    seen, stats = [], {}
+    video = generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=2,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        prefix_video=prefix,
+        on_chunk=lambda index, frames: seen.append((index, frames.shape[0])),
+        stats=stats,
+    )
+    # 32 frames -> 8 latent frames: one whole chunk cached, 2 frames pinned in the first new chunk
+    assert seen == [(0, 16), (1, 24)]
+    assert video.shape[0] == 32 + 16 + 24
+    assert torch.equal(video[:32], prefix)
+    assert stats["kv_chunks"] >= 1 and stats["kv_tokens"] > 0
+
+
+def test_guidance_one_is_one_dit_call_per_step_and_guidance_runs_more(distill_dit, base_dit, vae, caption):
+    single = CallLog()
+    generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=2,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        step_hooks=single,
+    )
+    per_step = {}
+    for step, branch, _ in single.calls:
+        per_step.setdefault(step, []).append(branch)
+    assert all(branches == ["cond"] for branches in per_step.values()) and len(per_step) == 10
+    guided = CallLog()
+    generate(
+        base_dit,
+        vae,
+        *caption,
+        num_chunks=2,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=7.5,
+        seed=0,
+        step_hooks=guided,
+    )
+    per_step = {}
+    for step, branch, _ in guided.calls:
+        per_step.setdefault(step, []).append(branch)
+    # the null-caption branch always runs (it fills the KV cache); text and unconditional branches run
+    # while a chunk of the window is below t=0.3, where the published scales use them
+    assert all(b[0] == "null" for b in per_step.values()) and len(per_step) == 10
+    assert per_step[0] == ["null", "cond", "uncond"]
+    assert any(b == ["null"] for b in per_step.values())
+
+
+def test_window_size_one_and_a_kv_policy(distill_dit, vae, caption):
+    class KeepFirstTokens:
+        def __init__(self):
+            self.calls = []
+
+        def compress(self, cache, layer):
+            self.calls.append(layer)
+            for chunk in cache.chunks:
+                key, value = cache.entry(layer, chunk)
+                cache.replace(layer, chunk, key[:, :, :5], value[:, :, :5])
+
+    policy, stats, seen = KeepFirstTokens(), {}, []
+    generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=3,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        window_size=1,
+        kv_policy=policy,
+        stats=stats,
+        on_chunk=lambda i, f: seen.append(i),
+    )
+    assert seen == [0, 1, 2]
+    assert policy.calls == [0, 1, 2] * 2  # two finished chunks re-forwarded clean, three layers each
+    assert stats["kv_tokens"] == 2 * 5 and stats["dit_calls"] == 3 * 8
+
+
+def test_bfloat16_model_generates_with_float32_embedders(magi_folders, vae, caption):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dit = load_magi_dit(magi_folders["4.5B_distill_quant"], device=device, dtype=torch.bfloat16)
+    video = generate(dit, vae, *caption, num_chunks=2, height=32, width=32, steps=8, guidance=1.0, seed=0)
+    assert video.shape == (48, 32, 32, 3) and bool(torch.isfinite(video).all())
+
+
+def test_step_hooks_can_reuse_a_chunk_from_its_modulated_input(distill_dit, vae, caption):
+    class ReuseNoisiest:
+        wants_kv = True
+
+        def __init__(self):
+            self.last = {}
+            self.reused = []
+
+        def select_reuse(self, context):
+            features = context.modulated_input()
+            assert len(features) == len(context.chunks)
+            position = len(context.chunks) - 1
+            if not context.denoising[position] or context.chunks[position] not in self.last:
+                return {}
+            self.reused.append((context.step, context.chunks[position]))
+            output, kv = self.last[context.chunks[position]]
+            return {position: SlotReuse(output=output, kv=kv)}
+
+        def after_forward(self, context, output):
+            width = output.velocity.shape[2] // len(context.chunks)
+            for position, chunk in enumerate(context.chunks):
+                if context.denoising[position] and position in output.kv:
+                    span = slice(position * width, (position + 1) * width)
+                    self.last[chunk] = (output.velocity[:, :, span], output.kv[position])
+
+    hook, seen = ReuseNoisiest(), []
+    generate(
+        distill_dit,
+        vae,
+        *caption,
+        num_chunks=3,
+        height=32,
+        width=32,
+        steps=8,
+        guidance=1.0,
+        seed=0,
+        step_hooks=hook,
+        on_chunk=lambda i, f: seen.append(i),
+    )
+    assert seen == [0, 1, 2] and len(hook.reused) > 0
