@@ -73,6 +73,17 @@ def _check_4k1(name: str, value: int, blocks: int) -> None:
         )
 
 
+def checked_video_path(video: Any) -> str:
+    """The input video's path, checked to be an existing file of a video type."""
+    text = as_text("video", video, required=True)
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"input video not found: {text}")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ConfigError(f"{path.name}: unsupported file type; use one of {', '.join(VIDEO_SUFFIXES)}")
+    return text
+
+
 @dataclass(frozen=True)
 class ContinueRequest:
     """A video-continuation job. Validated on creation; ``seed=-1`` asks for a random seed."""
@@ -100,10 +111,15 @@ class ContinueRequest:
 
     def __post_init__(self) -> None:
         card = get_card(self.model)
-        if card.task != "continue":
+        if not card.serves("continue"):
             raise ConfigError(f"model {self.model} cannot continue videos (it is a {card.task} model)")
+        if card.pipeline == "Magi1":
+            raise ConfigError(
+                f"{card.name} continues in whole chunks: send it as a request dict through parse_request "
+                "(fields chunks or seconds, window_size, kv_budget; see docs/magi.md)"
+            )
         set_ = object.__setattr__
-        set_(self, "video", self._checked_video())
+        set_(self, "video", checked_video_path(self.video))
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
@@ -142,15 +158,6 @@ class ContinueRequest:
         set_(self, "cache", _checked_cache(self.cache))
         level = parse_override(self.memory_level)
         set_(self, "memory_level", "auto" if level is None else str(level))
-
-    def _checked_video(self) -> str:
-        text = as_text("video", self.video, required=True)
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"input video not found: {text}")
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ConfigError(f"{path.name}: unsupported file type; use one of {', '.join(VIDEO_SUFFIXES)}")
-        return text
 
     @property
     def card(self) -> ModelCard:

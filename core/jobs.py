@@ -73,6 +73,7 @@ class Job:
         self.progress = Progress()
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
+        self.preview: str | None = None
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel = threading.Event()
@@ -107,6 +108,11 @@ class Job:
             self.progress = Progress(stage=stage, step=step, total=total, detail=detail)
         else:
             self.progress.step, self.progress.detail = step, detail
+        self._notify()
+
+    def show_preview(self, path: str) -> None:
+        """Point watchers at a playable file of the work so far (e.g. the chunks of a video made so far)."""
+        self.preview = path
         self._notify()
 
     def start(self) -> bool:

@@ -8,6 +8,8 @@ from typing import Any
 
 from core.caches import CacheConfig, parse_cache_config
 from core.continuation import ContinueRequest
+from core.magi.request import TASKS as MAGI_TASKS
+from core.magi.request import MagiRequest, is_magi_card, is_magi_model
 from core.memory.levels import parse_override
 from core.speed import SpeedConfig, parse_speed_config
 from core.upscale.request import UpscaleRequest
@@ -54,6 +56,11 @@ class T2VRequest:
         card = get_card(self.model)
         if card.task != "t2v":
             raise ConfigError(f"model {self.model} is not a text-to-video model")
+        if is_magi_card(card):
+            raise ConfigError(
+                f"{card.name} makes whole chunks: send it as a request dict through parse_request "
+                "(fields chunks or seconds, window_size, kv_budget; see docs/magi.md)"
+            )
         set_ = object.__setattr__
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
@@ -131,7 +138,7 @@ class T2VRequest:
         return {"task": self.task, **asdict(self)}
 
 
-Request = T2VRequest | ContinueRequest | UpscaleRequest
+Request = T2VRequest | ContinueRequest | UpscaleRequest | MagiRequest
 REQUEST_TYPES: dict[str, type[Request]] = {
     "t2v": T2VRequest,
     "continue": ContinueRequest,
@@ -147,9 +154,12 @@ def request_types() -> dict[str, type]:
 
 
 def parse_request(data: dict[str, Any]) -> Request:
-    """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type."""
+    """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type, and a
+    MAGI-1 model (text to video or continue) a :class:`MagiRequest`."""
     data = dict(data)
     task = data.pop("task", "t2v")
+    if task in MAGI_TASKS and is_magi_model(data.get("model")):
+        return from_mapping(MagiRequest, data | {"task": task}, where=f"MAGI-1 {task} request")
     types = request_types()
     if task not in types:
         raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(types)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -15,10 +16,13 @@ from core.continuation import ContinueRequest
 from core.continue_job import run_continue
 from core.hardware import PeakMemory, detect_hardware
 from core.jobs import Job
+from core.magi.job import run_magi
+from core.magi.models import load_magi_models
+from core.magi.request import MagiRequest, is_magi_card
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import MemoryPlan, plan_memory
 from core.outputs import save_output
-from core.pipelines import PipelineCache, free_memory
+from core.pipelines import PipelineCache, free_memory, load_diffusers_pipeline
 from core.requests import T2VRequest
 from core.settings import Settings
 from core.speed import apply_speed
@@ -38,7 +42,13 @@ class Runner:
     def __init__(self, settings: Settings, device: torch.device) -> None:
         self.settings = settings
         self.device = device
-        self.pipelines = PipelineCache(device)
+        self.pipelines = PipelineCache(device, self.load_pipeline)
+
+    def load_pipeline(self, card: ModelCard, folder: Path, device: torch.device, level: int = 0) -> Any:
+        """The card's models: MAGI-1's DiT, VAE and T5 for a MAGI-1 card, else a diffusers pipeline."""
+        if is_magi_card(card):
+            return load_magi_models(card, folder, device, self.settings)
+        return load_diffusers_pipeline(card, folder, device, level)
 
     def execute(self, job: Job) -> dict[str, Any]:
         """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""
@@ -49,6 +59,8 @@ class Runner:
             self.pipelines.unload()
             return run_upscale(self, job, request.with_seed())
         unload_upscaler(self.device)
+        if isinstance(request, MagiRequest):
+            return run_magi(self, job, request)
         if isinstance(request, ContinueRequest):
             return run_continue(self, job, request)
         if isinstance(request, T2VRequest):

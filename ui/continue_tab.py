@@ -8,12 +8,15 @@ from typing import Any
 import gradio as gr
 
 from core.continuation import FIELD_HELP
+from core.magi.request import FIELD_HELP as MAGI_HELP
+from core.magi.request import context_frames, is_magi_card
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.send import TabIO, job_buttons, job_outputs
+from ui.t2v_tab import MAGI_MEMORY_NOTE, magi_cache_summary, with_preview
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -31,6 +34,26 @@ DETAIL_KEYS = (
     "peak_memory_gb",
     "device",
     "memory_level",
+    "cache",
+    "output",
+)
+MAGI_DETAIL_KEYS = (
+    "model_name",
+    "seed",
+    "input",
+    "width",
+    "height",
+    "fps",
+    "input_frames",
+    "context_frames",
+    "chunks",
+    "added_frames",
+    "frames",
+    "audio",
+    "window_size",
+    "time_s",
+    "peak_memory_gb",
+    "device",
     "cache",
     "output",
 )
@@ -58,23 +81,64 @@ def describe_input(video_path: str | None, model_id: str, overlap: float) -> str
     if not video_path:
         return "Upload a clip (mp4, mov, mkv, webm, avi, ts)."
     card = get_card(model_id)
-    frames = int(overlap) or card.extra.get("overlap_history", 17)
     try:
+        if is_magi_card(card):
+            video = open_input(video_path, card)
+            return video.describe(context_frames(card, video.frames, video.path.name))
+        frames = int(overlap) or card.extra.get("overlap_history", 17)
         return open_input(video_path, card, min_frames=frames).describe(frames)
     except ConfigError as exc:
         return f"⚠️ {exc}"
 
 
 def model_settings(model_id: str) -> tuple[Any, ...]:
-    """Component updates that load a model's defaults into the form."""
+    """Component updates that load a model's defaults into the form and show its own options (MAGI-1:
+    window and KV budget instead of the diffusion-forcing ones, negative prompt, shift and memory level)."""
     card = get_card(model_id)
     d = card.defaults
+    magi = is_magi_card(card)
     return (
         gr.update(value=d.steps),
         gr.update(value=d.guidance),
-        gr.update(value=d.negative_prompt),
+        gr.update(value=d.negative_prompt, visible=not magi),
         gr.update(value=card.description),
+        gr.update(visible=not magi),
+        gr.update(visible=not magi),
+        gr.update(visible=not magi),
+        gr.update(visible=magi),
+        gr.update(value=card.extra.get("window_size", 4) if magi else 4),
     )
+
+
+def magi_request_data(
+    card: ModelCard,
+    video_path: str | None,
+    prompt: str,
+    seconds: float,
+    keep_clip: bool,
+    steps: float,
+    guidance: float,
+    seed: float,
+    window: float,
+    kv_budget: float,
+    speed: str,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """The MAGI-1 ``continue`` request for the form's values (seconds rounded up to whole chunks)."""
+    return {
+        "task": "continue",
+        "model": card.id,
+        "video": video_path or "",
+        "prompt": prompt,
+        "seconds": seconds,
+        "continuation_only": not keep_clip,
+        "steps": int(steps or 0),
+        "guidance": guidance,
+        "seed": seed,
+        "window_size": int(window or 0),
+        "kv_budget": int(kv_budget or 0),
+        "cache": cache_from_controls(speed, threshold),
+    }
 
 
 def request_data(
@@ -132,10 +196,27 @@ def build_continue_tab(studio: Studio) -> TabIO:
             clip = gr.Video(label="Clip to extend", sources=["upload"])
             clip_info = gr.Markdown(describe_input(None, first.id, 0))
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="The camera follows the cat outside")
-            negative = gr.Textbox(label="Negative prompt", lines=2, value=d.negative_prompt)
+            magi = is_magi_card(first)
+            negative = gr.Textbox(label="Negative prompt", lines=2, value=d.negative_prompt, visible=not magi)
             seconds = gr.Slider(0.5, 60, value=4, step=0.5, label="Seconds to add")
             keep_clip = gr.Checkbox(value=True, label="Keep the clip before the new part (with its sound)")
-            with gr.Accordion("Diffusion forcing", open=False):
+            with gr.Column(visible=magi) as magi_options:
+                magi_window = gr.Slider(
+                    1,
+                    4,
+                    value=first.extra.get("window_size", 4),
+                    step=1,
+                    label="Window size",
+                    info=MAGI_HELP["window_size"],
+                )
+                magi_kv_budget = gr.Number(
+                    value=0, precision=0, minimum=0, label="KV budget (tokens)", info=MAGI_HELP["kv_budget"]
+                )
+                gr.Markdown(
+                    "MAGI-1 adds whole chunks of 24 frames (1 s): the seconds are rounded up. "
+                    + MAGI_MEMORY_NOTE
+                )
+            with gr.Accordion("Diffusion forcing", open=False, visible=not magi) as forcing:
                 overlap = gr.Number(
                     value=0,
                     precision=0,
@@ -158,7 +239,9 @@ def build_continue_tab(studio: Studio) -> TabIO:
             with gr.Accordion("Sampling", open=False):
                 steps = gr.Slider(1, 200, value=d.steps, step=1, label="Steps")
                 guidance = gr.Slider(0, 20, value=d.guidance, step=0.5, label="Guidance scale")
-                shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
+                shift = gr.Number(
+                    value=0, label="Flow shift (0 = the resolution's default)", visible=not magi
+                )
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
             speed = gr.Radio(
                 list(SPEEDS),
@@ -173,18 +256,20 @@ def build_continue_tab(studio: Studio) -> TabIO:
                     label="FlowCache threshold",
                     info="Empty: from the Speed preset. Higher reuses more chunks.",
                 )
-            with gr.Accordion("Memory", open=False):
+            with gr.Accordion("Memory", open=False, visible=not magi) as memory:
                 memory_level, memory_estimate = build_memory_panel()
             start, cancel = job_buttons("Continue")
         with gr.Column(scale=1):
             outputs = job_outputs()
-    form = [steps, guidance, negative, about]
+    form = [steps, guidance, negative, about, forcing, shift, memory, magi_options, magi_window]
     model.change(model_settings, model, form, api_name=False)
     for trigger in (clip, model, overlap):
         trigger.change(describe_input, [clip, model, overlap], clip_info, api_name=False)
 
     def estimate(model_id: str, window_frames: float, level: str) -> str:
         card = get_card(model_id)
+        if is_magi_card(card):
+            return MAGI_MEMORY_NOTE
         res = card.resolution(card.defaults.resolution)
         frames = int(window_frames) or card.defaults.frames
         try:
@@ -214,10 +299,31 @@ def build_continue_tab(studio: Studio) -> TabIO:
         level: str = "auto",
         speed_preset: str = "Off",
         cache_threshold: float | None = None,
+        window: float = 0,
+        kv_budget: float = 0,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
+        card = get_card(model_id)
+        if is_magi_card(card):
+            data = magi_request_data(
+                card,
+                video_path,
+                prompt_text,
+                seconds_to_add,
+                keep,
+                step_count,
+                guidance_scale,
+                seed_value,
+                window,
+                kv_budget,
+                speed_preset,
+                cache_threshold,
+            )
+            updates = run_job(studio, data, progress, MAGI_DETAIL_KEYS, magi_cache_summary)
+            yield from with_preview(studio, updates)
+            return
         data = request_data(
-            get_card(model_id),
+            card,
             video_path,
             prompt_text,
             negative_text,
@@ -262,6 +368,8 @@ def build_continue_tab(studio: Studio) -> TabIO:
             memory_level,
             speed,
             threshold,
+            magi_window,
+            magi_kv_budget,
         ],
         outputs.wired,
         api_name="continue",

@@ -8,10 +8,12 @@ from typing import Any
 
 import gradio as gr
 
+from core.magi.request import FIELD_HELP as MAGI_HELP
+from core.magi.request import chunk_frames, is_magi_card
 from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
-from ui.cache_controls import build_cache_controls, cache_dict_from_controls
+from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.queue_panel import build_gpu_choice
@@ -37,6 +39,31 @@ DETAIL_KEYS = (
 )
 
 
+MAGI_DETAIL_KEYS = (
+    "model_name",
+    "seed",
+    "width",
+    "height",
+    "chunks",
+    "frames",
+    "fps",
+    "steps",
+    "window_size",
+    "kv_budget",
+    "time_s",
+    "peak_memory_gb",
+    "device",
+    "text_encoder_device",
+    "cache",
+    "output",
+)
+MAGI_MEMORY_NOTE = (
+    "MAGI-1 keeps its DiT and VAE on the GPU (T5 on the CPU unless the GPU has room). The window size sets "
+    "the peak: 4 chunks at a time is the published speed, 1 fits ~12 GB GPUs; a KV budget caps what "
+    "earlier chunks keep."
+)
+
+
 def cache_summary(stats: dict[str, Any]) -> str:
     """`` · teacache reused 12 of 100 forwards, ~8.1 s saved`` for a cached run, "" otherwise."""
     if stats.get("method", "none") == "none":
@@ -46,22 +73,92 @@ def cache_summary(stats: dict[str, Any]) -> str:
     return f" · {stats['method']} reused {stats['steps_reused']} of {total} forwards, ~{saved:.1f} s saved"
 
 
+def magi_cache_summary(stats: dict[str, Any]) -> str:
+    """`` · flowcache reused 40 of 120 chunk-steps · KV budget 4096 tokens`` for what ran, "" for neither."""
+    text = ""
+    if "chunk_steps_reused" in stats:
+        total = stats["chunk_steps_computed"] + stats["chunk_steps_reused"]
+        text += f" · flowcache reused {stats['chunk_steps_reused']} of {total} chunk-steps"
+    if "kv_budget_tokens" in stats:
+        text += f" · KV budget {stats['kv_budget_tokens']} tokens"
+    return text
+
+
 def seconds_label(frames: int, card: ModelCard) -> str:
     return f"{frames} frames = {frames / card.fps:.2f} s at {card.fps} fps"
 
 
+def chunks_label(chunks: float, card: ModelCard) -> str:
+    frames = int(chunks) * chunk_frames(card)
+    return f"{int(chunks)} chunks = {frames} frames = {frames / card.fps:.2f} s at {card.fps} fps"
+
+
+def default_chunks(card: ModelCard) -> int:
+    return max(1, card.defaults.frames // chunk_frames(card)) if is_magi_card(card) else 4
+
+
 def model_settings(model_id: str) -> tuple[Any, ...]:
-    """Component updates that load a model's defaults into the form."""
+    """Component updates that load a model's defaults into the form and show its own options (MAGI-1:
+    chunks, window, KV budget and chunk cache instead of frames, negative prompt, shift and step caches)."""
     card = get_card(model_id)
     d = card.defaults
+    magi = is_magi_card(card)
+    chunks = default_chunks(card)
     return (
         gr.update(choices=[r.label for r in card.resolutions], value=card.resolution(d.resolution).label),
-        gr.update(value=d.frames, info=seconds_label(d.frames, card)),
+        gr.update(value=d.frames, info=seconds_label(d.frames, card), visible=not magi),
         gr.update(value=d.steps),
         gr.update(value=d.guidance),
-        gr.update(value=d.negative_prompt),
+        gr.update(value=d.negative_prompt, visible=not magi),
         gr.update(value=card.description),
+        gr.update(visible=not magi),
+        gr.update(visible=not magi),
+        gr.update(visible=not magi),
+        gr.update(visible=magi),
+        gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None),
+        gr.update(value=card.extra.get("window_size", 4) if magi else 4),
     )
+
+
+def magi_request(
+    card: ModelCard,
+    prompt: str,
+    resolution_label: str,
+    steps: float,
+    guidance: float,
+    seed: float,
+    chunks: float,
+    window: float,
+    kv_budget: float,
+    speed: str,
+) -> dict[str, Any]:
+    """The MAGI-1 ``t2v`` request for the form's values (0 chunks / window: the model's default)."""
+    preset = (speed or "Off").lower()
+    return {
+        "task": "t2v",
+        "model": card.id,
+        "prompt": prompt,
+        "resolution": resolution_label,
+        "chunks": int(chunks or 0),
+        "steps": int(steps or 0),
+        "guidance": guidance,
+        "seed": seed,
+        "window_size": int(window or 0),
+        "kv_budget": int(kv_budget or 0),
+        "cache": None if preset == "off" else {"preset": preset},
+    }
+
+
+def with_preview(studio: Studio, updates: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Pass :func:`ui.jobs.run_job`'s updates on, showing the running job's latest preview (MAGI-1 writes
+    one after each chunk) in the result video while it runs."""
+    shown = None
+    for job_id, video, details, status in updates:
+        job = studio.queue.get(job_id) if job_id else None
+        preview = job.preview if job is not None else None
+        if preview and preview != shown:
+            shown, video = preview, preview
+        yield job_id, video, details, status
 
 
 def resolution_size(card: ModelCard, text: str) -> tuple[int, int]:
@@ -88,7 +185,8 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             model = gr.Dropdown([(c.name, c.id) for c in cards], value=first.id, label="Model")
             about = gr.Markdown(first.description)
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A cat walks on the grass, realistic")
-            negative = gr.Textbox(label="Negative prompt", lines=2, value=d.negative_prompt)
+            magi = is_magi_card(first)
+            negative = gr.Textbox(label="Negative prompt", lines=2, value=d.negative_prompt, visible=not magi)
             resolution = gr.Dropdown(
                 [r.label for r in first.resolutions],
                 value=first.resolution(d.resolution).label,
@@ -102,25 +200,66 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 step=4,
                 label="Frames (4k+1)",
                 info=seconds_label(d.frames, first),
+                visible=not magi,
             )
+            with gr.Column(visible=magi) as magi_options:
+                magi_chunks = gr.Slider(
+                    1,
+                    most_frames // 24,
+                    value=default_chunks(first),
+                    step=1,
+                    label="Chunks (24 frames each)",
+                    info=chunks_label(default_chunks(first), first) if magi else MAGI_HELP["chunks"],
+                )
+                magi_window = gr.Slider(
+                    1,
+                    4,
+                    value=first.extra.get("window_size", 4),
+                    step=1,
+                    label="Window size",
+                    info=MAGI_HELP["window_size"],
+                )
+                magi_kv_budget = gr.Number(
+                    value=0, precision=0, minimum=0, label="KV budget (tokens)", info=MAGI_HELP["kv_budget"]
+                )
+                magi_speed = gr.Radio(
+                    list(SPEEDS),
+                    value="Off",
+                    label="Speed (chunk cache)",
+                    info="Reuse chunk work between steps (FlowCache); faster, with some loss of detail.",
+                )
+                gr.Markdown(MAGI_MEMORY_NOTE)
             with gr.Accordion("Sampling", open=False):
                 steps = gr.Slider(1, 200, value=d.steps, step=1, label="Steps")
                 guidance = gr.Slider(0, 20, value=d.guidance, step=0.5, label="Guidance scale")
-                shift = gr.Number(value=0, label="Flow shift (0 = the resolution's default)")
+                shift = gr.Number(
+                    value=0, label="Flow shift (0 = the resolution's default)", visible=not magi
+                )
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-            speed, cache_method, cache_threshold = build_cache_controls(cards)
-            speed_options = build_speed_controls()
-            with gr.Accordion("Memory", open=False):
+            with gr.Column(visible=not magi) as step_speed:
+                speed, cache_method, cache_threshold = build_cache_controls(
+                    [c for c in cards if not is_magi_card(c)]
+                )
+                speed_options = build_speed_controls()
+            with gr.Accordion("Memory", open=False, visible=not magi) as memory:
                 memory_level, memory_estimate = build_memory_panel()
                 gpu_choice = build_gpu_choice(studio)
             generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
             outputs = job_outputs()
-    form = [resolution, frames, steps, guidance, negative, about]
-    model.change(model_settings, model, form, api_name=False)
+    form = [resolution, frames, steps, guidance, negative, about, shift, step_speed, memory, magi_options]
+    model.change(model_settings, model, [*form, magi_chunks, magi_window], api_name=False)
+    magi_chunks.change(
+        lambda n, m: gr.update(info=chunks_label(n, get_card(m))),
+        [magi_chunks, model],
+        magi_chunks,
+        api_name=False,
+    )
 
     def estimate(model_id: str, resolution_label: str, frame_count: float, level: str) -> str:
         card = get_card(model_id)
+        if is_magi_card(card):
+            return MAGI_MEMORY_NOTE
         width, height = resolution_size(card, resolution_label)
         try:
             plan = studio.runners[0].plan(card, width, height, snap_frames(frame_count, card), level)
@@ -154,10 +293,30 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         attention: str = "auto",
         compile_choice: str = "auto",
         turbo: bool = False,
+        chunks: float = 0,
+        window: float = 0,
+        kv_budget: float = 0,
+        chunk_speed: str = "Off",
         multi_gpu: str = "auto",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
+        if is_magi_card(card):
+            data = magi_request(
+                card,
+                prompt_text,
+                resolution_label,
+                step_count,
+                guidance_scale,
+                seed_value,
+                chunks,
+                window,
+                kv_budget,
+                chunk_speed,
+            )
+            updates = run_job(studio, data, progress, MAGI_DETAIL_KEYS, magi_cache_summary)
+            yield from with_preview(studio, updates)
+            return
         width, height = resolution_size(card, resolution_label)
         yield from run_job(
             studio,
@@ -202,6 +361,10 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             cache_method,
             cache_threshold,
             *speed_options.inputs,
+            magi_chunks,
+            magi_window,
+            magi_kv_budget,
+            magi_speed,
             gpu_choice,
         ],
         outputs.wired,

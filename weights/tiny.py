@@ -123,8 +123,22 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_magi(folder: Path) -> Path:
+    """A tiny MAGI-1 snapshot in the published ``sand-ai/MAGI-1`` layout: VAE, T5 and special tokens, and the
+    4.5B distill DiT (with a ``config.json``, since the tiny sizes differ from the published preset) under
+    ``ckpt/magi/4.5B_distill/``."""
+    from weights.tiny_magi import build_tiny_magi_parts
+    from weights.tiny_magi_dit import build_tiny_magi_dit
+
+    folder = Path(folder)
+    build_tiny_magi_parts(folder)
+    build_tiny_magi_dit(folder / "ckpt" / "magi" / "4.5B_distill", "4.5B_distill")
+    return folder
+
+
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "tiny-wan": build_tiny_wan,
+    "tiny-magi": build_tiny_magi,
     "tiny-skyreels-df": build_tiny_skyreels_df,
     "tiny-flashvsr": build_tiny_flashvsr,
     "tiny-esrgan": build_tiny_esrgan,
