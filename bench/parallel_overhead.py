@@ -1,6 +1,7 @@
 """Overhead of the split path: Wan2.1 1.3B (random weights) at 480p, plain Runner vs SplitGroup.
 
-Both paths run memory level 0, SDPA attention, no compile and no step cache (what split ranks use).
+Both paths run memory level 0, SDPA attention, no compile and no step cache. The weights are random and
+built straight on the GPU by both paths (seeded, so identical; nothing is written to or read from disk).
 With ``--world-size 1`` (the default, one GPU) the split path runs the same pipeline in a rank process behind
 the queue, the hooks and the per-step cancel all-reduce; it must give the same frames and add at most 2 %.
 With more GPUs, ``--world-size 2 --modes cfg`` (etc.) shows the speed-up instead.
@@ -15,7 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.jobs import Job
 from core.parallel.config import parse_parallel_flag
 from core.parallel.split import SplitGroup
+from core.pipelines import PipelineCache
 from core.requests import T2VRequest
 from core.runner import Runner
 from core.settings import Settings
@@ -32,22 +36,29 @@ from core.settings import Settings
 MODEL = "wan2.1-t2v-1.3b"
 
 
-def build_random_wan_1_3b(folder: Path) -> Path:
-    """Wan2.1 T2V 1.3B layout with random weights: the real transformer and VAE configs, a tiny
-    4096-wide text encoder (the prompt's content does not matter for timing)."""
+def random_pipeline(card: Any, folder: Path, device: torch.device, level: int = 0) -> Any:
+    """Wan2.1 T2V 1.3B with random weights, built straight on ``device`` (no checkpoint written or read):
+    the real transformer and VAE configs, a tiny 4096-wide text encoder (the prompt's content does not
+    matter for timing). Seeded, so the plain path and every rank build the same weights."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     from bench.wan_shapes import wan_config
+    from core.hardware import compute_dtype
+    from core.memory.apply import apply_memory_level
     from weights.tiny import load_tokenizer, umt5_text_encoder
 
     torch.manual_seed(0)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = compute_dtype(device)
     with torch.device(device):
-        transformer = WanTransformer3DModel(**wan_config("1.3b")).to(torch.bfloat16)
+        transformer = WanTransformer3DModel(**wan_config("1.3b")).to(dtype)
+        keep_fp32 = set(transformer._keep_in_fp32_modules or ())
+        for name, param in transformer.named_parameters():
+            if keep_fp32 & set(name.split(".")):
+                param.data = param.data.float()  # as from_pretrained(dtype=...) keeps them
         vae = AutoencoderKLWan()
-        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
+        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1).to(dtype)
     pipe = WanPipeline(
-        tokenizer=load_tokenizer(folder / "tokenizer"),
+        tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
         text_encoder=text_encoder,
         vae=vae,
         transformer=transformer,
@@ -55,8 +66,23 @@ def build_random_wan_1_3b(folder: Path) -> Path:
             prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
         ),
     )
-    pipe.save_pretrained(folder)
-    return folder
+    pipe.set_progress_bar_config(disable=True)
+    apply_memory_level(pipe, level, device)
+    return pipe
+
+
+def use_random_weights(folder: Path) -> None:
+    """Both paths (this process and, as the ranks' setup, every rank) skip the weights store and build
+    :func:`random_pipeline` instead of loading; both also keep a frame subsample for the comparison."""
+    from core import runner
+    from core.parallel import split, split_rank
+
+    def local_folder(card: Any, settings: Any, **kwargs: Any) -> Path:
+        return folder
+
+    runner.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
+    split_rank.load_diffusers_pipeline = random_pipeline
+    runner.write_video = split_rank.write_video = _write_video_keeping_frames
 
 
 def _write_video_keeping_frames(path: Path, frames, fps, metadata=None):
@@ -66,14 +92,6 @@ def _write_video_keeping_frames(path: Path, frames, fps, metadata=None):
     written = write_video(path, frames, fps, metadata)
     np.save(Path(path).with_suffix(".npy"), np.ascontiguousarray(frames[::8, ::4, ::4]))
     return written
-
-
-def keep_frames() -> None:
-    """Make both paths save the frame subsample (in this process, and as the ranks' setup)."""
-    from core import runner
-    from core.parallel import split_rank
-
-    runner.write_video = split_rank.write_video = _write_video_keeping_frames
 
 
 def timed(run) -> tuple[float, dict]:
@@ -96,8 +114,6 @@ def main() -> None:
     args = parser.parse_args()
     modes = parse_parallel_flag(args.modes)
     root = Path(tempfile.mkdtemp(prefix="parallel-bench-"))
-    print(f"building random-weight {MODEL} in {root}", flush=True)
-    build_random_wan_1_3b(root / "models" / MODEL)
     settings = Settings(outputs_dir=root / "outputs", models_dir=root / "models", offline=True)
     request = T2VRequest(
         model=MODEL,
@@ -110,12 +126,18 @@ def main() -> None:
         memory_level="0",
         speed={"attention": "sdpa", "compile": False},
     )
-    keep_frames()
+    folder = root / "models" / MODEL
+    use_random_weights(folder)
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     runner = Runner(settings, device)
+    runner.pipelines = PipelineCache(device, loader=random_pipeline)
     plain_times, split_times = [], []
-    with SplitGroup(settings, args.world_size, modes, rank_setup=keep_frames) as group:
-        print("warm-up (loads both pipelines)", flush=True)
+    started = time.perf_counter()
+    random_pipeline(None, folder, device)
+    print(f"random-weight {MODEL} built on {device} in {time.perf_counter() - started:.1f} s", flush=True)
+    setup = partial(use_random_weights, folder)
+    with SplitGroup(settings, args.world_size, modes, rank_setup=setup) as group:
+        print("warm-up (builds both pipelines)", flush=True)
         plain_record = runner.execute(Job(request))
         split_record = group.run(Job(request), request, modes)
         for _ in range(args.repeats):

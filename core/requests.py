@@ -13,10 +13,11 @@ from core.magi.request import MagiRequest, is_magi_card, is_magi_model
 from core.memory.levels import parse_override
 from core.speed import SpeedConfig, parse_speed_config
 from core.upscale.request import UpscaleRequest
-from core.validation import ConfigError, as_float, as_int, as_text, from_mapping
+from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
 from weights.registry import ModelCard, get_card
 
 MAX_SEED = 2**32 - 1
+MULTI_GPU_CHOICES = ("auto", "one", "split")
 
 
 def snap_frames(frames: int, card: ModelCard) -> int:
@@ -46,6 +47,8 @@ class T2VRequest:
     memory_level: str = "auto"
     cache: dict[str, Any] | None = None
     speed: dict[str, Any] | None = None
+    multi_gpu: str = "auto"
+    """With several GPUs: "auto" (the planner decides), "one" GPU, or "split" over the idle GPUs."""
 
     task = "t2v"
 
@@ -102,6 +105,7 @@ class T2VRequest:
         set_(self, "memory_level", "auto" if level is None else str(level))
         parse_cache_config(self.cache, card)
         parse_speed_config(self.speed)
+        set_(self, "multi_gpu", as_choice("multi_gpu", self.multi_gpu, MULTI_GPU_CHOICES))
 
     @property
     def cache_config(self) -> CacheConfig:

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 
 from core.hardware import Hardware, detect_hardware
-from core.jobs import Executor, Job, JobQueue
-from core.parallel.pool import WorkerPool
-from core.parallel.split import SplitGroup
+from core.jobs import Executor, Job, JobQueue, JobStatus
+from core.parallel.dispatch import GpuDispatcher, WorkerStatus
 from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
@@ -27,9 +26,10 @@ def pick_devices(hardware: Hardware, space: SpaceInfo) -> list[torch.device]:
 class Studio:
     """Owns the workers (one per device) and the queue they share.
 
-    One device: a runner in this process. Several: a worker process per GPU (``WorkerPool``), or with
-    ``settings.parallel`` every job split over all of them (``SplitGroup``). ``runners[0]`` stays in this
-    process for planning (memory estimates) and loads nothing unless it runs jobs itself.
+    One device: a runner in this process. Several: a :class:`GpuDispatcher` with a worker process per GPU
+    that sends each job to a free worker or splits a big lone text-to-video job over the idle GPUs
+    (``settings.parallel``: the split modes allowed). ``runners[0]`` stays in this process for planning
+    (memory estimates) and loads nothing unless it runs jobs itself.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -38,28 +38,51 @@ class Studio:
         self.hardware = detect_hardware(settings.gpus)
         self.devices = pick_devices(self.hardware, self.space)
         self.runners = [Runner(settings, device) for device in self.devices]
-        self.pool: WorkerPool | None = None
-        self.split: SplitGroup | None = None
+        self.dispatcher: GpuDispatcher | None = None
         self.queue = JobQueue(self._executors())
 
     def _executors(self) -> list[Executor]:
-        gpus = [device.index for device in self.devices]
-        if self.settings.parallel:
-            self.split = SplitGroup(self.settings, len(gpus), self.settings.parallel, gpus=tuple(gpus))
-            return [self.split.execute]
         if len(self.devices) > 1:
-            self.pool = WorkerPool(self.settings, gpus)
-            return self.pool.executors()
+            gpus = [device.index for device in self.devices]
+            self.dispatcher = GpuDispatcher(self.settings, gpus, self._queued_jobs)
+            return self.dispatcher.executors()
         return [on_zero_gpu(runner.execute, self.space) for runner in self.runners]
+
+    def _queued_jobs(self) -> int:
+        return sum(1 for job in self.queue.jobs() if job.status == JobStatus.QUEUED)
 
     def describe_workers(self) -> str:
         """How jobs are spread over the devices, for the System panel."""
         names = ", ".join(str(device) for device in self.devices)
-        if self.split is not None:
-            return f"Every job is split over {names} ({', '.join(self.settings.parallel)})."
-        if self.pool is not None:
-            return f"One worker process per GPU ({names}); the queue sends each job to a free one."
+        if self.dispatcher is not None:
+            return (
+                f"One worker process per GPU ({names}); the queue sends each job to a free one, and splits "
+                f"a big text-to-video job that runs alone over the idle GPUs "
+                f"({', '.join(self.dispatcher.modes)})."
+            )
         return f"One worker on {names}."
+
+    def worker_status(self) -> list[WorkerStatus]:
+        """Each worker (GPU) and the job it runs now, for the queue view."""
+        if self.dispatcher is not None:
+            return self.dispatcher.status()
+        running = [job for job in self.queue.jobs() if job.status == JobStatus.RUNNING]
+        job = running[0] if running else None
+        return [
+            WorkerStatus(
+                f"GPU {device.index}" if device.type == "cuda" else "CPU",
+                str(device),
+                "running" if job else "idle",
+                job.id if job else None,
+                getattr(job.request, "task", None) if job else None,
+                job.progress.describe() if job else "",
+            )
+            for device in self.devices[:1]
+        ]
+
+    def queued_jobs(self) -> list[Job]:
+        """Jobs waiting for a worker, oldest first."""
+        return [job for job in self.queue.jobs() if job.status == JobStatus.QUEUED]
 
     def submit(self, data: dict[str, Any]) -> Job:
         """Validate ``data`` (raises ConfigError with a readable message) and queue it."""
@@ -79,9 +102,7 @@ class Studio:
 
     def shutdown(self) -> None:
         self.queue.shutdown()
-        if self.pool is not None:
-            self.pool.shutdown()
-        if self.split is not None:
-            self.split.close()
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
         for runner in self.runners:
             runner.pipelines.unload()

@@ -61,7 +61,7 @@ def rank_setup_for_tests() -> None:
     split_rank.write_video = _write_video_and_frames
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def parallel_settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         outputs_dir=tmp_path_factory.mktemp("parallel") / "outputs",
@@ -71,9 +71,9 @@ def parallel_settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def split_group(parallel_settings: Settings) -> Iterator:
-    """Two gloo ranks, started once for the module (each spawn imports torch and diffusers)."""
+    """Two gloo ranks, started once for the session (each spawn imports torch and diffusers)."""
     from core.parallel.split import SplitGroup
 
     group = SplitGroup(parallel_settings, 2, rank_setup=rank_setup_for_tests)
@@ -82,3 +82,4 @@ def split_group(parallel_settings: Settings) -> Iterator:
         yield group
     finally:
         group.close()
+

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from core.parallel.config import ParallelConfig, parse_parallel_flag
 from core.parallel.devices import cuda_visible_devices
 from core.parallel.geometry import KNOWN, ModelGeometry, token_count
 from core.parallel.planner import plan_parallel
+from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.requests import parse_request
+from core.speed import SpeedConfig
 from core.validation import ConfigError
 
 WAN_480P = {"model": "wan2.1-t2v-1.3b", "prompt": "a cat", "frames": 81, "width": 832, "height": 480}
@@ -94,3 +97,59 @@ def test_child_gpu_pinning_follows_the_parents_visible_devices(monkeypatch: pyte
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
     assert cuda_visible_devices([1]) == "3"
     assert cuda_visible_devices([0, 1]) == "2,3"
+
+
+def test_the_allowed_modes_choice_cache_and_memory_level_shape_the_plan() -> None:
+    request = parse_request(WAN_480P)
+    assert plan_parallel(1, 4, request, modes=("cfg",)).config == ParallelConfig(2, cfg=2)
+    assert plan_parallel(1, 4, request, modes=("ring",)).config == ParallelConfig(4, ring=4)
+    assert plan_parallel(5, 4, request, choice="split").mode == "split"
+    one = plan_parallel(1, 4, request, choice="one")
+    assert (one.mode, one.reason, one.describe()) == (
+        "task",
+        "one GPU asked for",
+        "one GPU: one GPU asked for",
+    )
+    cached = parse_request({**WAN_480P, "cache": {"method": "teacache", "preset": "fast"}})
+    plan = plan_parallel(1, 4, cached)
+    assert plan.config == ParallelConfig(2, cfg=2)
+    assert "teacache step cache does not combine with context parallel" in plan.reason
+    offload = plan_parallel(1, 4, request, memory_level=4)
+    assert offload.config == ParallelConfig(2, cfg=2) and "memory level 4 (DiT offload)" in offload.reason
+    no_cfg = parse_request(
+        {**WAN_480P, "guidance": 1.0, "cache": {"method": "first_block", "threshold": 0.1}}
+    )
+    refused = plan_parallel(1, 2, no_cfg, choice="split")
+    assert refused.mode == "task" and refused.reason.startswith("no split fits")
+    assert (
+        plan_parallel(1, 4, request).describe().startswith("split over 4 ranks (cfg 2 x ulysses 2): one job")
+    )
+
+
+def test_split_ranks_change_only_what_context_parallel_cannot_run() -> None:
+    cpu = torch.device("cpu")
+    fa4 = SpeedConfig(attention="flash4")
+    assert split_speed_config(fa4, ParallelConfig(2, cfg=2), cpu) == (fa4, None)
+    changed, note = split_speed_config(fa4, ParallelConfig(2, ulysses=2), cpu)
+    assert changed.attention == "sdpa" and "flash4 attention cannot run context parallel" in note
+    assert split_speed_config(SpeedConfig(), ParallelConfig(2, ring=2), cpu) == (SpeedConfig(), None)
+
+
+def test_cache_stats_of_the_ranks_merge_per_branch() -> None:
+    def stats(branch: str, computed: int, reused: int, saved: float) -> dict:
+        counts = {"steps_computed": computed, "steps_reused": reused}
+        return {
+            "method": "teacache",
+            "threshold": 0.2,
+            "estimated_seconds_saved": saved,
+            "branches": {f"transformer/{branch}": counts},
+        }
+
+    merged = merge_cache_stats(
+        [stats("cond", 6, 4, 1.5), stats("uncond", 6, 4, 2.0), stats("cond", 6, 4, 1.0)]
+    )
+    assert merged["steps_computed"] == 12 and merged["steps_reused"] == 8 and merged["reuse_fraction"] == 0.4
+    assert merged["estimated_seconds_saved"] == 2.0 and list(merged["branches"]) == [
+        "transformer/cond",
+        "transformer/uncond",
+    ]

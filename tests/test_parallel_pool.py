@@ -41,6 +41,21 @@ def fake_executor(settings: Settings, gpu: int | None):
     return execute
 
 
+def request_steps_executor(settings: Settings, gpu: int | None):
+    """For a validated request (``steps``, ``seed``): progress per step, a record naming the process.
+    Stands in for the Runner in the dispatch tests (tests/test_parallel_studio.py)."""
+
+    def execute(job: Job) -> dict:
+        steps = getattr(job.request, "steps", 4)
+        for step in range(steps):
+            job.report("denoising", step + 1, steps)
+            job.check_cancelled()
+            time.sleep(0.2)
+        return {"status": "done", "pid": os.getpid(), "seed": job.request.seed}
+
+    return execute
+
+
 def wait(job: Job, timeout: float = 30.0) -> Job:
     deadline = time.monotonic() + timeout
     version = -1

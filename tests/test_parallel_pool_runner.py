@@ -20,9 +20,9 @@ def test_a_runner_in_a_worker_process_writes_the_video(parallel_settings: Settin
         job = queue.submit(parse_request({"model": "tiny-wan", "prompt": "a dog", "steps": 2, "seed": -1}))
         seen, report = [], job.report
 
-        def recording_report(stage: str, step: int = 0, total: int = 0) -> None:
+        def recording_report(stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
             seen.append((stage, step, total))
-            report(stage, step, total)
+            report(stage, step, total, detail)
 
         job.report = recording_report
         version = -1

@@ -12,6 +12,7 @@ import psutil
 import pytest
 import torch
 
+from core.caches import apply_cache
 from core.jobs import Job, JobCancelledError
 from core.parallel.split import SplitGroup, run_split
 from core.requests import parse_request
@@ -124,3 +125,35 @@ def test_cfg_and_ulysses_together_on_four_ranks(parallel_settings: Settings, ref
     frames = np.load(Path(record["path"]).with_suffix(".npy"))
     assert np.abs(frames - reference[1]).max() <= 1e-5
     assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_a_step_cache_and_memory_level_run_on_cfg_ranks_as_on_one_gpu(
+    split_group: SplitGroup, parallel_settings: Settings
+) -> None:
+    request = parse_request(
+        REQUEST | {"steps": 6, "memory_level": "1", "cache": {"method": "teacache", "preset": "faster"}}
+    )
+    runner = Runner(parallel_settings, torch.device("cpu"))
+    pipe = runner.pipelines.get(request.card, parallel_settings.models_dir / "tiny-wan", 1)
+    with apply_cache(pipe, request.card, request.cache_config) as session:
+        one_gpu_frames = generate_t2v(pipe, request, Job(request))
+    one_gpu = session.stats()
+    job = Job(request)
+    record = split_group.run(job, request, ("cfg",), placement="split asked for")
+    assert record["memory_level"] == 1 and "memory level 1 (VAE tiling)" in record["memory_plan"]
+    assert record["speed"]["attention"]["on"] == "sdpa" and record["gpu_plan"]["reason"] == "split asked for"
+    cache = record["cache"]
+    assert cache["method"] == "teacache" and cache["steps_reused"] == one_gpu["steps_reused"] > 0
+    assert cache["branches"] == one_gpu["branches"]
+    assert set(cache["branches"]) == {"transformer/cond", "transformer/uncond"}
+    frames = np.load(Path(record["path"]).with_suffix(".npy"))
+    assert np.abs(frames - one_gpu_frames).max() == 0.0
+
+
+def test_context_parallel_refuses_step_caches_and_dit_offload(split_group: SplitGroup) -> None:
+    cached = parse_request(REQUEST | {"cache": {"method": "first_block", "threshold": 0.1}})
+    with pytest.raises(ConfigError, match="first_block step cache does not combine with context parallel"):
+        split_group.run(Job(cached), cached, ("ulysses",))
+    offloaded = parse_request(REQUEST | {"memory_level": "4"})
+    with pytest.raises(ConfigError, match=r"memory level 4 \(DiT offload\) does not combine"):
+        split_group.run(Job(offloaded), offloaded, ("ring",))

@@ -14,6 +14,7 @@ from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
 from ui.models_tab import build_models_tab
+from ui.queue_panel import build_queue_panel
 from ui.t2v_tab import build_t2v_tab
 from ui.upscale_tab import build_upscale_tab
 
@@ -72,4 +73,5 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
         with gr.Accordion("System", open=False):
             gr.Markdown(system_summary(studio))
+            build_queue_panel(studio)
     return demo

@@ -16,6 +16,7 @@ from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
 from ui.memory_panel import build_memory_panel, describe_plan
+from ui.queue_panel import build_gpu_choice
 from ui.send import SendButtons, job_buttons, job_outputs
 from ui.speed_controls import build_speed_controls, speed_dict_from_controls
 from weights.registry import ModelCard, cards_for, get_card
@@ -33,6 +34,7 @@ DETAIL_KEYS = (
     "memory_level",
     "cache",
     "speed",
+    "gpu_plan",
     "output",
 )
 
@@ -241,6 +243,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 speed_options = build_speed_controls()
             with gr.Accordion("Memory", open=False, visible=not magi) as memory:
                 memory_level, memory_estimate = build_memory_panel()
+                gpu_choice = build_gpu_choice(studio)
             generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -294,6 +297,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         window: float = 0,
         kv_budget: float = 0,
         chunk_speed: str = "Off",
+        multi_gpu: str = "auto",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
@@ -330,6 +334,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 "memory_level": level,
                 "cache": cache_dict_from_controls(speed_preset, method, threshold),
                 "speed": speed_dict_from_controls(attention, compile_choice, turbo),
+                "multi_gpu": multi_gpu,
             },
             progress,
             DETAIL_KEYS,
@@ -360,6 +365,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             magi_window,
             magi_kv_budget,
             magi_speed,
+            gpu_choice,
         ],
         outputs.wired,
         api_name="t2v",

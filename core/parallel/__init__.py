@@ -4,6 +4,9 @@
 - :mod:`core.parallel.split` — :func:`run_split` and the warm :class:`SplitGroup`: CFG parallel
   (:mod:`core.parallel.cfg_hook`, ours) combined with diffusers' context parallel.
 - :mod:`core.parallel.planner` — :func:`plan_parallel`, task level or split for a job.
+- :mod:`core.parallel.dispatch` — :class:`GpuDispatcher`, the Studio's per-job choice between the two, and
+  :class:`WorkerStatus` for the queue view.
+- :mod:`core.parallel.rank_options` — what of a request's speed options and step cache changes on split ranks.
 - :mod:`core.parallel.config` — the ``--parallel`` flag and :class:`ParallelConfig`.
 
 Nothing is imported here: worker processes import only what they need (no torch for the pool itself).

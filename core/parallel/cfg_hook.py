@@ -91,3 +91,8 @@ def apply_cfg_parallel(module: torch.nn.Module, group: dist.ProcessGroup, branch
     """Register :class:`CFGParallelHook` on ``module`` (outermost, so it sees the full output)."""
     registry = HookRegistry.check_if_exists_or_initialize(module)
     registry.register_hook(CFGParallelHook(group, branch_rank), HOOK_NAME)
+
+
+def remove_cfg_parallel(module: torch.nn.Module) -> None:
+    """Take the :class:`CFGParallelHook` off ``module`` again."""
+    HookRegistry.check_if_exists_or_initialize(module).remove_hook(HOOK_NAME, recurse=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.memory.levels import GROUP_OFFLOAD, LEVELS
 from core.parallel.config import ParallelConfig
 from core.requests import T2VRequest
 from weights.registry import ModelCard
@@ -46,8 +47,15 @@ def token_count(request: T2VRequest, geometry: ModelGeometry) -> int:
     return latent_frames * (request.height // side) * (request.width // side)
 
 
-def split_problems(request: T2VRequest, config: ParallelConfig, geometry: ModelGeometry) -> list[str]:
-    """Why ``request`` cannot run split as ``config`` (empty when it can)."""
+def split_problems(
+    request: T2VRequest, config: ParallelConfig, geometry: ModelGeometry, memory_level: int = 0
+) -> list[str]:
+    """Why ``request`` cannot run split as ``config`` at ``memory_level`` (empty when it can).
+
+    Context parallel splits the tokens at the first block, where the step caches also hook in (they would
+    see whole sequences on one side of the split and slices on the other), and its collectives run inside
+    the blocks that DiT offload streams in: neither is combined with it. CFG parallel takes both.
+    """
     problems = []
     if config.cfg == 2 and request.guidance <= 1.0:
         problems.append(
@@ -63,5 +71,13 @@ def split_problems(request: T2VRequest, config: ParallelConfig, geometry: ModelG
         if config.ulysses > 1 and geometry.heads % config.ulysses:
             problems.append(
                 f"{geometry.heads} attention heads do not divide over Ulysses degree {config.ulysses}"
+            )
+        cache = request.cache_config
+        if cache.enabled:
+            problems.append(f"the {cache.method} step cache does not combine with context parallel")
+        if memory_level >= GROUP_OFFLOAD:
+            problems.append(
+                f"memory level {memory_level} ({LEVELS[memory_level].label}) does not combine with "
+                "context parallel"
             )
     return problems

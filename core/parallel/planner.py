@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.parallel.config import ParallelConfig
+from core.parallel.config import CONTEXT_MODES, ParallelConfig, parse_parallel_flag
 from core.parallel.geometry import ModelGeometry, geometry_for, split_problems, token_count
 from core.requests import T2VRequest
 
 MIN_SPLIT_TOKENS = 4096
+DEFAULT_MODES = ("cfg", "cp")
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,34 @@ class ParallelPlan:
         pairs = (("cfg", self.config.cfg), ("ulysses", self.config.ulysses), ("ring", self.config.ring))
         return tuple(name for name, degree in pairs if degree > 1)
 
+    def describe(self) -> str:
+        """One line for progress messages and the record, e.g. "split over 2 ranks (cfg 2): ..."."""
+        if self.config is None:
+            return f"one GPU: {self.reason}"
+        return f"split over {self.config.describe()}: {self.reason}"
 
-def candidate_configs(world_size: int, request: T2VRequest, geometry: ModelGeometry) -> list[ParallelConfig]:
-    """Ways to use ``world_size`` ranks, best first: CFG halves, then Ulysses, then ring inside them."""
+
+def context_choices(modes: tuple[str, ...]) -> tuple[str, ...]:
+    """Context-parallel kinds ``modes`` allow, best first (``cp`` means Ulysses, else ring)."""
+    if "cp" in modes:
+        return ("ulysses", "ring")
+    return tuple(m for m in modes if m in CONTEXT_MODES)
+
+
+def candidate_configs(
+    world_size: int, request: T2VRequest, geometry: ModelGeometry, modes: tuple[str, ...] = DEFAULT_MODES
+) -> list[ParallelConfig]:
+    """Ways to use ``world_size`` ranks that ``modes`` allow, best first: CFG halves, then Ulysses, then
+    ring inside them."""
     configs = []
-    cfg_choices = (2, 1) if request.guidance > 1.0 and world_size % 2 == 0 else (1,)
-    for cfg in cfg_choices:
+    use_cfg = "cfg" in modes and request.guidance > 1.0 and world_size % 2 == 0
+    for cfg in (2, 1) if use_cfg else (1,):
         context = world_size // cfg
         if context == 1:
             configs.append(ParallelConfig(world_size, cfg=cfg))
-        else:
-            configs.append(ParallelConfig(world_size, cfg=cfg, ulysses=context))
-            configs.append(ParallelConfig(world_size, cfg=cfg, ring=context))
+            continue
+        for kind in context_choices(modes):
+            configs.append(ParallelConfig(world_size, cfg=cfg, **{kind: context}))
     return configs
 
 
@@ -50,29 +67,39 @@ def plan_parallel(
     *,
     geometry: ModelGeometry | None = None,
     min_tokens: int = MIN_SPLIT_TOKENS,
+    modes: tuple[str, ...] = DEFAULT_MODES,
+    memory_level: int = 0,
+    choice: str = "auto",
 ) -> ParallelPlan:
-    """Plan ``request`` given ``n_jobs_queued`` jobs waiting (itself included) and ``idle_gpus`` free GPUs."""
-    geometry = geometry or geometry_for(request.card)
+    """Plan ``request`` given ``n_jobs_queued`` jobs waiting (itself included) and ``idle_gpus`` free GPUs.
+
+    ``modes`` are the split kinds allowed (``--parallel``), ``memory_level`` the level the split ranks would
+    run at, ``choice`` the request's ``multi_gpu``: "one" never splits, "split" skips the queue and size
+    checks (a layout must still fit, else the job runs on one GPU and the reason says why).
+    """
+    modes = parse_parallel_flag(",".join(modes)) or DEFAULT_MODES
+    if choice == "one":
+        return ParallelPlan("task", 1, "one GPU asked for")
     if idle_gpus <= 1:
         return ParallelPlan("task", 1, f"{max(idle_gpus, 0)} idle GPU: nothing to split over")
-    if n_jobs_queued >= idle_gpus:
-        return ParallelPlan(
-            "task", 1, f"{n_jobs_queued} jobs for {idle_gpus} GPUs: one job per GPU keeps every GPU busy"
-        )
-    tokens = token_count(request, geometry)
-    if tokens < min_tokens:
-        return ParallelPlan("task", 1, f"{tokens} tokens is too small a job to gain from splitting")
+    geometry = geometry or geometry_for(request.card)
+    if choice != "split":
+        if n_jobs_queued >= idle_gpus:
+            return ParallelPlan(
+                "task", 1, f"{n_jobs_queued} jobs for {idle_gpus} GPUs: one job per GPU keeps every GPU busy"
+            )
+        tokens = token_count(request, geometry)
+        if tokens < min_tokens:
+            return ParallelPlan("task", 1, f"{tokens} tokens is too small a job to gain from splitting")
     rejected: list[str] = []
     for world_size in range(idle_gpus, 1, -1):
-        for config in candidate_configs(world_size, request, geometry):
-            problems = split_problems(request, config, geometry)
+        for config in candidate_configs(world_size, request, geometry, modes):
+            problems = split_problems(request, config, geometry, memory_level)
             if not problems:
                 note = f"; not {'; '.join(rejected)}" if rejected else ""
-                return ParallelPlan(
-                    "split",
-                    world_size,
-                    f"one job on {idle_gpus} idle GPUs: {config.describe()}{note}",
-                    config,
-                )
+                why = "split asked for" if choice == "split" else "one job"
+                return ParallelPlan("split", world_size, f"{why} on {idle_gpus} idle GPUs{note}", config)
             rejected.append(f"{config.describe()}: {' and '.join(problems)}")
+    if not rejected:
+        rejected.append(f"the allowed modes ({','.join(modes)}) give no layout for {idle_gpus} GPUs")
     return ParallelPlan("task", 1, "no split fits: " + "; ".join(rejected))

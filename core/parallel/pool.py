@@ -27,9 +27,10 @@ class WorkerCrashedError(RuntimeError):
 class _Worker:
     """One worker process and its queues; :meth:`restart` replaces a dead process."""
 
-    def __init__(self, pool: WorkerPool, gpu: int | None) -> None:
+    def __init__(self, pool: WorkerPool, gpu: int | None, partner: int | None = None) -> None:
         self.pool = pool
         self.gpu = gpu
+        self.partner = partner
         self.process: Any = None
         self.sent = 0
         self.start()
@@ -47,6 +48,7 @@ class _Worker:
                 self.events,
                 self.cancel_value,
                 self.pool.make_executor,
+                self.partner,
             ),
             name=f"gpu-worker-{self.gpu}",
             daemon=True,
@@ -92,7 +94,9 @@ class _Worker:
 
 
 class WorkerPool:
-    """One worker process per entry of ``gpus`` (a GPU index, or None for a CPU worker)."""
+    """One worker process per entry of ``gpus`` (a GPU index, or None for a CPU worker).
+
+    With several GPUs each worker also sees the next one in ``gpus`` as its partner (``cuda:1``)."""
 
     def __init__(
         self, settings: Settings, gpus: list[int | None], make_executor: ExecutorFactory = runner_executor
@@ -102,7 +106,8 @@ class WorkerPool:
         self.context = multiprocessing.get_context("spawn")
         self.closed = False
         self._lock = threading.Lock()
-        self.workers = [_Worker(self, gpu) for gpu in gpus]
+        partners = gpus[1:] + gpus[:1] if len(gpus) > 1 and None not in gpus else [None] * len(gpus)
+        self.workers = [_Worker(self, gpu, partner) for gpu, partner in zip(gpus, partners, strict=True)]
 
     def executors(self) -> list[Executor]:
         """One executor per worker, in ``gpus`` order, for ``JobQueue(pool.executors())``."""

@@ -1,6 +1,6 @@
 """The child-process side of a job: progress goes back over a queue, cancel comes in through shared memory.
 
-Events are plain tuples so they pickle cheaply: ``("progress", number, stage, step, total)``,
+Events are plain tuples so they pickle cheaply: ``("progress", number, stage, step, total, detail)``,
 ``("done", number, record)``, ``("cancelled", number)``, ``("failed", number, text)``.
 """
 
@@ -35,10 +35,10 @@ class RemoteJob(Job):
         if self.cancel_requested:
             raise JobCancelledError(self.id)
 
-    def report(self, stage: str, step: int = 0, total: int = 0) -> None:
-        super().report(stage, step, total)
+    def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+        super().report(stage, step, total, detail)
         if self._events is not None:
-            self._events.put(("progress", self.number, stage, step, total))
+            self._events.put(("progress", self.number, stage, step, total, detail))
 
 
 def follow_remote(

@@ -8,12 +8,15 @@ from typing import Any
 
 import torch.multiprocessing as multiprocessing
 
+from core.hardware import detect_hardware
 from core.jobs import Job
+from core.memory.levels import parse_override
+from core.memory.planner import plan_memory
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import free_port
 from core.parallel.geometry import geometry_for, split_problems
 from core.parallel.remote_job import follow_remote
-from core.parallel.split_rank import rank_main
+from core.parallel.split_rank import SplitTask, rank_main
 from core.requests import T2VRequest
 from core.settings import Settings
 from core.validation import ConfigError
@@ -22,14 +25,29 @@ from weights.store import ensure_model
 POLL_S = 0.2
 
 
-def resolve_config(request: T2VRequest, world_size: int, modes: tuple[str, ...]) -> ParallelConfig:
+def resolve_config(
+    request: T2VRequest, world_size: int, modes: tuple[str, ...], memory_level: int = 0
+) -> ParallelConfig:
     """The validated split of ``request``; ConfigError says why it cannot be split that way."""
     geometry = geometry_for(request.card)
     config = ParallelConfig.from_modes(world_size, modes, heads=geometry.heads)
-    problems = split_problems(request, config, geometry)
+    problems = split_problems(request, config, geometry, memory_level)
     if problems:
         raise ConfigError(f"cannot split over {config.describe()}: " + "; ".join(problems))
     return config
+
+
+def split_memory_level(request: T2VRequest, gpus: tuple[int, ...] | None) -> int:
+    """The memory level for every rank: the request's, else the highest the memory planner picks for any
+    of ``gpus`` from its free memory now (0 without GPUs, as the single-device CPU runner)."""
+    forced = parse_override(request.memory_level)
+    if forced is not None:
+        return forced
+    if not gpus:
+        return 0
+    hardware = detect_hardware(tuple(gpus))
+    size = (request.width, request.height, request.frames)
+    return max(plan_memory(request.card, *size, hardware, gpu).level for gpu in gpus)
 
 
 class SplitGroup:
@@ -102,18 +120,32 @@ class SplitGroup:
         """Run ``job`` (a T2VRequest) split over the group as this group's modes; rank 0's record."""
         return self.run(job, job.request, self.modes)
 
-    def run(self, job: Job, request: T2VRequest, modes: tuple[str, ...]) -> dict[str, Any]:
-        """Run ``request`` split as ``modes``, streaming progress into ``job``; honours ``job.cancel()``."""
+    def run(
+        self,
+        job: Job,
+        request: T2VRequest,
+        modes: tuple[str, ...],
+        *,
+        memory_level: int | None = None,
+        placement: str = "",
+    ) -> dict[str, Any]:
+        """Run ``request`` split as ``modes``, streaming progress into ``job``; honours ``job.cancel()``.
+
+        ``memory_level`` is the level every rank loads at (default: :func:`split_memory_level`);
+        ``placement`` is the planner's reason, kept in the record's ``gpu_plan``."""
         request = request.with_seed()
-        config = resolve_config(request, self.world_size, modes)
+        if memory_level is None:
+            memory_level = split_memory_level(request, self.gpus)
+        config = resolve_config(request, self.world_size, modes, memory_level)
         job.request = request
         job.report("preparing weights")
         ensure_model(request.card, self.settings)
         self.start()
         self._number += 1
         number = self._number
+        task = SplitTask(number, job.id, request, config, memory_level, placement or "split asked for")
         for inbox in self._inboxes:
-            inbox.put((number, job.id, request, config))
+            inbox.put(task)
         close = partial(self.close, timeout=2.0)
         return follow_remote(job, number, self._events, self._cancel, POLL_S, self._check_ranks, close)
 

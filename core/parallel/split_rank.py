@@ -1,33 +1,57 @@
 """One rank of a split request: load the pipeline, apply CFG/context parallel, denoise in lockstep.
 
 Every rank runs the whole pipeline on identical inputs (same seed, same prompt) so all of them hold the same
-latents; the hooks only change who computes what inside the transformer. Rank 0 reports progress and writes
+latents; the hooks only change who computes what inside the transformer. Each rank loads at the memory level
+the parent planned (the same on all ranks) and applies the request's speed options and step cache as the
+single-GPU runner does (``core.parallel.rank_options`` says what changes). Rank 0 reports progress and writes
 the mp4 and its record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh
 
+from core.caches import apply_cache
 from core.hardware import PeakMemory
 from core.jobs import JobCancelledError
+from core.memory.levels import LEVELS
 from core.outputs import save_output
-from core.parallel.cfg_hook import apply_cfg_parallel
+from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
+from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.parallel.remote_job import RemoteJob
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.requests import T2VRequest
 from core.settings import Settings
+from core.speed import SpeedConfig, apply_speed
+from core.speed.apply import denoisers
 from core.t2v import generate_t2v, t2v_record
 from core.video_io import write_video
 from weights.registry import ModelCard
 from weights.store import ensure_model
+
+
+@dataclass(frozen=True)
+class SplitTask:
+    """What every rank of a split job receives: the run ``number``, the job, and how to run it."""
+
+    number: int
+    job_id: str
+    request: T2VRequest
+    config: ParallelConfig
+    memory_level: int = 0
+    placement: str = ""
+    """The planner's decision and reason, for the record."""
 
 
 class RankJob(RemoteJob):
@@ -41,78 +65,99 @@ class RankJob(RemoteJob):
             raise JobCancelledError(self.id)
 
 
-def apply_parallel(pipe: Any, config: ParallelConfig, device: torch.device) -> None:
-    """Context parallel then the CFG hook (outermost) on each transformer of ``pipe``."""
-    mesh = build_mesh(config, device)
-    for transformer in (pipe.transformer, getattr(pipe, "transformer_2", None)):
-        if transformer is None or mesh is None:
-            continue
-        if config.context > 1:
-            enable_context_parallel(transformer, config, mesh)
-        if config.cfg == 2:
-            apply_cfg_parallel(transformer, mesh["cfg"].get_group(), mesh["cfg"].get_local_rank())
+@contextlib.contextmanager
+def cfg_parallel(pipe: Any, config: ParallelConfig, mesh: DeviceMesh | None) -> Iterator[None]:
+    """The CFG hook on each transformer for one job, registered last so it is outermost (the step cache's
+    counters inside it then see only the branch this rank computes)."""
+    if config.cfg == 1 or mesh is None:
+        yield
+        return
+    cfg_mesh = mesh["cfg"]
+    for transformer in denoisers(pipe):
+        apply_cfg_parallel(transformer, cfg_mesh.get_group(), cfg_mesh.get_local_rank())
+    try:
+        yield
+    finally:
+        for transformer in denoisers(pipe):
+            remove_cfg_parallel(transformer)
 
 
 class RankPipelines:
-    """Keeps the last pipeline with its parallel hooks; another model or config loads a fresh one."""
+    """Keeps the last pipeline with context parallel and speed options applied; another model, split,
+    memory level or speed config loads a fresh one."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, settings: Settings) -> None:
         self.device = device
-        self._key: tuple[str, ParallelConfig] | None = None
+        self.settings = settings
+        self._key: tuple | None = None
         self._pipe: Any = None
+        self.mesh: DeviceMesh | None = None
+        self.speed: dict[str, Any] = {}
 
-    def get(self, card: ModelCard, settings: Settings, config: ParallelConfig) -> Any:
-        if self._key != (card.id, config):
-            self._key = self._pipe = None
+    def get(self, card: ModelCard, config: ParallelConfig, level: int, speed: SpeedConfig) -> Any:
+        key = (card.id, config, level, speed)
+        if self._key != key:
+            self._key = self._pipe = self.mesh = None
             free_memory(self.device)
-            pipe = load_diffusers_pipeline(card, ensure_model(card, settings), self.device)
-            apply_parallel(pipe, config, self.device)
-            self._key, self._pipe = (card.id, config), pipe
+            pipe = load_diffusers_pipeline(card, ensure_model(card, self.settings), self.device, level)
+            self.mesh = build_mesh(config, self.device)
+            if self.mesh is not None and config.context > 1:
+                for transformer in denoisers(pipe):
+                    enable_context_parallel(transformer, config, self.mesh)
+            rank_speed, note = split_speed_config(speed, config, self.device)
+            self.speed = apply_speed(pipe, rank_speed, self.device, models_dir=self.settings.models_dir)
+            if note:
+                self.speed["attention"]["reason"] += f" ({note})"
+            self._key, self._pipe = key, pipe
         return self._pipe
 
 
 def split_record(
     job: RankJob,
-    request: T2VRequest,
-    config: ParallelConfig,
+    task: SplitTask,
     device: torch.device,
+    applied: dict[str, Any],
     time_s: float,
     peak_gb: float,
 ) -> dict[str, Any]:
-    """The record :class:`core.runner.Runner` writes, plus how the request was split.
-
-    Split runs use memory level 0 and plain attention: the request's speed options, step cache and memory
-    level are not applied (their keys are None), since a step cache deciding differently on two context
-    ranks would leave them in different collectives.
-    """
+    """The record :class:`core.runner.Runner` writes, plus how the request was split and why."""
+    config, level = task.config, task.memory_level
     return t2v_record(
         job.id,
-        request,
+        task.request,
         device,
-        memory_level=0,
-        memory_plan=f"split over {config.describe()}: the whole pipeline on every GPU",
-        applied={"speed": None, "cache": None},
+        memory_level=level,
+        memory_plan=(
+            f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
+            f"({LEVELS[level].label}), planned for all ranks alike"
+        ),
+        applied=applied,
         time_s=time_s,
         peak_gb=peak_gb,
-    ) | {"parallel": config.to_dict()}
+    ) | {"parallel": config.to_dict(), "gpu_plan": {"mode": "split", "reason": task.placement}}
 
 
-def run_on_rank(
-    job: RankJob, request: T2VRequest, config: ParallelConfig, settings: Settings, pipelines: RankPipelines
-) -> dict[str, Any] | None:
+def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: RankPipelines) -> dict | None:
     """Generate on this rank; rank 0 writes the video and returns the record, the others return None."""
-    device = pipelines.device
+    device, request = pipelines.device, task.request
     started = time.perf_counter()
     with PeakMemory(device) as peak:
-        job.report("loading model")
-        pipe = pipelines.get(request.card, settings, config)
+        job.report(f"loading model (memory level {task.memory_level})")
+        pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config)
         try:
-            frames = generate_t2v(pipe, request, job)
+            with (
+                apply_cache(pipe, request.card, request.cache_config) as session,
+                cfg_parallel(pipe, task.config, pipelines.mesh),
+            ):
+                frames = generate_t2v(pipe, request, job)
         finally:
             free_memory(device)
+    every_rank: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(every_rank, session.stats())
     if dist.get_rank() != 0:
         return None
-    record = split_record(job, request, config, device, time.perf_counter() - started, peak.peak_gb)
+    applied = {"speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
+    record = split_record(job, task, device, applied, time.perf_counter() - started, peak.peak_gb)
     job.report("writing video")
     return save_output(
         settings.outputs_dir,
@@ -135,17 +180,17 @@ def rank_main(
     cancel_value: Any,
     rank_setup: Any = None,
 ) -> None:
-    """A rank process: join the group, then serve ``(number, job_id, request, config)`` until None."""
+    """A rank process: join the group, then serve :class:`SplitTask` messages until None."""
     device = init_rank(rank, world_size, port, gpus)
     if rank_setup is not None:
         rank_setup()
-    pipelines = RankPipelines(device)
+    pipelines = RankPipelines(device, settings)
     try:
-        while (message := inbox.get()) is not None:
-            number, job_id, request, config = message
-            job = RankJob(job_id, number, request, events if rank == 0 else None, cancel_value)
+        while (task := inbox.get()) is not None:
+            number = task.number
+            job = RankJob(task.job_id, number, task.request, events if rank == 0 else None, cancel_value)
             try:
-                record = run_on_rank(job, request, config, settings, pipelines)
+                record = run_on_rank(job, task, settings, pipelines)
             except JobCancelledError:
                 if rank == 0:
                     events.put(("cancelled", number))

@@ -35,10 +35,14 @@ def worker_main(
     events: Any,
     cancel_value: Any,
     make_executor: ExecutorFactory = runner_executor,
+    partner: int | None = None,
 ) -> None:
-    """Serve ``(number, job_id, request)`` messages from ``inbox`` until None, one at a time."""
+    """Serve ``(number, job_id, request)`` messages from ``inbox`` until None, one at a time.
+
+    The worker sees its GPU as ``cuda:0`` and, when given, the ``partner`` GPU as ``cuda:1`` (used only by
+    jobs the dispatcher gave both, e.g. an upscale split over two GPUs)."""
     if gpu is not None:
-        pin_to_gpus([gpu])
+        pin_to_gpus([gpu] if partner is None else [gpu, partner])
     execute = make_executor(settings, gpu)
     while (message := inbox.get()) is not None:
         number, job_id, request = message

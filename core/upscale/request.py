@@ -30,6 +30,8 @@ class UpscaleRequest:
     max_input_width: int | None = None
     quality: int = 8
     seed: int = 0
+    pipeline_gpus: int = 1
+    """2: the DiT's blocks split over two GPUs (``core.upscale.pipeline_split``)."""
 
     task = "upscale"
 
@@ -57,6 +59,9 @@ class UpscaleRequest:
             set_(self, "max_input_width", as_int("max input width", self.max_input_width, low=32, high=8192))
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
         set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
+        if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
+            raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
 
     @property
     def card(self) -> ModelCard:

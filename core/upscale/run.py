@@ -33,6 +33,7 @@ from core.upscale.esrgan import SRNetwork, load_network
 from core.upscale.esrgan_stream import ESRGANStreamer
 from core.upscale.frame_reader import FrameReader, SourceInfo, probe_source
 from core.upscale.loading import load_flashvsr
+from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_report
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
@@ -124,8 +125,10 @@ def _flashvsr_streamer(
         (request.model, request.variant),
         lambda: load_flashvsr(folder, request.variant, device, compute_dtype(device)),
     )
+    split_dit(model, pipeline_devices(device, request.pipeline_gpus))
     offload = should_offload_kv_cache(device)
     info = {"variant": request.variant, "kv_cache_offloaded": offload, "dtype": _dtype_name(model.dtype)}
+    info["pipeline"] = stage_report(model.dit)
     return FlashVSRStreamer(model, offload_kv_cache=offload), partial(resize_and_crop, size=size), info
 
 

@@ -1,0 +1,257 @@
+"""Which GPUs run a job, decided when a queue thread takes it: one free worker, or a split over the idle GPUs.
+
+:class:`GpuDispatcher` owns a :class:`WorkerPool` (a process per GPU) and, on demand, one warm
+:class:`SplitGroup`. ``executors()`` gives one executor per worker for :class:`core.jobs.JobQueue`; the
+executor of worker ``i`` asks :func:`plan_parallel` (with the number of queued jobs and idle GPUs now) and
+either runs the job on worker ``i`` or, for a text-to-video job alone on idle GPUs, splits it. A split holds
+every GPU; jobs taken meanwhile wait for it. Only one kind holds GPU memory at a time: the split group is
+closed before a worker runs a job again, and workers that loaded a model are restarted (empty) before a split.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from core.jobs import Job, JobCancelledError
+from core.outputs import sidecar_path, write_json_atomic
+from core.parallel.planner import MIN_SPLIT_TOKENS, ParallelPlan, plan_parallel
+from core.parallel.pool import WorkerPool
+from core.parallel.split import SplitGroup, split_memory_level
+from core.parallel.worker import ExecutorFactory, runner_executor
+from core.requests import T2VRequest
+from core.settings import Settings
+from core.upscale.request import UpscaleRequest
+from core.validation import ConfigError
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker for the queue view: its name and device, and the job it runs (None when idle)."""
+
+    name: str
+    device: str
+    state: str
+    """"idle", "running" (its own job) or "split" (part of a split job)."""
+    job_id: str | None = None
+    task: str | None = None
+    progress: str = ""
+
+
+def worker_name(gpu: int | None, index: int) -> str:
+    return f"GPU {gpu}" if gpu is not None else f"CPU worker {index}"
+
+
+def with_device_in_progress(job: Job, where: str) -> Callable[[], None]:
+    """Make every progress message of ``job`` start with ``where`` (e.g. "GPU 1 · denoising 3/30");
+    returns the function that undoes it."""
+    report = job.report
+
+    def report_on(stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+        report(f"{where} · {stage}", step, total, f"{where} · {detail}" if detail else "")
+
+    job.report = report_on  # type: ignore[method-assign]
+    return lambda: vars(job).pop("report", None)
+
+
+class GpuDispatcher:
+    """Sends each job to one free worker or splits it over the idle GPUs (see the module docstring).
+
+    ``gpus`` are the parent's GPU indices (None for a CPU worker, as in tests); ``queued_jobs`` counts the
+    jobs still waiting in the queue. ``settings.parallel`` are the split modes allowed (default cfg, cp).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        gpus: list[int | None],
+        queued_jobs: Callable[[], int],
+        make_executor: ExecutorFactory = runner_executor,
+        rank_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.gpus = list(gpus)
+        self.modes = settings.parallel or ("cfg", "cp")
+        self.queued_jobs = queued_jobs
+        self.rank_setup = rank_setup
+        self.min_split_tokens = MIN_SPLIT_TOKENS
+        self.pool = WorkerPool(settings, self.gpus, make_executor)
+        self.split: SplitGroup | None = None
+        self._cond = threading.Condition()
+        self._running: dict[int, Job] = {}
+        self._split_job: Job | None = None
+        self._reserved: Job | None = None
+        self._loaded: set[int] = set()
+
+    def executors(self) -> list[Callable[[Job], dict[str, Any]]]:
+        """One executor per worker, for ``JobQueue(dispatcher.executors())``."""
+        return [partial(self._execute, index) for index in range(len(self.gpus))]
+
+    def status(self) -> list[WorkerStatus]:
+        """Each worker with the job it runs now."""
+        with self._cond:
+            running, split = dict(self._running), self._split_job
+        found = []
+        for index, gpu in enumerate(self.gpus):
+            job = split if split is not None and index in self._split_indices() else running.get(index)
+            state = "idle" if job is None else ("split" if job is split else "running")
+            found.append(
+                WorkerStatus(
+                    worker_name(gpu, index),
+                    "cpu" if gpu is None else f"cuda:{gpu}",
+                    state,
+                    job.id if job else None,
+                    getattr(job.request, "task", None) if job else None,
+                    job.progress.describe() if job else "",
+                )
+            )
+        return found
+
+    def _split_indices(self) -> range:
+        return range(self.split.world_size if self.split is not None else len(self.gpus))
+
+    def _execute(self, index: int, job: Job) -> dict[str, Any]:
+        plan = self._claim(index, job)
+        if plan.mode == "split":
+            where = self._split_name(plan.world_size)
+            undo = with_device_in_progress(job, where)
+            job.report(plan.describe())
+            try:
+                return self._run_split(job, plan)
+            finally:
+                undo()
+                self._release(job)
+        where = worker_name(self.gpus[index], index)
+        undo = with_device_in_progress(job, where)
+        job.report(plan.describe())
+        partners = [i for i, running in self._running.items() if running is job and i != index]
+        try:
+            for partner in partners:
+                if partner in self._loaded:
+                    self.pool.workers[partner].restart()
+                    self._loaded.discard(partner)
+            record = self.pool.workers[index].execute(job)
+        finally:
+            if partners:
+                self.pool.workers[index].restart()
+            undo()
+            self._release(job)
+        return note_placement(record, {"mode": "task", "reason": plan.reason, "worker": where})
+
+    def _split_name(self, world_size: int) -> str:
+        gpus = self.gpus[:world_size]
+        if None in gpus:
+            return f"CPU ranks 0-{world_size - 1}"
+        return "GPUs " + "+".join(str(gpu) for gpu in gpus)
+
+    def _claim(self, index: int, job: Job) -> ParallelPlan:
+        """Wait until this job may start, decide task or split, and mark the GPUs it takes."""
+        request = job.request
+        choice = request.multi_gpu if isinstance(request, T2VRequest) else "one"
+        needs = self._workers_for(index, request)
+        waited = False
+        with self._cond:
+            while True:
+                busy = set(self._running)
+                reserved = self._reserved is not None and self._reserved is not job
+                if not reserved and self._split_job is None and not busy & set(needs):
+                    if choice != "split" or not busy:
+                        break
+                    self._reserved = job  # jobs taken after this one wait until it has every GPU
+                if job.cancel_requested:
+                    if self._reserved is job:
+                        self._reserved = None
+                        self._cond.notify_all()
+                    raise JobCancelledError(job.id)
+                if not waited:
+                    holder = " (a split job holds them)" if self._split_job else ""
+                    job.report(f"waiting for the GPUs{holder}")
+                    waited = True
+                self._cond.wait(1.0)
+            if self._reserved is job:
+                self._reserved = None
+            plan = self._plan(request, choice, len(self.gpus) - len(busy), needs)
+            if plan.mode == "split":
+                self._split_job = job
+            else:
+                self._running.update(dict.fromkeys(needs, job))
+                if self.split is not None:
+                    self.split.close()
+        return plan
+
+    def _workers_for(self, index: int, request: Any) -> list[int]:
+        """Worker ``index``, and its partner for an upscale split over two GPUs."""
+        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and len(self.gpus) > 1:
+            return [index, (index + 1) % len(self.gpus)]
+        return [index]
+
+    def _plan(self, request: Any, choice: str, idle: int, needs: list[int]) -> ParallelPlan:
+        if len(needs) == 2:
+            names = " and ".join(worker_name(self.gpus[i], i) for i in needs)
+            return ParallelPlan("task", 1, f"FlashVSR's blocks split over {names} (pipeline)")
+        if not isinstance(request, T2VRequest):
+            return ParallelPlan("task", 1, f"{request.task} jobs run on one GPU")
+        if choice == "one" or idle <= 1:
+            return plan_parallel(1, idle, request, choice=choice)
+        gpus = tuple(self.gpus) if None not in self.gpus else None
+        try:
+            level = split_memory_level(request, gpus)
+            return plan_parallel(
+                self.queued_jobs() + 1,
+                idle,
+                request,
+                min_tokens=self.min_split_tokens,
+                modes=self.modes,
+                memory_level=level,
+                choice=choice,
+            )
+        except (ConfigError, KeyError) as exc:
+            return ParallelPlan("task", 1, f"cannot plan a split: {exc}")
+
+    def _release(self, job: Job) -> None:
+        with self._cond:
+            if self._split_job is job:
+                self._split_job = None
+            taken = [index for index, running in self._running.items() if running is job]
+            for index in taken:
+                del self._running[index]
+            self._loaded.update(taken[:1])
+            self._cond.notify_all()
+
+    def _run_split(self, job: Job, plan: ParallelPlan) -> dict[str, Any]:
+        """Free the workers that hold a model, then run ``job`` on a split group of ``plan.world_size``."""
+        for index in sorted(self._loaded):
+            self.pool.workers[index].restart()
+        self._loaded.clear()
+        if self.split is not None and self.split.world_size != plan.world_size:
+            self.split.close()
+            self.split = None
+        if self.split is None:
+            gpus = self.gpus[: plan.world_size]
+            self.split = SplitGroup(
+                self.settings,
+                plan.world_size,
+                plan.modes,
+                gpus=None if None in gpus else tuple(gpus),
+                rank_setup=self.rank_setup,
+            )
+        return self.split.run(job, job.request, plan.modes, placement=plan.describe())
+
+    def shutdown(self) -> None:
+        """Stop the workers and the split ranks (after ``JobQueue.shutdown``)."""
+        self.pool.shutdown()
+        if self.split is not None:
+            self.split.close()
+
+
+def note_placement(record: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with ``gpu_plan`` added, also in its sidecar JSON (the mp4's own copy has it not)."""
+    record = record | {"gpu_plan": placement}
+    path = record.get("path")
+    if path and sidecar_path(Path(path)).is_file():
+        write_json_atomic(sidecar_path(Path(path)), {k: v for k, v in record.items() if k != "path"})
+    return record

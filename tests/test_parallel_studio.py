@@ -1,0 +1,188 @@
+"""How the Studio spreads jobs: one in-process runner, or per job a free worker process or a split.
+
+Two CPU "GPUs": worker processes with the real Runner, and a 2-rank gloo split group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import psutil
+import pytest
+import torch
+
+from core.jobs import Job, JobCancelledError, JobStatus
+from core.outputs import sidecar_path
+from core.parallel.dispatch import GpuDispatcher, note_placement
+from core.parallel.split import SplitGroup
+from core.requests import parse_request
+from core.settings import Settings
+from core.studio import Studio
+from core.validation import ConfigError
+from core.video_io import probe_video, read_record
+
+pytest_plugins = ["tests.conftest_parallel"]
+
+TINY = {"model": "tiny-wan", "prompt": "a cat", "steps": 1}
+
+
+def finish(studio: Studio, job: Job, seen: list[str] | None = None) -> Job:
+    for snapshot in studio.follow(job, poll_s=0.2):
+        if seen is not None:
+            seen.append(snapshot.progress.describe())
+    assert job.status == JobStatus.DONE, job.error
+    return job
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def test_one_device_runs_jobs_in_process(settings: Settings) -> None:
+    studio = Studio(settings)
+    try:
+        assert studio.dispatcher is None
+        assert studio.describe_workers() == "One worker on cpu."
+        assert [(w.name, w.state, w.job_id) for w in studio.worker_status()] == [("CPU", "idle", None)]
+    finally:
+        studio.shutdown()
+
+
+def test_a_task_jobs_placement_goes_into_its_sidecar(tmp_path: Path) -> None:
+    video = tmp_path / "t2v.mp4"
+    video.write_bytes(b"")
+    sidecar_path(video).write_text(json.dumps({"seed": 1}))
+    record = note_placement({"seed": 1, "path": str(video)}, {"mode": "task", "worker": "GPU 1"})
+    assert record["gpu_plan"] == {"mode": "task", "worker": "GPU 1"} and record["path"] == str(video)
+    assert json.loads(sidecar_path(video).read_text()) == {"seed": 1, "gpu_plan": record["gpu_plan"]}
+
+
+def test_multi_gpu_choice_is_validated() -> None:
+    assert parse_request(TINY).multi_gpu == "auto"
+    with pytest.raises(ConfigError, match="multi_gpu must be one of auto, one, split"):
+        parse_request(TINY | {"multi_gpu": "all"})
+
+
+@pytest.fixture
+def two_cpu_studio(
+    parallel_settings: Settings, split_group: SplitGroup, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Studio]:
+    """A Studio on two CPU "GPUs": light worker processes (no torch, they start fast) and real gloo split
+    ranks with the tiny model (the session's warm group, as the dispatcher would start it)."""
+    from tests.conftest_parallel import rank_setup_for_tests
+    from tests.test_parallel_pool import request_steps_executor
+
+    monkeypatch.setattr("core.studio.pick_devices", lambda hardware, space: [torch.device("cpu")] * 2)
+    light = partial(GpuDispatcher, make_executor=request_steps_executor, rank_setup=rank_setup_for_tests)
+    monkeypatch.setattr("core.studio.GpuDispatcher", light)
+    studio = Studio(parallel_settings)
+    studio.dispatcher.split = split_group
+    try:
+        yield studio
+    finally:
+        studio.shutdown()
+
+
+def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Studio) -> None:
+    studio, dispatcher = two_cpu_studio, two_cpu_studio.dispatcher
+    assert "splits a big text-to-video job" in studio.describe_workers()
+    pair = [studio.submit(TINY | {"seed": i, "steps": 4}) for i in (1, 2)]
+    watched = set()
+    while not all(job.finished for job in pair):
+        watched |= {(w.name, w.job_id) for w in studio.worker_status() if w.state == "running"}
+        time.sleep(0.05)
+    for job in pair:
+        finish(studio, job)
+    plans = [job.result["gpu_plan"] for job in pair]
+    assert [p["mode"] for p in plans] == ["task", "task"]
+    assert {p["worker"] for p in plans} == {"CPU worker 0", "CPU worker 1"}
+    assert watched == {(p["worker"], job.id) for p, job in zip(plans, pair, strict=True)}
+    assert {job.result["pid"] for job in pair} == set(dispatcher.pool.pids)
+    workers = dispatcher.pool.pids
+
+    clip = dispatcher.settings.outputs_dir.parent / "clip.mp4"
+    clip.write_bytes(b"")
+    upscale = {"task": "upscale", "model": "tiny-flashvsr", "video": str(clip), "pipeline_gpus": 2}
+    pipeline = studio.submit(upscale)
+    both = set()
+    while not pipeline.finished:
+        both |= {(w.name, w.job_id) for w in studio.worker_status() if w.state == "running"}
+        time.sleep(0.05)
+    finish(studio, pipeline)
+    assert both == {("CPU worker 0", pipeline.id), ("CPU worker 1", pipeline.id)}
+    reason = pipeline.result["gpu_plan"]["reason"]
+    assert "FlashVSR's blocks split over CPU worker" in reason and reason.count("CPU worker") == 2
+    assert pipeline.result["pid"] not in dispatcher.pool.pids, "its model spans both GPUs: restarted"
+
+    seen: list[str] = []
+    small = finish(studio, studio.submit(TINY | {"seed": 3}), seen)
+    assert "too small a job" in small.result["gpu_plan"]["reason"]
+    assert any(text.startswith(small.result["gpu_plan"]["worker"] + " · denoising 1/1") for text in seen)
+
+    dispatcher.min_split_tokens = 0
+    seen = []
+    alone = finish(studio, studio.submit(TINY | {"seed": 4}), seen)
+    assert alone.result["gpu_plan"]["mode"] == "split" and alone.result["parallel"]["cfg"] == 2
+    assert any(text.startswith("CPU ranks 0-1 · split over 2 ranks (cfg 2): one job") for text in seen)
+    assert any(text.startswith("CPU ranks 0-1 · denoising") for text in seen)
+    assert probe_video(Path(alone.result["path"])).frames == 9
+    assert read_record(Path(alone.result["path"]))["gpu_plan"] == alone.result["gpu_plan"]
+    assert set(dispatcher.pool.pids).isdisjoint(workers), "workers that held a model are restarted"
+    ranks = dispatcher.split.pids
+
+    one = finish(studio, studio.submit(TINY | {"seed": 5, "multi_gpu": "one"}))
+    assert one.result["gpu_plan"]["reason"] == "one GPU asked for"
+    assert alive(ranks) == [], "the split ranks are closed before a worker runs again"
+    first_block = {"method": "first_block", "threshold": 0.1}
+    no_fit = {"seed": 6, "multi_gpu": "split", "guidance": 1.0, "cache": first_block}
+    forced = finish(studio, studio.submit(TINY | no_fit))
+    assert forced.result["gpu_plan"]["mode"] == "task"
+    assert "no split fits" in forced.result["gpu_plan"]["reason"]
+    workers = dispatcher.pool.pids + ranks
+    studio.shutdown()
+    assert alive(workers) == [] and os.getpid() not in workers
+
+
+def test_a_forced_split_reserves_the_gpus_and_a_waiting_job_can_be_cancelled(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim logic alone (no processes): three CPU "GPUs", one busy."""
+    monkeypatch.setattr("core.parallel.dispatch.WorkerPool", lambda *args: SimpleNamespace(workers=[]))
+    dispatcher = GpuDispatcher(parallel_settings, [None, None, None], lambda: 0)
+    dispatcher.min_split_tokens = 0
+    busy, split, other = (Job(parse_request(TINY | {"multi_gpu": m})) for m in ("one", "split", "auto"))
+    dispatcher._running[2] = busy
+    plans: dict[str, object] = {}
+    def claim(name: str, index: int, job: Job) -> None:
+        try:
+            plans[name] = dispatcher._claim(index, job)
+        except JobCancelledError as exc:
+            plans[name] = exc
+
+    threads = [
+        threading.Thread(target=claim, args=("split", 0, split)),
+        threading.Thread(target=claim, args=("other", 1, other)),
+    ]
+    threads[0].start()
+    while dispatcher._reserved is not split:
+        time.sleep(0.01)
+    threads[1].start()
+    while other.progress.stage != "waiting for the GPUs":
+        time.sleep(0.01)
+    assert [w.state for w in dispatcher.status()] == ["idle", "idle", "running"]
+    other.cancel()
+    threads[1].join(5)
+    assert isinstance(plans["other"], JobCancelledError)
+    dispatcher._release(busy)
+    threads[0].join(5)
+    assert plans["split"].mode == "split" and plans["split"].config.ring == 3
+    assert [w.state for w in dispatcher.status()] == ["split"] * 3
+    dispatcher._release(split)
+    assert [w.state for w in dispatcher.status()] == ["idle"] * 3

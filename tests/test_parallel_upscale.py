@@ -1,0 +1,54 @@
+"""FlashVSR's DiT split over two devices (two CPU "devices" here): the same frames as on one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.jobs import Job
+from core.upscale.loading import load_flashvsr
+from core.upscale.pipeline_split import crossings, pipeline_devices, split_dit, stage_report, unsplit_dit
+from core.upscale.request import UpscaleRequest
+from core.upscale.run import run_upscale, unload_upscaler
+from core.upscale.streamer import FlashVSRStreamer, plan_frames
+from core.validation import ConfigError
+
+pytest_plugins = ["tests.conftest_upscale"]
+
+CPU = torch.device("cpu")
+
+
+def upscale(model, frames: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(list(FlashVSRStreamer(model).run(frames, len(frames), seed=3)))
+
+
+def test_two_device_output_equals_one_device_output(tiny_flashvsr_dir: Path) -> None:
+    model = load_flashvsr(tiny_flashvsr_dir, "tiny-long", CPU, torch.float32)
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(30)]
+    one_device = upscale(model, frames)
+    split_dit(model, pipeline_devices(CPU, 2))
+    assert stage_report(model.dit) == {"devices": ["cpu", "cpu"], "blocks": [1, 1]}
+    two_devices = upscale(model, frames)
+    assert crossings(model.dit) == plan_frames(30).chunks
+    assert np.array_equal(one_device, two_devices)
+    split_dit(model, [CPU])
+    assert stage_report(model.dit) is None and not model.dit.blocks[1]._forward_pre_hooks
+    assert np.array_equal(upscale(model, frames), one_device)
+    with pytest.raises(ConfigError, match="LQ-fed layer"):
+        split_dit(model, [CPU, CPU], boundary=0)
+    unsplit_dit(model.dit)
+
+
+def test_an_upscale_request_over_two_devices_records_the_split(upscale_runner, clip_64: Path) -> None:
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2, pipeline_gpus=2)
+    try:
+        record = run_upscale(upscale_runner, Job(request), request)
+    finally:
+        unload_upscaler(CPU)
+    assert record["status"] == "done" and record["pipeline"] == {"devices": ["cpu", "cpu"], "blocks": [1, 1]}
+    with pytest.raises(ConfigError, match="pipeline gpus"):
+        UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), pipeline_gpus=3)
