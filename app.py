@@ -47,8 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=parallel_modes,
         default=(),
         metavar="MODES",
-        help="split every job over all selected GPUs, e.g. cfg,cp (CFG parallel + context "
-        "parallel); default: one worker per GPU, each job on one GPU",
+        help="the modes a job split over several GPUs may use, e.g. cfg or cfg,cp (CFG + context "
+        "parallel; the default); each job picks auto (split a big job alone on idle GPUs), one or split",
     )
     parser.add_argument("--dev", action="store_true", help="show the tiny test models")
     return parser.parse_args(argv)

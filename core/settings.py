@@ -18,4 +18,6 @@ class Settings:
     dev: bool = False
     gpus: tuple[int, ...] | None = None
     parallel: tuple[str, ...] = ()
-    """Split every job over all GPUs with these modes (cfg, cp, ulysses, ring); empty: a worker per GPU."""
+    """The modes a job split over several GPUs may use (cfg, cp, ulysses, ring); empty: the default cfg, cp.
+    With several GPUs every job runs on one GPU's worker unless its ``multi_gpu`` (auto, one, split) and the
+    planner split it."""

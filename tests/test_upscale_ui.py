@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from core.settings import Settings
-from ui.upscale_tab import build_upscale_tab, model_controls, size_preview
+from ui.upscale_tab import build_upscale_tab, model_controls, size_preview, split_control
 from weights.registry import get_card
 
 pytest_plugins = ["conftest_upscale"]
@@ -40,3 +40,41 @@ def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
     assert model.value == "flashvsr-v1.1"
     assert ("Tiny FlashVSR (test model)", "tiny-flashvsr") in model.choices
     assert ("Real-ESRGAN general v3 (fastest)", "realesr-general-x4v3") in model.choices
+
+
+def build_with(studio) -> tuple[gr.Blocks, gr.Checkbox]:
+    with gr.Blocks() as demo:
+        build_upscale_tab(studio)
+    [split] = [b for b in demo.blocks.values() if isinstance(b, gr.Checkbox) and "2 GPUs" in b.label]
+    return demo, split
+
+
+def test_the_two_gpu_split_shows_only_with_several_gpus_and_flashvsr(tmp_path: Path) -> None:
+    settings = Settings(outputs_dir=tmp_path, dev=True)
+    _, alone = build_with(SimpleNamespace(settings=settings, dispatcher=None))
+    _, two_gpus = build_with(SimpleNamespace(settings=settings, dispatcher=object()))
+    assert alone.visible is False and two_gpus.visible is True and two_gpus.value is False
+    assert split_control("tiny-flashvsr", gpus=True) == {"__type__": "update", "visible": True}
+    hidden = {"__type__": "update", "visible": False, "value": False}
+    assert split_control("realesr-general-x4v3", gpus=True) == hidden
+    assert split_control("flashvsr-v1.1", gpus=False) == hidden
+
+
+def test_the_split_is_an_optional_trailing_api_input(tmp_path: Path, clip_64: Path, monkeypatch) -> None:
+    studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=object())
+    demo, _ = build_with(studio)
+    parameters = demo.get_api_info()["named_endpoints"]["/upscale"]["parameters"]
+    assert [p["parameter_name"] for p in parameters][-2:] == ["seed_value", "split_gpus"]
+    assert parameters[-1]["parameter_has_default"] and parameters[-1]["parameter_default"] is False
+    submitted = []
+
+    def run_job(studio, data, progress, keys):
+        submitted.append(data["pipeline_gpus"])
+        yield ()
+
+    monkeypatch.setattr("ui.upscale_tab.run_job", run_job)
+    run = next(f.fn for f in demo.fns.values() if f.api_name == "upscale")
+    old_call = (str(clip_64), "tiny-flashvsr", 2, "tiny-long", 0, 8, 0)
+    list(run(*old_call))
+    list(run(*old_call, True))
+    assert submitted == [1, 2]

@@ -1,5 +1,5 @@
-"""Upscale tab: input video, model (FlashVSR or a light Real-ESRGAN), scale, variant, size limit, quality;
-Upscale, Cancel, video, details."""
+"""Upscale tab: input video, model (FlashVSR or a light Real-ESRGAN), scale, variant, size limit, quality,
+FlashVSR over 2 GPUs (with several); Upscale, Cancel, video, details."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ DETAIL_KEYS = (
     "time_s",
     "peak_memory_gb",
     "device",
+    "pipeline",
+    "gpu_plan",
     "output",
 )
 VARIANT_LABELS = {"tiny-long": "Tiny-Long (fast, any length)", "full": "Full (Wan2.1 VAE decoder)"}
@@ -72,6 +74,19 @@ def model_controls(card: ModelCard) -> tuple[str, Any, Any]:
     )
 
 
+def several_gpus(studio: Studio) -> bool:
+    """Whether the studio runs jobs on several GPUs (a dispatcher over a worker per GPU)."""
+    return getattr(studio, "dispatcher", None) is not None
+
+
+def split_control(model: str | None, gpus: bool) -> Any:
+    """The "split over 2 GPUs" box: shown for a FlashVSR model on a studio with several GPUs, else hidden
+    and cleared (Real-ESRGAN runs on one GPU)."""
+    if gpus and model and _engine(model) == "flashvsr":
+        return gr.update(visible=True)
+    return gr.update(visible=False, value=False)
+
+
 def build_upscale_tab(studio: Studio) -> TabIO:
     """Create the tab inside the caller's ``gr.Tab``; returns its input and result (other tabs link to)."""
     cards = cards_for("upscale", dev=studio.settings.dev)
@@ -102,6 +117,13 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                     info="NVENC's CQ when this GPU encodes H.264, else x264's CRF (35 .. 12)",
                 )
                 seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
+            first = cards[0].id if cards else None
+            split = gr.Checkbox(
+                value=False,
+                label="Split the upscaler over 2 GPUs",
+                info="Half of FlashVSR's blocks on a second GPU, for long 4K jobs that do not fit one",
+                visible=several_gpus(studio) and first is not None and _engine(first) == "flashvsr",
+            )
             preview = gr.Markdown(size_preview(None, 4, None))
             upscale, cancel = job_buttons("Upscale")
         with gr.Column(scale=1):
@@ -109,6 +131,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
     for trigger in (source.change, scale.change, max_width.change, model.change):
         trigger(size_preview, [source, scale, max_width, model], preview, api_name=False)
     model.change(lambda m: model_controls(get_card(m)), model, [about, scale, variant], api_name=False)
+    model.change(lambda m: split_control(m, several_gpus(studio)), model, split, api_name=False)
 
     def run(
         video_path: str | None,
@@ -118,6 +141,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
         max_width_value: float | None,
         quality_value: float,
         seed_value: float,
+        split_gpus: bool = False,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[tuple[Any, ...]]:
         if not video_path:
@@ -133,6 +157,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                 "max_input_width": max_width_value or None,
                 "quality": quality_value,
                 "seed": seed_value,
+                "pipeline_gpus": 2 if split_gpus else 1,
             },
             progress,
             DETAIL_KEYS,
@@ -143,7 +168,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
         upscale,
         cancel,
         run,
-        [source, model, scale, variant, max_width, quality, seed],
+        [source, model, scale, variant, max_width, quality, seed, split],
         outputs.wired,
         api_name="upscale",
     )
