@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from core.video_io import METADATA_KEY
 
 APP_NAME = "video-studio"
 APP_VERSION = "0.1.0"
+_RECORD_EXTRAS: ContextVar[dict[str, Any] | None] = ContextVar("record_extras", default=None)
 
 
 def slug(text: str, length: int = 40) -> str:
@@ -36,15 +39,26 @@ def new_output_path(outputs_dir: Path, task: str, title: str, seed: int | None =
     return path
 
 
+@contextlib.contextmanager
+def record_extras(fields: dict[str, Any]) -> Iterator[None]:
+    """Every record :func:`base_record` starts inside the block also holds ``fields``: what the job's
+    caller decided before it ran (e.g. the dispatcher's ``gpu_plan``), in the mp4 and the sidecar alike."""
+    token = _RECORD_EXTRAS.set({**(_RECORD_EXTRAS.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _RECORD_EXTRAS.reset(token)
+
+
 def base_record(task: str, job_id: str) -> dict[str, Any]:
-    """The fields every generation record starts with."""
+    """The fields every generation record starts with (and those of :func:`record_extras`)."""
     return {
         "app": f"{APP_NAME} {APP_VERSION}",
         "task": task,
         "job_id": job_id,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "unix_time": time.time(),
-    }
+    } | (_RECORD_EXTRAS.get() or {})
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:

@@ -42,16 +42,31 @@ def fake_executor(settings: Settings, gpu: int | None):
 
 
 def request_steps_executor(settings: Settings, gpu: int | None):
-    """For a validated request (``steps``, ``seed``): progress per step, a record naming the process.
-    Stands in for the Runner in the dispatch tests (tests/test_parallel_studio.py)."""
+    """For a validated request (``steps``, ``seed``): progress per step, then a one-frame mp4 and sidecar
+    whose record names the process. Stands in for the Runner in the dispatch tests
+    (tests/test_parallel_studio.py)."""
+    import numpy as np
+
+    from core.outputs import base_record, save_output
+    from core.video_io import write_video
 
     def execute(job: Job) -> dict:
-        steps = getattr(job.request, "steps", 4)
+        request = job.request
+        steps = getattr(request, "steps", 4)
         for step in range(steps):
             job.report("denoising", step + 1, steps)
             job.check_cancelled()
             time.sleep(0.2)
-        return {"status": "done", "pid": os.getpid(), "seed": job.request.seed}
+        record = base_record(request.task, job.id) | {"status": "done", "pid": os.getpid()}
+        frames = np.zeros((1, 16, 16, 3), np.uint8)
+        return save_output(
+            settings.outputs_dir,
+            request.task,
+            "fake",
+            request.seed,
+            record | {"seed": request.seed},
+            lambda path, metadata: write_video(path, frames, 8, metadata),
+        )
 
     return execute
 

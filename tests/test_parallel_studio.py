@@ -20,7 +20,7 @@ import torch
 
 from core.jobs import Job, JobCancelledError, JobStatus
 from core.outputs import sidecar_path
-from core.parallel.dispatch import GpuDispatcher, note_placement
+from core.parallel.dispatch import GpuDispatcher
 from core.parallel.split import SplitGroup
 from core.requests import parse_request
 from core.settings import Settings
@@ -55,15 +55,6 @@ def test_one_device_runs_jobs_in_process(settings: Settings) -> None:
         studio.shutdown()
 
 
-def test_a_task_jobs_placement_goes_into_its_sidecar(tmp_path: Path) -> None:
-    video = tmp_path / "t2v.mp4"
-    video.write_bytes(b"")
-    sidecar_path(video).write_text(json.dumps({"seed": 1}))
-    record = note_placement({"seed": 1, "path": str(video)}, {"mode": "task", "worker": "GPU 1"})
-    assert record["gpu_plan"] == {"mode": "task", "worker": "GPU 1"} and record["path"] == str(video)
-    assert json.loads(sidecar_path(video).read_text()) == {"seed": 1, "gpu_plan": record["gpu_plan"]}
-
-
 def test_multi_gpu_choice_is_validated() -> None:
     assert parse_request(TINY).multi_gpu == "auto"
     with pytest.raises(ConfigError, match="multi_gpu must be one of auto, one, split"):
@@ -88,6 +79,16 @@ def two_cpu_studio(
         yield studio
     finally:
         studio.shutdown()
+
+
+def test_a_one_gpu_jobs_plan_is_in_its_mp4_as_in_its_sidecar(two_cpu_studio: Studio) -> None:
+    job = finish(two_cpu_studio, two_cpu_studio.submit(TINY | {"seed": 8, "multi_gpu": "one"}))
+    path = Path(job.result["path"])
+    sidecar = json.loads(sidecar_path(path).read_text())
+    assert read_record(path)["gpu_plan"] == sidecar["gpu_plan"] == job.result["gpu_plan"]
+    assert sidecar["gpu_plan"]["reason"] == "one GPU asked for"
+    assert sidecar["gpu_plan"]["worker"] in ("CPU worker 0", "CPU worker 1")
+    assert read_record(path)["pid"] in two_cpu_studio.dispatcher.pool.pids
 
 
 def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Studio) -> None:

@@ -14,11 +14,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from core.jobs import Job, JobCancelledError
-from core.outputs import sidecar_path, write_json_atomic
 from core.parallel.planner import MIN_SPLIT_TOKENS, ParallelPlan, plan_parallel
 from core.parallel.pool import WorkerPool
 from core.parallel.split import SplitGroup, split_memory_level
@@ -129,18 +127,19 @@ class GpuDispatcher:
         undo = with_device_in_progress(job, where)
         job.report(plan.describe())
         partners = [i for i, running in self._running.items() if running is job and i != index]
+        placement = {"mode": "task", "reason": plan.reason, "worker": where}
         try:
             for partner in partners:
                 if partner in self._loaded:
                     self.pool.workers[partner].restart()
                     self._loaded.discard(partner)
-            record = self.pool.workers[index].execute(job)
+            record = self.pool.workers[index].execute(job, {"gpu_plan": placement})
         finally:
             if partners:
                 self.pool.workers[index].restart()
             undo()
             self._release(job)
-        return note_placement(record, {"mode": "task", "reason": plan.reason, "worker": where})
+        return record | {"gpu_plan": placement}
 
     def _split_name(self, world_size: int) -> str:
         gpus = self.gpus[:world_size]
@@ -247,11 +246,3 @@ class GpuDispatcher:
         if self.split is not None:
             self.split.close()
 
-
-def note_placement(record: dict[str, Any], placement: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with ``gpu_plan`` added, also in its sidecar JSON (the mp4's own copy has it not)."""
-    record = record | {"gpu_plan": placement}
-    path = record.get("path")
-    if path and sidecar_path(Path(path)).is_file():
-        write_json_atomic(sidecar_path(Path(path)), {k: v for k, v in record.items() if k != "path"})
-    return record

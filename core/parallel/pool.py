@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from core.jobs import Executor, Job
+from core.outputs import record_extras
 from core.parallel.remote_job import follow_remote
 from core.parallel.worker import ExecutorFactory, runner_executor, worker_main
 from core.settings import Settings
@@ -22,6 +25,30 @@ POLL_S = 0.1
 
 class WorkerCrashedError(RuntimeError):
     """The worker process running a job exited before finishing it."""
+
+
+@dataclass(frozen=True)
+class PlacedRequest:
+    """A request on its way to a worker with fields its record must hold (the dispatcher's ``gpu_plan``)."""
+
+    request: Any
+    record_extras: dict[str, Any]
+
+
+def placed_executor(make_executor: ExecutorFactory, settings: Settings, gpu: int | None) -> Executor:
+    """The worker's executor: ``make_executor``'s, running a :class:`PlacedRequest`'s job on its request
+    inside :func:`core.outputs.record_extras`, so the mp4's own record holds those fields too."""
+    execute = make_executor(settings, gpu)
+
+    def run(job: Job) -> dict[str, Any]:
+        placed = job.request
+        if not isinstance(placed, PlacedRequest):
+            return execute(job)
+        job.request = placed.request
+        with record_extras(placed.record_extras):
+            return execute(job)
+
+    return run
 
 
 class _Worker:
@@ -47,7 +74,7 @@ class _Worker:
                 self.inbox,
                 self.events,
                 self.cancel_value,
-                self.pool.make_executor,
+                partial(placed_executor, self.pool.make_executor),
                 self.partner,
             ),
             name=f"gpu-worker-{self.gpu}",
@@ -60,13 +87,15 @@ class _Worker:
         if not self.pool.closed:
             self.start()
 
-    def execute(self, job: Job) -> dict[str, Any]:
-        """Run ``job`` in the worker process (the :data:`core.jobs.Executor` for this GPU)."""
+    def execute(self, job: Job, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``job`` in the worker process (the :data:`core.jobs.Executor` for this GPU); ``extras`` are
+        fields its record gets (:func:`core.outputs.record_extras`)."""
         if hasattr(job.request, "with_seed"):
             job.request = job.request.with_seed()
         self.sent += 1
         number = self.sent
-        self.inbox.put((number, job.id, job.request))
+        request = job.request if extras is None else PlacedRequest(job.request, extras)
+        self.inbox.put((number, job.id, request))
         return follow_remote(job, number, self.events, self.cancel_value, POLL_S, self._check_alive)
 
     def _check_alive(self) -> None:
