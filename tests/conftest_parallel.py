@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,8 +51,34 @@ def _write_video_and_frames(path: Path, frames, fps, metadata=None):
     return written
 
 
+SIMULATED_OOM = re.compile(r"\[oom on rank (\d+) below level (\d+)\]")
+
+
+def _with_simulated_oom(run_on_rank):
+    """``run_on_rank`` that, for a prompt with ``[oom on rank R below level L]``, makes rank R run out of
+    memory right after denoising step 1 while it runs below memory level L (its peers go on into the
+    step's collectives, as a real out-of-memory rank would leave them)."""
+
+    def run(job, task, settings, pipelines):
+        found = SIMULATED_OOM.search(task.request.prompt)
+        rank, below = (int(n) for n in found.groups()) if found else (-1, 0)
+        if torch.distributed.get_rank() == rank and task.memory_level < below:
+            report = job.report
+
+            def report_then_fail(stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+                report(stage, step, total, detail)
+                if stage == "denoising" and step == 1:
+                    raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+            job.report = report_then_fail
+        return run_on_rank(job, task, settings, pipelines)
+
+    return run
+
+
 def rank_setup_for_tests() -> None:
-    """Each test rank: one thread (2 ranks on 2 cores), the ring stand-in, and the frame probe."""
+    """Each test rank: one thread (2 ranks on 2 cores), the ring stand-in, the frame probe and the
+    simulated out-of-memory error."""
     from diffusers.models import attention_dispatch
 
     from core.parallel import split_rank
@@ -59,6 +86,7 @@ def rank_setup_for_tests() -> None:
     torch.set_num_threads(1)
     attention_dispatch._native_attention_forward_op = _cpu_attention_with_lse
     split_rank.write_video = _write_video_and_frames
+    split_rank.run_on_rank = _with_simulated_oom(split_rank.run_on_rank)
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,27 @@ def test_a_dead_rank_fails_the_job_and_the_next_job_gets_a_fresh_group(split_gro
     assert set(split_group.pids).isdisjoint(old)
 
 
+def test_a_rank_out_of_memory_restarts_every_rank_one_level_up(split_group: SplitGroup) -> None:
+    request = parse_request(REQUEST | {"prompt": "a red car [oom on rank 1 below level 1]"})
+    job, seen = Job(request), []
+    report = job.report
+    job.report = lambda stage, *args: (seen.append(stage), report(stage, *args))
+    old = split_group.pids
+    record = split_group.run(job, request, ("cfg",), placement="split asked for")
+    retry = [stage for stage in seen if stage.startswith("Split out of GPU memory")]
+    assert retry == [
+        "Split out of GPU memory at level 0 (all on GPU) on rank 1: CUDA out of memory (simulated); "
+        "retrying it once at level 1 (VAE tiling)"
+    ]
+    assert record["status"] == "done" and record["memory_level"] == 1
+    reason = record["gpu_plan"]["reason"]
+    assert reason.startswith("split asked for; out of GPU memory at level 0")
+    assert reason.endswith("retried at level 1")
+    assert read_record(Path(record["path"]))["gpu_plan"] == record["gpu_plan"]
+    assert not any(psutil.pid_exists(pid) for pid in old), "ranks left in a collective are not reused"
+    assert seen.count("denoising") > 1 and seen[-1] == "writing video"
+
+
 def test_impossible_splits_are_refused_before_any_process_starts(parallel_settings: Settings) -> None:
     children = {p.pid for p in psutil.Process().children(recursive=True)}
     with pytest.raises(ConfigError, match="guidance"):

@@ -91,6 +91,26 @@ def test_a_one_gpu_jobs_plan_is_in_its_mp4_as_in_its_sidecar(two_cpu_studio: Stu
     assert read_record(path)["pid"] in two_cpu_studio.dispatcher.pool.pids
 
 
+def test_a_split_out_of_memory_with_no_level_left_for_it_runs_on_one_gpu(two_cpu_studio: Studio) -> None:
+    """Ulysses at level 3: rank 1 runs out of memory, level 4 (DiT offload) refuses context parallel."""
+    two_cpu_studio.dispatcher.min_split_tokens = 0
+    oom = {"prompt": "a cat [oom on rank 1 below level 7]", "guidance": 1.0, "memory_level": "3", "seed": 9}
+    seen: list[str] = []
+    job = finish(two_cpu_studio, two_cpu_studio.submit(TINY | oom), seen)
+    plan = job.result["gpu_plan"]
+    assert plan["mode"] == "task" and plan["worker"] in ("CPU worker 0", "CPU worker 1")
+    assert plan["reason"].startswith(
+        "the split ran out of GPU memory at level 3 (CFG one at a time) on rank 1: CUDA out of memory "
+        "(simulated); level 4 does not fit this split"
+    )
+    assert read_record(Path(job.result["path"]))["gpu_plan"] == plan
+    assert any(text.startswith("CPU ranks 0-1 · denoising 1/1") for text in seen), "rank 0 went on"
+    worker = plan["worker"]
+    assert any(text.startswith(f"{worker} · one GPU: the split ran out of GPU memory") for text in seen)
+    assert any(text.startswith(f"{worker} · denoising") for text in seen)
+    assert [w.state for w in two_cpu_studio.worker_status()] == ["idle", "idle"]
+
+
 def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Studio) -> None:
     studio, dispatcher = two_cpu_studio, two_cpu_studio.dispatcher
     assert "splits a big text-to-video job" in studio.describe_workers()

@@ -4,8 +4,10 @@
 :class:`SplitGroup`. ``executors()`` gives one executor per worker for :class:`core.jobs.JobQueue`; the
 executor of worker ``i`` asks :func:`plan_parallel` (with the number of queued jobs and idle GPUs now) and
 either runs the job on worker ``i`` or, for a text-to-video job alone on idle GPUs, splits it. A split holds
-every GPU; jobs taken meanwhile wait for it. Only one kind holds GPU memory at a time: the split group is
-closed before a worker runs a job again, and workers that loaded a model are restarted (empty) before a split.
+every GPU; jobs taken meanwhile wait for it. A split that runs out of GPU memory even one level up runs on
+worker ``i`` instead, the reason in its progress and record. Only one kind holds GPU memory at a time: the
+split group is closed before a worker runs a job again, and workers that loaded a model are restarted
+(empty) before a split.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from core.jobs import Job, JobCancelledError
 from core.parallel.planner import MIN_SPLIT_TOKENS, ParallelPlan, plan_parallel
 from core.parallel.pool import WorkerPool
-from core.parallel.split import SplitGroup, split_memory_level
+from core.parallel.split import SplitGroup, SplitOutOfMemoryError, split_memory_level
 from core.parallel.worker import ExecutorFactory, runner_executor
 from core.requests import T2VRequest
 from core.settings import Settings
@@ -115,14 +117,17 @@ class GpuDispatcher:
     def _execute(self, index: int, job: Job) -> dict[str, Any]:
         plan = self._claim(index, job)
         if plan.mode == "split":
-            where = self._split_name(plan.world_size)
-            undo = with_device_in_progress(job, where)
+            undo = with_device_in_progress(job, self._split_name(plan.world_size))
             job.report(plan.describe())
             try:
                 return self._run_split(job, plan)
+            except SplitOutOfMemoryError as error:
+                plan = ParallelPlan("task", 1, f"the split ran {error}")
+                self._split_to_one(index, job)
             finally:
                 undo()
-                self._release(job)
+                if plan.mode == "split":
+                    self._release(job)
         where = worker_name(self.gpus[index], index)
         undo = with_device_in_progress(job, where)
         job.report(plan.describe())
@@ -210,6 +215,13 @@ class GpuDispatcher:
             )
         except (ConfigError, KeyError) as exc:
             return ParallelPlan("task", 1, f"cannot plan a split: {exc}")
+
+    def _split_to_one(self, index: int, job: Job) -> None:
+        """Hand the split ``job`` (its group closed) worker ``index`` alone; the other GPUs are free again."""
+        with self._cond:
+            self._split_job = None
+            self._running[index] = job
+            self._cond.notify_all()
 
     def _release(self, job: Job) -> None:
         with self._cond:

@@ -10,7 +10,7 @@ import torch.multiprocessing as multiprocessing
 
 from core.hardware import detect_hardware
 from core.jobs import Job
-from core.memory.levels import parse_override
+from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
 from core.memory.planner import plan_memory
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import free_port
@@ -23,6 +23,14 @@ from core.validation import ConfigError
 from weights.store import ensure_model
 
 POLL_S = 0.2
+
+
+class SplitOutOfMemoryError(RuntimeError):
+    """A split ran out of GPU memory and the retry one level up could not run or ran out again."""
+
+
+class _RankOutOfMemory(Exception):
+    """A rank of this run reported an out-of-memory error (the group is closed already)."""
 
 
 def resolve_config(
@@ -54,7 +62,8 @@ class SplitGroup:
     """``world_size`` rank processes (``torch.multiprocessing`` spawn, NCCL on GPUs, gloo on the CPU).
 
     Started on first use and kept with their pipeline loaded; :meth:`execute` is a queue executor. A rank
-    that fails or dies closes the group (the next job starts a fresh one). ``rank_setup`` is a picklable
+    that fails or dies closes the group (the next job starts a fresh one); one that runs out of GPU memory
+    makes :meth:`run` retry once on a fresh group one memory level up. ``rank_setup`` is a picklable
     function every rank calls after joining the group.
     """
 
@@ -76,6 +85,7 @@ class SplitGroup:
         self._inboxes: list[Any] = []
         self._events: Any = None
         self._cancel: Any = None
+        self._oom: Any = None
         self._number = 0
 
     def __enter__(self) -> SplitGroup:
@@ -95,6 +105,7 @@ class SplitGroup:
         port = free_port()
         self._events = self._context.Queue()
         self._cancel = self._context.Value("q", 0)
+        self._oom = self._context.Value("q", 0)
         self._inboxes = [self._context.Queue() for _ in range(self.world_size)]
         for rank, inbox in enumerate(self._inboxes):
             process = self._context.Process(
@@ -109,6 +120,7 @@ class SplitGroup:
                     self._events,
                     self._cancel,
                     self.rank_setup,
+                    self._oom,
                 ),
                 name=f"split-rank-{rank}",
                 daemon=True,
@@ -132,7 +144,10 @@ class SplitGroup:
         """Run ``request`` split as ``modes``, streaming progress into ``job``; honours ``job.cancel()``.
 
         ``memory_level`` is the level every rank loads at (default: :func:`split_memory_level`);
-        ``placement`` is the planner's reason, kept in the record's ``gpu_plan``."""
+        ``placement`` is the planner's reason, kept in the record's ``gpu_plan``. When a rank runs out of GPU
+        memory, every rank is restarted one level up and the job runs once more (as the single-GPU runner's
+        ``run_with_oom_retry``; the progress and ``gpu_plan`` say so); :class:`SplitOutOfMemoryError` when
+        that level does not fit the split or runs out too."""
         request = request.with_seed()
         if memory_level is None:
             memory_level = split_memory_level(request, self.gpus)
@@ -140,14 +155,40 @@ class SplitGroup:
         job.request = request
         job.report("preparing weights")
         ensure_model(request.card, self.settings)
+        placement = placement or "split asked for"
+        try:
+            return self._run_once(job, config, memory_level, placement)
+        except _RankOutOfMemory as error:
+            failure = f"out of GPU memory at level {memory_level} ({LEVELS[memory_level].label}) on {error}"
+        level = memory_level + 1
+        if level > MAX_LEVEL:
+            raise SplitOutOfMemoryError(f"{failure}; no higher memory level") from None
+        try:
+            config = resolve_config(request, self.world_size, modes, level)
+        except ConfigError as exc:
+            raise SplitOutOfMemoryError(f"{failure}; level {level} does not fit this split: {exc}") from None
+        job.report(f"Split {failure}; retrying it once at level {level} ({LEVELS[level].label})")
+        try:
+            return self._run_once(job, config, level, f"{placement}; {failure}, retried at level {level}")
+        except _RankOutOfMemory as error:
+            raise SplitOutOfMemoryError(f"{failure}, and again at level {level} on {error}") from None
+
+    def _run_once(self, job: Job, config: ParallelConfig, level: int, placement: str) -> dict[str, Any]:
+        """One run of ``job.request`` on every rank; :class:`_RankOutOfMemory` (the group closed) when a rank
+        ran out of GPU memory."""
         self.start()
         self._number += 1
         number = self._number
-        task = SplitTask(number, job.id, request, config, memory_level, placement or "split asked for")
+        task = SplitTask(number, job.id, job.request, config, level, placement)
         for inbox in self._inboxes:
             inbox.put(task)
         close = partial(self.close, timeout=2.0)
-        return follow_remote(job, number, self._events, self._cancel, POLL_S, self._check_ranks, close)
+        try:
+            return follow_remote(job, number, self._events, self._cancel, POLL_S, self._check_ranks, close)
+        except RuntimeError as exc:
+            if self._oom.value != number:
+                raise
+            raise _RankOutOfMemory(str(exc)) from exc
 
     def _check_ranks(self) -> None:
         dead = [p for p in self._processes if not p.is_alive()]

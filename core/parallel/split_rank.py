@@ -179,8 +179,13 @@ def rank_main(
     events: Any,
     cancel_value: Any,
     rank_setup: Any = None,
+    oom_value: Any = None,
 ) -> None:
-    """A rank process: join the group, then serve :class:`SplitTask` messages until None."""
+    """A rank process: join the group, then serve :class:`SplitTask` messages until None.
+
+    An out-of-memory error writes the run's number into ``oom_value`` before the failure is reported: the
+    parent then restarts every rank one memory level up (its peers may be waiting in a collective this rank
+    will not join, so they cannot agree among themselves)."""
     device = init_rank(rank, world_size, port, gpus)
     if rank_setup is not None:
         rank_setup()
@@ -194,6 +199,11 @@ def rank_main(
             except JobCancelledError:
                 if rank == 0:
                     events.put(("cancelled", number))
+            except torch.OutOfMemoryError as error:
+                if oom_value is not None:
+                    oom_value.value = number
+                first_line = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
+                events.put(("failed", number, f"rank {rank}: {first_line}"))
             except Exception:  # reported to the parent, which closes the group
                 events.put(("failed", number, f"rank {rank}: {traceback.format_exc()}"))
             else:
