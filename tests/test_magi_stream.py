@@ -74,3 +74,28 @@ def test_joined_segments_play_as_one_video(tmp_path):
     assert (info.frames, info.width, info.height, info.fps) == (72, 48, 32, 24.0)
     means = read_frames(joined).reshape(3, 24, -1).mean(axis=2)
     assert abs(means - torch.tensor([[40.0], [80.0], [120.0]]).numpy()).max() < 3
+
+
+def test_previews_made_in_a_worker_process_reach_the_app(tmp_path):
+    from core.parallel.pool import WorkerPool
+    from core.settings import Settings
+    from tests.fake_preview_worker import preview_executor
+
+    class Watched(Job):
+        def __init__(self, request) -> None:
+            super().__init__(request)
+            self.previews: list[str] = []
+
+        def show_preview(self, path: str) -> None:
+            self.previews.append(path)
+            super().show_preview(path)
+
+    pool = WorkerPool(Settings(outputs_dir=tmp_path), [None], make_executor=preview_executor)
+    try:
+        job = Watched({})
+        (execute,) = pool.executors()
+        assert execute(job) == {"status": "done"}
+    finally:
+        pool.shutdown()
+    assert job.previews == [str(tmp_path / f"{job.id}-{count}.mp4") for count in (1, 2)]
+    assert job.preview == job.previews[-1] and job.progress.step == 2
