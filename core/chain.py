@@ -1,9 +1,12 @@
 """The "Long video" recipe: text to video, then N continuations, then an optional upscale, as one job.
 
-Each part runs through the runner's own handler with its outputs in the job's folder
-(``outputs/chains/<name>/``, kept), its stages prefixed ``part i/n`` on the one progress bar; the last
-part's video (which holds every earlier part) is copied into ``outputs/`` with a sidecar record that
-lists every part. The copy keeps the last part's own record in its mp4 metadata.
+Every part is built by :func:`core.requests.parse_request`, so any model of its task works: Wan or
+MAGI-1 for the text-to-video part, SkyReels-V2 DF or MAGI-1 for the continuations (a MAGI-1 first part
+is continued by the same model unless another is named). Each part runs through the runner's own
+handler with its outputs in the job's folder (``outputs/chains/<name>/``, kept), its stages prefixed
+``part i/n`` on the one progress bar (and its previews shown on the chain's job); the last part's video
+(which holds every earlier part) is copied into ``outputs/`` with a sidecar record that lists every
+part. The copy keeps the last part's own record in its mp4 metadata.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from core.continuation import ContinueRequest
 from core.jobs import Job
+from core.magi.request import MagiRequest
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
-from core.requests import T2VRequest
-from core.upscale.request import UpscaleRequest
-from core.validation import ConfigError, as_choice, as_float, as_int, from_mapping
+from core.requests import T2VRequest, parse_request
+from core.validation import ConfigError, as_choice, as_float, as_int
 from core.video_io import probe_video
 from weights.registry import cards_for
 
@@ -28,7 +30,9 @@ from weights.registry import cards_for
 @dataclass(frozen=True)
 class ChainRequest:
     """Text to video (``t2v``: a text-to-video request mapping), extended ``continuations`` times by
-    ``seconds`` each with ``continue_model``, then upscaled ``upscale_scale``x if ``upscale_model`` is set."""
+    ``seconds`` each with ``continue_model`` (default: the text-to-video model when it also continues,
+    as MAGI-1 does, else the first continuation model), then upscaled ``upscale_scale``x if
+    ``upscale_model`` is set."""
 
     t2v: dict[str, Any]
     continuations: int = 1
@@ -48,7 +52,7 @@ class ChainRequest:
         set_(self, "continuations", as_int("continuations", self.continuations, low=0, high=20))
         set_(self, "seconds", as_float("seconds per continuation", self.seconds, low=0.0, high=60.0))
         continue_ids = [card.id for card in cards_for("continue", dev=True)]
-        model = self.continue_model or continue_ids[0]
+        model = self.continue_model or (first.model if first.model in continue_ids else continue_ids[0])
         set_(self, "continue_model", as_choice("continue model", model, continue_ids))
         set_(self, "continue_prompt", self.continue_prompt or first.prompt)
         if self.upscale_model is not None:
@@ -59,9 +63,34 @@ class ChainRequest:
             raise ConfigError("a long video needs at least one continuation or an upscale")
 
     @cached_property
-    def first(self) -> T2VRequest:
+    def first(self) -> T2VRequest | MagiRequest:
         """The text-to-video part, validated once."""
-        return from_mapping(T2VRequest, self.t2v, where="chain t2v request")
+        return parse_request(self.t2v | {"task": "t2v"})
+
+    def continuation(self, index: int, video: str) -> Any:
+        """Continuation part ``index`` (from 0), extending ``video``."""
+        return parse_request(
+            {
+                "task": "continue",
+                "model": self.continue_model,
+                "video": video,
+                "prompt": self.continue_prompt,
+                "seconds": self.seconds,
+                "seed": self.first.seed + 1 + index,
+            }
+        )
+
+    def upscale(self, video: str) -> Any:
+        """The upscale part of ``video``."""
+        return parse_request(
+            {
+                "task": "upscale",
+                "model": self.upscale_model,
+                "video": video,
+                "scale": self.upscale_scale,
+                "seed": self.first.seed,
+            }
+        )
 
     def with_seed(self) -> ChainRequest:
         """This chain with a concrete seed for its first part (the others derive theirs from it)."""
@@ -88,6 +117,9 @@ class PartJob:
     def report(self, stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
         self._job.report(self._prefix + stage, step, total, self._prefix + detail if detail else "")
 
+    def show_preview(self, path: str) -> None:
+        self._job.show_preview(path)
+
 
 def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
     """Run every part of ``request`` on ``runner`` and save the last part's video as the chain's output."""
@@ -110,24 +142,9 @@ def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
 
     video = run_part(first)["path"]
     for index in range(request.continuations):
-        video = run_part(
-            ContinueRequest(
-                model=request.continue_model,
-                video=video,
-                prompt=request.continue_prompt,
-                seconds=request.seconds,
-                seed=first.seed + 1 + index,
-            )
-        )["path"]
+        video = run_part(request.continuation(index, video))["path"]
     if request.upscale_model is not None:
-        video = run_part(
-            UpscaleRequest(
-                model=request.upscale_model,
-                video=video,
-                scale=request.upscale_scale,
-                seed=first.seed,
-            )
-        )["path"]
+        video = run_part(request.upscale(video))["path"]
     return save_chain(runner.settings.outputs_dir, job, request, Path(video), parts)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from core.batch import load_rows, main, run_batch
 from core.video_io import probe_video, read_record
 
-pytest_plugins = ["tests.conftest_workflow"]
+pytest_plugins = ["tests.conftest_workflow", "tests.conftest_magi_app"]
 
 
 def write_csv(path: Path) -> Path:
@@ -90,3 +90,25 @@ def test_cli_runs_a_batch_headless(settings, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "done" in out and "bad" in out and "summary.csv" in out
     assert (settings.outputs_dir / "batches" / "cli" / "row-0001-a-tree.mp4").is_file()
+
+
+def test_magi_rows_take_magi_fields_and_refuse_wan_ones(magi_models_dir, studio, tmp_path: Path) -> None:
+    prompts = tmp_path / "magi.csv"
+    prompts.write_text(
+        "prompt,seconds,window_size,kv_budget,cache,negative_prompt,width\n"
+        'a fox,1,1,64,"{""preset"": ""fast""}",,\n'
+        "a bad row,1,,,,blurry,\n"
+        "a wide row,1,,,,,64\n",
+        encoding="utf-8",
+    )
+    batch = run_batch(studio, prompts, {"model": "tiny-magi"})
+    assert [r.status for r in batch.rows] == ["done", "bad", "bad"]
+    assert "MAGI-1 t2v request: unknown field(s) negative_prompt" in batch.rows[1].error
+    assert "unknown field(s) width; known fields: cache, chunks" in batch.rows[2].error
+    fox = Path(batch.rows[0].output)
+    assert fox.name == "row-0001-a-fox.mp4" and probe_video(fox).frames == 24
+    request = read_record(fox)["request"]
+    assert (request["chunks"], request["window_size"], request["kv_budget"]) == (1, 1, 64)
+    assert request["cache"] == {"preset": "fast"}
+    again = run_batch(studio, prompts, {"model": "tiny-magi"})
+    assert [r.status for r in again.rows] == ["skipped", "bad", "bad"]

@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.continuation import ContinueRequest
 from core.jobs import JobQueue, JobStatus
-from core.requests import parse_request
+from core.magi.request import MagiRequest
+from core.requests import T2VRequest, parse_request
 from core.runner import Runner
 from core.settings import Settings
 from core.validation import ConfigError
-from core.video_io import probe_video
+from core.video_io import probe_video, read_record
+
+pytest_plugins = ["tests.conftest_magi_app"]
 
 
 def run(settings: Settings, data: dict) -> dict:
@@ -79,6 +83,39 @@ def test_chain_can_end_with_an_upscale(settings: Settings) -> None:
     info = probe_video(Path(record["path"]))
     assert [p["task"] for p in record["parts"]] == ["t2v", "upscale"]
     assert (info.frames, info.width, info.height) == (5, 128, 128)
+
+
+def test_a_magi_chain_continues_magi_output_with_magi(runner: Runner) -> None:
+    from tests.conftest_magi_app import WatchedJob
+
+    t2v = {"model": "tiny-magi", "prompt": "a fox", "chunks": 1, "seed": 6}
+    request = parse_request({"task": "chain", "t2v": t2v, "continuations": 1, "seconds": 1})
+    assert request.continue_model == "tiny-magi"  # a MAGI-1 first part is continued by the same model
+    job = WatchedJob(request)
+    record = runner.execute(job)
+    first, continued = record["parts"]
+    assert (first["task"], first["model"], continued["task"], continued["model"]) == (
+        "t2v",
+        "tiny-magi",
+        "continue",
+        "tiny-magi",
+    )
+    info = probe_video(Path(record["path"]))
+    assert info.frames == record["frames"] == first["frames"] + continued["added_frames"] == 24 + 24
+    assert read_record(Path(record["path"]))["task"] == "continue"
+    assert [frames for _, frames in job.previews] == [24, 24]  # each part's growing preview is shown
+    assert {stage.split(":")[0] for stage, _, _ in job.reports} >= {"part 1/2", "part 2/2"}
+
+
+def test_chain_parts_follow_their_model(clip_with_sound: Path) -> None:
+    magi = {"task": "t2v", "model": "tiny-magi", "prompt": "a fox", "seed": 1}
+    chain = parse_request({"task": "chain", "t2v": magi, "continue_model": "tiny-skyreels-df", "seconds": 1})
+    assert isinstance(chain.first, MagiRequest)
+    assert isinstance(chain.continuation(0, str(clip_with_sound)), ContinueRequest)
+    wan = parse_request({"task": "chain", "t2v": {"model": "tiny-wan", "prompt": "a fox", "seed": 1}})
+    assert isinstance(wan.first, T2VRequest) and wan.continue_model == "skyreels-v2-df-1.3b-540p"
+    with pytest.raises(ConfigError, match="multiple of 24"):
+        parse_request({"task": "chain", "t2v": magi | {"frames": 50}})
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ def test_the_wan_and_skyreels_requests_send_magi_models_to_their_own_request(cli
 
 def test_cache_and_kv_budget_run_and_are_recorded(runner):
     from tests.conftest_magi_app import WatchedJob
-    from ui import t2v_tab
+    from ui import magi_controls
 
     hooks, policy = t2v(cache={"preset": "fast"}, kv_budget=1000).cache_parts()
     assert hooks is not None and policy is not None
@@ -135,9 +135,9 @@ def test_cache_and_kv_budget_run_and_are_recorded(runner):
     record = runner.execute(WatchedJob(t2v(chunks=2, seed=2, cache={"preset": "faster"}, kv_budget=64)))
     assert probe_video(Path(record["path"])).frames == 48
     assert read_record(Path(record["path"]))["request"]["kv_budget"] == 64
-    summary = t2v_tab.magi_cache_summary(record["cache"])
+    summary = magi_controls.magi_cache_summary(record["cache"])
     assert summary.startswith(" · flowcache reused ") and summary.endswith(" · KV budget 64 tokens")
-    assert t2v_tab.magi_cache_summary({}) == ""
+    assert magi_controls.magi_cache_summary({}) == ""
 
 
 # --- running -------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.magi.request import is_magi_card
 from core.requests import snap_frames
 from core.studio import Studio
 from ui.jobs import run_job, wire_job
@@ -73,16 +74,12 @@ def build_chain_tab(studio: Studio) -> SendButtons:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
-        width, height = resolution_size(card, resolution_label)
-        t2v = {
-            "model": model_id,
-            "prompt": prompt_text,
-            "width": width,
-            "height": height,
-            "frames": snap_frames(frame_count, card),
-            "steps": step_count,
-            "seed": seed_value,
-        }
+        t2v = {"model": model_id, "prompt": prompt_text, "steps": step_count, "seed": seed_value}
+        if is_magi_card(card):  # whole 24-frame chunks at a preset resolution
+            t2v |= {"resolution": resolution_label, "seconds": frame_count / card.fps}
+        else:
+            width, height = resolution_size(card, resolution_label)
+            t2v |= {"width": width, "height": height, "frames": snap_frames(frame_count, card)}
         yield from run_job(
             studio,
             {

@@ -8,15 +8,14 @@ from typing import Any
 import gradio as gr
 
 from core.continuation import FIELD_HELP
-from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import context_frames, is_magi_card
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
 from ui.jobs import run_job, wire_job
+from ui.magi_controls import MAGI_MEMORY_NOTE, build_window_controls, magi_cache_summary, with_preview
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.send import TabIO, job_buttons, job_outputs
-from ui.t2v_tab import MAGI_MEMORY_NOTE, magi_cache_summary, with_preview
 from weights.registry import ModelCard, cards_for, get_card
 
 DETAIL_KEYS = (
@@ -201,17 +200,7 @@ def build_continue_tab(studio: Studio) -> TabIO:
             seconds = gr.Slider(0.5, 60, value=4, step=0.5, label="Seconds to add")
             keep_clip = gr.Checkbox(value=True, label="Keep the clip before the new part (with its sound)")
             with gr.Column(visible=magi) as magi_options:
-                magi_window = gr.Slider(
-                    1,
-                    4,
-                    value=first.extra.get("window_size", 4),
-                    step=1,
-                    label="Window size",
-                    info=MAGI_HELP["window_size"],
-                )
-                magi_kv_budget = gr.Number(
-                    value=0, precision=0, minimum=0, label="KV budget (tokens)", info=MAGI_HELP["kv_budget"]
-                )
+                magi_window, magi_kv_budget = build_window_controls(first)
                 gr.Markdown(
                     "MAGI-1 adds whole chunks of 24 frames (1 s): the seconds are rounded up. "
                     + MAGI_MEMORY_NOTE

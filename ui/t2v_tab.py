@@ -15,6 +15,7 @@ from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
+from ui.magi_controls import MAGI_MEMORY_NOTE, build_window_controls, magi_cache_summary, with_preview
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.queue_panel import build_gpu_choice
 from ui.send import SendButtons, job_buttons, job_outputs
@@ -57,11 +58,6 @@ MAGI_DETAIL_KEYS = (
     "cache",
     "output",
 )
-MAGI_MEMORY_NOTE = (
-    "MAGI-1 keeps its DiT and VAE on the GPU (T5 on the CPU unless the GPU has room). The window size sets "
-    "the peak: 4 chunks at a time is the published speed, 1 fits ~12 GB GPUs; a KV budget caps what "
-    "earlier chunks keep."
-)
 
 
 def cache_summary(stats: dict[str, Any]) -> str:
@@ -71,17 +67,6 @@ def cache_summary(stats: dict[str, Any]) -> str:
     total = stats["steps_computed"] + stats["steps_reused"]
     saved = stats.get("estimated_seconds_saved") or 0.0
     return f" · {stats['method']} reused {stats['steps_reused']} of {total} forwards, ~{saved:.1f} s saved"
-
-
-def magi_cache_summary(stats: dict[str, Any]) -> str:
-    """`` · flowcache reused 40 of 120 chunk-steps · KV budget 4096 tokens`` for what ran, "" for neither."""
-    text = ""
-    if "chunk_steps_reused" in stats:
-        total = stats["chunk_steps_computed"] + stats["chunk_steps_reused"]
-        text += f" · flowcache reused {stats['chunk_steps_reused']} of {total} chunk-steps"
-    if "kv_budget_tokens" in stats:
-        text += f" · KV budget {stats['kv_budget_tokens']} tokens"
-    return text
 
 
 def seconds_label(frames: int, card: ModelCard) -> str:
@@ -149,18 +134,6 @@ def magi_request(
     }
 
 
-def with_preview(studio: Studio, updates: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-    """Pass :func:`ui.jobs.run_job`'s updates on, showing the running job's latest preview (MAGI-1 writes
-    one after each chunk) in the result video while it runs."""
-    shown = None
-    for job_id, video, details, status in updates:
-        job = studio.queue.get(job_id) if job_id else None
-        preview = job.preview if job is not None else None
-        if preview and preview != shown:
-            shown, video = preview, preview
-        yield job_id, video, details, status
-
-
 def resolution_size(card: ModelCard, text: str) -> tuple[int, int]:
     """Width and height from a preset label, a preset name, or ``WIDTHxHEIGHT`` (the API may send any)."""
     for res in card.resolutions:
@@ -211,17 +184,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                     label="Chunks (24 frames each)",
                     info=chunks_label(default_chunks(first), first) if magi else MAGI_HELP["chunks"],
                 )
-                magi_window = gr.Slider(
-                    1,
-                    4,
-                    value=first.extra.get("window_size", 4),
-                    step=1,
-                    label="Window size",
-                    info=MAGI_HELP["window_size"],
-                )
-                magi_kv_budget = gr.Number(
-                    value=0, precision=0, minimum=0, label="KV budget (tokens)", info=MAGI_HELP["kv_budget"]
-                )
+                magi_window, magi_kv_budget = build_window_controls(first)
                 magi_speed = gr.Radio(
                     list(SPEEDS),
                     value="Off",

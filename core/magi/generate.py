@@ -229,8 +229,10 @@ def generate(
     negative_caption_mask: torch.Tensor | None = None,
     run: MagiRunConfig | None = None,
     stats: dict | None = None,
-) -> torch.Tensor:
-    """Generate ``num_chunks`` chunks (after ``prefix_video`` if given); returns all frames ``[T, H, W, 3]``.
+    keep_frames: bool = True,
+) -> torch.Tensor | None:
+    """Generate ``num_chunks`` chunks (after ``prefix_video`` if given); returns all frames ``[T, H, W, 3]``,
+    or None with ``keep_frames=False`` (each chunk then lives only as long as ``on_chunk`` keeps it).
 
     ``caption [1, L, D]`` (or per generated chunk ``[1, num_chunks, L, D]``) and ``caption_mask`` come from
     the T5 encoder; the negative caption defaults to the model's learned null caption. ``prefix_video`` is
@@ -287,7 +289,7 @@ def generate(
         engine.pinned = prefix_latents[:, :, full * run.chunk_width :] if pinned else None
         engine.fill_prefix_cache(full)
 
-    outputs = [prefix_video.float().cpu()] if prefix_video is not None else []
+    outputs = [prefix_video.float().cpu()] if prefix_video is not None and keep_frames else []
     plan = window_steps(total, full, window_size, steps)
     for step in plan:
         if check_cancelled is not None:
@@ -299,14 +301,15 @@ def generate(
             frames = _decode(vae, engine.chunk_latents(step.finished))
             if step.finished == full and pinned:
                 frames = frames[pinned * vae.temporal_factor :]
-            outputs.append(frames)
+            if keep_frames:
+                outputs.append(frames)
             if on_chunk is not None:
                 on_chunk(step.finished - full, frames)
         if on_step is not None:
             on_step(step.index + 1, len(plan))
     if stats is not None:
         stats.update(engine.cache.stats(), dit_calls=engine.calls, window_steps=len(plan))
-    return torch.cat(outputs, dim=0)
+    return torch.cat(outputs, dim=0) if keep_frames else None
 
 
 def _decode(vae, latents: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """The child-process side of a job: progress goes back over a queue, cancel comes in through shared memory.
 
 Events are plain tuples so they pickle cheaply: ``("progress", number, stage, step, total, detail)``,
-``("done", number, record)``, ``("cancelled", number)``, ``("failed", number, text)``.
+``("preview", number, path)`` (a :meth:`Job.show_preview` of the file so far), ``("done", number, record)``,
+``("cancelled", number)``, ``("failed", number, text)``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class RemoteJob(Job):
         if self._events is not None:
             self._events.put(("progress", self.number, stage, step, total, detail))
 
+    def show_preview(self, path: str) -> None:
+        super().show_preview(path)
+        if self._events is not None:
+            self._events.put(("preview", self.number, path))
+
 
 def follow_remote(
     job: Job,
@@ -66,6 +72,8 @@ def follow_remote(
             continue
         if kind == "progress":
             job.report(*payload)
+        elif kind == "preview":
+            job.show_preview(*payload)
         elif kind == "done":
             return payload[0]
         elif kind == "cancelled":
