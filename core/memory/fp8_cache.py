@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ FORMAT = "fp8-cache-1"
 SPARE_DISK_BYTES = 2**30
 
 Layout = list[tuple[str, torch.dtype, torch.Size]]
+Pieces = Callable[[str], Iterable[torch.Tensor]]
 
 
 def fp8_cache_dir(models_dir: Path, card_id: str) -> Path:
@@ -65,21 +66,23 @@ def _remove_stale(folder: Path, name: str, keep: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def write_cache(
-    path: Path, header: bytes, pads: list[int], layout: Layout, tensor_of: Callable[[str], torch.Tensor]
-) -> None:
-    """Write the cache file: header first, then each tensor as ``tensor_of(key)`` gives it, one at a time,
-    into a temporary file that replaces ``path`` once complete."""
+def write_cache(path: Path, header: bytes, pads: list[int], layout: Layout, pieces_of: Pieces) -> None:
+    """Write the cache file: header first, then each tensor as ``pieces_of(key)`` gives it (flat pieces in
+    its planned dtype), into a temporary file that replaces ``path`` once complete."""
     temporary = path.with_name(f"{path.name}.partial-{os.getpid()}")
     try:
         with temporary.open("wb") as file:
             file.write(header)
             for (key, dtype, shape), pad in zip(layout, pads, strict=True):
-                tensor = tensor_of(key)
-                if tensor.dtype != dtype or tensor.shape != shape:
-                    got = f"{tensor.dtype} {tuple(tensor.shape)}"
-                    raise ValueError(f"{key}: got {got}, planned {dtype} {tuple(shape)}")
-                write_tensor(file, tensor, pad)
+                file.write(bytes(pad))
+                written = 0
+                for piece in pieces_of(key):
+                    if piece.dtype != dtype:
+                        raise ValueError(f"{key}: got {piece.dtype}, planned {dtype}")
+                    write_tensor(file, piece)
+                    written += piece.numel()
+                if written != shape.numel():
+                    raise ValueError(f"{key}: got {written} elements, planned {shape.numel()}")
             commit_file(temporary, path, file)
     finally:
         temporary.unlink(missing_ok=True)
@@ -91,7 +94,7 @@ def ensure_cache(
     files: list[Path],
     model: torch.nn.Module,
     layout: Layout,
-    tensor_of: Callable[[str], torch.Tensor],
+    pieces_of: Pieces,
     residues: dict[str, int] | None = None,
 ) -> Path | None:
     """The valid cache file for ``model`` (dtypes planned) from ``files``, written first when missing or
@@ -113,7 +116,7 @@ def ensure_cache(
             )  # fmt: skip
             return None
         log.info("writing the fp8 cache %s (%.2f GiB, once)", path, data_bytes / 2**30)
-        write_cache(path, header, pads, layout, tensor_of)
+        write_cache(path, header, pads, layout, pieces_of)
     except OSError as error:
         log.warning("could not write the fp8 cache %s (%s): weights stay in RAM", path, error)
         return None

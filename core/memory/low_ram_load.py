@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,8 @@ class CheckpointReader:
     """Reads a checkpoint's tensors in the dtypes a model planned, from whichever shard holds them.
 
     A conversion reads through ``staging``, one byte buffer (at most 64 MiB) reused for every tensor
-    and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill.
+    and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill
+    (or, for ``pieces``, that the allocator keeps after the file is written).
     fp8 targets are rounded to ``compute_dtype`` first, as ``from_pretrained(torch_dtype=compute_dtype)``
     then layerwise casting would round them (a float32 checkpoint gives the same fp8 bytes).
     """
@@ -113,6 +115,7 @@ class CheckpointReader:
         self.staging = torch.empty(min(max(sizes, default=0), STAGING_BYTES), dtype=torch.uint8)
         self._open: dict[Path, Any] = {}
         self._maps: dict[Path, dict[str, torch.Tensor]] = {}
+        self._out = torch.empty(0, dtype=torch.uint8)
         self._stack = ExitStack()
 
     def __enter__(self) -> CheckpointReader:
@@ -141,24 +144,51 @@ class CheckpointReader:
         shard = self.owner[key]
         stored, shape = shard.dtype(key), shard.shape(key)
         if arena is None and stored == dtype:
-            if shard.path not in self._maps:
-                self._maps[shard.path] = map_safetensors(shard.path)
-            return self._maps[shard.path][key], True
-        file = self._file(shard.path)
+            return self._mapped(key), True
         if stored == dtype:
             target = arena.empty(shape, stored)
-            shard.read_into(file, key, target)
+            shard.read_into(self._file(shard.path), key, target)
             return target, False
         target = torch.empty(shape, dtype=dtype) if arena is None else arena.empty(shape, dtype)
-        fp8 = dtype.is_floating_point and dtype.itemsize == 1
-        via = self.compute_dtype if fp8 and stored.itemsize > 1 else None
-        flat, step = target.view(-1), self.staging.numel() // stored.itemsize
-        for first in range(0, flat.numel(), step):
-            part = flat[first : first + step]
-            source = self.staging[: part.numel() * stored.itemsize].view(stored)
-            shard.read_into(file, key, source, skip=first * stored.itemsize)
-            part.copy_(source if via is None or via == stored else source.to(via))
+        flat = target.view(-1)
+        for first, source in self._slices(key):
+            flat[first : first + source.numel()].copy_(self._rounded(source, dtype))
         return target, False
+
+    def pieces(self, key: str, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+        """Tensor ``key`` in ``dtype`` as consecutive flat pieces, each valid only until the next is
+        asked for (they share one reused buffer): what writing it to a file needs, and no more."""
+        if self.stored(key) == dtype:
+            yield self._mapped(key)
+            return
+        for _, source in self._slices(key):
+            nbytes = source.numel() * dtype.itemsize
+            if self._out.numel() < nbytes:
+                self._out = torch.empty(nbytes, dtype=torch.uint8)
+            piece = self._out[:nbytes].view(dtype)
+            piece.copy_(self._rounded(source, dtype))
+            yield piece
+
+    def _slices(self, key: str) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first element, that slice of the stored tensor in ``staging``) over the whole tensor."""
+        shard = self.owner[key]
+        stored, numel = shard.dtype(key), shard.shape(key).numel()
+        step = self.staging.numel() // stored.itemsize
+        for first in range(0, numel, step):
+            source = self.staging[: min(step, numel - first) * stored.itemsize].view(stored)
+            shard.read_into(self._file(shard.path), key, source, skip=first * stored.itemsize)
+            yield first, source
+
+    def _rounded(self, source: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        fp8 = dtype.is_floating_point and dtype.itemsize == 1
+        via = self.compute_dtype if fp8 and source.dtype.itemsize > 1 else None
+        return source if via is None or via == source.dtype else source.to(via)
+
+    def _mapped(self, key: str) -> torch.Tensor:
+        path = self.owner[key].path
+        if path not in self._maps:
+            self._maps[path] = map_safetensors(path)
+        return self._maps[path][key]
 
     def stored(self, key: str) -> torch.dtype:
         return self.owner[key].dtype(key)
@@ -214,7 +244,7 @@ def map_through_fp8_cache(
         planned = {key: dtype for key, dtype, _ in layout}
         kept = {key: reader.residue(key) for key, dtype, _ in layout if reader.stored(key) == dtype}
         path = ensure_cache(
-            cache_folder, name, files, model, layout, lambda key: reader.tensor(key, planned[key])[0], kept
+            cache_folder, name, files, model, layout, lambda key: reader.pieces(key, planned[key]), kept
         )
     if path is None:
         return None

@@ -131,9 +131,8 @@ def _entry(dtype_name: str, shape: list[int], start: int, nbytes: int) -> dict[s
     return {"dtype": dtype_name, "shape": shape, "data_offsets": [start, start + nbytes]}
 
 
-def write_tensor(file: BinaryIO, tensor: torch.Tensor, pad: int = 0) -> None:
-    """Append ``pad`` zero bytes, then ``tensor``'s bytes (contiguous, CPU), to ``file``."""
-    file.write(bytes(pad))
+def write_tensor(file: BinaryIO, tensor: torch.Tensor) -> None:
+    """Append ``tensor``'s bytes (contiguous, CPU) to ``file``."""
     if tensor.numel():
         file.write(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
