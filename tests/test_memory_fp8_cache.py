@@ -61,6 +61,20 @@ def test_mapped_fp8_equals_the_in_ram_fp8_load(medium_wan_folder, tmp_path, dtyp
     assert torch.equal(forward(mapped, dtype), forward(in_ram, dtype))
 
 
+def test_float32_checkpoint_rounds_through_the_compute_dtype(tiny_wan_folder, tmp_path):
+    """diffusers rounds a float32 checkpoint to bf16 on load, then layerwise casting rounds bf16 to fp8:
+    both low-RAM paths give those bytes, not float32 rounded to fp8 once (double rounding differs)."""
+    folder = tiny_wan_folder / "transformer"
+    reference = WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    reference.enable_layerwise_casting(storage_dtype=FP8, compute_dtype=torch.bfloat16)
+    expected = tensors_of(reference)
+    in_ram, _ = load_model_low_ram(WanTransformer3DModel, folder, torch.bfloat16, 5)
+    mapped, _ = load_model_low_ram(WanTransformer3DModel, folder, torch.bfloat16, 5, fp8_cache=tmp_path)
+    for model in (in_ram, mapped):
+        for name, tensor in tensors_of(model).items():
+            assert torch.equal(tensor.view(torch.uint8), expected[name].view(torch.uint8)), name
+
+
 def test_cache_file_is_plain_safetensors(tiny_wan_folder, tmp_path):
     model, report = load_model_low_ram(
         WanTransformer3DModel, tiny_wan_folder / "transformer", torch.float32, 5, fp8_cache=tmp_path
@@ -192,9 +206,9 @@ print(json.dumps(rows))
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon/VmHWM from Linux's /proc")
 def test_mapped_fp8_dit_is_page_cache_not_private_memory(medium_wan_folder, tiny_wan_folder, tmp_path):
     """Level 5 of a ~200M model in a fresh process (a tiny load first does the imports). The first load
-    writes the cache file: the peak RSS (VmHWM) and private memory (RssAnon) rise by a small part of the
-    fp8 weights: the staging buffer and the converted-piece buffer (here whole tensors, as the model is
-    small), which the C allocator may keep after they are freed. Reading every weight then brings the
+    writes the cache file: the peak RSS (VmHWM) rises by a small part of the fp8 weights (the staging
+    buffer and the converted-piece buffer: whole tensors here, as the model is small), and private
+    memory (RssAnon) by almost nothing once they are freed. Reading every weight then brings the
     file in as file pages, not private memory. The second load only maps the file: nearly nothing."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [str(medium_wan_folder), str(tiny_wan_folder / "transformer"), str(tmp_path / "medium")]
@@ -205,8 +219,8 @@ def test_mapped_fp8_dit_is_page_cache_not_private_memory(medium_wan_folder, tiny
     first, second = json.loads(out.stdout.strip().splitlines()[-1])
     cache = cache_files(tmp_path / "medium")[0].stat().st_size
     assert cache > 200e6 and first["mapped"] == first["tensors"] == second["mapped"]
-    assert first["loaded"]["RssAnon"] < 0.25 * cache and first["loaded"]["VmHWM"] < 0.4 * cache
+    assert first["loaded"]["RssAnon"] < 0.05 * cache and first["loaded"]["VmHWM"] < 0.4 * cache
     for row in (first, second):
         assert row["touched"]["RssFile"] > 0.9 * cache  # every 64th byte read: every page of the file
-        assert row["touched"]["RssAnon"] < 0.25 * cache
+        assert row["touched"]["RssAnon"] < 0.05 * cache
     assert second["loaded"]["RssAnon"] < 0.05 * cache and second["loaded"]["RssFile"] < 0.05 * cache

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -96,6 +97,14 @@ def plan_dtypes(model: torch.nn.Module, compute_dtype: torch.dtype, level: int) 
         model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=compute_dtype)
 
 
+def scratch_buffer(nbytes: int) -> torch.Tensor:
+    """A byte tensor in its own anonymous mapping, given back to the system when freed (the C allocator
+    may keep a freed heap block for later, in private memory)."""
+    if not nbytes:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(mmap.mmap(-1, nbytes), dtype=torch.uint8)
+
+
 class CheckpointReader:
     """Reads a checkpoint's tensors in the dtypes a model planned, from whichever shard holds them.
 
@@ -112,10 +121,10 @@ class CheckpointReader:
         self.owner = {key: shard for shard in self.shards for key in shard.entries}
         self.compute_dtype = compute_dtype
         sizes = [e["data_offsets"][1] - e["data_offsets"][0] for s in self.shards for e in s.entries.values()]
-        self.staging = torch.empty(min(max(sizes, default=0), STAGING_BYTES), dtype=torch.uint8)
+        self.staging = scratch_buffer(min(max(sizes, default=0), STAGING_BYTES))
         self._open: dict[Path, Any] = {}
         self._maps: dict[Path, dict[str, torch.Tensor]] = {}
-        self._out = torch.empty(0, dtype=torch.uint8)
+        self._out = self._via = torch.empty(0, dtype=torch.uint8)
         self._stack = ExitStack()
 
     def __enter__(self) -> CheckpointReader:
@@ -162,12 +171,8 @@ class CheckpointReader:
             yield self._mapped(key)
             return
         for _, source in self._slices(key):
-            nbytes = source.numel() * dtype.itemsize
-            if self._out.numel() < nbytes:
-                self._out = torch.empty(nbytes, dtype=torch.uint8)
-            piece = self._out[:nbytes].view(dtype)
-            piece.copy_(self._rounded(source, dtype))
-            yield piece
+            piece = self._buffer("_out", source.numel() * dtype.itemsize).view(dtype)
+            yield piece.copy_(self._rounded(source, dtype))
 
     def _slices(self, key: str) -> Iterator[tuple[int, torch.Tensor]]:
         """(first element, that slice of the stored tensor in ``staging``) over the whole tensor."""
@@ -180,9 +185,20 @@ class CheckpointReader:
             yield first, source
 
     def _rounded(self, source: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``source`` rounded to the compute dtype first when it is bound for fp8 and the compute dtype is
+        narrower than the stored one (a wider one rounds nothing), in a reused buffer."""
+        via = self.compute_dtype
         fp8 = dtype.is_floating_point and dtype.itemsize == 1
-        via = self.compute_dtype if fp8 and source.dtype.itemsize > 1 else None
-        return source if via is None or via == source.dtype else source.to(via)
+        if not fp8 or via is None or via.itemsize >= source.dtype.itemsize:
+            return source
+        rounded = self._buffer("_via", source.numel() * via.itemsize).view(via)
+        return rounded.copy_(source)
+
+    def _buffer(self, name: str, nbytes: int) -> torch.Tensor:
+        """The first ``nbytes`` of a byte buffer kept for reuse, grown when too small."""
+        if getattr(self, name).numel() < nbytes:
+            setattr(self, name, scratch_buffer(nbytes))
+        return getattr(self, name)[:nbytes]
 
     def _mapped(self, key: str) -> torch.Tensor:
         path = self.owner[key].path
