@@ -110,9 +110,9 @@ class CheckpointReader:
 
     A conversion reads through ``staging``, one byte buffer (at most 64 MiB) reused for every tensor
     and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill
-    (or, for ``pieces``, that the allocator keeps after the file is written).
-    fp8 targets are rounded to ``compute_dtype`` first, as ``from_pretrained(torch_dtype=compute_dtype)``
-    then layerwise casting would round them (a float32 checkpoint gives the same fp8 bytes).
+    (or, for ``pieces``, that the allocator keeps after the file is written). fp8 targets are rounded
+    to a narrower ``compute_dtype`` first, as ``from_pretrained(torch_dtype=compute_dtype)`` then
+    layerwise casting would round them (a float32 checkpoint gives the same fp8 bytes).
     """
 
     def __init__(self, files: list[Path], compute_dtype: torch.dtype | None = None) -> None:
