@@ -14,15 +14,24 @@ VRAM cap (``set_per_process_memory_fraction``): OK or OOM, time and peak. Last, 
 for each cap. ``--models 14b --resolutions 480p,720p --levels 0,4,5,6`` takes about 6 minutes on one
 H100 (checkpoint write included); ``--models 1.3b`` about 2.
 
+``--fp8-map`` adds, per level 5+, the DiT mapped from its fp8 cache file (``core/memory/fp8_cache.py``)
+instead of pinned RAM: cache write and reuse times, private RSS (RssAnon) after a forward, the peak
+pinned memory group offload takes for it (against ``pinned_staging_gib``), and the step time with the
+file in the page cache (warm) and after dropping its pages (cold: every step reads it from disk),
+each against the pinned load at that level. 14B: about 14 GB more on disk, +2 minutes.
+
     python bench/memory.py [--models 1.3b,14b] [--resolutions 480p,720p] [--levels 0,4,5,6] [--caps 10,6]
+    python bench/memory.py --models 14b --resolutions 480p --levels 5 --caps "" --fp8-map
     python bench/memory.py --smoke      # tiny shapes on the CPU: checks the script, measures nothing
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,7 +54,13 @@ from safetensors.torch import save_file  # noqa: E402
 from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.hardware import GpuInfo, Hardware  # noqa: E402
 from core.memory.apply import place_transformer  # noqa: E402
-from core.memory.estimate import estimate_memory, load_calibration, low_ram_load_gib, shape_for  # noqa: E402
+from core.memory.estimate import (  # noqa: E402
+    estimate_memory,
+    load_calibration,
+    low_ram_load_gib,
+    pinned_staging_gib,
+    shape_for,
+)
 from core.memory.levels import CHUNKING, FP8_STORAGE, GROUP_OFFLOAD  # noqa: E402
 from core.memory.low_ram_load import load_model_low_ram  # noqa: E402
 from core.memory.planner import plan_memory  # noqa: E402
@@ -208,20 +223,102 @@ def planner_pick(card, width: int, height: int, cap_gib: float) -> tuple[int, bo
     return plan.level, plan.fits
 
 
-def load_level(shape: dict, level: int, folder: Path | None, device):
-    """The DiT placed at ``level`` as the app places it (chunking hooks inside the offload hooks)."""
+def load_level(shape: dict, level: int, folder: Path | None, device, fp8_cache: Path | None = None):
+    """The DiT placed at ``level`` as the app places it (chunking hooks inside the offload hooks); mapped
+    from an fp8 cache file in ``fp8_cache`` when given (level 5+)."""
     if level < GROUP_OFFLOAD:
         return build_dit(shape, device)
-    pin = device.type == "cuda"
-    model, _ = load_model_low_ram(WanTransformer3DModel, folder, torch.bfloat16, level, pin=pin)
+    pin = device.type == "cuda" and fp8_cache is None
+    model, _ = load_model_low_ram(WanTransformer3DModel, folder, torch.bfloat16, level, pin, fp8_cache)
     place_transformer(model, level, device)
     return model
 
 
-def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: int, caps, weights_dir):
+def rss_anon() -> int:
+    """Private (anonymous) resident bytes of this process: what mapped weights do not add to."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("RssAnon:"))
+    return int(line.split()[1]) * 1024
+
+
+def drop_file_pages(model: torch.nn.Module, path: Path) -> None:
+    """Evict the mapped cache file from this process and from the page cache (no root needed): unmap
+    the touched pages of the model's mapping (``MADV_DONTNEED``), then ``POSIX_FADV_DONTNEED`` the file."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size  # the mapping's storage; weights the CPU has rewritten are not in it
+    storages = {s.data_ptr() for s in (p.untyped_storage() for p in model.parameters()) if s.nbytes() == size}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for start in storages:
+        aligned = start - start % page
+        libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(size + start - aligned), 4)  # MADV_DONTNEED
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def host_pinned_peak_gib() -> float:
+    stats = getattr(torch.cuda, "host_memory_stats", None)
+    if stats is None or not torch.cuda.is_available():
+        return float("nan")
+    return stats().get("allocated_bytes.peak", float("nan")) / GIB
+
+
+def bench_mapped(name, shape, sizes, level, device, repeats, folder, cache_dir, pinned_times):
+    """Level ``level`` with the DiT mapped from its fp8 cache: one row per resolution."""
+    rows = []
+    started = time.perf_counter()
+    del_model = load_level(shape, level, folder, device, cache_dir)
+    write_s = time.perf_counter() - started
+    del del_model
+    free(device)
+    anon = rss_anon()
+    started = time.perf_counter()
+    model = load_level(shape, level, folder, device, cache_dir)
+    reuse_s = time.perf_counter() - started
+    cache_file = model._weights_mapped_from
+    est_pinned = pinned_staging_gib(shape_for(get_card(shape["card"]), load_calibration()), 2)
+    for res, (width, height) in sizes.items():
+        inputs = dit_inputs(width, height, FRAMES if device.type == "cuda" else 9, device)
+        reset_peak = getattr(torch.cuda, "reset_peak_host_memory_stats", None)
+        if reset_peak is not None and device.type == "cuda":
+            reset_peak()
+        warm, _ = timed_forward(model, inputs, device, repeats, warmup=1)
+        anon_gib, pinned = (rss_anon() - anon) / GIB, host_pinned_peak_gib()
+        drop_file_pages(model, cache_file)
+        cold, _ = timed_forward(model, inputs, device, repeats=1, warmup=0)
+        base = pinned_times[res]
+        row = (name, res, level, write_s, reuse_s, anon_gib, pinned, est_pinned, warm, warm / base, cold)
+        rows.append((*row, cold / base))
+        del inputs
+    del model
+    free(device)
+    return rows
+
+
+def print_mapped(rows) -> None:
+    print(
+        "\nfp8 DiT mapped from its cache file vs pinned in RAM (x pinned: step time over the pinned load"
+        " at the same level); GiB; anon: RssAnon rise after load + forwards; pinned: peak pinned host memory"
+    )
+    print(
+        f"{'model':6}{'res':6}{'lvl':>4}{'write s':>9}{'reuse s':>9}{'anon':>7}{'pinned':>8}{'est':>6}"
+        f"{'warm s':>8}{'x pin':>7}{'cold s':>8}{'x pin':>7}"
+    )
+    for name, res, level, write_s, reuse_s, anon, pinned, est, warm, warm_x, cold, cold_x in rows:
+        print(
+            f"{name:6}{res:6}{level:>4}{write_s:>9.1f}{reuse_s:>9.1f}{anon:>7.2f}{pinned:>8.2f}{est:>6.2f}"
+            f"{warm:>8.3f}{warm_x:>7.2f}{cold:>8.3f}{cold_x:>7.2f}"
+        )
+
+
+def bench_model(
+    name: str, shape: dict, sizes: dict, levels, device, repeats: int, caps, weights_dir, fp8_map=False
+):
     card = get_card(shape["card"])
     est_shape = shape_for(card, load_calibration())
-    rows, cap_rows, level0 = [], [], {}
+    rows, cap_rows, level0, mapped_rows = [], [], {}, []
     folder = None
     if any(level >= GROUP_OFFLOAD for level in levels):
         started = time.perf_counter()
@@ -233,12 +330,14 @@ def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: in
             model = load_level(shape, level, folder, device)
             load_s = time.perf_counter() - started
         est_rise = low_ram_load_gib(est_shape, level, 2) if level >= GROUP_OFFLOAD else 0.0
+        this_level = {}
         for res, (width, height) in sizes.items():
             frames = FRAMES if device.type == "cuda" else 9
             inputs = dit_inputs(width, height, frames, device)
             seconds, peak = timed_forward(model, inputs, device, repeats, warmup=1)
             level0.setdefault(res, seconds)
-            est = estimate_memory(card, width, height, FRAMES, level)
+            this_level[res] = seconds
+            est = estimate_memory(card, width, height, FRAMES, level, map_fp8=False)
             ratio = seconds / level0[res]
             measured = (seconds, ratio, peak, est.dit_peak_gib, rss.rise_gib, est_rise, load_s)
             rows.append((name, res, level, *measured))
@@ -249,11 +348,15 @@ def bench_model(name: str, shape: dict, sizes: dict, levels, device, repeats: in
         print(f"{name}: level {level} done", flush=True)
         del model
         free(device)
+        if fp8_map and level >= FP8_STORAGE:
+            cache = weights_dir / f"{name}-fp8-cache"
+            mapped_rows += bench_mapped(name, shape, sizes, level, device, repeats, folder, cache, this_level)
+            print(f"{name}: level {level} mapped done", flush=True)
     picks = [(name, res, cap, *planner_pick(card, *size, cap)) for res, size in sizes.items() for cap in caps]
-    return rows, cap_rows, picks
+    return rows, cap_rows, picks, mapped_rows
 
 
-def print_tables(rows, cap_rows, picks, device_name: str) -> None:
+def print_tables(rows, cap_rows, picks, mapped_rows, device_name: str) -> None:
     print(
         f"\nOne DiT forward, batch 1, {FRAMES} frames (--smoke: 9), bf16, {device_name}; GiB;"
         " est: core.memory.estimate; RSS: peak rise while loading (levels 4+: low-RAM loader, pinned)"
@@ -277,6 +380,8 @@ def print_tables(rows, cap_rows, picks, device_name: str) -> None:
         print("\nThe planner's pick for each cap (fits: what it expects)")
         for name, res, cap, level, fits in picks:
             print(f"{name:6}{res:6}{cap:>5} GiB -> level {level} fits={fits}")
+    if mapped_rows:
+        print_mapped(mapped_rows)
 
 
 def main() -> None:
@@ -290,6 +395,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed forwards after one warm-up")
     parser.add_argument("--weights-dir", type=Path, default=Path(tempfile.gettempdir()) / "wan_bench_weights")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU (checks the script)")
+    parser.add_argument(
+        "--fp8-map", action="store_true", help="levels 5+ also with the DiT mapped from its fp8 cache file"
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     if any(level not in (0, GROUP_OFFLOAD, FP8_STORAGE, CHUNKING) for level in levels):
@@ -305,7 +413,9 @@ def main() -> None:
         sizes = {name: RESOLUTIONS[name] for name in args.resolutions.split(",")}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     for name, shape in models.items():
-        tables = bench_model(name, shape, sizes, levels, device, args.repeats, caps, args.weights_dir)
+        tables = bench_model(
+            name, shape, sizes, levels, device, args.repeats, caps, args.weights_dir, args.fp8_map
+        )
         print_tables(*tables, device_name)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.memory.fp8_cache import fp8_cache_dir
 from core.settings import Settings
 from core.validation import ConfigError
 from weights import tiny
@@ -193,13 +194,14 @@ def list_models(settings: Settings, dev: bool = False) -> list[ModelStatus]:
 
 
 def delete_model(card: ModelCard, settings: Settings) -> int:
-    """Delete the card's folder in ``--models-dir`` (ready or partial) and return the bytes freed.
+    """Delete the card's folder in ``--models-dir`` (ready or partial) and its fp8 cache (memory level 5),
+    and return the bytes freed.
 
     The shared Hugging Face cache is left alone: other tools may use it.
     """
-    folder = model_dir(card, settings)
-    if not folder.exists():
-        return 0
-    freed = folder_size(folder)
-    shutil.rmtree(folder)
+    freed = 0
+    for folder in (model_dir(card, settings), fp8_cache_dir(settings.models_dir, card.id)):
+        if folder.exists():
+            freed += folder_size(folder)
+            shutil.rmtree(folder)
     return freed

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CPU = torch.device("cpu")
 FP8_STORAGE_DTYPE = torch.float8_e4m3fn
+MAPPED_FROM = "_weights_mapped_from"
+"""Attribute the low-RAM loader sets on a model whose host weights are views of a mapped file."""
 
 
 def transformers_of(pipe: Any) -> list[torch.nn.Module]:
@@ -80,6 +82,8 @@ def place_transformer(
 
     fp8 storage computes in the dtype the model was loaded in (bfloat16 on GPUs, float32 on the CPU);
     a model the low-RAM loader already stored in fp8 (``low_ram_load.py``) keeps its casting hooks.
+    Weights mapped from a file (``MAPPED_FROM``) are pinned one group at a time as they are copied
+    (diffusers' ``low_cpu_mem_usage``): pinning them up front would copy them all into locked RAM.
     """
     if level >= FP8_STORAGE and not has_layerwise_casting(model):
         model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=model.dtype)
@@ -97,4 +101,5 @@ def place_transformer(
         offload_type="block_level",
         num_blocks_per_group=1,
         use_stream=streams,
+        low_cpu_mem_usage=getattr(model, MAPPED_FROM, None) is not None,
     )

@@ -12,7 +12,10 @@ Host RAM: below level 4 diffusers loads every weight into RAM in the compute dty
 the low-RAM loader (``low_ram_load.py``) streams the DiT tensor by tensor into its final form (fp8 at
 level 5: the params layerwise casting leaves wide stay in the compute dtype), so loading needs the
 final footprint plus one tensor, and the text encoder is mapped from its files (page cache, reported
-as ``mapped_gib`` but not counted as needed RAM).
+as ``mapped_gib`` but not counted as needed RAM). On a GPU from level 5 the fp8 DiT is mapped from its
+cache file too (``fp8_cache.py``): it moves to ``mapped_gib``, and RAM keeps what group offload pins
+while it copies the mapped blocks (``pinned_staging_gib``) and, while the cache file is written, one
+converted tensor.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class MemoryEstimate:
     dit_gpu_weights_gib: float
     dit_host_weights_gib: float
     mapped_gib: float = 0.0
+    """Weights mapped from files (page cache the kernel can drop and read again), not in ``ram_gib``."""
 
     @property
     def dit_peak_gib(self) -> float:
@@ -167,6 +171,27 @@ def low_ram_load_gib(shape: ModelShape, level: int, compute_bytes: int) -> float
     largest bf16 tensor, the time projection dim x 6 dim or a feed-forward weight, at most 64 MiB)."""
     largest = max(shape.ffn_dim, 6 * shape.dim) * shape.dim * 2
     return dit_weights_gib(shape, level, compute_bytes) + min(largest, STAGING_BYTES) / GIB
+
+
+def _pow2(nbytes: float) -> int:
+    return 1 << (int(nbytes) - 1).bit_length()
+
+
+def pinned_staging_gib(shape: ModelShape, compute_bytes: int) -> float:
+    """Pinned host memory group offload holds for fp8 weights mapped from a file: it pins each group as
+    it copies it (diffusers' ``low_cpu_mem_usage``), and torch's caching host allocator rounds every
+    tensor up to a power of two and keeps the buffers for reuse. ``prefetch_blocks`` blocks' eight
+    attention and two feed-forward matrices, and the wide non-block layers (rounding at most doubles)."""
+    block = 8 * _pow2(shape.dim**2) + 2 * _pow2(shape.dim * shape.ffn_dim)
+    wide = shape.wide_params * BILLION * compute_bytes
+    return (shape.prefetch_blocks * block + 2 * wide) / GIB
+
+
+def fp8_cache_write_gib(shape: ModelShape, compute_bytes: int) -> float:
+    """Host RAM writing the fp8 cache file adds: the staging buffer and one converted tensor, the larger
+    of a feed-forward matrix in fp8 and the time projection (dim x 6 dim) in the compute dtype."""
+    largest = max(shape.dim * shape.ffn_dim, 6 * shape.dim**2 * compute_bytes)
+    return (STAGING_BYTES + largest) / GIB
 
 
 def _fit_activations(measured: list[dict[str, Any]], points: list[int], shapes: dict[str, ModelShape]):
@@ -240,10 +265,14 @@ def estimate_memory(
     level: int,
     device_type: str = "cuda",
     cal: Calibration | None = None,
+    *,
+    map_fp8: bool = True,
 ) -> MemoryEstimate:
-    """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU."""
+    """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU;
+    ``map_fp8``: the fp8 DiT is mapped from its cache file (level 5+ on a GPU), as the app loads it."""
     cal = cal or load_calibration()
-    return estimate_for_shape(shape_for(card, cal), width, height, frames, level, device_type, cal)
+    shape = shape_for(card, cal)
+    return estimate_for_shape(shape, width, height, frames, level, device_type, cal, map_fp8=map_fp8)
 
 
 def estimate_for_shape(
@@ -254,6 +283,8 @@ def estimate_for_shape(
     level: int,
     device_type: str = "cuda",
     cal: Calibration | None = None,
+    *,
+    map_fp8: bool = True,
 ) -> MemoryEstimate:
     """:func:`estimate_memory` for a model given by its shape."""
     level = check_level(level)
@@ -269,9 +300,12 @@ def estimate_for_shape(
     untiled = cal.vae_gib_per_pixel * width * height
     decode = output + (min(untiled, cal.vae_tiled_gib) if level >= VAE_TILING else untiled)
     low_ram = level >= GROUP_OFFLOAD
-    mapped = text_encoder if low_ram else 0.0
+    mapped_dit = map_fp8 and on_gpu and level >= FP8_STORAGE
+    mapped = (text_encoder if low_ram else 0.0) + (dit_total if mapped_dit else 0.0)
     resident_encoder = 0.0 if low_ram else text_encoder
-    if low_ram:
+    if mapped_dit:
+        load_ram = cal.process_ram_gib + fp8_cache_write_gib(shape, compute_bytes) + vae
+    elif low_ram:
         load_ram = cal.process_ram_gib + low_ram_load_gib(shape, level, compute_bytes) + vae
     else:
         load_ram = cal.process_ram_gib + dit_weights_gib(shape, 0, compute_bytes) + text_encoder + vae
@@ -290,7 +324,7 @@ def estimate_for_shape(
         gpu_weights += dit_total
         dit_working = activations
     else:
-        host_weights += dit_total
+        host_weights += pinned_staging_gib(shape, compute_bytes) if mapped_dit else dit_total
         dit_working = activations + _offload_extras_gib(shape, dit_total / shape.experts, level)
     vram = gpu_weights + max(dit_working, decode)
     ram = max(load_ram, cal.process_ram_gib + host_weights)

@@ -8,15 +8,20 @@ through one 64 MiB staging buffer), converted and set. The host never holds more
 footprint plus that buffer.
 
 Where a tensor's file dtype is already its final dtype and it needs no pinning, it stays a view of
-the mapped file: clean page-cache pages the kernel can drop under pressure, not a private copy. For
-group offload with CUDA streams, tensors go into large pinned buffers (``PinnedArena``), so diffusers'
-offload hook finds them pinned and does not copy them again.
+the mapped file: clean page-cache pages the kernel can drop under pressure, not a private copy. At
+level 5 with an fp8 cache folder the whole DiT goes that way: its fp8 form is written once to a cache
+file (``fp8_cache.py``) and mapped. Otherwise, for group offload with CUDA streams, tensors go into
+large pinned buffers (``PinnedArena``), so diffusers' offload hook finds them pinned and does not copy
+them again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +29,11 @@ from typing import Any
 import diffusers
 import torch
 from accelerate import init_empty_weights
-from safetensors import safe_open
 
-from core.memory.apply import FP8_STORAGE_DTYPE
+from core.memory.apply import FP8_STORAGE_DTYPE, MAPPED_FROM
+from core.memory.fp8_cache import ensure_cache
 from core.memory.levels import FP8_STORAGE, GROUP_OFFLOAD
+from core.memory.safetensors_io import TENSOR_ALIGN, Shard, map_safetensors, shard_files
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +74,13 @@ class PinnedArena:
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What a low-RAM load did: tensors read, how many stayed mapped, and host bytes kept."""
+    """What a low-RAM load did: tensors read, how many stayed mapped, host bytes kept, and the fp8 cache
+    file the weights are mapped from (``None``: not mapped from a cache)."""
 
     tensors: int
     mapped: int
     host_bytes: int
-
-
-def shard_files(folder: Path) -> list[Path]:
-    """The safetensors files of one model folder (sharded through an index, or one file)."""
-    folder = Path(folder)
-    indexes = sorted(folder.glob("*.safetensors.index.json"))
-    if indexes:
-        weight_map = json.loads(indexes[0].read_text(encoding="utf-8"))["weight_map"]
-        return [folder / name for name in dict.fromkeys(weight_map.values())]
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no .safetensors weights in {folder}")
-    return files
+    cache_file: Path | None = None
 
 
 def plan_dtypes(model: torch.nn.Module, compute_dtype: torch.dtype, level: int) -> None:
@@ -102,80 +97,140 @@ def plan_dtypes(model: torch.nn.Module, compute_dtype: torch.dtype, level: int) 
         model.enable_layerwise_casting(storage_dtype=FP8_STORAGE_DTYPE, compute_dtype=compute_dtype)
 
 
-SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+def scratch_buffer(nbytes: int) -> torch.Tensor:
+    """A byte tensor in its own anonymous mapping, given back to the system when freed (the C allocator
+    may keep a freed heap block for later, in private memory)."""
+    if not nbytes:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(mmap.mmap(-1, nbytes), dtype=torch.uint8)
 
 
-class Shard:
-    """One safetensors file's header, and ``read_into`` to copy a tensor's bytes with ``readinto`` (no
-    mapping left behind in RSS). Views of the mapped file come from ``safetensors.safe_open``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        with self.path.open("rb") as file:
-            size = int.from_bytes(file.read(8), "little")
-            header = json.loads(file.read(size))
-        header.pop("__metadata__", None)
-        self.data_start = 8 + size
-        self.entries = header
-
-    def dtype(self, key: str) -> torch.dtype:
-        return SAFETENSORS_DTYPES[self.entries[key]["dtype"]]
-
-    def shape(self, key: str) -> torch.Size:
-        return torch.Size(self.entries[key]["shape"])
-
-    def read_into(self, file: Any, key: str, out: torch.Tensor, skip: int = 0) -> None:
-        """Fill ``out`` (contiguous, the tensor's file dtype) with the tensor's bytes from ``skip`` on."""
-        start, end = self.entries[key]["data_offsets"]
-        nbytes = out.numel() * out.element_size()
-        if skip + nbytes > end - start:
-            raise ValueError(f"{self.path.name}: {key!r} has {end - start} bytes, {skip + nbytes} asked for")
-        file.seek(self.data_start + start + skip)
-        view = memoryview(out.reshape(-1).view(torch.uint8).numpy()) if nbytes else memoryview(b"")
-        if file.readinto(view) != nbytes:
-            raise ValueError(f"{self.path.name}: {key!r} is cut short")
-
-
-def _final_tensor(shard: Shard, file: Any, handle: Any, key: str, like: torch.Tensor, arena, staging):
-    """The checkpoint tensor ``key`` in ``like``'s dtype and shape, and whether it stayed mapped.
+class CheckpointReader:
+    """Reads a checkpoint's tensors in the dtypes a model planned, from whichever shard holds them.
 
     A conversion reads through ``staging``, one byte buffer (at most 64 MiB) reused for every tensor
-    and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill.
+    and slice: per-tensor temporaries would leave holes in the heap that the kept tensors cannot fill
+    (or, for ``pieces``, that the allocator keeps after the file is written). fp8 targets are rounded
+    to a narrower ``compute_dtype`` first, as ``from_pretrained(torch_dtype=compute_dtype)`` then
+    layerwise casting would round them (a float32 checkpoint gives the same fp8 bytes).
     """
-    stored, shape = shard.dtype(key), shard.shape(key)
-    if shape != like.shape:
-        raise ValueError(f"{key}: checkpoint shape {tuple(shape)} != model shape {tuple(like.shape)}")
-    if arena is None and stored == like.dtype:
-        return handle.get_tensor(key), True
-    if stored == like.dtype:
-        target = arena.empty(shape, stored)
-        shard.read_into(file, key, target)
+
+    def __init__(self, files: list[Path], compute_dtype: torch.dtype | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        self.shards = [Shard(path) for path in self.files]
+        self.owner = {key: shard for shard in self.shards for key in shard.entries}
+        self.compute_dtype = compute_dtype
+        sizes = [e["data_offsets"][1] - e["data_offsets"][0] for s in self.shards for e in s.entries.values()]
+        self.staging = scratch_buffer(min(max(sizes, default=0), STAGING_BYTES))
+        self._open: dict[Path, Any] = {}
+        self._maps: dict[Path, dict[str, torch.Tensor]] = {}
+        self._out = self._via = torch.empty(0, dtype=torch.uint8)
+        self._stack = ExitStack()
+
+    def __enter__(self) -> CheckpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._maps.clear()
+
+    def layout(self, slots: dict[str, torch.Tensor]) -> list[tuple[str, torch.dtype, torch.Size]]:
+        """Every checkpoint tensor with the dtype its model slot planned; clear errors for mismatches."""
+        out = []
+        for key, shard in self.owner.items():
+            if key not in slots:
+                raise KeyError(f"{shard.path.name}: tensor {key!r} has no place in the model")
+            if shard.shape(key) != slots[key].shape:
+                shape, model_shape = tuple(shard.shape(key)), tuple(slots[key].shape)
+                raise ValueError(f"{key}: checkpoint shape {shape} != model shape {model_shape}")
+            out.append((key, slots[key].dtype, shard.shape(key)))
+        return out
+
+    def tensor(
+        self, key: str, dtype: torch.dtype, arena: PinnedArena | None = None
+    ) -> tuple[torch.Tensor, bool]:
+        """Tensor ``key`` in ``dtype``; whether it is a view of the mapped shard (same dtype, no arena)."""
+        shard = self.owner[key]
+        stored, shape = shard.dtype(key), shard.shape(key)
+        if arena is None and stored == dtype:
+            return self._mapped(key), True
+        if stored == dtype:
+            target = arena.empty(shape, stored)
+            shard.read_into(self._file(shard.path), key, target)
+            return target, False
+        target = torch.empty(shape, dtype=dtype) if arena is None else arena.empty(shape, dtype)
+        flat = target.view(-1)
+        for first, source in self._slices(key):
+            flat[first : first + source.numel()].copy_(self._rounded(source, dtype))
         return target, False
-    target = torch.empty(shape, dtype=like.dtype) if arena is None else arena.empty(shape, like.dtype)
-    flat, step = target.view(-1), staging.numel() // stored.itemsize
-    for first in range(0, flat.numel(), step):
-        part = flat[first : first + step]
-        source = staging[: part.numel() * stored.itemsize].view(stored)
-        shard.read_into(file, key, source, skip=first * stored.itemsize)
-        part.copy_(source)
-    return target, False
+
+    def pieces(self, key: str, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+        """Tensor ``key`` in ``dtype`` as consecutive flat pieces, each valid only until the next is
+        asked for (they share one reused buffer): what writing it to a file needs, and no more."""
+        if self.stored(key) == dtype:
+            yield self._mapped(key)
+            return
+        for _, source in self._slices(key):
+            piece = self._buffer("_out", source.numel() * dtype.itemsize).view(dtype)
+            yield piece.copy_(self._rounded(source, dtype))
+
+    def _slices(self, key: str) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first element, that slice of the stored tensor in ``staging``) over the whole tensor."""
+        shard = self.owner[key]
+        stored, numel = shard.dtype(key), shard.shape(key).numel()
+        step = self.staging.numel() // stored.itemsize
+        for first in range(0, numel, step):
+            source = self.staging[: min(step, numel - first) * stored.itemsize].view(stored)
+            shard.read_into(self._file(shard.path), key, source, skip=first * stored.itemsize)
+            yield first, source
+
+    def _rounded(self, source: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``source`` rounded to the compute dtype first when it is bound for fp8 and the compute dtype is
+        narrower than the stored one (a wider one rounds nothing), in a reused buffer."""
+        via = self.compute_dtype
+        fp8 = dtype.is_floating_point and dtype.itemsize == 1
+        if not fp8 or via is None or via.itemsize >= source.dtype.itemsize:
+            return source
+        rounded = self._buffer("_via", source.numel() * via.itemsize).view(via)
+        return rounded.copy_(source)
+
+    def _buffer(self, name: str, nbytes: int) -> torch.Tensor:
+        """The first ``nbytes`` of a byte buffer kept for reuse, grown when too small."""
+        if getattr(self, name).numel() < nbytes:
+            setattr(self, name, scratch_buffer(nbytes))
+        return getattr(self, name)[:nbytes]
+
+    def _mapped(self, key: str) -> torch.Tensor:
+        path = self.owner[key].path
+        if path not in self._maps:
+            self._maps[path] = map_safetensors(path)
+        return self._maps[path][key]
+
+    def stored(self, key: str) -> torch.dtype:
+        return self.owner[key].dtype(key)
+
+    def residue(self, key: str) -> int:
+        """Where ``key``'s bytes start past a 64-byte boundary of its (page-aligned) mapped shard."""
+        shard = self.owner[key]
+        return (shard.data_start + shard.entries[key]["data_offsets"][0]) % TENSOR_ALIGN
+
+    def _file(self, path: Path) -> Any:
+        if path not in self._open:
+            self._open[path] = self._stack.enter_context(path.open("rb", buffering=0))
+        return self._open[path]
+
+
+def _slots(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    slots = dict(model.named_parameters(remove_duplicate=False))
+    slots.update(model.named_buffers(remove_duplicate=False))
+    return slots
 
 
 def stream_weights(
-    model: torch.nn.Module, files: list[Path], arena: PinnedArena | None = None
+    model: torch.nn.Module,
+    files: list[Path],
+    arena: PinnedArena | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> LoadReport:
     """Set every parameter of the empty ``model`` from ``files``, one tensor at a time, in its planned dtype.
 
@@ -184,28 +239,46 @@ def stream_weights(
     tensors the model lacks and ``ValueError`` for parameters no file provided (after tying shared
     weights, as transformers models declare them).
     """
-    slots = dict(model.named_parameters(remove_duplicate=False))
-    slots.update(model.named_buffers(remove_duplicate=False))
-    count = mapped = 0
-    shards = [Shard(path) for path in files]
-    sizes = [e["data_offsets"][1] - e["data_offsets"][0] for s in shards for e in s.entries.values()]
-    staging = torch.empty(min(max(sizes, default=0), STAGING_BYTES), dtype=torch.uint8)
-    for path, shard in zip(files, shards, strict=True):
-        with path.open("rb", buffering=0) as file, safe_open(str(path), framework="pt") as handle:
-            for key in shard.entries:
-                if key not in slots:
-                    raise KeyError(f"{path.name}: tensor {key!r} has no place in {type(model).__name__}")
-                value, was_mapped = _final_tensor(shard, file, handle, key, slots[key], arena, staging)
-                _set_tensor(model, key, value)
-                count += 1
-                mapped += was_mapped
+    mapped = 0
+    with CheckpointReader(files, compute_dtype) as reader:
+        layout = reader.layout(_slots(model))
+        for key, dtype, _ in layout:
+            value, was_mapped = reader.tensor(key, dtype, arena)
+            _set_tensor(model, key, value)
+            mapped += was_mapped
+    return _finish(model, len(layout), mapped)
+
+
+def map_through_fp8_cache(
+    model: torch.nn.Module, files: list[Path], cache_folder: Path, name: str, compute_dtype: torch.dtype
+) -> LoadReport | None:
+    """Set the empty, fp8-planned ``model`` to views of its fp8 cache file in ``cache_folder`` (written
+    first from ``files`` when missing or invalid, one tensor at a time); ``None`` when no cache file can
+    be written (the caller streams into RAM instead)."""
+    with CheckpointReader(files, compute_dtype) as reader:
+        layout = reader.layout(_slots(model))
+        planned = {key: dtype for key, dtype, _ in layout}
+        kept = {key: reader.residue(key) for key, dtype, _ in layout if reader.stored(key) == dtype}
+        path = ensure_cache(
+            cache_folder, name, files, model, layout, lambda key: reader.pieces(key, planned[key]), kept
+        )
+    if path is None:
+        return None
+    tensors = map_safetensors(path)
+    for key, value in tensors.items():
+        _set_tensor(model, key, value)
+    setattr(model, MAPPED_FROM, path)
+    return _finish(model, len(tensors), len(tensors), path)
+
+
+def _finish(model: torch.nn.Module, count: int, mapped: int, cache_file: Path | None = None) -> LoadReport:
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     missing = [name for name, p in model.named_parameters() if p.is_meta]
     if missing:
         raise ValueError(f"{type(model).__name__}: no weights in the checkpoint for {missing[:5]}")
     host = sum(t.numel() * t.element_size() for t in _unique_tensors(model))
-    return LoadReport(count, mapped, host)
+    return LoadReport(count, mapped, host, cache_file)
 
 
 def _set_tensor(model: torch.nn.Module, key: str, value: torch.Tensor) -> None:
@@ -227,10 +300,19 @@ def _unique_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def load_model_low_ram(
-    model_class: type, folder: Path, compute_dtype: torch.dtype, level: int, pin: bool = False
+    model_class: type,
+    folder: Path,
+    compute_dtype: torch.dtype,
+    level: int,
+    pin: bool = False,
+    fp8_cache: Path | None = None,
 ) -> tuple[torch.nn.Module, LoadReport]:
     """``model_class`` (a diffusers or transformers model) from ``folder``, built empty and filled
-    tensor by tensor in its level's dtypes; pinned host memory when ``pin`` (group offload on CUDA)."""
+    tensor by tensor in its level's dtypes; pinned host memory when ``pin`` (group offload on CUDA).
+
+    At level 5+ with an ``fp8_cache`` folder the weights are instead mapped from an fp8 cache file
+    there (written on first use; see ``fp8_cache.py``), neither copied nor pinned.
+    """
     folder = Path(folder)
     if hasattr(model_class, "load_config"):
         with init_empty_weights():
@@ -240,8 +322,13 @@ def load_model_low_ram(
         with init_empty_weights():
             model = model_class(config)
     plan_dtypes(model, compute_dtype, level)
+    files = shard_files(folder)
+    if fp8_cache is not None and level >= FP8_STORAGE:
+        report = map_through_fp8_cache(model, files, fp8_cache, folder.name, compute_dtype)
+        if report is not None:
+            return model.eval(), report
     arena = PinnedArena() if pin else None
-    report = stream_weights(model, shard_files(folder), arena)
+    report = stream_weights(model, files, arena, compute_dtype)
     if arena is not None:
         pinned, kept = arena.reserved_bytes / 2**30, report.host_bytes / 2**30
         log.info("pinned %.2f GiB for %.2f GiB of weights", pinned, kept)
@@ -273,12 +360,17 @@ def stored_dtype(folder: Path) -> torch.dtype:
 
 
 def load_components_low_ram(
-    folder: Path, level: int, compute_dtype: torch.dtype, device: torch.device
+    folder: Path,
+    level: int,
+    compute_dtype: torch.dtype,
+    device: torch.device,
+    fp8_cache: Path | None = None,
 ) -> dict[str, torch.nn.Module]:
     """Components loaded tensor by tensor for ``level`` (4+), to pass to ``from_pretrained``.
 
     The DiT(s) go straight into their final form: pinned host memory for group offload on CUDA, fp8 at
-    level 5. Wan2.2 A14B's two experts (``transformer``, ``transformer_2``) load one after the other.
+    level 5, mapped from fp8 cache files in ``fp8_cache`` when given (``fp8_cache.fp8_cache_dir``).
+    Wan2.2 A14B's two experts (``transformer``, ``transformer_2``) load one after the other.
     The text encoder, which runs on the CPU from level 2, stays mapped from its files in their stored
     dtype (a float32 checkpoint encodes in float32): page cache the kernel can drop, not a private copy.
     """
@@ -292,9 +384,12 @@ def load_components_low_ram(
         model_class = _component_class(index, name)
         if model_class is None:
             continue
-        loaded[name], report = load_model_low_ram(model_class, folder / name, compute_dtype, level, pin)
+        loaded[name], report = load_model_low_ram(
+            model_class, folder / name, compute_dtype, level, pin, fp8_cache
+        )
         gib = report.host_bytes / 2**30
-        log.info("%s: %d tensors streamed, %.2f GiB on the host", name, report.tensors, gib)
+        where = f"mapped from {report.cache_file}" if report.cache_file else "in RAM"
+        log.info("%s: %d tensors, %.2f GiB on the host, %s", name, report.tensors, gib, where)
     encoder_class = _component_class(index, TEXT_ENCODER)
     if encoder_class is not None:
         encoder_folder = folder / TEXT_ENCODER

@@ -27,6 +27,8 @@ class MemoryPlan:
     fits: bool
     reason: str
     chosen_by: str
+    mapped_gb: float = 0.0
+    """Weights mapped from files on disk (page cache), beside ``ram_gb``."""
 
     @property
     def torch_device(self) -> torch.device:
@@ -67,9 +69,20 @@ def _ram_note(est: MemoryEstimate, hardware: Hardware) -> str:
     )
 
 
+def mapped_text(est: MemoryEstimate, hardware: Hardware) -> str:
+    """What the run maps from disk and, when RAM cannot cache it all, that steps will read the disk."""
+    if not est.mapped_gib:
+        return ""
+    text = f", mapped from disk: {est.mapped_gib:.1f} GB"
+    if est.ram_gib + est.mapped_gib > hardware.ram_available_gb:
+        text += " (more than RAM can cache: parts are read from disk again, slower)"
+    return text
+
+
 def _cpu_plan(estimate: MemoryEstimate, hardware: Hardware, chosen_by: str) -> MemoryPlan:
     fits = estimate.ram_gib <= hardware.ram_available_gb
-    reason = f"No CUDA GPU: runs on the CPU at level {estimate.level}, about {estimate.ram_gib:.1f} GB RAM."
+    ram = f"about {estimate.ram_gib:.1f} GB RAM{mapped_text(estimate, hardware)}"
+    reason = f"No CUDA GPU: runs on the CPU at level {estimate.level}, {ram}."
     return MemoryPlan(
         estimate.level,
         "cpu",
@@ -80,6 +93,7 @@ def _cpu_plan(estimate: MemoryEstimate, hardware: Hardware, chosen_by: str) -> M
         fits,
         reason + _ram_note(estimate, hardware),
         chosen_by,
+        estimate.mapped_gib,
     )
 
 
@@ -91,7 +105,7 @@ def _gpu_plan(
     level = LEVELS[est.level]
     reason = (
         f"Level {level.number} ({level.label}): about {est.vram_gib:.1f} GB peak on GPU {gpu.index} "
-        f"({gpu.free_gb:.1f} GB free) and {est.ram_gib:.1f} GB of RAM. {why}"
+        f"({gpu.free_gb:.1f} GB free) and {est.ram_gib:.1f} GB of RAM{mapped_text(est, hardware)}. {why}"
     )
     if not vram_ok:
         wants = f"wants {cal.with_margin(est.vram_gib):.1f} GB free with margin"
@@ -111,6 +125,7 @@ def _gpu_plan(
         vram_ok and ram_ok,
         reason,
         chosen_by,
+        est.mapped_gib,
     )
 
 
