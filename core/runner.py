@@ -48,7 +48,7 @@ class Runner:
         """The card's models: MAGI-1's DiT, VAE and T5 for a MAGI-1 card, else a diffusers pipeline."""
         if is_magi_card(card):
             return load_magi_models(card, folder, device, self.settings)
-        return load_diffusers_pipeline(card, folder, device, level)
+        return load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
 
     def execute(self, job: Job) -> dict[str, Any]:
         """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""

@@ -99,7 +99,10 @@ class RankPipelines:
         if self._key != key:
             self._key = self._pipe = self.mesh = None
             free_memory(self.device)
-            pipe = load_diffusers_pipeline(card, ensure_model(card, self.settings), self.device, level)
+            folder = ensure_model(card, self.settings)
+            pipe = load_diffusers_pipeline(
+                card, folder, self.device, level, models_dir=self.settings.models_dir
+            )
             self.mesh = build_mesh(config, self.device)
             if self.mesh is not None and config.context > 1:
                 for transformer in denoisers(pipe):
