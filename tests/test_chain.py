@@ -132,3 +132,18 @@ def test_bad_chains_are_refused_clearly(change: dict, message: str) -> None:
     data = {"task": "chain", "t2v": {"model": "tiny-wan", "prompt": "a cat"}} | change
     with pytest.raises(ConfigError, match=message):
         parse_request(data)
+
+
+def test_long_video_form_follows_the_first_model() -> None:
+    from ui.chain_tab import first_model_settings
+    from weights.registry import get_card
+
+    resolution, frames, steps, continue_model = first_model_settings(
+        "tiny-magi", ["tiny-skyreels-df", "tiny-magi"]
+    )
+    assert steps["value"] == get_card("tiny-magi").defaults.steps
+    assert frames["step"] == 24 and frames["minimum"] == 24 and frames["value"] % 24 == 0
+    assert continue_model["value"] == "tiny-magi"  # MAGI-1 continues its own clip
+    assert resolution["value"] in resolution["choices"]
+    _, frames, _, continue_model = first_model_settings("tiny-wan", ["tiny-skyreels-df", "tiny-magi"])
+    assert frames["step"] == 4 and "value" not in continue_model

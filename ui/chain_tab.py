@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from core.magi.request import is_magi_card
+from core.magi.request import chunk_frames, is_magi_card
 from core.requests import snap_frames
 from core.studio import Studio
 from ui.jobs import run_job, wire_job
@@ -16,6 +16,21 @@ from ui.t2v_tab import resolution_size
 from weights.registry import cards_for, get_card
 
 DETAIL_KEYS = ("seed", "frames", "width", "height", "fps", "time_s", "parts", "job_folder", "output")
+
+
+def first_model_settings(model_id: str, continue_ids: list[str]) -> tuple[Any, ...]:
+    """Updates for resolution, frames, steps and continuation model when the first model changes: its own
+    presets and defaults (MAGI-1: whole 24-frame chunks, and MAGI-1 continues its own clip)."""
+    card = get_card(model_id)
+    d = card.defaults
+    magi = is_magi_card(card)
+    step = chunk_frames(card) if magi else 4
+    return (
+        gr.update(choices=[r.label for r in card.resolutions], value=card.resolution(d.resolution).label),
+        gr.update(minimum=step if magi else 1, maximum=card.max_frames, value=d.frames, step=step),
+        gr.update(value=d.steps),
+        gr.update(value=model_id) if magi and model_id in continue_ids else gr.update(),
+    )
 
 
 def build_chain_tab(studio: Studio) -> SendButtons:
@@ -108,5 +123,12 @@ def build_chain_tab(studio: Studio) -> SendButtons:
         upscale_model,
         scale,
     ]
+    continue_ids = [c.id for c in continue_cards]
+    model.change(
+        lambda model_id: first_model_settings(model_id, continue_ids),
+        model,
+        [resolution, frames, steps, continue_model],
+        api_name=False,
+    )
     wire_job(studio, start, cancel, run, inputs, outputs.wired, api_name="long_video")
     return outputs.result
