@@ -204,7 +204,7 @@ before = {key: status(key) for key in ("RssAnon", "RssFile")}
 model, report = load_model_low_ram(WanTransformer3DModel, sys.argv[1], torch.bfloat16, 4)
 loaded = {key: status(key) - before[key] for key in before}
 with torch.no_grad():
-    total = sum(float(p.float().sum()) for p in model.parameters())
+    total = sum(float(p.sum(dtype=torch.float32)) for p in model.parameters())  # no float copy
 touched = {key: status(key) - before[key] for key in before}
 print(json.dumps({"loaded": loaded, "touched": touched, "mapped": report.mapped, "tensors": report.tensors}))
 """
@@ -225,4 +225,4 @@ def test_weights_in_their_stored_dtype_stay_mapped_from_the_file(medium_wan_fold
     assert measured["loaded"]["RssAnon"] < 0.1 * bf16 and measured["loaded"]["RssFile"] < 0.1 * bf16
     # reading brings the pages in (some may already be dropped again when the machine is short of memory)
     assert 0.5 * bf16 < measured["touched"]["RssFile"] < 1.1 * bf16
-    assert measured["touched"]["RssAnon"] < 0.1 * bf16
+    assert measured["touched"]["RssAnon"] < 0.25 * bf16  # a private copy would be ~1.0x; allocator slack
