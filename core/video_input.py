@@ -75,7 +75,7 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
             f"use one of {', '.join(VIDEO_SUFFIXES)}"
         )
     times = [time for time, _ in _decode(path, None)]
-    width, height, fps, has_audio, rotation = _stream_info(path)
+    width, height, fps, has_audio, rotation = stream_info(path)
     if rotation in (90, 270):
         width, height = height, width
     if not times:
@@ -140,7 +140,7 @@ def upright_rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np
     return np.ascontiguousarray(np.rot90(image, k=-turns)) if turns else image
 
 
-def _stream_info(path: Path) -> tuple[int, int, float, bool, int]:
+def stream_info(path: Path) -> tuple[int, int, float, bool, int]:
     """Stored width and height, fps, whether there is sound, and the first frame's clockwise rotation."""
     with _open(path) as container:
         stream = container.streams.video[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from core.video_input import clockwise_rotation, upright_rgb
+from core.video_input import stream_info, upright_rgb
 
 _DONE = object()
 
@@ -28,23 +28,13 @@ class SourceInfo:
 def probe_source(path: Path) -> SourceInfo:
     """Upright size (phone clips carry a rotation), fps, audio and frame count (from the header, else by
     counting packets); decodes only the first frame, for its rotation."""
+    width, height, fps, has_audio, rotation = stream_info(Path(path))
+    if rotation in (90, 270):
+        width, height = height, width
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{Path(path).name} has no video stream")
         stream = container.streams.video[0]
-        first = next(container.decode(stream), None)
-        turned = first is not None and clockwise_rotation(first) in (90, 270)
-        container.seek(0)
         frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
-        fps = float(stream.average_rate or stream.guessed_rate or 30)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        return SourceInfo(
-            frames,
-            height if turned else width,
-            width if turned else height,
-            fps,
-            bool(container.streams.audio),
-        )
+    return SourceInfo(frames, width, height, fps or 30.0, has_audio)
 
 
 class FrameReader:
