@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from core.continuation import FIELD_HELP
-from core.magi.request import context_frames, is_magi_card
+from core.magi.request import MAX_WINDOW, context_frames, default_window, is_magi_card
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
@@ -105,7 +105,7 @@ def model_settings(model_id: str) -> tuple[Any, ...]:
         gr.update(visible=not magi),
         gr.update(visible=not magi),
         gr.update(visible=magi),
-        gr.update(value=card.extra.get("window_size", 4) if magi else 4),
+        gr.update(value=default_window(card) if magi else MAX_WINDOW),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
+from core.magi.request import default_window
 from core.studio import Studio
 from weights.registry import ModelCard
 
@@ -23,7 +24,7 @@ def build_window_controls(card: ModelCard) -> tuple[gr.Slider, gr.Number]:
     window = gr.Slider(
         1,
         4,
-        value=card.extra.get("window_size", 4),
+        value=default_window(card),
         step=1,
         label="Window size",
         info=MAGI_HELP["window_size"],

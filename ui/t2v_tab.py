@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
-from core.magi.request import chunk_frames, is_magi_card
+from core.magi.request import MAX_WINDOW, chunk_frames, default_window, is_magi_card
 from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
@@ -101,7 +101,7 @@ def model_settings(model_id: str) -> tuple[Any, ...]:
         gr.update(visible=not magi),
         gr.update(visible=magi),
         gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None),
-        gr.update(value=card.extra.get("window_size", 4) if magi else 4),
+        gr.update(value=default_window(card) if magi else MAX_WINDOW),
     )
 
 

@@ -34,6 +34,11 @@ FIELD_HELP: dict[str, str] = {
 }
 
 
+def default_window(card: ModelCard) -> int:
+    """Chunks ``card`` denoises at once unless a request says otherwise (its card, else the published 4)."""
+    return card.extra.get("window_size", MAX_WINDOW)
+
+
 def is_magi_card(card: ModelCard) -> bool:
     return card.pipeline == MAGI_PIPELINE
 
@@ -139,7 +144,7 @@ class MagiRequest:
             raise ConfigError("a text-to-video request takes no input video (use task 'continue')")
         set_(self, "chunks", self._checked_chunks(card))
         set_(self, "frames", self.chunks * chunk_frames(card))
-        window = self.window_size or card.extra.get("window_size", MAX_WINDOW)
+        window = self.window_size or default_window(card)
         set_(self, "window_size", as_int("window size", window, low=1, high=MAX_WINDOW))
         set_(self, "steps", self._checked_steps(card))
         set_(self, "guidance", self._checked_guidance(card))
