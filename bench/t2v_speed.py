@@ -192,10 +192,10 @@ def same_as_earlier(row: str, done: list[str]) -> str | None:
     """Turbo without an 8-bit attention kernel is the fp8 row again: say so instead of re-running it."""
     if row != "turbo" or "fp8" not in done:
         return None
-    from core.speed.attention import backend_unavailable
+    from core.speed.attention import pick_turbo_attention
 
-    why_not = backend_unavailable("sage", DEVICE)
-    return f"same as fp8: {why_not}" if why_not else None
+    backend, why_not = pick_turbo_attention(DEVICE)
+    return f"same as fp8: {why_not}" if backend is None else None
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

@@ -86,7 +86,7 @@ def test_turbo_reports_each_part_off_on_cpu(load_pipe, dit_inputs):
     record = apply_speed(pipe, SpeedConfig(turbo=True), CPU)
     assert record["turbo"] is True
     assert record["fp8_linears"]["on"] is False and "CUDA GPU" in record["fp8_linears"]["reason"]
-    assert record["fp8_attention"] == {"on": False, "reason": "sage needs a CUDA GPU (running on cpu)"}
+    assert record["fp8_attention"] == {"on": False, "reason": "fp8 needs a CUDA GPU (running on cpu)"}
     assert torch.equal(forward(pipe, dit_inputs), plain)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from core.speed.attention import backend_unavailable, resolve_attention, use_attention_backend
+from core.speed.attention import pick_turbo_attention, resolve_attention, use_attention_backend
 from core.speed.compile import announce_first_call, compile_blocks, should_compile, use_compile_cache
 from core.speed.config import SpeedConfig
 from core.speed.fp8 import fp8_unavailable, quantize_linears_fp8
@@ -55,9 +55,9 @@ def apply_speed(
         return applied
 
     attention = resolve_attention(config.attention, device)
-    fp8_attention = _turbo_attention(config, device)
-    if fp8_attention["on"]:
-        attention = attention._replace(name="sage", reason="Turbo: 8-bit SageAttention")
+    turbo_backend, fp8_attention = _turbo_attention(config, device)
+    if turbo_backend is not None:
+        attention = attention._replace(name=turbo_backend, reason="Turbo: " + fp8_attention["reason"])
     hooks = set().union(*(hook_names(model) for model in models))
     fp8_linears = _fp8_linears(config, device, hooks & WEIGHT_HOOKS)
     compile_on, compile_reason = should_compile(config.compile, device)
@@ -99,8 +99,8 @@ def _fp8_linears(config: SpeedConfig, device: torch.device, weight_hooks: set[st
     return {"on": why_not is None, "reason": why_not or "fp8 rowwise, dynamic activation scales (torchao)"}
 
 
-def _turbo_attention(config: SpeedConfig, device: torch.device) -> dict[str, Any]:
+def _turbo_attention(config: SpeedConfig, device: torch.device) -> tuple[str | None, dict[str, Any]]:
     if not config.turbo:
-        return {"on": False, "reason": "not asked for (lossy; part of Turbo)"}
-    why_not = backend_unavailable("sage", device)
-    return {"on": why_not is None, "reason": why_not or "SageAttention: int8 QK, fp8/fp16 PV"}
+        return None, {"on": False, "reason": "not asked for (lossy; part of Turbo)"}
+    backend, reason = pick_turbo_attention(device)
+    return backend, {"on": backend is not None, "reason": reason}

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from core.speed import flash4
+from core.speed import flash4, fp8_attention
 
 BACKENDS = {
     "flash4": flash4.BACKEND,
@@ -14,8 +14,15 @@ BACKENDS = {
     "cudnn": "_native_cudnn",
     "sdpa": "native",
     "sage": "sage",
+    "fp8": fp8_attention.BACKEND,
 }
-"""Our names -> diffusers ``AttentionBackendName`` values. ``sage`` (8-bit) is only reached through Turbo."""
+"""Our names -> diffusers ``AttentionBackendName`` values. ``fp8`` and ``sage`` (8-bit, lossy) are only
+reached through Turbo (:func:`pick_turbo_attention`)."""
+HUB_SLOTS = {
+    "flash4": (flash4.flash4_installed, flash4.install_flash4),
+    "fp8": (fp8_attention.fp8_attention_installed, fp8_attention.install_fp8_attention),
+}
+"""Our backends that fill a diffusers hub-kernel slot with a local kernel: (installed?, install)."""
 
 FLASH4_ARCHS = (9, 10)
 """FA4 runs bf16 on Hopper (SM90) and Blackwell datacenter parts (SM100/SM103)."""
@@ -50,6 +57,10 @@ def backend_unavailable(name: str, device: torch.device) -> str | None:
         from diffusers.models.attention_dispatch import _CAN_USE_SAGE_ATTN
 
         return None if _CAN_USE_SAGE_ATTN else "SageAttention (8-bit attention) is not installed"
+    if name == "fp8":
+        from kernels.fp8_attention import fp8_attention_unavailable
+
+        return fp8_attention_unavailable(device)
     return None  # cudnn: part of torch on every CUDA build
 
 
@@ -64,6 +75,21 @@ def pick_attention_backend(device: torch.device) -> AttentionChoice:
     if torch.cuda.get_device_capability(device)[0] < 9 and backend_unavailable("flash", device) is None:
         return AttentionChoice("flash", f"{gpu}: flash-attn 2 ({why_not_fa4})")
     return AttentionChoice("sdpa", f"{gpu}: PyTorch SDPA, which picks cuDNN/flash itself ({why_not_fa4})")
+
+
+def pick_turbo_attention(device: torch.device) -> tuple[str | None, str]:
+    """Turbo's 8-bit attention on ``device``: ``fp8`` (our Triton kernel), else ``sage`` (SageAttention,
+    when installed), else ``None``; with the reason."""
+    why_not_fp8 = backend_unavailable("fp8", device)
+    if why_not_fp8 is None:
+        return "fp8", (
+            f"8-bit Triton kernel (int8 QK, fp8 PV) for attention over >= {fp8_attention.MIN_KEYS} keys, "
+            "shorter (text) on SDPA"
+        )
+    why_not_sage = backend_unavailable("sage", device)
+    if why_not_sage is None:
+        return "sage", f"SageAttention: int8 QK, fp8/fp16 PV ({why_not_fp8})"
+    return None, why_not_fp8 if device.type != "cuda" else f"{why_not_fp8}; {why_not_sage}"
 
 
 def resolve_attention(asked: str, device: torch.device) -> AttentionChoice:
@@ -81,16 +107,17 @@ def resolve_attention(asked: str, device: torch.device) -> AttentionChoice:
 
 def use_attention_backend(model: Any, name: str) -> None:
     """Route every attention of ``model`` (a diffusers model) to backend ``name`` (one of ``BACKENDS``)."""
-    if name != "flash4":
+    if name not in HUB_SLOTS:
         model.set_attention_backend(BACKENDS[name])
         return
-    # diffusers' set_attention_backend insists on the Hub `kernels` package for this backend although the
-    # kernel is already installed locally, so set the processors' backend the way it does.
+    # diffusers' set_attention_backend insists on the Hub `kernels` package for hub-slot backends although
+    # our kernel is already installed locally, so set the processors' backend the way it does.
     from diffusers.models.attention_dispatch import AttentionBackendName
 
-    if not flash4.flash4_installed():
-        flash4.install_flash4()
-    backend = AttentionBackendName(flash4.BACKEND)
+    installed, install = HUB_SLOTS[name]
+    if not installed():
+        install()
+    backend = AttentionBackendName(BACKENDS[name])
     for module in model.modules():
         processor = getattr(module, "processor", None)
         if processor is not None and hasattr(processor, "_attention_backend"):
