@@ -278,7 +278,7 @@ def bench_mapped(name, shape, sizes, level, device, repeats, folder, cache_dir, 
     model = load_level(shape, level, folder, device, cache_dir)
     reuse_s = time.perf_counter() - started
     cache_file = model._weights_mapped_from
-    est_pinned = pinned_staging_gib(shape_for(get_card(shape["card"]), load_calibration()), 2)
+    est_pinned = pinned_staging_gib(shape_for(get_card(shape["card"]), load_calibration()))
     for res, (width, height) in sizes.items():
         inputs = dit_inputs(width, height, FRAMES if device.type == "cuda" else 9, device)
         reset_peak = getattr(torch.cuda, "reset_peak_host_memory_stats", None)

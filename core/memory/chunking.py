@@ -21,7 +21,8 @@ from diffusers.models.transformers.transformer_wan import (
     WanTransformerBlock,
 )
 
-DEFAULT_CHUNK_TOKENS = 8192
+from core.memory.levels import DEFAULT_CHUNK_TOKENS
+
 HOOK_NAME = "token_chunked_block"
 FFN_HOOK_NAME = "token_chunked_ffn"
 

@@ -5,7 +5,9 @@ Weights come from exact parameter counts (``presets/memory_calibration.yaml``, o
 are ``tokens * dim * bytes * (c_base + c_ffn * ffn_dim / dim)``: the two constants are fitted to the
 measured all-on-GPU peaks of Wan2.1 1.3B and 14B, so the model explains why the 1.3B, with its wide
 feed-forward, needs more activation memory per token than the 14B. Token chunking (level 6) leaves
-``c_chunk`` units per token (fitted to the measured level-6 peaks; never more than unchunked). The VAE
+``c_chunk`` units per token held whole (block input, output, attention keys and values) plus
+``c_slice`` units of one slice's feed-forward (``DEFAULT_CHUNK_TOKENS x ffn_dim x bytes``), both fitted
+by least squares to the measured level-6 peaks; never more than unchunked. The VAE
 decode peak is scaled by frame area from the measured 480p figures.
 
 Host RAM: below level 4 diffusers loads every weight into RAM in the compute dtype first. From level 4
@@ -29,6 +31,7 @@ import yaml
 
 from core.memory.levels import (
     CHUNKING,
+    DEFAULT_CHUNK_TOKENS,
     FP8_STORAGE,
     GROUP_OFFLOAD,
     TEXT_ENCODER_ON_CPU,
@@ -79,6 +82,7 @@ class Calibration:
     c_base: float
     c_ffn: float
     c_chunk: float
+    c_slice: float
     vae_gib_per_pixel: float
     vae_tiled_gib: float
     process_ram_gib: float
@@ -129,10 +133,16 @@ def _output_gib(frames: int, height: int, width: int) -> float:
     return 3 * frames * height * width * 4 / GIB
 
 
-def _dit_units(shape: ModelShape, cal: Calibration, level: int) -> float:
-    """Activation units of one forward (x tokens x dim x bytes); chunking never makes them larger."""
-    whole = cal.c_base + cal.c_ffn * shape.ffn_dim / shape.dim
-    return min(whole, cal.c_chunk) if level >= CHUNKING else whole
+def _activations_gib(
+    shape: ModelShape, cal: Calibration, level: int, tokens: int, compute_bytes: int
+) -> float:
+    """One forward's activations; token chunking never makes them larger than the whole block's."""
+    whole = tokens * shape.dim * compute_bytes * (cal.c_base + cal.c_ffn * shape.ffn_dim / shape.dim) / GIB
+    if level < CHUNKING:
+        return whole
+    held = tokens * shape.dim * compute_bytes * cal.c_chunk
+    working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * compute_bytes * cal.c_slice
+    return min(whole, (held + working) / GIB)
 
 
 def _offload_extras_gib(shape: ModelShape, per_expert_gib: float, level: int) -> float:
@@ -143,19 +153,28 @@ def _offload_extras_gib(shape: ModelShape, per_expert_gib: float, level: int) ->
     return blocks + per_expert_gib * shape.nonblock_fraction + upcast
 
 
-def _fit_chunking(measured: list[dict[str, Any]], shapes: dict[str, ModelShape]) -> float:
-    """Mean activation units of the measured level-6 forwards (batch 1, fp8 offloaded weights)."""
-    units = []
+def _fit_chunking(measured: list[dict[str, Any]], shapes: dict[str, ModelShape]) -> tuple[float, float]:
+    """``(c_chunk, c_slice)`` by least squares over the measured level-6 forwards (batch 1, fp8 offloaded
+    weights): each peak less the offloaded weights = c_chunk * held unit + c_slice * slice unit."""
+    rows = []
     for point in (p for p in measured if p["what"] == "dit_forward" and p["level"] == CHUNKING):
         shape = shapes[point["model"]]
         frames, height, width = point["latent"]
-        tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2])
+        tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2]) * point["batch"]
         per_expert = dit_weights_gib(shape, FP8_STORAGE, 2) / shape.experts
         extras = _offload_extras_gib(shape, per_expert, FP8_STORAGE)
-        units.append((point["peak_gib"] - extras) / (tokens * shape.dim * 2 * point["batch"] / GIB))
-    if not units:
-        raise ConfigError("memory calibration: no measured level-6 dit_forward to fit chunking to")
-    return sum(units) / len(units)
+        held = tokens * shape.dim * 2 / GIB
+        working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * 2 / GIB
+        rows.append((held, working, point["peak_gib"] - extras))
+    sxx = sum(h * h for h, _, _ in rows)
+    sxy = sum(h * w for h, w, _ in rows)
+    syy = sum(w * w for _, w, _ in rows)
+    det = sxx * syy - sxy * sxy
+    if len(rows) < 2 or abs(det) < 1e-12 * sxx * syy:
+        raise ConfigError("memory calibration: level 6 needs measured forwards of at least two token counts")
+    bx = sum(h * p for h, _, p in rows)
+    by = sum(w * p for _, w, p in rows)
+    return (bx * syy - by * sxy) / det, (sxx * by - sxy * bx) / det
 
 
 def dit_weights_gib(shape: ModelShape, level: int, compute_bytes: int) -> float:
@@ -177,14 +196,13 @@ def _pow2(nbytes: float) -> int:
     return 1 << (int(nbytes) - 1).bit_length()
 
 
-def pinned_staging_gib(shape: ModelShape, compute_bytes: int) -> float:
+def pinned_staging_gib(shape: ModelShape) -> float:
     """Pinned host memory group offload holds for fp8 weights mapped from a file: it pins each group as
     it copies it (diffusers' ``low_cpu_mem_usage``), and torch's caching host allocator rounds every
-    tensor up to a power of two and keeps the buffers for reuse. ``prefetch_blocks`` blocks' eight
-    attention and two feed-forward matrices, and the wide non-block layers (rounding at most doubles)."""
+    tensor up to a power of two and reuses the buffers. One block's eight attention and two feed-forward
+    matrices, as measured: 0.50 GiB for the 14B at levels 5 and 6 (``bench/memory.py --fp8-map``, H100)."""
     block = 8 * _pow2(shape.dim**2) + 2 * _pow2(shape.dim * shape.ffn_dim)
-    wide = shape.wide_params * BILLION * compute_bytes
-    return (shape.prefetch_blocks * block + 2 * wide) / GIB
+    return block / GIB
 
 
 def fp8_cache_write_gib(shape: ModelShape, compute_bytes: int) -> float:
@@ -229,7 +247,7 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
     shapes = {name: _shape(entry, defaults, f"{path.name} {name}") for name, entry in data["models"].items()}
     measured = list(data["measured"])
     c_base, c_ffn = _fit_activations(measured, list(data["fit_points"]), shapes)
-    c_chunk = _fit_chunking(measured, shapes)
+    c_chunk, c_slice = _fit_chunking(measured, shapes)
     vae_per_pixel, vae_tiled = _fit_vae(measured, shapes[measured[0]["model"]].vae_stride)
     return Calibration(
         shapes=shapes,
@@ -237,6 +255,7 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
         c_base=c_base,
         c_ffn=c_ffn,
         c_chunk=c_chunk,
+        c_slice=c_slice,
         vae_gib_per_pixel=vae_per_pixel,
         vae_tiled_gib=vae_tiled,
         process_ram_gib=float(data["process_ram_gib"]),
@@ -295,7 +314,7 @@ def estimate_for_shape(
     dit_total = dit_weights_gib(shape, level, compute_bytes)
     text_encoder = shape.text_encoder_params * BILLION * compute_bytes / GIB
     vae = shape.vae_params * BILLION * 4 / GIB
-    activations = tokens * shape.dim * compute_bytes * _dit_units(shape, cal, level) / GIB
+    activations = _activations_gib(shape, cal, level, tokens, compute_bytes)
     output = _output_gib(frames, height, width)
     untiled = cal.vae_gib_per_pixel * width * height
     decode = output + (min(untiled, cal.vae_tiled_gib) if level >= VAE_TILING else untiled)
@@ -324,7 +343,7 @@ def estimate_for_shape(
         gpu_weights += dit_total
         dit_working = activations
     else:
-        host_weights += pinned_staging_gib(shape, compute_bytes) if mapped_dit else dit_total
+        host_weights += pinned_staging_gib(shape) if mapped_dit else dit_total
         dit_working = activations + _offload_extras_gib(shape, dit_total / shape.experts, level)
     vram = gpu_weights + max(dit_working, decode)
     ram = max(load_ram, cal.process_ram_gib + host_weights)

@@ -58,6 +58,8 @@ SEQUENTIAL_CFG = 3
 GROUP_OFFLOAD = 4
 FP8_STORAGE = 5
 CHUNKING = 6
+DEFAULT_CHUNK_TOKENS = 8192
+"""Tokens per slice at level 6 (``core.memory.chunking``); the estimate sizes the slice's working set."""
 
 
 def check_level(value: Any, name: str = "memory level") -> int:
