@@ -115,7 +115,7 @@ def test_mapped_fp8_dit_leaves_ram_for_16_gb_machines():
     assert mapped.mapped_gib == pytest.approx(encoder + in_ram.dit_host_weights_gib)
     pinned = (8 * 32 + 2 * 128) / 1024  # 32 and 128 MiB buffers
     assert mapped.host_weights_gib == pytest.approx(pinned)
-    assert mapped.ram_gib == pytest.approx(max(mapped.load_ram_gib, 2.0 + pinned))  # first load writes the file
+    assert mapped.ram_gib == pytest.approx(max(mapped.load_ram_gib, 2.0 + pinned))  # first load: file write
     assert mapped.load_ram_gib == pytest.approx(2.0 + 0.47 + 1 / 16 + 6 * 5120**2 * 2 / 2**30, abs=0.01)
     assert estimate_memory(WAN_14B, *P480, 5, "cpu").mapped_gib == pytest.approx(encoder * 2)  # fp32, no DiT
 
