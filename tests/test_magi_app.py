@@ -300,6 +300,6 @@ def test_tiny_magi_runs_on_the_gpu_in_bfloat16(magi_models_dir, tmp_path):
     assert probe_video(Path(record["path"])).frames == 48
     assert (record["device"], record["dtype"]) == ("cuda", "bfloat16") and record["peak_memory_gb"] > 0
     models = runner.pipelines.get(get_card("tiny-magi"), magi_models_dir / "tiny-magi")
-    assert models.dit.device.type == "cuda" and models.vae.vae.device.type == "cuda"
+    assert models.dit.device.type == "cuda" and models.vae.device.type == "cuda"
     free_gb = torch.cuda.mem_get_info()[0] / 2**30
     assert record["text_encoder_device"].startswith("cuda") == (free_gb > 35)

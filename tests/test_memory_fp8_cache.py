@@ -147,7 +147,9 @@ def test_mapped_weights_are_pinned_per_group_when_offloaded(tiny_wan_folder, tmp
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="group offload with streams needs CUDA")
 def test_mapped_weights_stay_mapped_through_offloaded_forwards(medium_wan_folder, tmp_path):
     """On a GPU the offload hook copies each block from the mapped file and puts the mapped tensors back
-    afterwards: no pinned or private host copy appears, and the output equals the pinned in-RAM load."""
+    afterwards: no pinned host copy appears, and the output equals the pinned in-RAM load. The layers
+    outside the blocks (diffusers' unmatched group, offloaded without a stream by ``.to("cpu")``) come
+    back as private copies: the estimate counts them (``nonblock_host_gib``)."""
     device = torch.device("cuda")
     folder, dtype = medium_wan_folder, torch.bfloat16
     mapped, _ = load_model_low_ram(WanTransformer3DModel, folder, dtype, 5, fp8_cache=tmp_path)
@@ -156,7 +158,9 @@ def test_mapped_weights_stay_mapped_through_offloaded_forwards(medium_wan_folder
     for model in (mapped, pinned):
         place_transformer(model, 5, device)
     assert torch.equal(forward(mapped, dtype, "cuda"), forward(pinned, dtype, "cuda"))
-    assert {name: p.data_ptr() for name, p in mapped.named_parameters()} == before
+    after = {name: p.data_ptr() for name, p in mapped.named_parameters()}
+    moved = {name for name in before if after[name] != before[name]}
+    assert moved and not any(name.startswith("blocks.") for name in moved)
     assert not any(p.is_pinned() for p in mapped.parameters())
 
 
