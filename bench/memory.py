@@ -329,7 +329,7 @@ def bench_model(
             started = time.perf_counter()
             model = load_level(shape, level, folder, device)
             load_s = time.perf_counter() - started
-        est_rise = low_ram_load_gib(est_shape, level, 2) if level >= GROUP_OFFLOAD else 0.0
+        est_rise = low_ram_load_gib(est_shape, level, 2, pinned=True) if level >= GROUP_OFFLOAD else 0.0
         this_level = {}
         for res, (width, height) in sizes.items():
             frames = FRAMES if device.type == "cuda" else 9
