@@ -23,7 +23,7 @@ from core.magi.request import MagiRequest
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.requests import T2VRequest, parse_request
 from core.validation import ConfigError, as_choice, as_float, as_int
-from core.video_io import probe_video
+from core.video_io import probe_video, temp_path_for
 from weights.registry import cards_for
 
 
@@ -121,13 +121,21 @@ class PartJob:
         self._job.show_preview(path)
 
 
+def _new_chain_folder(chains_dir: Path, prompt: str, seed: int | None) -> Path:
+    """A new folder for one chain's parts, created atomically (a name taken meanwhile moves to the next)."""
+    while True:
+        folder = new_output_path(chains_dir, "chain", prompt, seed, reserve=False).with_suffix("")
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+
+
 def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
     """Run every part of ``request`` on ``runner`` and save the last part's video as the chain's output."""
     first = request.first
-    folder = new_output_path(
-        runner.settings.outputs_dir / "chains", "chain", first.prompt, first.seed
-    ).with_suffix("")
-    folder.mkdir(parents=True)
+    folder = _new_chain_folder(runner.settings.outputs_dir / "chains", first.prompt, first.seed)
     part_runner = copy.copy(runner)  # same device and loaded pipelines, outputs into the chain's folder
     part_runner.settings = replace(runner.settings, outputs_dir=folder)
     count = 1 + request.continuations + (request.upscale_model is not None)
@@ -172,7 +180,7 @@ def save_chain(
     }
     path = new_output_path(outputs, "chain", request.first.prompt, request.first.seed)
     record["output"] = path.name
-    temp = path.with_name(f".{path.name}.part")
+    temp = temp_path_for(path)
     shutil.copyfile(video, temp)
     temp.replace(path)
     write_json_atomic(sidecar_path(path), record)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.video_io import METADATA_KEY
+from core.video_io import METADATA_KEY, temp_path_for
 
 APP_NAME = "video-studio"
 APP_VERSION = "0.1.0"
@@ -26,17 +26,35 @@ def slug(text: str, length: int = 40) -> str:
     return cleaned[:length].rstrip("-") or "video"
 
 
-def new_output_path(outputs_dir: Path, task: str, title: str, seed: int | None = None) -> Path:
-    """A new, unused ``.mp4`` path in ``outputs_dir`` named by date, task, title and seed."""
+def new_output_path(
+    outputs_dir: Path, task: str, title: str, seed: int | None = None, *, reserve: bool = True
+) -> Path:
+    """A new, unused ``.mp4`` path in ``outputs_dir`` named by date, task, title and seed.
+
+    ``reserve``: the name is taken atomically by creating the video's hidden temporary file
+    (:func:`core.video_io.temp_path_for`) with ``O_EXCL``, so two jobs (threads or GPU worker processes)
+    starting in the same second with the same prompt and seed get different names; the writer later
+    fills that file and renames it into place (or removes it). ``False`` only picks a free name.
+    """
+    outputs_dir = Path(outputs_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     suffix = f"_{seed}" if seed is not None else ""
     base = f"{stamp}_{task}_{slug(title)}{suffix}"
-    path = Path(outputs_dir) / f"{base}.mp4"
-    counter = 1
-    while path.exists() or path.with_suffix(".json").exists():
-        path = Path(outputs_dir) / f"{base}-{counter}.mp4"
+    if reserve:
+        outputs_dir.mkdir(parents=True, exist_ok=True)
+    counter = 0
+    while True:
+        path = outputs_dir / (f"{base}-{counter}.mp4" if counter else f"{base}.mp4")
         counter += 1
-    return path
+        if path.exists() or path.with_suffix(".json").exists() or path.with_suffix("").exists():
+            continue
+        if not reserve:
+            return path
+        try:
+            os.close(os.open(temp_path_for(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return path
 
 
 @contextlib.contextmanager
@@ -88,7 +106,10 @@ def save_output(
     Returns ``record`` with the video's ``path`` added."""
     path = new_output_path(outputs_dir, task, title, seed)
     record["output"] = path.name
-    write(path, {METADATA_KEY: record, "title": title})
+    try:
+        write(path, {METADATA_KEY: record, "title": title})
+    finally:  # a writer that does not go through VideoWriter's temporary file leaves the reservation
+        temp_path_for(path).unlink(missing_ok=True)
     write_json_atomic(sidecar_path(path), record)
     record["path"] = str(path)
     return record

@@ -14,6 +14,8 @@ from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
 from core.space import SpaceInfo, detect_space, on_zero_gpu
+from core.upscale.request import UpscaleRequest
+from core.validation import ConfigError
 
 
 def pick_devices(hardware: Hardware, space: SpaceInfo) -> list[torch.device]:
@@ -86,7 +88,17 @@ class Studio:
 
     def submit(self, data: dict[str, Any]) -> Job:
         """Validate ``data`` (raises ConfigError with a readable message) and queue it."""
-        return self.queue.submit(parse_request(data))
+        request = parse_request(data)
+        self._check_fits_machine(request)
+        return self.queue.submit(request)
+
+    def _check_fits_machine(self, request: Any) -> None:
+        """Refuse at submit what this machine cannot run, instead of failing once the job starts."""
+        gpus = sum(device.type == "cuda" for device in self.devices)
+        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and gpus == 1:
+            raise ConfigError(
+                f"splitting an upscale over 2 GPUs needs 2 GPUs; this studio runs on one ({self.devices[0]})"
+            )
 
     def follow(self, job: Job, poll_s: float = 0.5) -> Iterator[Job]:
         """Yield ``job`` each time it changes, until it has finished."""

@@ -30,6 +30,13 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def temp_path_for(path: Path) -> Path:
+    """The hidden file a video is written to before it is renamed to ``path``; it also reserves the name
+    (``core.outputs.new_output_path`` creates it empty)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.part{path.suffix}")
+
+
 class VideoWriter:
     """Write frames to an mp4 (H.264, yuv420p) that appears at ``path`` only once complete. ``encoder``
     (see ``core.encoders``) replaces the default libx264 at ``crf``."""
@@ -47,7 +54,7 @@ class VideoWriter:
         self.metadata = metadata or {}
         self.encoder = encoder or Encoder(X264, {"crf": str(crf), "preset": "medium"})
         self.frames_written = 0
-        self.temp_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self.temp_path = temp_path_for(self.path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.jobs import Job
+from core.studio import Studio
 from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import crossings, pipeline_devices, split_dit, stage_report, unsplit_dit
 from core.upscale.request import UpscaleRequest
@@ -52,3 +53,15 @@ def test_an_upscale_request_over_two_devices_records_the_split(upscale_runner, c
     assert record["status"] == "done" and record["pipeline"] == {"devices": ["cpu", "cpu"], "blocks": [1, 1]}
     with pytest.raises(ConfigError, match="pipeline gpus"):
         UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), pipeline_gpus=3)
+
+
+def test_a_one_gpu_studio_refuses_a_two_gpu_upscale_at_submit(settings, clip_64: Path) -> None:
+    studio = Studio(settings)
+    try:
+        studio.devices = [torch.device("cuda", 0)]  # as on a one-GPU machine
+        data = {"task": "upscale", "model": "tiny-flashvsr", "video": str(clip_64), "pipeline_gpus": 2}
+        with pytest.raises(ConfigError, match="needs 2 GPUs; this studio runs on one"):
+            studio.submit(data)
+        assert studio.queue.jobs() == []
+    finally:
+        studio.shutdown()

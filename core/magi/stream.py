@@ -21,7 +21,7 @@ from core.audio import remux_with_audio
 from core.encoders import X264, Encoder
 from core.jobs import Job
 from core.video_input import InputVideo, iter_resampled
-from core.video_io import METADATA_KEY, VideoWriter
+from core.video_io import METADATA_KEY, VideoWriter, temp_path_for
 
 PREVIEW_DIR = ".previews"
 PREVIEW_MAX_AGE_S = 3600
@@ -113,7 +113,7 @@ class ChunkPreview:
 def join_segments(segments: list[Path], target: Path) -> Path:
     """Write ``segments`` (mp4s encoded alike, without B-frames) one after the other into ``target`` by
     copying their packets, shifting each segment's timestamps past the previous one; atomic."""
-    temp = target.with_name(f".{target.stem}.part{target.suffix}")
+    temp = temp_path_for(target)
     try:
         with av.open(str(temp), mode="w", format="mp4") as out:
             stream, offset = None, 0

@@ -184,10 +184,6 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         "encoder": encoder.describe(),
         "device": str(device),
     }
-    path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
-    writer = VideoWriter(
-        path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
-    )
     with PeakMemory(device) as peak:
         job.report("preparing weights")
         folder = weights_folder(card, job, runner)
@@ -200,6 +196,10 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         job.check_cancelled()
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
+        path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
+        writer = VideoWriter(
+            path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
+        )
         try:
             with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
                 chunks = streamer.run(
