@@ -28,14 +28,11 @@ each against the pinned load at that level. 14B: about 14 GB more on disk, +2 mi
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -51,6 +48,7 @@ from diffusers import WanTransformer3DModel  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
+from bench.host_memory import RssPeak, drop_file_pages, host_pinned_peak_gib, rss_anon  # noqa: E402
 from bench.wan_shapes import WAN_COMMON, WAN_SIZES  # noqa: E402
 from core.hardware import GpuInfo, Hardware  # noqa: E402
 from core.memory.apply import place_transformer  # noqa: E402
@@ -75,33 +73,6 @@ MODELS = {
 SMOKE_MODEL = {"card": "wan2.1-t2v-1.3b", "num_attention_heads": 2, "ffn_dim": 256, "num_layers": 2}
 RESOLUTIONS = {"480p": (832, 480), "720p": (1280, 720)}
 FRAMES = 81
-
-
-class RssPeak:
-    """Peak resident set size of this process while the block runs, sampled every 20 ms."""
-
-    def __enter__(self) -> RssPeak:
-        self.start = psutil.Process().memory_info().rss
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, process.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, psutil.Process().memory_info().rss)
-
-    @property
-    def rise_gib(self) -> float:
-        return (self.peak - self.start) / GIB
 
 
 def dit_config(shape: dict) -> dict:
@@ -234,37 +205,6 @@ def load_level(shape: dict, level: int, folder: Path | None, device, fp8_cache: 
     return model
 
 
-def rss_anon() -> int:
-    """Private (anonymous) resident bytes of this process: what mapped weights do not add to."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("RssAnon:"))
-    return int(line.split()[1]) * 1024
-
-
-def drop_file_pages(model: torch.nn.Module, path: Path) -> None:
-    """Evict the mapped cache file from this process and from the page cache (no root needed): unmap
-    the touched pages of the model's mapping (``MADV_DONTNEED``), then ``POSIX_FADV_DONTNEED`` the file."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    size = path.stat().st_size  # the mapping's storage; weights the CPU has rewritten are not in it
-    storages = {s.data_ptr() for s in (p.untyped_storage() for p in model.parameters()) if s.nbytes() == size}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for start in storages:
-        aligned = start - start % page
-        libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(size + start - aligned), 4)  # MADV_DONTNEED
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def host_pinned_peak_gib() -> float:
-    stats = getattr(torch.cuda, "host_memory_stats", None)
-    if stats is None or not torch.cuda.is_available():
-        return float("nan")
-    return stats().get("allocated_bytes.peak", float("nan")) / GIB
-
-
 def bench_mapped(name, shape, sizes, level, device, repeats, folder, cache_dir, pinned_times):
     """Level ``level`` with the DiT mapped from its fp8 cache: one row per resolution."""
     rows = []
@@ -329,7 +269,8 @@ def bench_model(
             started = time.perf_counter()
             model = load_level(shape, level, folder, device)
             load_s = time.perf_counter() - started
-        est_rise = low_ram_load_gib(est_shape, level, 2, pinned=True) if level >= GROUP_OFFLOAD else 0.0
+        pinned = device.type == "cuda"
+        est_rise = low_ram_load_gib(est_shape, level, 2, pinned=pinned) if level >= GROUP_OFFLOAD else 0.0
         this_level = {}
         for res, (width, height) in sizes.items():
             frames = FRAMES if device.type == "cuda" else 9

@@ -26,6 +26,7 @@ from kernels.fp8_attention import (
     fp8_attention_unavailable,
     quantize_for_fp8_attention,
 )
+from weights.tiny import TINY_TRANSFORMER
 
 pytest_plugins = ["tests.conftest_speed"]
 
@@ -143,20 +144,8 @@ def wan_dit():
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    model = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=64,
-        in_channels=4,
-        out_channels=4,
-        text_dim=32,
-        freq_dim=32,
-        ffn_dim=64,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    config = {**TINY_TRANSFORMER, "attention_head_dim": 64, "in_channels": 4, "out_channels": 4}
+    model = WanTransformer3DModel(**config)
     generator = torch.Generator().manual_seed(1)
     inputs = {
         "hidden_states": torch.randn(2, 4, 3, 8, 8, generator=generator),  # 48 tokens
