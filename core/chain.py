@@ -181,7 +181,11 @@ def save_chain(
     path = new_output_path(outputs, "chain", request.first.prompt, request.first.seed)
     record["output"] = path.name
     temp = temp_path_for(path)
-    shutil.copyfile(video, temp)
+    try:
+        shutil.copyfile(video, temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     temp.replace(path)
     write_json_atomic(sidecar_path(path), record)
     record["path"] = str(path)

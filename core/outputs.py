@@ -46,15 +46,39 @@ def new_output_path(
     while True:
         path = outputs_dir / (f"{base}-{counter}.mp4" if counter else f"{base}.mp4")
         counter += 1
-        if path.exists() or path.with_suffix(".json").exists() or path.with_suffix("").exists():
+        if _taken(path):
             continue
         if not reserve:
             return path
+        temp = temp_path_for(path)
         try:
-            os.close(os.open(temp_path_for(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             continue
+        if _taken(path):  # another job finished this name between the check and the reservation
+            temp.unlink(missing_ok=True)
+            continue
         return path
+
+
+@contextlib.contextmanager
+def reserved_output_path(
+    outputs_dir: Path, task: str, title: str, seed: int | None = None
+) -> Iterator[Path]:
+    """:func:`new_output_path` for a block that writes the video: if the block raises, the reservation
+    (the hidden temporary file, when the writer has not already removed it) goes too."""
+    path = new_output_path(outputs_dir, task, title, seed)
+    try:
+        yield path
+    except BaseException:
+        temp_path_for(path).unlink(missing_ok=True)
+        raise
+
+
+def _taken(path: Path) -> bool:
+    """Whether ``path`` or anything named after it (sidecar, chain folder, partial video) exists."""
+    partial = path.with_name(f"{path.stem}_partial{path.suffix}")
+    return any(p.exists() for p in (path, path.with_suffix(".json"), path.with_suffix(""), partial))
 
 
 @contextlib.contextmanager
@@ -104,12 +128,9 @@ def save_output(
     """Save a finished job: ``write(path, metadata)`` writes the video to a new output path (the metadata
     holds ``record``, which gets the file's name first, and ``title``), then the sidecar JSON follows.
     Returns ``record`` with the video's ``path`` added."""
-    path = new_output_path(outputs_dir, task, title, seed)
-    record["output"] = path.name
-    try:
+    with reserved_output_path(outputs_dir, task, title, seed) as path:
+        record["output"] = path.name
         write(path, {METADATA_KEY: record, "title": title})
-    finally:  # a writer that does not go through VideoWriter's temporary file leaves the reservation
-        temp_path_for(path).unlink(missing_ok=True)
     write_json_atomic(sidecar_path(path), record)
     record["path"] = str(path)
     return record

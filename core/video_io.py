@@ -94,6 +94,7 @@ class VideoWriter:
     def commit(self) -> Path:
         """Finish the file and move it into place atomically."""
         if self.frames_written == 0:
+            self.discard()
             raise ValueError("no frames were written")
         self._close_container()
         os.replace(self.temp_path, self.path)

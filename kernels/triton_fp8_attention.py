@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fp8_attention import FP8_MAX, KEY_SCALE_BLOCK, Fp8AttentionInputs
+from kernels.fp8_attention import FP8_MAX, KEY_SCALE_BLOCK, SEQ_ALIGN, Fp8AttentionInputs
 
 _LOG2_FP8_MAX = tl.constexpr(math.log2(FP8_MAX))
 _MAGIC = tl.constexpr(12582912.0)
@@ -186,44 +186,47 @@ def fp8_attention_triton(inputs: Fp8AttentionInputs, out_dtype: torch.dtype) -> 
     )
     batch, q_len, heads, head_dim = q.shape
     kv_len = k.shape[1]
-    if v_t.shape[-1] < -(-kv_len // KEY_SCALE_BLOCK) * KEY_SCALE_BLOCK:
-        raise ValueError(f"V^T must be padded to whole {KEY_SCALE_BLOCK}-key tiles; got {tuple(v_t.shape)}")
+    if v_t.shape[-1] < -(-kv_len // SEQ_ALIGN) * SEQ_ALIGN:
+        raise ValueError(f"V^T must be padded to whole {SEQ_ALIGN}-key tiles; got {tuple(v_t.shape)}")
+    if k_scale.shape[1] < -(-kv_len // KEY_SCALE_BLOCK):
+        raise ValueError(f"expected one K scale per {KEY_SCALE_BLOCK} keys; got {tuple(k_scale.shape)}")
     out = torch.empty((batch, q_len, heads, head_dim), dtype=out_dtype, device=q.device)
 
     def grid(meta: dict) -> tuple[int, int]:
         return triton.cdiv(q_len, meta["BLOCK_M"]), batch * heads
 
-    _fp8_attention_fwd[grid](
-        q,
-        k,
-        v_t,
-        q_scale,
-        k_scale,
-        v_scale,
-        out,
-        q_len,
-        kv_len,
-        heads,
-        q.stride(0),
-        q.stride(1),
-        q.stride(2),
-        k.stride(0),
-        k.stride(1),
-        k.stride(2),
-        v_t.stride(0),
-        v_t.stride(1),
-        v_t.stride(2),
-        q_scale.stride(0),
-        q_scale.stride(1),
-        q_scale.stride(2),
-        k_scale.stride(0),
-        k_scale.stride(1),
-        k_scale.stride(2),
-        v_scale.stride(0),
-        v_scale.stride(1),
-        out.stride(0),
-        out.stride(1),
-        out.stride(2),
-        HEAD_DIM=head_dim,
-    )
+    with torch.cuda.device(q.device):  # launch (and the tuning's capability check) on q's GPU
+        _fp8_attention_fwd[grid](
+            q,
+            k,
+            v_t,
+            q_scale,
+            k_scale,
+            v_scale,
+            out,
+            q_len,
+            kv_len,
+            heads,
+            q.stride(0),
+            q.stride(1),
+            q.stride(2),
+            k.stride(0),
+            k.stride(1),
+            k.stride(2),
+            v_t.stride(0),
+            v_t.stride(1),
+            v_t.stride(2),
+            q_scale.stride(0),
+            q_scale.stride(1),
+            q_scale.stride(2),
+            k_scale.stride(0),
+            k_scale.stride(1),
+            k_scale.stride(2),
+            v_scale.stride(0),
+            v_scale.stride(1),
+            out.stride(0),
+            out.stride(1),
+            out.stride(2),
+            HEAD_DIM=head_dim,
+        )
     return out

@@ -31,7 +31,7 @@ from weights.tiny import TINY_TRANSFORMER
 pytest_plugins = ["tests.conftest_speed"]
 
 CPU = torch.device("cpu")
-CUDA = not torch.cuda.is_available()
+NO_CUDA = not torch.cuda.is_available()
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -209,7 +209,7 @@ def restore_backend_slot():
     glue.install_fp8_attention()
 
 
-@pytest.mark.skipif(CUDA, reason="needs a CUDA GPU")
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("seq", [1000, 4100])
 def test_gpu_kernel_matches_reference_and_sdpa(seq):
     if fp8_attention_unavailable(torch.device("cuda")):
@@ -226,7 +226,7 @@ def test_gpu_kernel_matches_reference_and_sdpa(seq):
     assert cosine(out, exact) > 0.995
 
 
-@pytest.mark.skipif(CUDA, reason="needs a CUDA GPU")
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 def test_gpu_turbo_forward_runs(wan_dit):
     cuda = torch.device("cuda")
     if pick_turbo_attention(cuda)[0] != "fp8":

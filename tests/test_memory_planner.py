@@ -30,6 +30,13 @@ P480 = (832, 480, 81)
 P720 = (1280, 720, 81)
 
 
+@pytest.fixture(autouse=True)
+def expandable_segments(monkeypatch):
+    """As the app runs (``configure_allocator`` at start): the margin assumes expandable segments."""
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+
 def test_levels_are_numbered_in_order():
     assert [lv.number for lv in LEVELS] == list(range(7)) and MAX_LEVEL == 6
 
@@ -68,6 +75,24 @@ def test_estimates_fall_with_level_and_chunking_never_raises_activations():
     working = DEFAULT_CHUNK_TOKENS * 13824 * 2 * cal.c_slice
     assert chunked.activations_gib == pytest.approx((held + working) / 2**30)
     assert chunked.activations_gib < estimate_memory(WAN_14B, *P720, 5).activations_gib
+
+
+def test_chunking_fit_recovers_known_constants_and_needs_two_token_counts():
+    from core.memory.estimate import DEFAULT_CHUNK_TOKENS as SLICE
+    from core.memory.estimate import _fit_chunking, _offload_extras_gib, dit_weights_gib
+
+    shapes = load_calibration().shapes
+    rows = []
+    for model, latent in [("wan2.1-t2v-1.3b", (21, 60, 104)), ("wan2.1-t2v-14b", (21, 90, 160))]:
+        shape = shapes[model]
+        tokens = latent[0] * (latent[1] // 2) * (latent[2] // 2)
+        extras = _offload_extras_gib(shape, dit_weights_gib(shape, 5, 2), 5)
+        peak = extras + (4.0 * tokens * shape.dim + 3.0 * min(tokens, SLICE) * shape.ffn_dim) * 2 / 2**30
+        rows.append({"what": "dit_forward", "model": model, "latent": list(latent), "batch": 1, "level": 6,
+                     "peak_gib": peak})
+    assert _fit_chunking(rows, shapes) == pytest.approx((4.0, 3.0))
+    with pytest.raises(ConfigError, match="at least two token counts"):
+        _fit_chunking(rows[:1], shapes)
 
 
 OFFLOADED_PEAKS = [  # docs/bench-logs/memory_*_h100.log (H100, batch 1, 81 frames)
@@ -201,6 +226,14 @@ def test_configure_allocator_sets_expandable_segments_before_cuda(monkeypatch):
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
     assert not configure_allocator()
     assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
+
+
+def test_without_expandable_segments_the_planner_keeps_the_wider_margin(monkeypatch, fake_hardware):
+    """A user's own allocator setting: 9.8 GiB failed under a 12 GiB cap then, so 720p level 4 is refused."""
+    assert plan_memory(WAN_14B, *P720, fake_hardware(12.0, 64.0)).level == 4
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128")
+    plan = plan_memory(WAN_14B, *P720, fake_hardware(12.0, 64.0))
+    assert plan.level == 6 and plan.fits
 
 
 def test_memory_panel_text_and_choices(fake_hardware):

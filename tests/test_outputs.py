@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from core.outputs import new_output_path
+from core.outputs import new_output_path, reserved_output_path
 from core.video_io import VideoWriter, probe_video, temp_path_for
 
 
@@ -47,3 +48,20 @@ def test_the_writer_fills_the_reservation_and_leaves_no_hidden_file(tmp_path):
 def test_without_reserve_only_a_free_name_is_picked(tmp_path):
     path = new_output_path(tmp_path / "new", "chain", "a cat", 7, reserve=False)
     assert not (tmp_path / "new").exists() and path.name.endswith("_chain_a-cat_7.mp4")
+
+
+def test_failed_and_empty_writes_leave_no_reservation(tmp_path):
+    empty = new_output_path(tmp_path, "t2v", "a cat", 7)
+    with pytest.raises(ValueError, match="no frames"):
+        VideoWriter(empty, 8).commit()
+    with pytest.raises(RuntimeError, match="boom"), reserved_output_path(tmp_path, "cmp", "a vs b") as path:
+        raise RuntimeError("boom")
+    assert not temp_path_for(path).exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_partial_keeps_its_name_taken(tmp_path):
+    path = new_output_path(tmp_path, "t2v", "a cat", 7)
+    writer = VideoWriter(path, 8)
+    writer.write(np.zeros((2, 16, 16, 3), np.uint8))
+    assert writer.keep_partial() == tmp_path / f"{path.stem}_partial.mp4"
+    assert new_output_path(tmp_path, "t2v", "a cat", 7) != path

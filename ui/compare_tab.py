@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from core.metrics import Comparison, compare_videos, side_by_side
-from core.outputs import new_output_path
+from core.outputs import reserved_output_path
 from core.studio import Studio
 
 
@@ -37,8 +37,9 @@ def build_compare_tab(studio: Studio) -> None:
             raise gr.Error("Choose two videos to compare.")
         try:
             result = compare_videos(video_a, video_b)
-            output = new_output_path(folder, "compare", f"{Path(video_a).stem} vs {Path(video_b).stem}")
-            together = side_by_side(video_a, video_b, output)
+            title = f"{Path(video_a).stem} vs {Path(video_b).stem}"
+            with reserved_output_path(folder, "compare", title) as output:
+                together = side_by_side(video_a, video_b, output)
         except (OSError, ValueError) as exc:
             raise gr.Error(f"Cannot compare these videos: {exc}") from exc
         return comparison_frame(result), result.summary(), str(together)

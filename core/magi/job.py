@@ -152,8 +152,8 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
         record = magi_record(job, request, runner, models, clip, size)
         job.report("encoding prompt")
         caption, mask = models.captions(request.prompt, request.chunks)
-        output = open_output(runner, request, clip)
         preview = ChunkPreview(runner.settings.outputs_dir / PREVIEW_DIR, card.fps, job)
+        output = open_output(runner, request, clip)
 
         def on_chunk(index: int, frames: torch.Tensor) -> None:
             chunk = to_uint8_frames(frames.numpy())

@@ -41,8 +41,12 @@ class StreamedVideo:
         self.chunks = 0
         self.added_frames = 0
         if clip is not None:
-            for frame in iter_resampled(clip):
-                self.writer.write(frame[None])
+            try:
+                for frame in iter_resampled(clip):
+                    self.writer.write(frame[None])
+            except BaseException:
+                self.writer.discard()
+                raise
 
     @property
     def frames(self) -> int:

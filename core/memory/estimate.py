@@ -38,6 +38,7 @@ from core.memory.levels import (
     TEXT_ENCODER_ON_CPU,
     VAE_TILING,
     check_level,
+    expandable_segments_on,
 )
 from core.memory.low_ram_load import ARENA_CHUNK_BYTES, STAGING_BYTES
 from core.validation import ConfigError, as_int, from_mapping
@@ -87,13 +88,14 @@ class Calibration:
     vae_gib_per_pixel: float
     vae_tiled_gib: float
     process_ram_gib: float
-    safety_fraction: float
-    safety_fixed_gib: float
+    safety: dict[bool, tuple[float, float]]
+    """Margin (fraction, fixed GiB) with expandable segments on (True) and off (False)."""
     measured: tuple[dict[str, Any], ...]
 
     def with_margin(self, vram_gib: float) -> float:
         """The free VRAM a run estimated at ``vram_gib`` should have (fragmentation, the estimate's error)."""
-        return vram_gib * (1 + self.safety_fraction) + self.safety_fixed_gib
+        fraction, fixed = self.safety[expandable_segments_on()]
+        return vram_gib * (1 + fraction) + fixed
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,11 @@ def _fit_chunking(measured: list[dict[str, Any]], shapes: dict[str, ModelShape])
     for point in (p for p in measured if p["what"] == "dit_forward" and p["level"] == CHUNKING):
         shape = shapes[point["model"]]
         frames, height, width = point["latent"]
-        tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2]) * point["batch"]
+        tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2])
         per_expert = dit_weights_gib(shape, FP8_STORAGE, 2) / shape.experts
         extras = _offload_extras_gib(shape, per_expert, FP8_STORAGE)
-        held = tokens * shape.dim * 2 / GIB
-        working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * 2 / GIB
+        held = point["batch"] * tokens * shape.dim * 2 / GIB  # slices split the tokens of each sample
+        working = point["batch"] * min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * 2 / GIB
         rows.append((held, working, point["peak_gib"] - extras))
     sxx = sum(h * h for h, _, _ in rows)
     sxy = sum(h * w for h, w, _ in rows)
@@ -279,8 +281,10 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
         vae_gib_per_pixel=vae_per_pixel,
         vae_tiled_gib=vae_tiled,
         process_ram_gib=float(data["process_ram_gib"]),
-        safety_fraction=float(data["safety"]["fraction"]),
-        safety_fixed_gib=float(data["safety"]["fixed_gib"]),
+        safety={
+            on: (float(data["safety"][key]["fraction"]), float(data["safety"][key]["fixed_gib"]))
+            for on, key in ((True, "expandable"), (False, "fragmenting"))
+        },
         measured=tuple(measured),
     )
 

@@ -80,6 +80,15 @@ def parse_override(value: Any) -> int | None:
     return check_level(value)
 
 
+def expandable_segments_on() -> bool:
+    """Whether the allocator setting in the environment asks for expandable segments (what
+    :func:`configure_allocator` sets unless the user set something else)."""
+    for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
+        if key in os.environ:
+            return "expandable_segments:true" in os.environ[key].replace(" ", "").lower()
+    return False
+
+
 def configure_allocator() -> bool:
     """Ask the CUDA caching allocator for expandable segments (less fragmentation on small cards).
 
@@ -87,9 +96,8 @@ def configure_allocator() -> bool:
     (a value the user set wins). If CUDA is already initialised the setting is applied at run time.
     Returns True when expandable segments are (or will be) in effect.
     """
-    for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):
-        if key in os.environ:
-            return "expandable_segments:true" in os.environ[key].replace(" ", "").lower()
+    if any(key in os.environ for key in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
+        return expandable_segments_on()
     if not torch.cuda.is_initialized():
         os.environ["PYTORCH_CUDA_ALLOC_CONF"] = ALLOCATOR_SETTING
         return True
@@ -98,4 +106,5 @@ def configure_allocator() -> bool:
     except (AttributeError, RuntimeError) as error:
         log.warning("could not turn on expandable segments after CUDA start: %s", error)
         return False
+    os.environ["PYTORCH_CUDA_ALLOC_CONF"] = ALLOCATOR_SETTING  # what is in effect, for the planner's margin
     return True

@@ -218,6 +218,9 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
             kept = _keep_partial(writer, source, request, failed, started)
             note = f"; kept {Path(kept['path']).name}" if kept.get("path") else ""
             raise RuntimeError(f"upscaling failed after {writer.frames_written} frames: {exc}{note}") from exc
+        except BaseException:  # interrupted: nothing to keep, and the name's reservation goes
+            writer.discard()
+            raise
         finally:
             free_memory(device)
     job.report("writing video")
