@@ -227,6 +227,20 @@ def test_gpu_kernel_matches_reference_and_sdpa(seq):
 
 
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("q_len", "kv_len", "dim"), [(700, 300, 64), (130, 40, 128), (64, 2100, 128)])
+def test_gpu_kernel_other_lengths_and_head_sizes(q_len, kv_len, dim):
+    """Queries and keys of different lengths, head size 64, fewer keys than one tile."""
+    if fp8_attention_unavailable(torch.device("cuda")):
+        pytest.skip(fp8_attention_unavailable(torch.device("cuda")))
+    q = qkv(1, q_len, 2, dim, offset=1.0)[0].to("cuda", torch.bfloat16)
+    _, k, v = (t.to("cuda", torch.bfloat16) for t in qkv(1, kv_len, 2, dim, offset=1.0, seed=1))
+    out = fp8_attention(q, k, v)
+    assert out.shape == q.shape and out.isfinite().all()
+    assert cosine(out, fp8_attention_reference(q, k, v)) > 0.999
+    assert cosine(out, exact_attention(q, k, v)) > 0.995
+
+
+@pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 def test_gpu_turbo_forward_runs(wan_dit):
     cuda = torch.device("cuda")
     if pick_turbo_attention(cuda)[0] != "fp8":
