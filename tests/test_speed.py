@@ -222,3 +222,16 @@ def test_fp8_is_refused_next_to_memory_level_weight_hooks(load_pipe, monkeypatch
         "on": False,
         "reason": "the memory level's hooks (layerwise_casting) already manage the weights",
     }
+
+
+def test_step_profile_groups_kernels_and_adds_up():
+    """bench/step_profile.py: kernel names land in the right group; on the CPU it profiles op times."""
+    from bench.step_profile import group_of, profile_forward
+
+    assert group_of("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64") == "gemm"
+    assert group_of("triton_tem_fused_addmm_gelu_1") == "gemm"
+    assert group_of("triton_poi_fused_add_mul_native_layer_norm_0") == "fused elementwise"
+    assert group_of("flash_fwd_kernel") == group_of("_fp8_attention_fwd") == "attention"
+    result = profile_forward("tiny", "plain", batch=1, warmup=0)
+    assert result["busy_ms"] == pytest.approx(sum(result["groups_ms"].values()))
+    assert result["groups_ms"]["gemm"] > 0 and result["groups_ms"]["attention"] > 0
