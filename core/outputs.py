@@ -65,14 +65,14 @@ def new_output_path(
 def reserved_output_path(
     outputs_dir: Path, task: str, title: str, seed: int | None = None
 ) -> Iterator[Path]:
-    """:func:`new_output_path` for a block that writes the video: if the block raises, the reservation
-    (the hidden temporary file, when the writer has not already removed it) goes too."""
+    """:func:`new_output_path` for a block that writes the video. Afterwards, finished or failed, the
+    reservation goes (a writer with its own temporary file, e.g. the audio remux, leaves it behind). Safe
+    against a job taking the name meanwhile: :func:`new_output_path` re-checks the name after reserving."""
     path = new_output_path(outputs_dir, task, title, seed)
     try:
         yield path
-    except BaseException:
+    finally:
         temp_path_for(path).unlink(missing_ok=True)
-        raise
 
 
 def _taken(path: Path) -> bool:
