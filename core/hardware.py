@@ -48,6 +48,11 @@ def detect_hardware(gpus: tuple[int, ...] | None = None) -> Hardware:
     return Hardware(tuple(found), memory.total / 2**30, memory.available / 2**30)
 
 
+def available_ram_gib() -> float:
+    """System RAM available now (psutil's ``available``), in GiB."""
+    return psutil.virtual_memory().available / 2**30
+
+
 def compute_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 on GPUs, float32 on the CPU (where bf16 matmuls are slow)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32

@@ -12,9 +12,9 @@ from typing import Any
 import diffusers
 import torch
 
-from core.hardware import compute_dtype
+from core.hardware import available_ram_gib, compute_dtype
 from core.memory.apply import apply_memory_level
-from core.memory.fp8_cache import fp8_cache_dir
+from core.memory.fp8_cache import fp8_cache_dir, maps_fp8_dit
 from core.memory.low_ram_load import load_components_low_ram
 from weights.registry import ModelCard
 
@@ -27,13 +27,15 @@ def load_diffusers_pipeline(
     """``card.pipeline`` from ``folder`` in the device's compute dtype (VAE in float32, as Wan needs),
     placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From level 4 the DiT(s)
     load tensor by tensor straight into their offloaded form (``core/memory/low_ram_load.py``); from
-    level 5 mapped from an fp8 cache in ``models_dir`` (default: the folder's parent when the folder is
-    ``<models dir>/<card id>``; a model elsewhere without ``models_dir`` keeps its fp8 DiT in RAM)."""
+    level 5 pinned in RAM where that leaves room, else mapped from an fp8 cache in ``models_dir``
+    (:func:`core.memory.fp8_cache.maps_fp8_dit`; default ``models_dir``: the folder's parent when the
+    folder is ``<models dir>/<card id>``; a model elsewhere without ``models_dir`` keeps its DiT in RAM)."""
     pipeline_class = getattr(diffusers, card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}
     if models_dir is None and Path(folder).name == card.id:
         models_dir = Path(folder).parent
-    cache = fp8_cache_dir(models_dir, card.id) if models_dir is not None else None
+    mapped = models_dir is not None and maps_fp8_dit(card, device.type, available_ram_gib())
+    cache = fp8_cache_dir(models_dir, card.id) if mapped else None
     dits = load_components_low_ram(folder, level, dtypes["default"], device, fp8_cache=cache)
     pipe = pipeline_class.from_pretrained(folder, dtype=dtypes, **dits)
     pipe.set_progress_bar_config(disable=True)

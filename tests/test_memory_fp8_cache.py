@@ -228,3 +228,16 @@ def test_mapped_fp8_dit_is_page_cache_not_private_memory(medium_wan_folder, tiny
         assert row["touched"]["RssFile"] > 0.5 * cache  # every page read (some may be dropped again)
         assert row["touched"]["RssAnon"] < 0.05 * cache
     assert second["loaded"]["RssAnon"] < 0.05 * cache and second["loaded"]["RssFile"] < 0.05 * cache
+
+
+def test_a_pinned_choice_writes_no_cache_and_maps_nothing(tmp_path, monkeypatch):
+    """Where RAM allows pinning (``maps_fp8_dit`` False) level 5 loads the fp8 DiT into RAM, no cache file."""
+    import core.pipelines
+    from core.pipelines import load_diffusers_pipeline
+
+    asked = []
+    monkeypatch.setattr(core.pipelines, "maps_fp8_dit", lambda card, kind, ram: asked.append(kind) or False)
+    card, settings = get_card("tiny-wan"), Settings(models_dir=tmp_path)
+    pipe = load_diffusers_pipeline(card, ensure_model(card, settings), torch.device("cpu"), level=5)
+    assert asked == ["cpu"] and getattr(pipe.transformer, "_weights_mapped_from", None) is None
+    assert not fp8_cache_dir(tmp_path, card.id).exists()

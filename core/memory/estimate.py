@@ -312,7 +312,8 @@ def estimate_memory(
     map_fp8: bool = True,
 ) -> MemoryEstimate:
     """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU;
-    ``map_fp8``: the fp8 DiT is mapped from its cache file (level 5+ on a GPU), as the app loads it."""
+    ``map_fp8``: the fp8 DiT is mapped from its cache file (level 5+ on a GPU) rather than pinned in RAM;
+    the app decides with :func:`core.memory.fp8_cache.maps_fp8_dit`."""
     cal = cal or load_calibration()
     shape = shape_for(card, cal)
     return estimate_for_shape(shape, width, height, frames, level, device_type, cal, map_fp8=map_fp8)

@@ -9,6 +9,7 @@ import torch
 
 from core.hardware import GpuInfo, Hardware
 from core.memory.estimate import Calibration, MemoryEstimate, estimate_memory, load_calibration
+from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
 from core.validation import ConfigError, as_int
 from weights.registry import ModelCard
@@ -158,10 +159,14 @@ def plan_memory(
     if gpu is None:
         est = estimate_memory(card, width, height, frames, forced or 0, "cpu", cal)
         return _cpu_plan(est, hardware, chosen_by)
+    mapped = maps_fp8_dit(card, "cuda", hardware.ram_available_gb, cal)
     if forced is not None:
-        est = estimate_memory(card, width, height, frames, forced, "cuda", cal)
+        est = estimate_memory(card, width, height, frames, forced, "cuda", cal, map_fp8=mapped)
         return _gpu_plan(est, gpu, hardware, cal, chosen_by, "Chosen by you.")
-    estimates = [estimate_memory(card, width, height, frames, n, "cuda", cal) for n in range(MAX_LEVEL + 1)]
+    estimates = [
+        estimate_memory(card, width, height, frames, n, "cuda", cal, map_fp8=mapped)
+        for n in range(MAX_LEVEL + 1)
+    ]
     fitting = [e for e in estimates if cal.with_margin(e.vram_gib) <= gpu.free_gb]
     both = [e for e in fitting if e.ram_gib <= hardware.ram_available_gb]
     chosen = (both or fitting or estimates[-1:])[0]
