@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.video_io import METADATA_KEY, temp_path_for
+from core.video_io import METADATA_KEY, partial_path_for, temp_path_for
 
 APP_NAME = "video-studio"
 APP_VERSION = "0.1.0"
@@ -77,8 +77,8 @@ def reserved_output_path(
 
 def _taken(path: Path) -> bool:
     """Whether ``path`` or anything named after it (sidecar, chain folder, partial video) exists."""
-    partial = path.with_name(f"{path.stem}_partial{path.suffix}")
-    return any(p.exists() for p in (path, path.with_suffix(".json"), path.with_suffix(""), partial))
+    taken = (path, path.with_suffix(".json"), path.with_suffix(""), partial_path_for(path))
+    return any(p.exists() for p in taken)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,12 @@ def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def partial_path_for(path: Path) -> Path:
+    """Where a cancelled or failed video's frames are kept: ``<name>_partial.mp4`` beside ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_partial{path.suffix}")
+
+
 def temp_path_for(path: Path) -> Path:
     """The hidden file a video is written to before it is renamed to ``path``; it also reserves the name
     (``core.outputs.new_output_path`` creates it empty)."""
@@ -106,7 +112,7 @@ class VideoWriter:
             self.discard()
             return None
         self._close_container()
-        partial = self.path.with_name(f"{self.path.stem}_partial{self.path.suffix}")
+        partial = partial_path_for(self.path)
         os.replace(self.temp_path, partial)
         return partial
 

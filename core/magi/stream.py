@@ -21,7 +21,7 @@ from core.audio import remux_with_audio
 from core.encoders import X264, Encoder
 from core.jobs import Job
 from core.video_input import InputVideo, iter_resampled
-from core.video_io import METADATA_KEY, VideoWriter, temp_path_for
+from core.video_io import METADATA_KEY, VideoWriter, partial_path_for, temp_path_for
 
 PREVIEW_DIR = ".previews"
 PREVIEW_MAX_AGE_S = 3600
@@ -59,7 +59,7 @@ class StreamedVideo:
         self.added_frames += len(frames)
 
     def final_path(self, partial: bool) -> Path:
-        return self.path.with_name(f"{self.path.stem}_partial{self.path.suffix}") if partial else self.path
+        return partial_path_for(self.path) if partial else self.path
 
     def finish(self, record: dict[str, Any], partial: bool) -> Path:
         """Close the file (as ``final_path(partial)``) and embed ``record``; returns its path."""
