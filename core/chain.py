@@ -20,7 +20,7 @@ from typing import Any
 
 from core.jobs import Job
 from core.magi.request import MagiRequest
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.outputs import base_record, new_output_path, save_output
 from core.requests import T2VRequest, parse_request
 from core.validation import ConfigError, as_choice, as_float, as_int
 from core.video_io import probe_video, temp_path_for
@@ -178,15 +178,11 @@ def save_chain(
         "job_folder": str(video.parent),
         "status": "done",
     }
-    path = new_output_path(outputs, "chain", request.first.prompt, request.first.seed)
-    record["output"] = path.name
-    temp = temp_path_for(path)
-    try:
+
+    def copy_last_part(path: Path, metadata: dict[str, Any]) -> None:
+        """The last part's file already holds its video and record: copied in atomically."""
+        temp = temp_path_for(path)
         shutil.copyfile(video, temp)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    temp.replace(path)
-    write_json_atomic(sidecar_path(path), record)
-    record["path"] = str(path)
-    return record
+        temp.replace(path)
+
+    return save_output(outputs, "chain", request.first.prompt, request.first.seed, record, copy_last_part)
