@@ -136,6 +136,16 @@ def _output_gib(frames: int, height: int, width: int) -> float:
     return 3 * frames * height * width * 4 / GIB
 
 
+def _chunked_units_gib(
+    shape: ModelShape, tokens: int, compute_bytes: int, batch: int = 1
+) -> tuple[float, float]:
+    """Level 6's two activation units: what stays whole per token (``tokens x dim``) and one slice's
+    feed-forward (``slice tokens x ffn_dim``); slices split the tokens of each sample."""
+    held = batch * tokens * shape.dim * compute_bytes / GIB
+    working = batch * min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * compute_bytes / GIB
+    return held, working
+
+
 def _activations_gib(
     shape: ModelShape, cal: Calibration, level: int, tokens: int, compute_bytes: int
 ) -> float:
@@ -143,9 +153,8 @@ def _activations_gib(
     whole = tokens * shape.dim * compute_bytes * (cal.c_base + cal.c_ffn * shape.ffn_dim / shape.dim) / GIB
     if level < CHUNKING:
         return whole
-    held = tokens * shape.dim * compute_bytes * cal.c_chunk
-    working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * compute_bytes * cal.c_slice
-    return min(whole, (held + working) / GIB)
+    held, working = _chunked_units_gib(shape, tokens, compute_bytes)
+    return min(whole, cal.c_chunk * held + cal.c_slice * working)
 
 
 def _offload_extras_gib(shape: ModelShape, per_expert_gib: float, level: int) -> float:
@@ -166,8 +175,7 @@ def _fit_chunking(measured: list[dict[str, Any]], shapes: dict[str, ModelShape])
         tokens = frames * (height // shape.patch[1]) * (width // shape.patch[2])
         per_expert = dit_weights_gib(shape, FP8_STORAGE, 2) / shape.experts
         extras = _offload_extras_gib(shape, per_expert, FP8_STORAGE)
-        held = point["batch"] * tokens * shape.dim * 2 / GIB  # slices split the tokens of each sample
-        working = point["batch"] * min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim * 2 / GIB
+        held, working = _chunked_units_gib(shape, tokens, 2, point["batch"])
         rows.append((held, working, point["peak_gib"] - extras))
     sxx = sum(h * h for h, _, _ in rows)
     sxy = sum(h * w for h, w, _ in rows)
