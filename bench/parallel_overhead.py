@@ -18,80 +18,20 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.random_wan import random_runner, saved_frames, use_random_weights
 from core.jobs import Job
 from core.parallel.config import parse_parallel_flag
 from core.parallel.split import SplitGroup
-from core.pipelines import PipelineCache
 from core.requests import T2VRequest
-from core.runner import Runner
 from core.settings import Settings
 
 MODEL = "wan2.1-t2v-1.3b"
-
-
-def random_pipeline(card: Any, folder: Path, device: torch.device, level: int = 0) -> Any:
-    """Wan2.1 T2V 1.3B with random weights, built straight on ``device`` (no checkpoint written or read):
-    the real transformer and VAE configs, a tiny 4096-wide text encoder (the prompt's content does not
-    matter for timing). Seeded, so the plain path and every rank build the same weights."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-
-    from bench.wan_shapes import wan_config
-    from core.hardware import compute_dtype
-    from core.memory.apply import apply_memory_level
-    from weights.tiny import load_tokenizer, umt5_text_encoder
-
-    torch.manual_seed(0)
-    dtype = compute_dtype(device)
-    with torch.device(device):
-        transformer = WanTransformer3DModel(**wan_config("1.3b")).to(dtype)
-        keep_fp32 = set(transformer._keep_in_fp32_modules or ())
-        for name, param in transformer.named_parameters():
-            if keep_fp32 & set(name.split(".")):
-                param.data = param.data.float()  # as from_pretrained(dtype=...) keeps them
-        vae = AutoencoderKLWan()
-        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1).to(dtype)
-    pipe = WanPipeline(
-        tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
-        text_encoder=text_encoder,
-        vae=vae,
-        transformer=transformer,
-        scheduler=UniPCMultistepScheduler(
-            prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
-        ),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    apply_memory_level(pipe, level, device)
-    return pipe
-
-
-def use_random_weights(folder: Path) -> None:
-    """Both paths (this process and, as the ranks' setup, every rank) skip the weights store and build
-    :func:`random_pipeline` instead of loading; both also keep a frame subsample for the comparison."""
-    from core import runner
-    from core.parallel import split, split_rank
-
-    def local_folder(card: Any, settings: Any, **kwargs: Any) -> Path:
-        return folder
-
-    runner.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
-    split_rank.load_diffusers_pipeline = random_pipeline
-    runner.write_video = split_rank.write_video = _write_video_keeping_frames
-
-
-def _write_video_keeping_frames(path: Path, frames, fps, metadata=None):
-    """``write_video`` that also saves a subsample of the raw frames for the equality check."""
-    from core.video_io import write_video
-
-    written = write_video(path, frames, fps, metadata)
-    np.save(Path(path).with_suffix(".npy"), np.ascontiguousarray(frames[::8, ::4, ::4]))
-    return written
 
 
 def timed(run) -> tuple[float, dict]:
@@ -127,14 +67,9 @@ def main() -> None:
         speed={"attention": "sdpa", "compile": False},
     )
     folder = root / "models" / MODEL
-    use_random_weights(folder)
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
-    runner = Runner(settings, device)
-    runner.pipelines = PipelineCache(device, loader=random_pipeline)
+    runner = random_runner(settings, device, folder)
     plain_times, split_times = [], []
-    started = time.perf_counter()
-    random_pipeline(None, folder, device)
-    print(f"random-weight {MODEL} built on {device} in {time.perf_counter() - started:.1f} s", flush=True)
     setup = partial(use_random_weights, folder)
     with SplitGroup(settings, args.world_size, modes, rank_setup=setup) as group:
         print("warm-up (builds both pipelines)", flush=True)
@@ -145,8 +80,7 @@ def main() -> None:
             plain_times.append(seconds)
             seconds, split_record = timed(lambda: group.run(Job(request), request, modes))
             split_times.append(seconds)
-    plain = np.load(Path(plain_record["path"]).with_suffix(".npy"))
-    split = np.load(Path(split_record["path"]).with_suffix(".npy"))
+    plain, split = saved_frames(plain_record), saved_frames(split_record)
     difference = float(np.nanmax(np.abs(plain - split))) if np.isfinite(plain).any() else float("nan")
     same = np.allclose(plain, split, atol=1e-3, equal_nan=True)
     base = statistics.median(plain_times)

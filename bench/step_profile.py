@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,10 +56,16 @@ def group_of(name: str) -> str:
 
 
 def kernel_times(prof: Any) -> dict[str, float]:
-    """Self device time (ms) per kernel name; on the CPU smoke test, self CPU time per op."""
+    """Device time (ms) per GPU kernel name; on the CPU smoke test, self CPU time per op.
+
+    Only the kernel events count: an op that launches its kernels through cuDNN or cuBLAS also carries
+    their device time as its own (``aten::_cudnn_attention_forward``, ``aten::addmm``), which would count
+    them twice."""
     times: dict[str, float] = defaultdict(float)
     for event in prof.key_averages():
-        micros = getattr(event, "self_device_time_total", 0) if CUDA else event.self_cpu_time_total
+        if CUDA and event.device_type != DeviceType.CUDA:
+            continue
+        micros = event.self_device_time_total if CUDA else event.self_cpu_time_total
         if micros > 0:
             times[event.key] += micros / 1000
     return dict(times)

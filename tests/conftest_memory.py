@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from core.hardware import GpuInfo, Hardware
+from core.settings import ROOT
 from weights.registry import get_card
 from weights.tiny import build
 
@@ -91,3 +93,11 @@ def medium_wan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             param.copy_(torch.randn(param.shape, generator=generator).mul_(0.02))
     model.save_pretrained(folder, max_shard_size="100MB")
     return folder
+
+
+@pytest.fixture
+def child_env() -> dict[str, str]:
+    """The environment for a measuring child process: the project first on ``PYTHONPATH``, then whatever
+    path this run already had (packages installed with ``--target`` on the GPU machine)."""
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    return {**os.environ, "PYTHONPATH": path}

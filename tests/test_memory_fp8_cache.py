@@ -208,17 +208,18 @@ print(json.dumps(rows))
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon/VmHWM from Linux's /proc")
-def test_mapped_fp8_dit_is_page_cache_not_private_memory(medium_wan_folder, tiny_wan_folder, tmp_path):
+def test_mapped_fp8_dit_is_page_cache_not_private_memory(
+    medium_wan_folder, tiny_wan_folder, tmp_path, child_env
+):
     """Level 5 of a ~200M model in a fresh process (a tiny load first does the imports). The first load
     writes the cache file: the peak RSS (VmHWM) rises by a small part of the fp8 weights (the staging
     buffer and the converted-piece buffer: whole tensors here, as the model is small), and private
     memory (RssAnon) by almost nothing once they are freed. Reading every weight then brings the
     file in as file pages, not private memory. The second load only maps the file: nearly nothing."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [str(medium_wan_folder), str(tiny_wan_folder / "transformer"), str(tmp_path / "medium")]
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, *args, str(tmp_path / "tiny")],
-        capture_output=True, text=True, env=env, check=True, timeout=120,
+        capture_output=True, text=True, env=child_env, check=True, timeout=120,
     )  # fmt: skip
     first, second = json.loads(out.stdout.strip().splitlines()[-1])
     cache = cache_files(tmp_path / "medium")[0].stat().st_size

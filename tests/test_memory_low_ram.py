@@ -4,7 +4,6 @@ stores it, a mapped text encoder, clear errors, and peak RSS of a ~200M model ag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,14 +152,15 @@ def medium_shape(folder: Path) -> ModelShape:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from Linux's /proc")
-def test_peak_rss_of_a_medium_model_at_level_5_matches_the_estimate(medium_wan_folder, tiny_wan_folder):
+def test_peak_rss_of_a_medium_model_at_level_5_matches_the_estimate(
+    medium_wan_folder, tiny_wan_folder, child_env
+):
     """Loading at level 5 on the CPU (fp8 storage, float32 compute) measured in a fresh process (after a
     tiny load has done the imports): the peak RSS rise is the estimator's low-RAM load figure within
     10%, and far below the bf16 checkpoint."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, str(medium_wan_folder), str(tiny_wan_folder / "transformer")],
-        capture_output=True, text=True, env=env, check=True, timeout=120,
+        capture_output=True, text=True, env=child_env, check=True, timeout=120,
     )  # fmt: skip
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     rise = (measured["peak"] - measured["base"]) / GIB
@@ -211,13 +211,14 @@ print(json.dumps({"loaded": loaded, "touched": touched, "mapped": report.mapped,
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon/RssFile from Linux's /proc")
-def test_weights_in_their_stored_dtype_stay_mapped_from_the_file(medium_wan_folder, tiny_wan_folder):
+def test_weights_in_their_stored_dtype_stay_mapped_from_the_file(
+    medium_wan_folder, tiny_wan_folder, child_env
+):
     """bf16 weights loaded in bf16 are views of the mapped shards: no private copy (RssAnon barely moves);
     reading them brings the file's pages in as RssFile, page cache the kernel can drop again."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", MAPPED, str(medium_wan_folder), str(tiny_wan_folder / "transformer")],
-        capture_output=True, text=True, env=env, check=True, timeout=120,
+        capture_output=True, text=True, env=child_env, check=True, timeout=120,
     )  # fmt: skip
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     bf16 = sum(f.stat().st_size for f in medium_wan_folder.glob("*.safetensors"))

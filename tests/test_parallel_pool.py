@@ -13,8 +13,13 @@ import psutil
 import pytest
 
 from core.jobs import Job, JobQueue, JobStatus
+from core.parallel.devices import gpus_for_child
 from core.parallel.pool import WorkerPool
 from core.settings import Settings
+
+VISIBLE_AT_IMPORT = os.environ.get("CUDA_VISIBLE_DEVICES")
+"""What a process saw when it imported this module: a worker imports it to unpickle its executor factory,
+before its target runs (as an import that touches CUDA would, e.g. torchao's)."""
 
 
 def fake_executor(settings: Settings, gpu: int | None):
@@ -36,6 +41,7 @@ def fake_executor(settings: Settings, gpu: int | None):
             "gpu": gpu,
             "name": request.get("name"),
             "started": started,
+            "visible_at_import": VISIBLE_AT_IMPORT,
         }
 
     return execute
@@ -126,6 +132,33 @@ def test_every_worker_takes_jobs(pool_and_queue) -> None:
     assert all(wait(job).status == JobStatus.DONE for job in jobs)
     assert {job.result["gpu"] for job in jobs} == {0, 1}
     assert {job.result["pid"] for job in jobs} == set(pool.pids)
+
+
+def test_each_worker_sees_its_gpus_from_its_first_import(pool_and_queue) -> None:
+    """Worker 0 sees GPUs 0,1 and worker 1 sees 1,0 before anything is imported in it, so an import that
+    starts CUDA cannot put both on the first GPU; the parent's own variable is left as it was."""
+    _, queue = pool_and_queue
+    seen = {}
+    for _ in range(6):
+        jobs = [queue.submit({"steps": 1, "sleep": 0.3}) for _ in range(2)]
+        seen.update({job.result["gpu"]: job.result["visible_at_import"] for job in map(wait, jobs)})
+        if len(seen) == 2:
+            break
+    assert seen == {0: "0,1", 1: "1,0"}
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == VISIBLE_AT_IMPORT
+
+
+def test_gpus_for_child_translates_through_the_parents_variable(monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with gpus_for_child([1]):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with gpus_for_child(None):
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    with gpus_for_child([0, 1]):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_a_crashed_worker_fails_its_job_and_is_restarted(pool_and_queue) -> None:

@@ -12,7 +12,6 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from core.parallel.config import ParallelConfig
-from core.parallel.devices import pin_to_gpus
 
 MASTER_ADDR = "127.0.0.1"
 MESH_DIMS = ("cfg", "ring", "ulysses")
@@ -25,15 +24,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def init_rank(rank: int, world_size: int, port: int, gpus: tuple[int, ...] | None) -> torch.device:
-    """Join the process group as ``rank`` and return its device (GPU ``gpus[rank]``, or the CPU).
-
-    ``gpus`` become ``CUDA_VISIBLE_DEVICES`` before CUDA starts, so rank r uses visible device r, as diffusers
-    and DeviceMesh assume (``rank % device_count``).
-    """
+def init_rank(rank: int, world_size: int, port: int) -> torch.device:
+    """Join the process group as ``rank`` and return its device: visible GPU r, as diffusers and DeviceMesh
+    assume (``rank % device_count``; the group starts its ranks seeing only its GPUs), or the CPU."""
     os.environ.update(MASTER_ADDR=MASTER_ADDR, MASTER_PORT=str(port))
-    if gpus:
-        pin_to_gpus(gpus)
     if torch.cuda.is_available():
         index = rank % torch.cuda.device_count()
         torch.cuda.set_device(index)

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.jobs import Executor, Job
 from core.outputs import record_extras
+from core.parallel.devices import gpus_for_child
 from core.parallel.remote_job import follow_remote
 from core.parallel.worker import ExecutorFactory, runner_executor, worker_main
 from core.settings import Settings
@@ -75,12 +76,19 @@ class _Worker:
                 self.events,
                 self.cancel_value,
                 partial(placed_executor, self.pool.make_executor),
-                self.partner,
             ),
             name=f"gpu-worker-{self.gpu}",
             daemon=True,
         )
-        self.process.start()
+        with gpus_for_child(self.visible_gpus):
+            self.process.start()
+
+    @property
+    def visible_gpus(self) -> list[int] | None:
+        """What the process sees: its GPU as ``cuda:0`` and its partner as ``cuda:1``; None for the CPU."""
+        if self.gpu is None:
+            return None
+        return [self.gpu] if self.partner is None else [self.gpu, self.partner]
 
     def restart(self) -> None:
         self.stop(timeout=1.0)

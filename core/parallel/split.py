@@ -13,6 +13,7 @@ from core.jobs import Job
 from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
 from core.memory.planner import plan_memory
 from core.parallel.config import ParallelConfig
+from core.parallel.devices import gpus_for_child
 from core.parallel.distributed import free_port
 from core.parallel.geometry import geometry_for, split_problems
 from core.parallel.remote_job import follow_remote
@@ -114,7 +115,6 @@ class SplitGroup:
                     rank,
                     self.world_size,
                     port,
-                    self.gpus,
                     self.settings,
                     inbox,
                     self._events,
@@ -125,7 +125,8 @@ class SplitGroup:
                 name=f"split-rank-{rank}",
                 daemon=True,
             )
-            process.start()
+            with gpus_for_child(self.gpus):
+                process.start()
             self._processes.append(process)
 
     def execute(self, job: Job) -> dict[str, Any]:

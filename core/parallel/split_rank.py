@@ -176,7 +176,6 @@ def rank_main(
     rank: int,
     world_size: int,
     port: int,
-    gpus: tuple[int, ...] | None,
     settings: Settings,
     inbox: Any,
     events: Any,
@@ -189,7 +188,7 @@ def rank_main(
     An out-of-memory error writes the run's number into ``oom_value`` before the failure is reported: the
     parent then restarts every rank one memory level up (its peers may be waiting in a collective this rank
     will not join, so they cannot agree among themselves)."""
-    device = init_rank(rank, world_size, port, gpus)
+    device = init_rank(rank, world_size, port)
     if rank_setup is not None:
         rank_setup()
     pipelines = RankPipelines(device, settings)

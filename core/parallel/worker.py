@@ -1,7 +1,7 @@
 """The worker process of a :class:`core.parallel.pool.WorkerPool`: one GPU, one Runner, jobs from a queue.
 
-Kept free of torch imports at module level: ``CUDA_VISIBLE_DEVICES`` must be set before CUDA starts, and fake
-executors in tests start fast.
+Kept free of torch imports at module level, so fake executors in tests start fast. The pool starts the
+process with ``CUDA_VISIBLE_DEVICES`` already set (:func:`core.parallel.devices.gpus_for_child`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from core.jobs import Executor, JobCancelledError
-from core.parallel.devices import pin_to_gpus
 from core.parallel.remote_job import RemoteJob
 from core.settings import Settings
 
@@ -35,14 +34,11 @@ def worker_main(
     events: Any,
     cancel_value: Any,
     make_executor: ExecutorFactory = runner_executor,
-    partner: int | None = None,
 ) -> None:
     """Serve ``(number, job_id, request)`` messages from ``inbox`` until None, one at a time.
 
-    The worker sees its GPU as ``cuda:0`` and, when given, the ``partner`` GPU as ``cuda:1`` (used only by
+    The worker sees its GPU as ``cuda:0`` and, when it has one, its partner GPU as ``cuda:1`` (used only by
     jobs the dispatcher gave both, e.g. an upscale split over two GPUs)."""
-    if gpu is not None:
-        pin_to_gpus([gpu] if partner is None else [gpu, partner])
     execute = make_executor(settings, gpu)
     while (message := inbox.get()) is not None:
         number, job_id, request = message

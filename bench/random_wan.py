@@ -1,0 +1,147 @@
+"""Wan2.1 T2V pipelines with random weights for the multi-GPU benches, built straight on the device.
+
+Nothing is written to or read from disk: both the plain path and every rank or worker process build the same
+seeded weights. :func:`use_random_weights` makes the runner, the split ranks and the GPU workers load them
+instead of a checkpoint and keep a subsample of every video's frames for the comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_last_latents: list[np.ndarray] = []
+"""The latents this process's VAE decoded last (what the DiT made), kept for the equality check."""
+
+TINY_DIT = {"num_attention_heads": 2, "ffn_dim": 64, "num_layers": 2}
+"""A two-block DiT of the same class for CPU smoke runs of the benches (``--dit tiny``)."""
+
+
+def dit_size(card: Any) -> str:
+    """``14b`` or ``1.3b``: the Wan2.1 DiT shape of ``card``."""
+    return "14b" if "14b" in card.id else "1.3b"
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Create parameters in ``dtype`` (a 14B DiT built in float32 first would need twice its memory)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def random_pipeline(
+    card: Any, folder: Path, device: torch.device, level: int = 0, dit: str = "", **_: Any
+) -> Any:
+    """The Wan2.1 T2V pipeline of ``card`` with random weights: the real transformer (``dit`` overrides
+    its size: ``1.3b``, ``14b`` or ``tiny``) and VAE configs, a tiny 4096-wide text encoder (the prompt's
+    content does not matter for timing), at memory ``level``."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+
+    from bench.wan_shapes import WAN_COMMON, wan_config
+    from core.hardware import compute_dtype
+    from core.memory.apply import apply_memory_level
+    from weights.tiny import load_tokenizer, umt5_text_encoder
+
+    dit = dit or dit_size(card)
+    config = {**WAN_COMMON, **TINY_DIT} if dit == "tiny" else wan_config(dit)
+    torch.manual_seed(0)
+    dtype = compute_dtype(device)
+    with torch.device(device), default_dtype(dtype):
+        transformer = WanTransformer3DModel(**config)
+        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
+    with torch.device(device):
+        vae = AutoencoderKLWan()
+    keep_latents_on_decode(vae)
+    keep_fp32 = set(transformer._keep_in_fp32_modules or ())
+    for name, param in transformer.named_parameters():
+        if keep_fp32 & set(name.split(".")):
+            param.data = param.data.float()  # as from_pretrained(dtype=...) keeps them
+    pipe = WanPipeline(
+        tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
+        ),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    apply_memory_level(pipe, level, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return pipe
+
+
+def keep_latents_on_decode(vae: Any) -> None:
+    """Make ``vae.decode`` keep a float32 copy of the latents it is given in :data:`_last_latents`."""
+    decode = vae.decode
+
+    def decode_keeping_latents(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        _last_latents[:] = [latents.float().cpu().numpy()]
+        return decode(latents, *args, **kwargs)
+
+    vae.decode = decode_keeping_latents
+
+
+def use_random_weights(folder: Path, dit: str = "") -> None:
+    """This process's runner, split ranks and GPU workers skip the weights store and build
+    :func:`random_pipeline` instead of loading; every video also saves a frame subsample as ``.npy``."""
+    from core import runner
+    from core.parallel import split, split_rank
+
+    def local_folder(card: Any, settings: Any, **kwargs: Any) -> Path:
+        return folder
+
+    runner.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
+    split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
+    runner.write_video = split_rank.write_video = write_video_keeping_frames
+
+
+def random_runner(settings: Any, device: torch.device, folder: Path, dit: str = "") -> Any:
+    """A :class:`core.runner.Runner` on ``device`` that generates with :func:`random_pipeline`."""
+    from core.pipelines import PipelineCache
+    from core.runner import Runner
+
+    use_random_weights(folder, dit)
+    runner = Runner(settings, device)
+    runner.pipelines = PipelineCache(device, loader=partial(random_pipeline, dit=dit))
+    return runner
+
+
+def random_worker_executor(folder: Path, dit: str, settings: Any, gpu: int | None) -> Any:
+    """The GPU worker's executor (a :data:`core.parallel.worker.ExecutorFactory` once ``folder`` and ``dit``
+    are bound): :func:`random_runner` on the worker's one visible GPU."""
+    device = torch.device("cuda", 0) if gpu is not None else torch.device("cpu")
+    return random_runner(settings, device, folder, dit).execute
+
+
+def write_video_keeping_frames(path: Path, frames: Any, fps: int, metadata: Any = None) -> Any:
+    """``write_video`` that also saves every 8th frame at a quarter of the size, and the latents decoded
+    last, for the equality check."""
+    from core.video_io import write_video
+
+    written = write_video(path, frames, fps, metadata)
+    np.save(Path(path).with_suffix(".npy"), np.ascontiguousarray(frames[::8, ::4, ::4]))
+    if _last_latents:
+        np.save(Path(path).with_suffix(".latents.npy"), _last_latents[0])
+    return written
+
+
+def saved_frames(record: dict[str, Any]) -> np.ndarray:
+    """The frame subsample :func:`write_video_keeping_frames` kept beside the video of ``record``."""
+    return np.load(Path(record["path"]).with_suffix(".npy"))
+
+
+def saved_latents(record: dict[str, Any]) -> np.ndarray:
+    """The latents :func:`write_video_keeping_frames` kept beside the video of ``record``."""
+    return np.load(Path(record["path"]).with_suffix(".latents.npy"))
