@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.jobs import JobQueue, JobStatus
+from core.jobs import Job, JobQueue, JobStatus
 from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
@@ -39,3 +39,30 @@ def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
     speed = job.result["speed"]
     assert speed["lossless"] and speed["compile"]["on"], speed
     print("attention:", speed["attention"], "compile:", speed["compile"])
+
+
+def gpu_identity_executor(settings: Settings, gpu: int | None):
+    """A worker executor that names the physical GPU its ``cuda:0`` is (its PCI bus id)."""
+
+    def execute(job) -> dict:
+        properties = torch.cuda.get_device_properties(0)
+        return {"status": "done", "gpu": gpu, "bus": f"{properties.pci_bus_id}:{properties.pci_device_id}"}
+
+    return execute
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_each_gpu_worker_runs_on_its_own_gpu(tmp_path: Path) -> None:
+    """Two workers, each on a different physical GPU: the one each parent index names."""
+    from core.parallel.pool import WorkerPool
+
+    pool = WorkerPool(Settings(outputs_dir=tmp_path), [0, 1], make_executor=gpu_identity_executor)
+    try:
+        records = [worker.execute(Job({})) for worker in pool.workers]
+    finally:
+        pool.shutdown()
+    expected = []
+    for index in (0, 1):
+        properties = torch.cuda.get_device_properties(index)
+        expected.append(f"{properties.pci_bus_id}:{properties.pci_device_id}")
+    assert [record["bus"] for record in records] == expected
