@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.random_wan import random_transformer
 from bench.wan_shapes import WAN_SIZES, wan_config
 from core.caches import CacheConfig, CacheSession, parse_cache_config
 from core.caches.config import Calibration, calibration_for
@@ -39,27 +40,6 @@ from weights.registry import get_card
 CARDS = {"1.3b": "wan2.1-t2v-1.3b", "14b": "wan2.1-t2v-14b"}
 METHODS = ("teacache", "first_block", "mag", "taylorseer")
 TARGET_SPEEDUPS = {"fast": 2.0, "faster": 3.0}
-
-
-def build_transformer(model: str, device: torch.device) -> torch.nn.Module:
-    """The real architecture with random bf16 weights, created directly on ``device``; like
-    ``from_pretrained``, the modules in ``_keep_in_fp32_modules`` (time embedder, norms, modulation
-    tables) are kept in float32."""
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            transformer = WanTransformer3DModel(**wan_config(model))
-    finally:
-        torch.set_default_dtype(default_dtype)
-    keep = transformer._keep_in_fp32_modules
-    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
-        if any(part in keep for part in name.split(".")) and tensor.is_floating_point():
-            tensor.data = tensor.data.float()
-    return transformer.eval().requires_grad_(False)
 
 
 def make_scheduler(steps: int, device: torch.device):
@@ -138,7 +118,7 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     card = get_card(CARDS[args.model])
 
-    transformer = build_transformer(args.model, device)
+    transformer = random_transformer(wan_config(args.model), device, torch.bfloat16)
     pipe = SimpleNamespace(transformer=transformer)
     generator = torch.Generator(device).manual_seed(0)
     inputs = SimpleNamespace(

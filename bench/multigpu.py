@@ -83,49 +83,53 @@ def split_name(parallel: dict[str, int]) -> str:
     return ", ".join(f"{key} {value}" for key, value in parallel.items() if key != "world_size" and value > 1)
 
 
-def timed_run(run: Any, job: TimedJob) -> tuple[float, dict[str, Any]]:
-    """Run ``job``: seconds from its prompt encoding (after the model load) to its record, and the record."""
+def bench_request(args: argparse.Namespace, size: tuple[int, int], seed: int, **fields: Any) -> T2VRequest:
+    """A bench request: ``args``' model, frames and steps at ``size``; level 0, SDPA, no compile."""
+    return T2VRequest(
+        model=args.model,
+        prompt=f"a cat walking on a beach, take {seed}",
+        frames=args.frames,
+        width=size[0],
+        height=size[1],
+        steps=args.steps,
+        seed=seed,
+        memory_level="0",
+        speed={"attention": "sdpa", "compile": False},
+        **fields,
+    )
+
+
+Row = tuple[str, tuple[int, int], float, float, float, dict[str, Any]]
+"""Split name, size, DiT s/step, job s, peak GiB and the record."""
+
+
+def timed_row(run: Any, request: T2VRequest, size: tuple[int, int], name: str = "") -> Row:
+    """Run ``request`` through ``run`` and time it: the job time runs from its prompt encoding (after the
+    model load) to its record; ``name`` defaults to the split the record names."""
+    job = TimedJob(request)
     record = run(job)
-    return time.perf_counter() - (job.loaded_at or 0.0), record
+    seconds = time.perf_counter() - (job.loaded_at or 0.0)
+    name = name or split_name(record["parallel"])
+    print(f"{name} {size}: {job.seconds_per_step():.3f} s/step, job {seconds:.1f} s", flush=True)
+    return name, size, job.seconds_per_step(), seconds, record["peak_memory_gb"], record
 
 
 def bench_split(args: argparse.Namespace, settings: Settings, folder: Path) -> None:
-    sizes = [parse_size(text) for text in args.sizes.split(",")]
-    requests = {
-        size: T2VRequest(
-            model=args.model,
-            prompt="a cat walking on a beach",
-            frames=args.frames,
-            width=size[0],
-            height=size[1],
-            steps=args.steps,
-            seed=0,
-            memory_level="0",
-            speed={"attention": "sdpa", "compile": False},
-        )
-        for size in sizes
-    }
+    requests = {size: bench_request(args, size, 0) for size in map(parse_size, args.sizes.split(","))}
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     runner = random_runner(settings, device, folder, args.dit)
-    rows: list[tuple[str, tuple[int, int], float, float, float, dict[str, Any]]] = []
-    plain_records: dict[tuple[int, int], dict[str, Any]] = {}
-    for size, request in requests.items():
-        job = TimedJob(request)
-        seconds, record = timed_run(runner.execute, job)
-        plain_records[size] = record
-        rows.append(("1 GPU", size, job.seconds_per_step(), seconds, record["peak_memory_gb"], record))
-        print(f"1 GPU {size}: {job.seconds_per_step():.3f} s/step, job {seconds:.1f} s", flush=True)
+    rows = [timed_row(runner.execute, request, size, "1 GPU") for size, request in requests.items()]
+    plain_records = {size: record for _, size, *_, record in rows}
     runner.pipelines.unload()
     setup = partial(use_random_weights, folder, args.dit)
     with SplitGroup(settings, args.gpus, rank_setup=setup) as group:
         for split in args.splits:
             modes = parse_parallel_flag(split)
-            for size, request in requests.items():
-                job = TimedJob(request)
-                seconds, record = timed_run(lambda job, modes=modes: group.run(job, job.request, modes), job)
-                name = split_name(record["parallel"])
-                rows.append((name, size, job.seconds_per_step(), seconds, record["peak_memory_gb"], record))
-                print(f"{name} {size}: {job.seconds_per_step():.3f} s/step, job {seconds:.1f} s", flush=True)
+
+            def run_split(job: Job, modes: tuple[str, ...] = modes) -> dict[str, Any]:
+                return group.run(job, job.request, modes)
+
+            rows += [timed_row(run_split, request, size) for size, request in requests.items()]
     gpus = describe_gpus(args.gpus)
     print(f"\n{args.model} random weights, {args.frames} frames, {args.steps} steps, CFG, {gpus}")
     print("| split | size | DiT s/step | speed-up | job s | job speed-up | peak GiB | latent max diff, cos |")
@@ -154,21 +158,10 @@ def run_batch(queue: JobQueue, requests: list[T2VRequest]) -> float:
 
 
 def bench_jobs(args: argparse.Namespace, settings: Settings, folder: Path) -> None:
-    width, height = parse_size(args.sizes.split(",")[0])
+    size = parse_size(args.sizes.split(",")[0])
 
     def request(seed: int) -> T2VRequest:
-        return T2VRequest(
-            model=args.model,
-            prompt=f"a cat walking on a beach, take {seed}",
-            frames=args.frames,
-            width=width,
-            height=height,
-            steps=args.steps,
-            seed=seed,
-            memory_level="0",
-            speed={"attention": "sdpa", "compile": False},
-            multi_gpu="one",
-        )
+        return bench_request(args, size, seed, multi_gpu="one")
 
     make_executor = partial(random_worker_executor, folder, args.dit)
     results: list[tuple[int, float]] = []
@@ -187,7 +180,7 @@ def bench_jobs(args: argparse.Namespace, settings: Settings, folder: Path) -> No
         results.append((workers, seconds))
         print(f"{workers} worker(s): warm-up {warm_up:.1f} s, {args.jobs} jobs {seconds:.1f} s", flush=True)
     print(
-        f"\n{args.model} random weights, {width}x{height} {args.frames} frames, {args.steps} steps a job, "
+        f"\n{args.model} random weights, {size[0]}x{size[1]} {args.frames} frames, {args.steps} steps a job, "
         f"{describe_gpus(args.gpus)}"
     )
     print("| workers | jobs | seconds | s/job | jobs/hour | vs 1 worker |")

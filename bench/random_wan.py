@@ -39,13 +39,29 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+def random_transformer(config: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
+    """``WanTransformer3DModel(**config)`` with weights drawn from seed 0 straight on ``device`` in
+    ``dtype``; like ``from_pretrained``, the modules in ``_keep_in_fp32_modules`` (time embedder, norms,
+    modulation tables) are kept in float32."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    with torch.device(device), default_dtype(dtype):
+        transformer = WanTransformer3DModel(**config)
+    keep = transformer._keep_in_fp32_modules
+    for name, tensor in [*transformer.named_parameters(), *transformer.named_buffers()]:
+        if any(part in keep for part in name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.float()
+    return transformer.eval().requires_grad_(False)
+
+
 def random_pipeline(
     card: Any, folder: Path, device: torch.device, level: int = 0, dit: str = "", **_: Any
 ) -> Any:
     """The Wan2.1 T2V pipeline of ``card`` with random weights: the real transformer (``dit`` overrides
     its size: ``1.3b``, ``14b`` or ``tiny``) and VAE configs, a tiny 4096-wide text encoder (the prompt's
     content does not matter for timing), at memory ``level``."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
 
     from bench.wan_shapes import WAN_COMMON, wan_config
     from core.hardware import compute_dtype
@@ -54,18 +70,13 @@ def random_pipeline(
 
     dit = dit or dit_size(card)
     config = {**WAN_COMMON, **TINY_DIT} if dit == "tiny" else wan_config(dit)
-    torch.manual_seed(0)
     dtype = compute_dtype(device)
+    transformer = random_transformer(config, device, dtype)
     with torch.device(device), default_dtype(dtype):
-        transformer = WanTransformer3DModel(**config)
         text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
     with torch.device(device):
         vae = AutoencoderKLWan()
     keep_latents_on_decode(vae)
-    keep_fp32 = set(transformer._keep_in_fp32_modules or ())
-    for name, param in transformer.named_parameters():
-        if keep_fp32 & set(name.split(".")):
-            param.data = param.data.float()  # as from_pretrained(dtype=...) keeps them
     pipe = WanPipeline(
         tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
         text_encoder=text_encoder,
