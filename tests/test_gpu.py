@@ -41,12 +41,17 @@ def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
     print("attention:", speed["attention"], "compile:", speed["compile"])
 
 
+def pci_id(index: int) -> str:
+    """The PCI bus and device id of visible GPU ``index``: which physical GPU it is."""
+    properties = torch.cuda.get_device_properties(index)
+    return f"{properties.pci_bus_id}:{properties.pci_device_id}"
+
+
 def gpu_identity_executor(settings: Settings, gpu: int | None):
-    """A worker executor that names the physical GPU its ``cuda:0`` is (its PCI bus id)."""
+    """A worker executor that names the physical GPU its ``cuda:0`` is."""
 
     def execute(job) -> dict:
-        properties = torch.cuda.get_device_properties(0)
-        return {"status": "done", "gpu": gpu, "bus": f"{properties.pci_bus_id}:{properties.pci_device_id}"}
+        return {"status": "done", "gpu": gpu, "bus": pci_id(0)}
 
     return execute
 
@@ -61,8 +66,4 @@ def test_each_gpu_worker_runs_on_its_own_gpu(tmp_path: Path) -> None:
         records = [worker.execute(Job({})) for worker in pool.workers]
     finally:
         pool.shutdown()
-    expected = []
-    for index in (0, 1):
-        properties = torch.cuda.get_device_properties(index)
-        expected.append(f"{properties.pci_bus_id}:{properties.pci_device_id}")
-    assert [record["bus"] for record in records] == expected
+    assert [record["bus"] for record in records] == [pci_id(0), pci_id(1)]

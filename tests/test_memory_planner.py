@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-from core.hardware import GpuInfo, Hardware
 from core.memory.estimate import estimate_memory, load_calibration
 from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.levels import (
@@ -79,7 +78,6 @@ def test_estimates_fall_with_level_and_chunking_never_raises_activations():
 
 
 def test_chunking_fit_recovers_known_constants_and_needs_two_token_counts():
-    from core.memory.estimate import DEFAULT_CHUNK_TOKENS as SLICE
     from core.memory.estimate import _fit_chunking, _offload_extras_gib, dit_weights_gib
 
     shapes = load_calibration().shapes
@@ -88,7 +86,8 @@ def test_chunking_fit_recovers_known_constants_and_needs_two_token_counts():
         shape = shapes[model]
         tokens = latent[0] * (latent[1] // 2) * (latent[2] // 2)
         extras = _offload_extras_gib(shape, dit_weights_gib(shape, 5, 2), 5)
-        peak = extras + (4.0 * tokens * shape.dim + 3.0 * min(tokens, SLICE) * shape.ffn_dim) * 2 / 2**30
+        working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim
+        peak = extras + (4.0 * tokens * shape.dim + 3.0 * working) * 2 / 2**30
         rows.append({"what": "dit_forward", "model": model, "latent": list(latent), "batch": 1, "level": 6,
                      "peak_gib": peak})
     assert _fit_chunking(rows, shapes) == pytest.approx((4.0, 3.0))
@@ -112,12 +111,10 @@ def test_offloaded_peaks_within_10_percent_of_measured(card, size, measured):
 
 
 @pytest.mark.parametrize(("size", "cap", "level"), [(P480, 6.0, 5), (P720, 10.0, 6)])
-def test_planner_picks_a_level_that_ran_under_the_cap(size, cap, level):
+def test_planner_picks_a_level_that_ran_under_the_cap(size, cap, level, fake_hardware):
     """bench/memory.py on an H100: 14B level 5 ran under 6 GiB at 480p (1.18x level 0), level 6 under 10 GiB
     at 720p (1.14x); level 0-4 would not fit the planner's margin there."""
-    gpu = GpuInfo(index=0, name="capped H100", total_gb=cap, free_gb=cap, capability=(9, 0))
-    hardware = Hardware(gpus=(gpu,), ram_total_gb=128.0, ram_available_gb=120.0)
-    plan = plan_memory(WAN_14B, *size, hardware)
+    plan = plan_memory(WAN_14B, *size, fake_hardware(cap, 120.0, total_vram_gb=cap))
     assert plan.level == level and plan.fits
 
 
