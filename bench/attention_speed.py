@@ -9,6 +9,9 @@ Shapes (batch 2 = both CFG branches): 1.3B (12 heads) and 14B (40 heads), head_d
 - ``fp8 compiled``: the same under ``torch.compile(fullgraph=True)`` (quantization fused by inductor),
   which is how Turbo runs it.
 - ``fp8 kernel``: the Triton kernel alone on pre-quantized inputs.
+- ``sage``: SageAttention 2's ``sageattn`` (its CUDA kernels: int8 Q·K, fp8 P·V on SM89/SM90), when
+  ``sageattention`` is installed (built from source with nvcc, see docs/speed.md).
+- ``fa4 MxN``: FA4 with the forward tile forced to M x N (``--fa4-tiles``), to tune the SM90 pick.
 
 Each: median ms over CUDA-event-timed runs after warm-up, TFLOP/s (4*B*H*S*S*D / t), speed vs SDPA in
 the same run, and cosine / max abs diff against SDPA's output on random normal q, k, v (``normal``) and on
@@ -80,7 +83,23 @@ def flash4_or_none() -> Attention | None:
     return run
 
 
-def implementations(device: torch.device, smoke: bool) -> dict[str, Attention]:
+def flash4_tiled(tile: str) -> Attention:
+    """FA4's forward with its tile forced to ``tile`` ("MxN")."""
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    tile_mn = tuple(int(side) for side in tile.split("x"))
+    return lambda q, k, v: _flash_attn_fwd(q, k, v, tile_mn=tile_mn)[0]
+
+
+def sage_or_none() -> Attention | None:
+    try:
+        from sageattention import sageattn
+    except Exception:
+        return None
+    return lambda q, k, v: sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
+
+
+def implementations(device: torch.device, smoke: bool, fa4_tiles: list[str]) -> dict[str, Attention]:
     """Name -> attention on (B, S, H, D) tensors (SDPA is timed separately on (B, H, S, D))."""
     if smoke:
         return {"fp8 reference": fp8_attention_reference}
@@ -88,6 +107,10 @@ def implementations(device: torch.device, smoke: bool) -> dict[str, Attention]:
     flash4 = flash4_or_none()
     if flash4 is not None:
         found["fa4"] = flash4
+        found.update({f"fa4 {tile}": flash4_tiled(tile) for tile in fa4_tiles})
+    sage = sage_or_none()
+    if sage is not None:
+        found["sage"] = sage
     if fp8_attention_unavailable(device) is None:
         from kernels.triton_fp8_attention import fp8_attention_triton
 
@@ -144,7 +167,9 @@ def time_impl(impl: str, attention: Attention, q, k, v, reps: int, device: torch
     return {"ms": ms, "config": str(_fp8_attention_fwd.best_config)}
 
 
-def bench_shape(name: str, shape: tuple[int, ...], device: torch.device, reps: int, smoke: bool) -> list:
+def bench_shape(
+    name: str, shape: tuple[int, ...], device: torch.device, reps: int, smoke: bool, fa4_tiles: list[str]
+) -> list:
     batch, seq, heads, dim = shape
     flops = 4.0 * batch * heads * seq * seq * dim
     rows: list[dict[str, Any]] = []
@@ -152,7 +177,7 @@ def bench_shape(name: str, shape: tuple[int, ...], device: torch.device, reps: i
     sdpa_ms = time_sdpa(q, k, v, reps, device)
     rows.append({"shape": name, "impl": "sdpa", "ms": sdpa_ms})
     truths = {data: sdpa_bshd(*make_inputs(shape, data, device)) for data in ("normal", "offset")}
-    for impl, attention in implementations(device, smoke).items():
+    for impl, attention in implementations(device, smoke, fa4_tiles).items():
         row: dict[str, Any] = {"shape": name, "impl": impl}
         try:
             row.update(time_impl(impl, attention, q, k, v, reps, device))
@@ -169,8 +194,10 @@ def bench_shape(name: str, shape: tuple[int, ...], device: torch.device, reps: i
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print("\n| shape | impl | ms | TFLOP/s | speed vs SDPA | cos (normal) | max abs (normal) | cos (offset) "
-          "| max abs (offset) |")
+    print(
+        "\n| shape | impl | ms | TFLOP/s | speed vs SDPA | cos (normal) | max abs (normal) | cos (offset) "
+        "| max abs (offset) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
@@ -194,6 +221,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--smoke", action="store_true", help="tiny CPU run through the torch reference")
+    parser.add_argument("--fa4-tiles", default="", help="FA4 forward tiles to add, e.g. 128x176,128x192")
     args = parser.parse_args()
 
     if args.smoke:
@@ -208,9 +236,10 @@ def main() -> None:
         if why_not:
             print(f"fp8 kernel skipped: {why_not}")
 
+    tiles = [tile for tile in args.fa4_tiles.split(",") if tile]
     rows: list[dict[str, Any]] = []
     for name, shape in shapes.items():
-        rows += bench_shape(name, shape, device, reps, args.smoke)
+        rows += bench_shape(name, shape, device, reps, args.smoke, tiles)
         print_table([r for r in rows if r["shape"] == name])
     if args.json:
         args.json.write_text(json.dumps({"device": str(device), "rows": rows}, indent=2))

@@ -8,12 +8,19 @@
 #   --update   upgrade torch and the requirements even when the stamp says nothing changed
 #   --dry-run  print the Python and torch choice, install nothing
 #   --cpu      take the CPU build of torch even when an NVIDIA GPU is present
-# Environment: PYTHON (interpreter to use), TORCH_INDEX_BASE (PyTorch wheel index root).
+# Environment: PYTHON (interpreter to use), TORCH_INDEX_BASE (PyTorch wheel index root), NVCC (the CUDA
+# compiler to build SageAttention with, or "none" to skip that build; default: nvcc on PATH, then
+# $CUDA_HOME/bin, then /usr/local/cuda/bin).
+#
+# On NVIDIA GPUs of compute capability 8.0+ with a CUDA compiler (nvcc) whose major version matches the
+# torch build, SageAttention 2 (Turbo's fastest 8-bit attention) is built from source for those GPUs
+# (a few minutes, once). Without nvcc the installer says so and Turbo uses the bundled Triton kernel.
 set -euo pipefail
 
 TORCH_CPU_VERSION="2.13.0"  # CPU build taken from local wheels when the CPU wheel index is unreachable
 TORCH_INDEX_BASE="${TORCH_INDEX_BASE:-https://download.pytorch.org/whl}"
 PROBE_TIMEOUT_S=5
+SAGE_SOURCE="git+https://github.com/thu-ml/SageAttention.git@d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -29,6 +36,9 @@ TORCH_ARGS=()    # pip arguments that install that torch, set by choose_torch
 TORCH_PIN=""     # constraints file holding the installed torch version, set in main
 TORCH_BUILD=""   # the build itself (cpu, macos, cu130, ...): a change of it replaces the installed torch
 WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x or 10.x)
+SAGE_ARCHS=""    # compute capabilities to build SageAttention for (8.0+), e.g. "9.0"; empty: no build
+SAGE_NVCC=""     # the nvcc that builds it
+SAGE_CHOICE=""   # human-readable reason for building it or not
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() {
@@ -126,6 +136,7 @@ Check the NVIDIA driver, or run with --cpu."
         TORCH_BUILD="$tag"
         caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
         if grep -qE '^ *(9|10)\.' <<<"$caps"; then WANT_FA4=1; fi
+        choose_sage "$caps" "$tag"
         return
     fi
     TORCH_BUILD="cpu"
@@ -138,12 +149,56 @@ Check the NVIDIA driver, or run with --cpu."
     fi
 }
 
+find_nvcc() {
+    local candidates=() candidate
+    if [[ -n "${NVCC:-}" ]]; then
+        if [[ "$NVCC" != none ]]; then echo "$NVCC"; fi
+        return
+    fi
+    candidates+=("$(command -v nvcc 2>/dev/null || true)")
+    if [[ -n "${CUDA_HOME:-}" ]]; then candidates+=("$CUDA_HOME/bin/nvcc"); fi
+    candidates+=(/usr/local/cuda/bin/nvcc)
+    for candidate in "${candidates[@]}"; do
+        if [[ -n "$candidate" && -x "$candidate" ]]; then
+            echo "$candidate"
+            return
+        fi
+    done
+}
+
+# Sets SAGE_ARCHS, SAGE_NVCC and SAGE_CHOICE from the GPUs' compute capabilities and the torch CUDA tag.
+choose_sage() {
+    local caps="$1" tag="$2" nvcc release archs
+    SAGE_ARCHS=""
+    SAGE_NVCC=""
+    archs="$(awk -F. '$1 + 0 >= 8 {gsub(/ /, ""); print}' <<<"$caps" | sort -u | paste -sd ';' -)"
+    if [[ -z "$archs" ]]; then
+        SAGE_CHOICE="no (no GPU of compute capability 8.0 or newer)"
+        return
+    fi
+    nvcc="$(find_nvcc)"
+    if [[ -z "$nvcc" ]]; then
+        SAGE_CHOICE="no (no CUDA compiler (nvcc) found; Turbo uses the bundled Triton 8-bit attention)"
+        return
+    fi
+    release="$("$nvcc" --version 2>/dev/null | sed -nE 's/.*release ([0-9]+)\.([0-9]+).*/\1.\2/p' | head -n 1)"
+    if [[ "${release%%.*}" != "${tag:2:2}" ]]; then
+        SAGE_CHOICE="no ($nvcc is CUDA ${release:-unknown}, torch is built for $tag: the major versions must \
+match; Turbo uses the bundled Triton 8-bit attention)"
+        return
+    fi
+    SAGE_ARCHS="$archs"
+    SAGE_NVCC="$nvcc"
+    SAGE_CHOICE="build for compute capability $archs with $nvcc (CUDA $release)"
+}
+
 print_choice() {
     local python="$1"
     echo "python: $python ($(python_version "$python"))"
     echo "torch: $TORCH_CHOICE"
     echo "torch install: pip install ${TORCH_ARGS[*]}"
     if ((WANT_FA4)); then echo "flash-attn-4: yes"; else echo "flash-attn-4: no"; fi
+    echo "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU)}"
 }
 
 ensure_venv() {
@@ -167,7 +222,7 @@ stamp_key() {
     local mode="$1"
     {
         python_version "$VENV_PY"
-        echo "torch=$TORCH_BUILD fa4=$WANT_FA4"
+        echo "torch=$TORCH_BUILD fa4=$WANT_FA4 sage=$SAGE_ARCHS:$SAGE_NVCC"
         cat "$ROOT/requirements.txt"
         if [[ "$mode" == test ]]; then cat "$ROOT/requirements-test.txt"; fi
     } | "$VENV_PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
@@ -206,6 +261,21 @@ install_flash_attn() {
     pip_install -c "$TORCH_PIN" flash-attn-4 || log "flash-attn-4 did not install; the app falls back to PyTorch attention"
 }
 
+# Builds SageAttention 2 from source for SAGE_ARCHS against the installed torch (--no-build-isolation).
+install_sage() {
+    [[ -n "$SAGE_ARCHS" ]] || {
+        log "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU)}"
+        return 0
+    }
+    log "sageattention: $SAGE_CHOICE (a few minutes, once)"
+    pip_install -c "$TORCH_PIN" setuptools wheel packaging ninja
+    local jobs
+    jobs="$(nproc 2>/dev/null || echo 4)"
+    CUDA_HOME="$(dirname "$(dirname "$SAGE_NVCC")")" TORCH_CUDA_ARCH_LIST="$SAGE_ARCHS" EXT_PARALLEL=2 \
+        MAX_JOBS="$jobs" pip_install --no-build-isolation -c "$TORCH_PIN" "sageattention @ $SAGE_SOURCE" ||
+        log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead"
+}
+
 main() {
     parse_args "$@"
     local python
@@ -229,6 +299,7 @@ main() {
     if [[ "$MODE" == test ]]; then requirements="$ROOT/requirements-test.txt"; fi
     pip_install -c "$TORCH_PIN" -r "$requirements"
     install_flash_attn
+    install_sage
     echo "$key" >"$(stamp_file "$MODE")"
     if [[ "$MODE" == test ]]; then stamp_key runtime >"$(stamp_file runtime)"; fi
     log "done ($TORCH_CHOICE)"

@@ -219,7 +219,7 @@ function Install-All($Python, $Choice) {
     Install-Torch $Choice
     Invoke-Pip @('-r', (Join-Path $Root 'requirements.txt'))
     Set-Content -Path $stampFile -Value $key -Encoding ascii
-    Write-Log "done ($($Choice.Label)); flash-attn-4 is not installed on Windows"
+    Write-Log "done ($($Choice.Label)); flash-attn-4 and SageAttention are not installed on Windows"
     Write-Log 'Tip: run installer\run.bat -Shortcut to put a Video Studio shortcut on the desktop.'
 }
 
@@ -234,6 +234,7 @@ if ($DryRun) {
     Write-Output "torch: $($choice.Label)"
     Write-Output "torch install: pip install $($choice.PipArgs -join ' ')"
     Write-Output 'flash-attn-4: no'
+    Write-Output 'sageattention: no (not built on Windows)'
     exit 0
 }
 Install-All $python $choice

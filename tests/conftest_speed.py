@@ -1,4 +1,4 @@
-"""Fixtures for the speed tests: fresh tiny Wan pipelines and one DiT forward's inputs."""
+"""Fixtures for the speed tests: fresh tiny Wan pipelines, one DiT forward's inputs, a head-size-64 DiT."""
 
 from __future__ import annotations
 
@@ -36,3 +36,23 @@ def dit_inputs() -> dict[str, torch.Tensor]:
         "timestep": torch.tensor([500, 500]),
         "encoder_hidden_states": torch.randn(2, 8, 32, generator=generator),
     }
+
+
+@pytest.fixture
+def wan_dit():
+    """A tiny Wan DiT with Wan's head size class (64) so self-attention takes the 8-bit path, and inputs:
+    48 video tokens, 8 text tokens."""
+    from diffusers import WanTransformer3DModel
+
+    from weights.tiny import TINY_TRANSFORMER
+
+    torch.manual_seed(0)
+    config = {**TINY_TRANSFORMER, "attention_head_dim": 64, "in_channels": 4, "out_channels": 4}
+    model = WanTransformer3DModel(**config)
+    generator = torch.Generator().manual_seed(1)
+    inputs = {
+        "hidden_states": torch.randn(2, 4, 3, 8, 8, generator=generator),
+        "timestep": torch.tensor([500, 500]),
+        "encoder_hidden_states": torch.randn(2, 8, 32, generator=generator),
+    }
+    return model.eval(), inputs

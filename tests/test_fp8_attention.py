@@ -26,7 +26,6 @@ from kernels.fp8_attention import (
     fp8_attention_unavailable,
     quantize_for_fp8_attention,
 )
-from weights.tiny import TINY_TRANSFORMER
 
 pytest_plugins = ["tests.conftest_speed"]
 
@@ -138,23 +137,6 @@ def test_backend_sends_short_keys_to_sdpa_and_refuses_lse():
         glue._hub_style_kernel(q, k, v, return_lse=True)
 
 
-@pytest.fixture
-def wan_dit():
-    """A tiny Wan DiT with Wan's head size class (64) so self-attention takes the 8-bit path."""
-    from diffusers import WanTransformer3DModel
-
-    torch.manual_seed(0)
-    config = {**TINY_TRANSFORMER, "attention_head_dim": 64, "in_channels": 4, "out_channels": 4}
-    model = WanTransformer3DModel(**config)
-    generator = torch.Generator().manual_seed(1)
-    inputs = {
-        "hidden_states": torch.randn(2, 4, 3, 8, 8, generator=generator),  # 48 tokens
-        "timestep": torch.tensor([500, 500]),
-        "encoder_hidden_states": torch.randn(2, 8, 32, generator=generator),  # 8 text tokens
-    }
-    return model.eval(), inputs
-
-
 def run(model, inputs) -> torch.Tensor:
     with torch.no_grad():
         return model(**inputs, return_dict=False)[0]
@@ -242,16 +224,18 @@ def test_gpu_kernel_other_lengths_and_head_sizes(q_len, kv_len, dim):
 
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")
 def test_gpu_turbo_forward_runs(wan_dit):
+    """Turbo on its picked 8-bit kernel (SageAttention where installed, else ours), compiled."""
     cuda = torch.device("cuda")
-    if pick_turbo_attention(cuda)[0] != "fp8":
+    picked = pick_turbo_attention(cuda)[0]
+    if picked is None:
         pytest.skip(pick_turbo_attention(cuda)[1])
     model, inputs = wan_dit
     model = model.to(cuda, torch.bfloat16)
     inputs = {k: v.to(cuda, torch.bfloat16 if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
     plain = run(model, inputs)
-    glue.install_fp8_attention(min_keys=16)
+    (glue.install_sage_attention if picked == "sage" else glue.install_fp8_attention)(min_keys=16)
     record = apply_speed(type("Pipe", (), {"transformer": model})(), SpeedConfig(turbo=True), cuda)
-    assert record["fp8_attention"]["on"] is True and record["attention"]["on"] == "fp8"
+    assert record["fp8_attention"]["on"] is True and record["attention"]["on"] == picked
     out = run(model, inputs)
     assert out.isfinite().all() and cosine(out, plain) > 0.99
     torch._dynamo.reset()

@@ -273,3 +273,43 @@ def test_windows_launcher_has_no_script_analyzer_errors() -> None:
     if result.returncode == 3:
         pytest.skip("PSScriptAnalyzer is not installed (Install-Module PSScriptAnalyzer)")
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def fake_nvcc(folder: Path, release: str) -> Path:
+    write_script(folder, "nvcc", f"echo 'Cuda compilation tools, release {release}, V{release}.88'\n")
+    return folder
+
+
+def sage_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("sageattention:"))
+
+
+@pytest.mark.parametrize(("compute_cap", "built"), [("9.0", True), ("8.9", True), ("7.5", False)])
+def test_sage_attention_builds_where_nvcc_matches_the_torch_cuda(
+    tmp_path: Path, compute_cap: str, built: bool
+) -> None:
+    fake_bin = fake_nvcc(fake_nvidia_smi(tmp_path, "13.0", compute_cap=compute_cap), "13.0")
+    line = sage_line(dry_run(fake_bin=fake_bin))
+    if built:
+        assert (
+            line
+            == f"sageattention: build for compute capability {compute_cap} with {fake_bin}/nvcc (CUDA 13.0)"
+        )
+    else:
+        assert line == "sageattention: no (no GPU of compute capability 8.0 or newer)"
+
+
+def test_sage_attention_is_skipped_with_a_reason_for_a_mismatched_nvcc(tmp_path: Path) -> None:
+    fake_bin = fake_nvcc(fake_nvidia_smi(tmp_path, "12.8"), "13.0")
+    line = sage_line(dry_run(fake_bin=fake_bin))
+    assert line.startswith(f"sageattention: no ({fake_bin}/nvcc is CUDA 13.0, torch is built for cu128")
+
+
+def test_sage_attention_needs_a_cuda_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVCC", "none")  # as on a machine without one, whatever this machine has
+    line = sage_line(dry_run(fake_bin=fake_nvidia_smi(tmp_path, "13.0")))
+    assert line == (
+        "sageattention: no (no CUDA compiler (nvcc) found; Turbo uses the bundled Triton 8-bit attention)"
+    )
+    assert sage_line(dry_run("--cpu", fake_bin=tmp_path)) == "sageattention: no (no NVIDIA GPU)"

@@ -235,3 +235,47 @@ def test_step_profile_groups_kernels_and_adds_up():
     result = profile_forward("tiny", "plain", batch=1, warmup=0)
     assert result["busy_ms"] == pytest.approx(sum(result["groups_ms"].values()))
     assert result["groups_ms"]["gemm"] > 0 and result["groups_ms"]["attention"] > 0
+
+
+def test_gelu_epilogue_swaps_each_ffn_activation_keeping_weights_and_output(load_pipe, dit_inputs):
+    from core.speed.gelu_epilogue import LinearGELU, fuse_gelu_epilogues
+
+    transformer = load_pipe().transformer
+    plain = forward(type("Pipe", (), {"transformer": transformer}), dit_inputs)
+    keys = set(transformer.state_dict())
+    assert fuse_gelu_epilogues(transformer) == transformer.config.num_layers
+    assert all(isinstance(block.ffn.net[0], LinearGELU) for block in transformer.blocks)
+    assert set(transformer.state_dict()) == keys  # real checkpoints still load
+    pipe = type("Pipe", (), {"transformer": transformer})
+    assert torch.equal(forward(pipe, dit_inputs), plain)  # the CPU path is diffusers' own two steps
+    transformer.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(forward(pipe, dit_inputs), plain, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_gelu_epilogue_reports_off_on_cpu_and_when_asked(load_pipe):
+    record = apply_speed(load_pipe(), SpeedConfig(), CPU)
+    assert record["gelu_epilogue"] == {
+        "on": False,
+        "reason": "the fused GEMM epilogue is cuBLASLt's (running on cpu)",
+    }
+    record = apply_speed(load_pipe(), SpeedConfig(gelu_epilogue=False), CPU)
+    assert record["gelu_epilogue"] == {"on": False, "reason": "turned off"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_gelu_epilogue_matches_linear_then_tanh_gelu():
+    from core.speed.gelu_epilogue import linear_gelu_tanh
+
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias = (
+        torch.randn(*shape, generator=generator) for shape in ((2, 300, 256), (1024, 256), (1024,))
+    )
+    x, weight, bias = (t.to("cuda", torch.bfloat16) for t in (x, weight * 0.05, bias))
+    expected = F.gelu(F.linear(x.float(), weight.float(), bias.float()), approximate="tanh")
+    out = linear_gelu_tanh(x, weight, bias)
+    assert out.shape == expected.shape and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
+    compiled = torch.compile(lambda x: linear_gelu_tanh(x, weight, bias) * 2, fullgraph=True)
+    torch.testing.assert_close(compiled(x), out * 2)
+    torch._dynamo.reset()

@@ -12,6 +12,7 @@ from core.speed.attention import pick_turbo_attention, resolve_attention, use_at
 from core.speed.compile import announce_first_call, compile_blocks, should_compile, use_compile_cache
 from core.speed.config import SpeedConfig
 from core.speed.fp8 import fp8_unavailable, quantize_linears_fp8
+from core.speed.gelu_epilogue import fuse_gelu_epilogues
 
 APPLIED_MARK = "_video_studio_speed"
 WEIGHT_HOOKS = {"layerwise_casting", "group_offloading", "lazy_prefetch_group_offloading"}
@@ -60,10 +61,11 @@ def apply_speed(
         attention = attention._replace(name=turbo_backend, reason="Turbo: " + fp8_attention["reason"])
     hooks = set().union(*(hook_names(model) for model in models))
     fp8_linears = _fp8_linears(config, device, hooks & WEIGHT_HOOKS)
+    gelu_epilogue = _gelu_epilogue(config, device, hooks, fp8_linears["on"])
     compile_on, compile_reason = should_compile(config.compile, device)
-    fullgraph = not hooks and attention.name != "sage"  # hooks and SageAttention break the graph
+    fullgraph = not hooks  # the memory levels' hooks break the graph
     if compile_on and not fullgraph:
-        compile_reason += "; graph breaks allowed (" + ", ".join(sorted(hooks) or ["sage attention"]) + ")"
+        compile_reason += "; graph breaks allowed (" + ", ".join(sorted(hooks)) + ")"
 
     if compile_on and models_dir is not None:
         compile_reason += f"; cache in {use_compile_cache(models_dir)}"
@@ -72,6 +74,8 @@ def apply_speed(
         use_attention_backend(model, attention.name)
         if fp8_linears["on"]:
             fp8_linears["count"] = fp8_linears.get("count", 0) + quantize_linears_fp8(model)
+        if gelu_epilogue["on"]:
+            gelu_epilogue["count"] = gelu_epilogue.get("count", 0) + fuse_gelu_epilogues(model)
         if compile_on:
             compiled_blocks += compile_blocks(model, fullgraph=fullgraph)
     if compile_on and report is not None and models:
@@ -82,6 +86,7 @@ def apply_speed(
         "compile": {"on": compile_on, "reason": compile_reason, "blocks": compiled_blocks},
         "fp8_linears": fp8_linears,
         "fp8_attention": fp8_attention,
+        "gelu_epilogue": gelu_epilogue,
         "turbo": config.turbo,
         "lossless": not (fp8_linears["on"] or fp8_attention["on"]),
     }
@@ -97,6 +102,21 @@ def _fp8_linears(config: SpeedConfig, device: torch.device, weight_hooks: set[st
     if why_not is None and weight_hooks:
         why_not = f"the memory level's hooks ({', '.join(sorted(weight_hooks))}) already manage the weights"
     return {"on": why_not is None, "reason": why_not or "fp8 rowwise, dynamic activation scales (torchao)"}
+
+
+def _gelu_epilogue(
+    config: SpeedConfig, device: torch.device, hooks: set[str], fp8_on: bool
+) -> dict[str, Any]:
+    why_not = None
+    if not config.gelu_epilogue:
+        why_not = "turned off"
+    elif device.type != "cuda":
+        why_not = f"the fused GEMM epilogue is cuBLASLt's (running on {device.type})"
+    elif fp8_on:
+        why_not = "fp8 linears run their own GEMMs"
+    elif hooks:
+        why_not = f"the memory level's hooks ({', '.join(sorted(hooks))}) wrap the linears"
+    return {"on": why_not is None, "reason": why_not or "bias + tanh GELU in the FFN GEMM's epilogue"}
 
 
 def _turbo_attention(config: SpeedConfig, device: torch.device) -> tuple[str | None, dict[str, Any]]:

@@ -21,18 +21,20 @@ class SpeedConfig:
     ``attention``: backend name or ``auto``. ``compile``: regional ``torch.compile`` of the repeated blocks,
     ``auto`` = on for CUDA GPUs, off on the CPU. ``fp8_linears``: fp8 rowwise linears (lossy, SM89+).
     ``turbo``: everything lossy that runs here (fp8 linears, 8-bit attention where installed).
+    ``gelu_epilogue``: on CUDA, the feed-forward's tanh GELU runs in its GEMM's epilogue (lossless).
     """
 
     attention: str = "auto"
     compile: CompileSetting = "auto"
     fp8_linears: bool = False
     turbo: bool = False
+    gelu_epilogue: bool = True
 
     def __post_init__(self) -> None:
         as_choice("speed.attention", self.attention, ATTENTION_CHOICES)
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise ConfigError(f"speed.compile must be true, false or 'auto'; got {self.compile!r}")
-        for name in ("fp8_linears", "turbo"):
+        for name in ("fp8_linears", "turbo", "gelu_epilogue"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"speed.{name} must be true or false; got {getattr(self, name)!r}")
 
