@@ -12,7 +12,6 @@ for one branch). Per option: median seconds per forward after warm-up (CUDA even
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import json
 import statistics
@@ -51,25 +50,19 @@ ROWS: dict[str, SpeedConfig | None] = {
     "fp8": SpeedConfig(fp8_linears=True),
     "turbo": SpeedConfig(turbo=True),
     "autotune": SpeedConfig(compile=False),  # not run unless named in --rows: compiling takes minutes
-    "tile128x176": SpeedConfig(),
-    "tile128x192": SpeedConfig(),
 }
 DEFAULT_ROWS = "plain,attention,compile,default,fp8,turbo"
 EXPLORE_COMPILE = {"autotune": {"mode": "max-autotune-no-cudagraphs"}}
 """Rows that compile the blocks themselves with other inductor settings, to try levers before shipping."""
-EXPLORE_TILES = {"tile128x176": (128, 176), "tile128x192": (128, 192)}
-"""Rows that run the lossless default with FA4's forward tile forced (exploration of the SM90 pick)."""
 ROW_NOTES = {
     "plain": "diffusers 0.42.1 as loaded (native SDPA)",
     "attention": "auto attention backend, no compile",
     "compile": "PyTorch SDPA + regional compile",
-    "default": "lossless default: auto attention + regional compile + GELU in the GEMM epilogue",
-    "unfused": "lossless default without the GELU epilogue fusion",
+    "default": "lossless default: auto attention + regional compile + GELU epilogue (FFN width <= 2048)",
+    "unfused": "lossless default without the GELU epilogue fusion (A/B)",
     "fp8": "auto attention + compile + fp8 rowwise linears",
     "turbo": "Turbo: fp8 linears + 8-bit attention where installed + compile",
     "autotune": "auto attention + regional compile with max-autotune GEMMs (exploration)",
-    "tile128x176": "lossless default, FA4 forward tile 128x176 (exploration)",
-    "tile128x192": "lossless default, FA4 forward tile 128x192 (exploration)",
 }
 
 
@@ -152,20 +145,6 @@ def peak_gib() -> float:
 
 
 def measure_row(size: str, row: str, inputs, plain_out, args) -> dict[str, Any]:
-    if row not in EXPLORE_TILES:
-        return measure_model(size, row, inputs, plain_out, args)
-    from flash_attn.cute.interface import _flash_attn_fwd
-
-    from core.speed import flash4
-
-    flash4.install_flash4(functools.partial(_flash_attn_fwd, tile_mn=EXPLORE_TILES[row]))
-    try:
-        return measure_model(size, row, inputs, plain_out, args)
-    finally:
-        flash4.install_flash4()
-
-
-def measure_model(size: str, row: str, inputs, plain_out, args) -> dict[str, Any]:
     model = build_dit(size)
     record: dict[str, Any] = {}
     if ROWS[row] is not None:

@@ -279,3 +279,12 @@ def test_gpu_gelu_epilogue_matches_linear_then_tanh_gelu():
     compiled = torch.compile(lambda x: linear_gelu_tanh(x, weight, bias) * 2, fullgraph=True)
     torch.testing.assert_close(compiled(x), out * 2)
     torch._dynamo.reset()
+
+
+def test_gelu_epilogue_leaves_wide_ffns_alone(load_pipe):
+    from core.speed.gelu_epilogue import fuse_gelu_epilogues
+
+    transformer = load_pipe().transformer
+    width = transformer.blocks[0].ffn.net[0].proj.in_features
+    assert fuse_gelu_epilogues(transformer, max_in_features=width - 1) == 0
+    assert fuse_gelu_epilogues(transformer, max_in_features=width) == transformer.config.num_layers

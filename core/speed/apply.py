@@ -12,7 +12,7 @@ from core.speed.attention import pick_turbo_attention, resolve_attention, use_at
 from core.speed.compile import announce_first_call, compile_blocks, should_compile, use_compile_cache
 from core.speed.config import SpeedConfig
 from core.speed.fp8 import fp8_unavailable, quantize_linears_fp8
-from core.speed.gelu_epilogue import fuse_gelu_epilogues
+from core.speed.gelu_epilogue import MAX_IN_FEATURES, fuse_gelu_epilogues
 
 APPLIED_MARK = "_video_studio_speed"
 WEIGHT_HOOKS = {"layerwise_casting", "group_offloading", "lazy_prefetch_group_offloading"}
@@ -78,6 +78,9 @@ def apply_speed(
             gelu_epilogue["count"] = gelu_epilogue.get("count", 0) + fuse_gelu_epilogues(model)
         if compile_on:
             compiled_blocks += compile_blocks(model, fullgraph=fullgraph)
+    if gelu_epilogue.get("count") == 0:
+        wider = f"no FFN of input width <= {MAX_IN_FEATURES} (wider ones measured no faster)"
+        gelu_epilogue.update(on=False, reason=wider)
     if compile_on and report is not None and models:
         announce_first_call(models[0], report)
 
@@ -116,7 +119,8 @@ def _gelu_epilogue(
         why_not = "fp8 linears run their own GEMMs"
     elif hooks:
         why_not = f"the memory level's hooks ({', '.join(sorted(hooks))}) wrap the linears"
-    return {"on": why_not is None, "reason": why_not or "bias + tanh GELU in the FFN GEMM's epilogue"}
+    fused = f"bias + tanh GELU in the epilogue of FFN GEMMs of input width <= {MAX_IN_FEATURES}"
+    return {"on": why_not is None, "reason": why_not or fused}
 
 
 def _turbo_attention(config: SpeedConfig, device: torch.device) -> tuple[str | None, dict[str, Any]]:

@@ -6,6 +6,11 @@ its epilogue) and then one elementwise kernel that reads and writes the whole 4x
 cuBLASLt for the GEMM with bias and tanh-GELU in its epilogue instead. Inductor would decompose that op
 back into addmm + gelu, so it runs as a custom op (opaque to inductor, with a fake implementation).
 On the CPU that op computes the exact GELU, so there the custom op runs the two steps as diffusers does.
+
+Only narrow layers are fused. On an H100 (480p, 81 frames, CFG batch 2) the fused GEMM made the Wan2.1 1.3B
+forward (FFN input width 1536) 2.6% faster, and the 14B one (width 5120) no faster: the GELU pass it saves
+costs the same memory traffic at any width while the GEMM grows with it, and cuBLASLt's epilogue kernels
+lose to the plain GEMM there.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MAX_IN_FEATURES = 2048
+"""Fuse only FFNs whose input width is at most this (see the module docstring)."""
 
 
 @torch.library.custom_op("video_studio::linear_gelu_tanh", mutates_args=())
@@ -43,26 +51,27 @@ class LinearGELU(nn.Module):
         return linear_gelu_tanh(hidden_states, self.proj.weight, self.proj.bias)
 
 
-def _fusable(module: nn.Module) -> bool:
-    """A diffusers tanh ``GELU`` whose linear has a bias and plain (not quantized) weights."""
+def _fusable(module: nn.Module, max_in_features: int) -> bool:
+    """A diffusers tanh ``GELU`` whose linear is narrow enough, with a bias and unquantized weights."""
     from diffusers.models.activations import GELU
 
     return (
         isinstance(module, GELU)
         and module.approximate == "tanh"
+        and module.proj.in_features <= max_in_features
         and module.proj.bias is not None
         and type(module.proj.weight.data) is torch.Tensor
         and module.proj.weight.dtype == module.proj.bias.dtype
     )
 
 
-def fuse_gelu_epilogues(model: Any) -> int:
+def fuse_gelu_epilogues(model: Any, max_in_features: int = MAX_IN_FEATURES) -> int:
     """Swap every fusable tanh ``GELU`` of ``model`` for :class:`LinearGELU` in place; returns how many."""
     swaps = [
         (parent, child_name, child)
         for parent in model.modules()
         for child_name, child in parent.named_children()
-        if _fusable(child)
+        if _fusable(child, max_in_features)
     ]
     for parent, child_name, child in swaps:
         setattr(parent, child_name, LinearGELU(child.proj))
