@@ -9,6 +9,8 @@ Shapes (batch 2 = both CFG branches): 1.3B (12 heads) and 14B (40 heads), head_d
 - ``fp8 compiled``: the same under ``torch.compile(fullgraph=True)`` (quantization fused by inductor),
   which is how Turbo runs it.
 - ``fp8 kernel``: the Triton kernel alone on pre-quantized inputs.
+- ``fa3`` / ``fa3 fp8``: FlashAttention-3's ``flash_attn_interface.flash_attn_func`` (bf16; e4m3 inputs with
+  per-tensor descales of 1), when built from source (``hopper/`` of flash-attention, nvcc).
 - ``sage``: SageAttention 2's ``sageattn`` (its CUDA kernels: int8 Q·K, fp8 P·V on SM89/SM90), when
   ``sageattention`` is installed (built from source with nvcc, see docs/speed.md).
 - ``fa4 MxN``: FA4 with the forward tile forced to M x N (``--fa4-tiles``), to tune the SM90 pick.
@@ -91,6 +93,22 @@ def flash4_tiled(tile: str) -> Attention:
     return lambda q, k, v: _flash_attn_fwd(q, k, v, tile_mn=tile_mn)[0]
 
 
+def flash3_or_none() -> dict[str, Attention]:
+    try:
+        from flash_attn_interface import flash_attn_func
+    except Exception:
+        return {}
+
+    def first(out: Any) -> torch.Tensor:
+        return out[0] if isinstance(out, tuple) else out
+
+    def fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q8, k8, v8 = (t.to(torch.float8_e4m3fn) for t in (q, k, v))
+        return first(flash_attn_func(q8, k8, v8)).to(q.dtype)
+
+    return {"fa3": lambda q, k, v: first(flash_attn_func(q, k, v)), "fa3 fp8": fp8}
+
+
 def sage_or_none() -> Attention | None:
     try:
         from sageattention import sageattn
@@ -108,6 +126,7 @@ def implementations(device: torch.device, smoke: bool, fa4_tiles: list[str]) -> 
     if flash4 is not None:
         found["fa4"] = flash4
         found.update({f"fa4 {tile}": flash4_tiled(tile) for tile in fa4_tiles})
+    found.update(flash3_or_none())
     sage = sage_or_none()
     if sage is not None:
         found["sage"] = sage
