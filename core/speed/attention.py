@@ -94,7 +94,7 @@ def pick_turbo_attention(device: torch.device) -> tuple[str | None, str]:
     where = f"for attention over >= {fp8_attention.MIN_KEYS} keys, shorter (text) on SDPA"
     why_not_sage = backend_unavailable("sage", device)
     if why_not_sage is None:
-        return "sage", f"SageAttention 2 (int8 QK, fp8 PV, CUDA) {where}"
+        return "sage", f"SageAttention 2 (int8 QK; fp8 PV on SM89+, fp16 PV on SM80; CUDA) {where}"
     why_not_fp8 = backend_unavailable("fp8", device)
     if why_not_fp8 is None:
         return "fp8", f"8-bit Triton kernel (int8 QK, fp8 PV) {where}; {why_not_sage}"
