@@ -89,7 +89,7 @@ def pick_attention_backend(device: torch.device) -> AttentionChoice:
 
 def pick_turbo_attention(device: torch.device) -> tuple[str | None, str]:
     """Turbo's 8-bit attention on ``device``: ``sage`` (SageAttention 2's CUDA kernels, when installed;
-    780 vs 685 TFLOP/s for ``fp8`` on an H100), else ``fp8`` (our Triton kernel), else ``None``; with the
+    788 vs 694 TFLOP/s for ``fp8`` on an H100), else ``fp8`` (our Triton kernel), else ``None``; with the
     reason. Either runs attention over >= ``MIN_KEYS`` keys; shorter (text) stays on SDPA."""
     where = f"for attention over >= {fp8_attention.MIN_KEYS} keys, shorter (text) on SDPA"
     why_not_sage = backend_unavailable("sage", device)
