@@ -268,12 +268,15 @@ install_sage() {
         return 0
     }
     log "sageattention: $SAGE_CHOICE (a few minutes, once)"
-    pip_install -c "$TORCH_PIN" setuptools wheel packaging ninja
-    local jobs
+    local jobs cuda_home
     jobs="$(nproc 2>/dev/null || echo 4)"
-    CUDA_HOME="$(dirname "$(dirname "$SAGE_NVCC")")" TORCH_CUDA_ARCH_LIST="$SAGE_ARCHS" EXT_PARALLEL=2 \
-        MAX_JOBS="$jobs" pip_install --no-build-isolation -c "$TORCH_PIN" "sageattention @ $SAGE_SOURCE" ||
-        log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead"
+    cuda_home="$(dirname "$(dirname "$(readlink -f "$SAGE_NVCC")")")"  # nvcc is often a symlink
+    if pip_install -c "$TORCH_PIN" setuptools wheel packaging ninja &&
+        CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$SAGE_ARCHS" EXT_PARALLEL=2 MAX_JOBS="$jobs" \
+            pip_install --no-build-isolation -c "$TORCH_PIN" "sageattention @ $SAGE_SOURCE"; then
+        return 0
+    fi
+    log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead"
 }
 
 main() {
