@@ -39,6 +39,7 @@ WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x 
 SAGE_ARCHS=""    # compute capabilities to build SageAttention for (8.0+), e.g. "9.0"; empty: no build
 SAGE_NVCC=""     # the nvcc that builds it
 SAGE_CHOICE=""   # human-readable reason for building it or not
+SAGE_FAILED=0    # 1 when its build failed: the stamp then leaves it out, so the next run tries again
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() {
@@ -151,13 +152,15 @@ Check the NVIDIA driver, or run with --cpu."
 
 find_nvcc() {
     local candidates=() candidate
-    if [[ -n "${NVCC:-}" ]]; then
-        if [[ "$NVCC" != none ]]; then echo "$NVCC"; fi
+    if [[ "${NVCC:-}" == none ]]; then
         return
+    elif [[ -n "${NVCC:-}" ]]; then
+        candidates+=("$(command -v "$NVCC" 2>/dev/null || true)")
+    else
+        candidates+=("$(command -v nvcc 2>/dev/null || true)")
+        if [[ -n "${CUDA_HOME:-}" ]]; then candidates+=("$CUDA_HOME/bin/nvcc"); fi
+        candidates+=(/usr/local/cuda/bin/nvcc)
     fi
-    candidates+=("$(command -v nvcc 2>/dev/null || true)")
-    if [[ -n "${CUDA_HOME:-}" ]]; then candidates+=("$CUDA_HOME/bin/nvcc"); fi
-    candidates+=(/usr/local/cuda/bin/nvcc)
     for candidate in "${candidates[@]}"; do
         if [[ -n "$candidate" && -x "$candidate" ]]; then
             echo "$candidate"
@@ -171,9 +174,10 @@ choose_sage() {
     local caps="$1" tag="$2" nvcc release archs
     SAGE_ARCHS=""
     SAGE_NVCC=""
-    archs="$(awk -F. '$1 + 0 >= 8 {gsub(/ /, ""); print}' <<<"$caps" | sort -u | paste -sd ';' -)"
+    # The capabilities SageAttention has CUDA kernels for (not 10.x: its sageattn refuses SM100).
+    archs="$(tr -d ' ' <<<"$caps" | grep -xE '8\.[069]|9\.0|12\.[01]' | sort -u | paste -sd ';' - || true)"
     if [[ -z "$archs" ]]; then
-        SAGE_CHOICE="no (no GPU of compute capability 8.0 or newer)"
+        SAGE_CHOICE="no (no GPU SageAttention has kernels for: 8.0, 8.6, 8.9, 9.0, 12.0, 12.1)"
         return
     fi
     nvcc="$(find_nvcc)"
@@ -181,7 +185,8 @@ choose_sage() {
         SAGE_CHOICE="no (no CUDA compiler (nvcc) found; Turbo uses the bundled Triton 8-bit attention)"
         return
     fi
-    release="$("$nvcc" --version 2>/dev/null | sed -nE 's/.*release ([0-9]+)\.([0-9]+).*/\1.\2/p' | head -n 1)"
+    release="$({ "$nvcc" --version 2>/dev/null || true; } | sed -nE 's/.*release ([0-9]+\.[0-9]+).*/\1/p')"
+    release="${release%%$'\n'*}"
     if [[ "${release%%.*}" != "${tag:2:2}" ]]; then
         SAGE_CHOICE="no ($nvcc is CUDA ${release:-unknown}, torch is built for $tag: the major versions must \
 match; Turbo uses the bundled Triton 8-bit attention)"
@@ -198,7 +203,7 @@ print_choice() {
     echo "torch: $TORCH_CHOICE"
     echo "torch install: pip install ${TORCH_ARGS[*]}"
     if ((WANT_FA4)); then echo "flash-attn-4: yes"; else echo "flash-attn-4: no"; fi
-    echo "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU)}"
+    echo "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU, or the CPU build of torch)}"
 }
 
 ensure_venv() {
@@ -217,12 +222,13 @@ the venv module first, e.g. 'apt-get install python3-venv'."
 
 stamp_file() { echo "$VENV/.install-stamp-$1"; }
 
-# Hash of everything an install depends on: interpreter, torch choice, flash-attn choice, requirement files.
+# Hash of what an install depends on: interpreter, torch, flash-attn and SageAttention choices, requirements.
 stamp_key() {
     local mode="$1"
     {
         python_version "$VENV_PY"
-        echo "torch=$TORCH_BUILD fa4=$WANT_FA4 sage=$SAGE_ARCHS:$SAGE_NVCC"
+        echo "torch=$TORCH_BUILD fa4=$WANT_FA4"
+        if ((SAGE_FAILED == 0)); then echo "sage=$SAGE_ARCHS:$SAGE_NVCC"; fi
         cat "$ROOT/requirements.txt"
         if [[ "$mode" == test ]]; then cat "$ROOT/requirements-test.txt"; fi
     } | "$VENV_PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
@@ -264,7 +270,7 @@ install_flash_attn() {
 # Builds SageAttention 2 from source for SAGE_ARCHS against the installed torch (--no-build-isolation).
 install_sage() {
     [[ -n "$SAGE_ARCHS" ]] || {
-        log "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU)}"
+        log "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU, or the CPU build of torch)}"
         return 0
     }
     log "sageattention: $SAGE_CHOICE (a few minutes, once)"
@@ -277,6 +283,7 @@ install_sage() {
         return 0
     fi
     log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead"
+    SAGE_FAILED=1
 }
 
 main() {
@@ -303,6 +310,7 @@ main() {
     pip_install -c "$TORCH_PIN" -r "$requirements"
     install_flash_attn
     install_sage
+    key="$(stamp_key "$MODE")"
     echo "$key" >"$(stamp_file "$MODE")"
     if [[ "$MODE" == test ]]; then stamp_key runtime >"$(stamp_file runtime)"; fi
     log "done ($TORCH_CHOICE)"

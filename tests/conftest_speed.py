@@ -56,3 +56,16 @@ def wan_dit():
         "encoder_hidden_states": torch.randn(2, 8, 32, generator=generator),
     }
     return model.eval(), inputs
+
+
+@pytest.fixture
+def restore_backend_slot():
+    """Tests install stand-in 8-bit kernels: put the slot back exactly as it was before the test."""
+    from diffusers.models.attention_dispatch import _HUB_KERNELS_REGISTRY, AttentionBackendName
+
+    import core.speed.fp8_attention as glue
+
+    slot = _HUB_KERNELS_REGISTRY[AttentionBackendName(glue.BACKEND)]
+    saved = (glue._kernel, glue._kernel_name, glue._min_keys, slot.kernel_fn)
+    yield
+    glue._kernel, glue._kernel_name, glue._min_keys, slot.kernel_fn = saved

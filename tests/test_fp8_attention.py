@@ -28,6 +28,7 @@ from kernels.fp8_attention import (
 )
 
 pytest_plugins = ["tests.conftest_speed"]
+pytestmark = pytest.mark.usefixtures("restore_backend_slot")
 
 CPU = torch.device("cpu")
 NO_CUDA = not torch.cuda.is_available()
@@ -182,13 +183,6 @@ def test_bench_smoke_runs_on_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "fp8 reference" in done.stdout and out.exists()
-
-
-@pytest.fixture(autouse=True)
-def restore_backend_slot():
-    """Tests install stand-ins; put the real kernel and key threshold back afterwards."""
-    yield
-    glue.install_fp8_attention()
 
 
 @pytest.mark.skipif(NO_CUDA, reason="needs a CUDA GPU")

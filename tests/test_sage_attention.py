@@ -12,6 +12,7 @@ import core.speed.fp8_attention as glue
 from core.speed.attention import backend_unavailable, pick_turbo_attention, use_attention_backend
 
 pytest_plugins = ["tests.conftest_speed"]
+pytestmark = pytest.mark.usefixtures("restore_backend_slot")
 
 CUDA = torch.device("cuda")
 
@@ -19,12 +20,6 @@ CUDA = torch.device("cuda")
 def sdpa_kernel(q, k, v, scale=None):
     """A stand-in for SageAttention on the CPU with the slot's signature: (B, S, H, D) in and out."""
     return glue._sdpa_bshd(q, k, v, scale, False)
-
-
-@pytest.fixture(autouse=True)
-def restore_backend_slot():
-    yield
-    glue.install_fp8_attention()
 
 
 def test_turbo_prefers_sage_over_the_triton_kernel(monkeypatch):
@@ -88,3 +83,9 @@ def test_gpu_sage_matches_sdpa():
     exact = glue._sdpa_bshd(q.float(), k.float(), v.float(), None, False)
     assert out.shape == q.shape and out.dtype == torch.bfloat16
     assert F.cosine_similarity(out.double().flatten(), exact.double().flatten(), dim=0) > 0.998
+
+
+def test_sage_is_unavailable_on_gpus_without_its_kernels(monkeypatch):
+    """SM100 (B200): ``sageattn`` refuses it, so Turbo must not pick SageAttention there."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (10, 0))
+    assert backend_unavailable("sage", CUDA) == "SageAttention has no kernels for sm_100"

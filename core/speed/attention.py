@@ -26,6 +26,8 @@ HUB_SLOTS = {
 }
 """Our backends that fill a diffusers hub-kernel slot with a local kernel: (installed?, install)."""
 
+SAGE_CAPABILITIES = ((8, 0), (8, 6), (8, 9), (9, 0), (12, 0), (12, 1))
+"""GPUs with SageAttention CUDA kernels (pinned commit); ``sageattn`` raises on others (e.g. SM100)."""
 FLASH4_ARCHS = (9, 10)
 """FA4 runs bf16 on Hopper (SM90) and Blackwell datacenter parts (SM100/SM103)."""
 
@@ -56,6 +58,8 @@ def backend_unavailable(name: str, device: torch.device) -> str | None:
 
         return None if _CAN_USE_FLASH_ATTN else "flash-attn 2 (>= 2.6.3) is not installed"
     if name == "sage":
+        if capability not in SAGE_CAPABILITIES:
+            return f"SageAttention has no kernels for sm_{capability[0]}{capability[1]}"
         return sage_import_error()
     if name == "fp8":
         from kernels.fp8_attention import fp8_attention_unavailable
@@ -94,7 +98,7 @@ def pick_turbo_attention(device: torch.device) -> tuple[str | None, str]:
     where = f"for attention over >= {fp8_attention.MIN_KEYS} keys, shorter (text) on SDPA"
     why_not_sage = backend_unavailable("sage", device)
     if why_not_sage is None:
-        return "sage", f"SageAttention 2 (int8 QK; fp8 PV on SM89+, fp16 PV on SM80; CUDA) {where}"
+        return "sage", f"SageAttention 2 (int8 QK; fp8 PV on SM89/90/120, fp16 on SM80/86) {where}"
     why_not_fp8 = backend_unavailable("fp8", device)
     if why_not_fp8 is None:
         return "fp8", f"8-bit Triton kernel (int8 QK, fp8 PV) {where}; {why_not_sage}"

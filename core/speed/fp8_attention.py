@@ -41,7 +41,7 @@ _min_keys = MIN_KEYS
 def sage_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float | None = None
 ) -> torch.Tensor:
-    """SageAttention 2 (``sageattn``: int8 Q·K, fp8 P·V on SM89+) on (batch, seq, heads, head_dim) tensors."""
+    """SageAttention 2 (``sageattn``: int8 Q·K, fp8 or fp16 P·V by GPU) on (B, S, H, D) tensors."""
     from sageattention import sageattn
 
     return sageattn(query, key, value, tensor_layout="NHD", is_causal=False, sm_scale=scale)
