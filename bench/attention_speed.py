@@ -72,17 +72,17 @@ def sdpa_bshd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     )
 
 
+def output_of(result: Any) -> torch.Tensor:
+    """The attention output of a kernel that may also return its log-sum-exp as ``(out, lse)``."""
+    return result[0] if isinstance(result, tuple) else result
+
+
 def flash4_or_none() -> Attention | None:
     try:
         from flash_attn.cute import flash_attn_func
     except Exception:
         return None
-
-    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        out = flash_attn_func(q, k, v)
-        return out[0] if isinstance(out, tuple) else out
-
-    return run
+    return lambda q, k, v: output_of(flash_attn_func(q, k, v))
 
 
 def flash4_tiled(tile: str) -> Attention:
@@ -99,14 +99,11 @@ def flash3_or_none() -> dict[str, Attention]:
     except Exception:
         return {}
 
-    def first(out: Any) -> torch.Tensor:
-        return out[0] if isinstance(out, tuple) else out
-
     def fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q8, k8, v8 = (t.to(torch.float8_e4m3fn) for t in (q, k, v))
-        return first(flash_attn_func(q8, k8, v8)).to(q.dtype)
+        return output_of(flash_attn_func(q8, k8, v8)).to(q.dtype)
 
-    return {"fa3": lambda q, k, v: first(flash_attn_func(q, k, v)), "fa3 fp8": fp8}
+    return {"fa3": lambda q, k, v: output_of(flash_attn_func(q, k, v)), "fa3 fp8": fp8}
 
 
 def sage_or_none() -> Attention | None:
