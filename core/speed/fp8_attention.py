@@ -77,7 +77,7 @@ def _hub_style_kernel(
             "log-sum-exp (ring context parallel is not supported)"
         )
     if _kernel is None:
-        raise RuntimeError("8-bit attention is not installed as a backend; call install_fp8_attention()")
+        raise RuntimeError("8-bit attention is not installed as a backend; call an install_* function")
     if is_causal or k.shape[1] < _min_keys or q.shape[-1] not in HEAD_DIMS:
         return _sdpa_bshd(q, k, v, sm_scale, is_causal)
     return _kernel(q, k, v, sm_scale)
@@ -85,12 +85,12 @@ def _hub_style_kernel(
 
 def fp8_attention_installed() -> bool:
     """Whether :func:`install_fp8_attention` has filled the backend's slot in this process."""
-    return _kernel is not None and _kernel_name == "fp8"
+    return _kernel_name == "fp8"
 
 
 def sage_attention_installed() -> bool:
     """Whether :func:`install_sage_attention` has filled the backend's slot in this process."""
-    return _kernel is not None and _kernel_name == "sage"
+    return _kernel_name == "sage"
 
 
 def install_fp8_attention(kernel: Kernel | None = None, min_keys: int = MIN_KEYS) -> None:
