@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.jobs import Job
 from core.settings import ROOT, Settings
 from weights import tiny
 
@@ -30,6 +31,21 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(models_dir: Path, tmp_path: Path) -> Settings:
     return Settings(outputs_dir=tmp_path / "outputs", models_dir=models_dir, offline=True, dev=True)
+
+
+@pytest.fixture
+def progress_lines(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Every progress line each job reports, by job id. Watching with ``follow`` samples: a short stage
+    can come and go between two looks on a slow machine."""
+    lines: dict[str, list[str]] = {}
+    report = Job.report
+
+    def recording(job: Job, *args: object, **kwargs: object) -> None:
+        report(job, *args, **kwargs)
+        lines.setdefault(job.id, []).append(job.progress.describe())
+
+    monkeypatch.setattr(Job, "report", recording)
+    return lines
 
 
 def free_port() -> int:

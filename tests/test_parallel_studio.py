@@ -33,10 +33,9 @@ pytest_plugins = ["tests.conftest_parallel"]
 TINY = {"model": "tiny-wan", "prompt": "a cat", "steps": 1}
 
 
-def finish(studio: Studio, job: Job, seen: list[str] | None = None) -> Job:
-    for snapshot in studio.follow(job, poll_s=0.2):
-        if seen is not None:
-            seen.append(snapshot.progress.describe())
+def finish(studio: Studio, job: Job) -> Job:
+    for _ in studio.follow(job, poll_s=0.2):
+        pass
     assert job.status == JobStatus.DONE, job.error
     return job
 
@@ -91,12 +90,14 @@ def test_a_one_gpu_jobs_plan_is_in_its_mp4_as_in_its_sidecar(two_cpu_studio: Stu
     assert read_record(path)["pid"] in two_cpu_studio.dispatcher.pool.pids
 
 
-def test_a_split_out_of_memory_with_no_level_left_for_it_runs_on_one_gpu(two_cpu_studio: Studio) -> None:
+def test_a_split_out_of_memory_with_no_level_left_for_it_runs_on_one_gpu(
+    two_cpu_studio: Studio, progress_lines: dict[str, list[str]]
+) -> None:
     """Ulysses at level 3: rank 1 runs out of memory, level 4 (DiT offload) refuses context parallel."""
     two_cpu_studio.dispatcher.min_split_tokens = 0
     oom = {"prompt": "a cat [oom on rank 1 below level 7]", "guidance": 1.0, "memory_level": "3", "seed": 9}
-    seen: list[str] = []
-    job = finish(two_cpu_studio, two_cpu_studio.submit(TINY | oom), seen)
+    job = finish(two_cpu_studio, two_cpu_studio.submit(TINY | oom))
+    seen = progress_lines[job.id]
     plan = job.result["gpu_plan"]
     assert plan["mode"] == "task" and plan["worker"] in ("CPU worker 0", "CPU worker 1")
     assert plan["reason"].startswith(
@@ -111,7 +112,9 @@ def test_a_split_out_of_memory_with_no_level_left_for_it_runs_on_one_gpu(two_cpu
     assert [w.state for w in two_cpu_studio.worker_status()] == ["idle", "idle"]
 
 
-def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Studio) -> None:
+def test_the_planner_places_each_job_on_a_worker_or_a_split(
+    two_cpu_studio: Studio, progress_lines: dict[str, list[str]]
+) -> None:
     studio, dispatcher = two_cpu_studio, two_cpu_studio.dispatcher
     assert "splits a big text-to-video job" in studio.describe_workers()
     pair = [studio.submit(TINY | {"seed": i, "steps": 4}) for i in (1, 2)]
@@ -142,14 +145,14 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(two_cpu_studio: Stud
     assert "FlashVSR's blocks split over CPU worker" in reason and reason.count("CPU worker") == 2
     assert pipeline.result["pid"] not in dispatcher.pool.pids, "its model spans both GPUs: restarted"
 
-    seen: list[str] = []
-    small = finish(studio, studio.submit(TINY | {"seed": 3}), seen)
+    small = finish(studio, studio.submit(TINY | {"seed": 3}))
+    seen = progress_lines[small.id]
     assert "too small a job" in small.result["gpu_plan"]["reason"]
     assert any(text.startswith(small.result["gpu_plan"]["worker"] + " · denoising 1/1") for text in seen)
 
     dispatcher.min_split_tokens = 0
-    seen = []
-    alone = finish(studio, studio.submit(TINY | {"seed": 4}), seen)
+    alone = finish(studio, studio.submit(TINY | {"seed": 4}))
+    seen = progress_lines[alone.id]
     assert alone.result["gpu_plan"]["mode"] == "split" and alone.result["parallel"]["cfg"] == 2
     assert any(text.startswith("CPU ranks 0-1 · split over 2 ranks (cfg 2): one job") for text in seen)
     assert any(text.startswith("CPU ranks 0-1 · denoising") for text in seen)
@@ -181,6 +184,7 @@ def test_a_forced_split_reserves_the_gpus_and_a_waiting_job_can_be_cancelled(
     busy, split, other = (Job(parse_request(TINY | {"multi_gpu": m})) for m in ("one", "split", "auto"))
     dispatcher._running[2] = busy
     plans: dict[str, object] = {}
+
     def claim(name: str, index: int, job: Job) -> None:
         try:
             plans[name] = dispatcher._claim(index, job)
