@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from core.encoders import X264, Encoder
+from core.encoders import NVENC, X264, Encoder
 
 METADATA_KEY = "comment"
 
@@ -75,6 +75,10 @@ class VideoWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.options = dict(self.encoder.options)
+        if self.encoder.codec != NVENC:
+            # x264's frame threads, not PyAV's default slice threads: 81 frames of 832x480 encode in
+            # 2.15 s instead of 2.64 s on 2 cores, and frame threads scale further on more.
+            stream.thread_type = "AUTO"
         self._container, self._stream = container, stream
 
     def write(self, frames: np.ndarray) -> None:
