@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv in the repository root: a Python 3.10-3.12 virtual environment with the torch build that
-# fits this machine (CUDA wheel matched to the NVIDIA driver, CPU wheel otherwise, MPS/CPU on macOS), then
-# the project's requirements. Re-running is fast: a stamp in .venv skips pip while nothing changed.
+# fits this machine (CUDA wheel matched to the NVIDIA driver and GPUs, CPU wheel otherwise; macOS on Apple
+# silicon runs on the CPU, Intel Macs are refused), then the project's requirements. Re-running is fast: a
+# stamp in .venv skips pip while nothing changed (this script is part of the stamp).
 #
 # Usage: bash installer/install.sh [--test] [--update] [--dry-run] [--cpu]
 #   --test     install requirements-test.txt (pytest, ruff, ...) instead of requirements.txt
@@ -12,20 +13,31 @@
 # compiler to build SageAttention with, or "none" to skip that build; default: nvcc on PATH, then
 # $CUDA_HOME/bin, then /usr/local/cuda/bin).
 #
-# On NVIDIA GPUs of compute capability 8.0+ with a CUDA compiler (nvcc) whose major version matches the
-# torch build, SageAttention 2 (Turbo's fastest 8-bit attention) is built from source for those GPUs
-# (a few minutes, once). Without nvcc the installer says so and Turbo uses the bundled Triton kernel.
+# GPUs of compute capability 8.9+ get torchao (Turbo's fp8 linears), 9.x/10.x flash-attn-4. On those of 8.0+
+# with a CUDA compiler (nvcc) whose major version matches the torch build, SageAttention 2 (Turbo's fastest
+# 8-bit attention) is built from source for those GPUs (a few minutes, once). Without nvcc the installer says
+# so and Turbo uses the bundled Triton kernel. A failed build is retried only with --update, another nvcc or
+# another torch.
 set -euo pipefail
 
 TORCH_CPU_VERSION="2.13.0"  # CPU build taken from local wheels when the CPU wheel index is unreachable
 TORCH_INDEX_BASE="${TORCH_INDEX_BASE:-https://download.pytorch.org/whl}"
 PROBE_TIMEOUT_S=5
 SAGE_SOURCE="git+https://github.com/thu-ml/SageAttention.git@d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5"
+# flash-attn-4 has only betas: pin the one bench/wheels.sh measured, with its CuTe DSL and quack kernels.
+FA4_SPEC="flash-attn-4==4.0.0b36"
+CUTLASS_DSL_VERSION="4.8.1"
+QUACK_SPEC="quack-kernels==0.6.5"
+# torchao 0.17+ is built for torch 2.11+ (benchmarked: 0.17.0 with 2.11); the newest release matches the
+# newest torch, which this script installs alongside it (and --update upgrades both).
+TORCHAO_SPEC="torchao>=0.17"
+TORCHAO_MIN_TORCH="2.11"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 VENV_PY="$VENV/bin/python"
 PYTHON_CHECK='import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
+SAGE_FAILED_FILE="$VENV/.sage-failed"  # what a failed SageAttention build was tried with
 
 MODE="runtime"
 UPDATE=0
@@ -36,10 +48,11 @@ TORCH_ARGS=()    # pip arguments that install that torch, set by choose_torch
 TORCH_PIN=""     # constraints file holding the installed torch version, set in main
 TORCH_BUILD=""   # the build itself (cpu, macos, cu130, ...): a change of it replaces the installed torch
 WANT_FA4=0       # 1 when the GPUs can use flash-attn-4 (compute capability 9.x or 10.x)
+FA4_ARGS=()      # pip arguments that install it for this torch build, set by choose_torch
+WANT_TORCHAO=0   # 1 when a GPU can run fp8 linears (compute capability 8.9+)
 SAGE_ARCHS=""    # compute capabilities to build SageAttention for (8.0+), e.g. "9.0"; empty: no build
 SAGE_NVCC=""     # the nvcc that builds it
 SAGE_CHOICE=""   # human-readable reason for building it or not
-SAGE_FAILED=0    # 1 when its build failed: the stamp then leaves it out, so the next run tries again
 
 log() { printf '[install] %s\n' "$*" >&2; }
 die() {
@@ -58,6 +71,14 @@ parse_args() {
             *) die "unknown option '$arg' (expected --test, --update, --dry-run, --cpu)" ;;
         esac
     done
+}
+
+# torch.compile's C++ builds (inductor on the CPU) split their include and library paths at spaces.
+warn_on_spaces() {
+    if [[ "$ROOT" == *" "* ]]; then
+        log "warning: the project path '$ROOT' holds a space, so compiling on the CPU (the compile option) \
+fails there. Move the project to a path without spaces to use it."
+    fi
 }
 
 # Prints the real path of the first interpreter that runs and is Python 3.10-3.12.
@@ -109,6 +130,31 @@ driver to version 560 or newer (580+ for CUDA 13), or run with --cpu to install 
     fi
 }
 
+# Whether a compute capability listed in $1 (one a line, e.g. "8.6") is at least $3 (op ge) or below it (lt).
+caps_match() {
+    awk -F. -v op="$2" -v cap="$3" '
+        BEGIN { split(cap, c, "."); want = c[1] * 100 + c[2] }
+        NF == 2 { have = $1 * 100 + $2 }
+        NF == 2 && ((op == "ge" && have >= want) || (op == "lt" && have < want)) { found = 1 }
+        END { exit !found }' <<<"$1"
+}
+
+# Sets FA4_ARGS: flash-attn-4 and the CuTe DSL build (CUDA 13 libraries on cu130) for torch build $1.
+choose_fa4() {
+    local dsl="nvidia-cutlass-dsl"
+    if [[ "$1" == cu13* ]]; then dsl+="[cu13]"; fi
+    FA4_ARGS=("$FA4_SPEC" "$dsl==$CUTLASS_DSL_VERSION" "$QUACK_SPEC")
+}
+
+# Refuses Intel Macs: PyTorch has no x86_64 macOS wheels after torch 2.2, and requirements.txt needs 2.4+.
+check_mac() {
+    if [[ "$(uname -m)" == x86_64 ]]; then
+        die "Intel Macs are not supported: PyTorch publishes no x86_64 macOS wheels after torch 2.2 and this \
+app needs torch 2.4+. Use a Mac with Apple silicon (with a native arm64 Python, not one under Rosetta), \
+Linux or Windows."
+    fi
+}
+
 cpu_index_reachable() {
     "$1" - "$TORCH_INDEX_BASE/cpu/" "$PROBE_TIMEOUT_S" >/dev/null 2>&1 <<'EOF'
 import sys, urllib.request
@@ -116,12 +162,14 @@ urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).close()
 EOF
 }
 
-# Sets TORCH_CHOICE, TORCH_ARGS, TORCH_BUILD and WANT_FA4 for this machine.
+# Sets TORCH_CHOICE, TORCH_ARGS, TORCH_BUILD, WANT_FA4, FA4_ARGS and WANT_TORCHAO for this machine.
 choose_torch() {
     local python="$1" gpus version tag caps
     WANT_FA4=0
+    WANT_TORCHAO=0
     if [[ "$(uname -s)" == Darwin ]]; then
-        TORCH_CHOICE="macos"
+        check_mac
+        TORCH_CHOICE="macos (CPU; no Apple GPU support)"
         TORCH_ARGS=(torch)
         TORCH_BUILD="macos"
         return
@@ -132,11 +180,20 @@ choose_torch() {
         [[ -n "$version" ]] || die "nvidia-smi lists $gpus GPU(s) but prints no 'CUDA Version'. \
 Check the NVIDIA driver, or run with --cpu."
         tag="$(cuda_wheel_tag "$version")"
+        caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
         TORCH_CHOICE="cuda $tag (driver CUDA $version, $gpus GPU(s))"
+        # PyTorch's CUDA 12.8+ builds have no kernels for Maxwell, Pascal or Volta (compute capability < 7.5).
+        if [[ "$tag" != cu126 ]] && caps_match "$caps" lt 7.5; then
+            tag="cu126"
+            TORCH_CHOICE="cuda $tag (a GPU below compute capability 7.5; driver CUDA $version, $gpus GPU(s))"
+        fi
         TORCH_ARGS=(torch --index-url "$TORCH_INDEX_BASE/$tag")
         TORCH_BUILD="$tag"
-        caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || true)"
-        if grep -qE '^ *(9|10)\.' <<<"$caps"; then WANT_FA4=1; fi
+        if grep -qE '^ *(9|10)\.' <<<"$caps"; then
+            WANT_FA4=1
+            choose_fa4 "$tag"
+        fi
+        if caps_match "$caps" ge 8.9; then WANT_TORCHAO=1; fi
         choose_sage "$caps" "$tag"
         return
     fi
@@ -169,6 +226,13 @@ find_nvcc() {
     done
 }
 
+# The CUDA release (e.g. 13.0) that nvcc $1 reports, or nothing.
+nvcc_release() {
+    local release
+    release="$({ "$1" --version 2>/dev/null || true; } | sed -nE 's/.*release ([0-9]+\.[0-9]+).*/\1/p')"
+    echo "${release%%$'\n'*}"
+}
+
 # Sets SAGE_ARCHS, SAGE_NVCC and SAGE_CHOICE from the GPUs' compute capabilities and the torch CUDA tag.
 choose_sage() {
     local caps="$1" tag="$2" nvcc release archs
@@ -185,8 +249,7 @@ choose_sage() {
         SAGE_CHOICE="no (no CUDA compiler (nvcc) found; Turbo uses the bundled Triton 8-bit attention)"
         return
     fi
-    release="$({ "$nvcc" --version 2>/dev/null || true; } | sed -nE 's/.*release ([0-9]+\.[0-9]+).*/\1/p')"
-    release="${release%%$'\n'*}"
+    release="$(nvcc_release "$nvcc")"
     if [[ "${release%%.*}" != "${tag:2:2}" ]]; then
         SAGE_CHOICE="no ($nvcc is CUDA ${release:-unknown}, torch is built for $tag: the major versions must \
 match; Turbo uses the bundled Triton 8-bit attention)"
@@ -202,7 +265,17 @@ print_choice() {
     echo "python: $python ($(python_version "$python"))"
     echo "torch: $TORCH_CHOICE"
     echo "torch install: pip install ${TORCH_ARGS[*]}"
-    if ((WANT_FA4)); then echo "flash-attn-4: yes"; else echo "flash-attn-4: no"; fi
+    if ((WANT_FA4)); then
+        echo "flash-attn-4: yes"
+        echo "flash-attn-4 install: pip install ${FA4_ARGS[*]}"
+    else
+        echo "flash-attn-4: no"
+    fi
+    if ((WANT_TORCHAO)); then
+        echo "torchao: yes ($TORCHAO_SPEC, once torch is $TORCHAO_MIN_TORCH+)"
+    else
+        echo "torchao: no (needs a GPU of compute capability 8.9+)"
+    fi
     echo "sageattention: ${SAGE_CHOICE:-no (no NVIDIA GPU, or the CPU build of torch)}"
 }
 
@@ -210,6 +283,10 @@ ensure_venv() {
     local python="$1"
     if [[ -x "$VENV_PY" ]] && "$VENV_PY" -c "$PYTHON_CHECK; import pip" >/dev/null 2>&1; then
         return
+    fi
+    if [[ ! -w "$ROOT" ]]; then
+        die "$ROOT is not writable, so $VENV can't be created there. Copy the project to a folder you can \
+write to, or run as a user who can write to it."
     fi
     if [[ -e "$VENV" ]]; then
         log "$VENV has no working Python 3.10-3.12 with pip; recreating it"
@@ -222,13 +299,15 @@ the venv module first, e.g. 'apt-get install python3-venv'."
 
 stamp_file() { echo "$VENV/.install-stamp-$1"; }
 
-# Hash of what an install depends on: interpreter, torch, flash-attn and SageAttention choices, requirements.
+# Hash of what an install depends on: interpreter, torch, flash-attn, torchao and SageAttention choices,
+# requirements, and this script.
 stamp_key() {
     local mode="$1"
     {
         python_version "$VENV_PY"
-        echo "torch=$TORCH_BUILD fa4=$WANT_FA4"
-        if ((SAGE_FAILED == 0)); then echo "sage=$SAGE_ARCHS:$SAGE_NVCC"; fi
+        echo "torch=$TORCH_BUILD fa4=$WANT_FA4 torchao=$WANT_TORCHAO"
+        echo "sage=$SAGE_ARCHS:$SAGE_NVCC"
+        cat "$ROOT/installer/install.sh"
         cat "$ROOT/requirements.txt"
         if [[ "$mode" == test ]]; then cat "$ROOT/requirements-test.txt"; fi
     } | "$VENV_PY" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
@@ -264,7 +343,29 @@ $TORCH_INDEX_BASE/cpu is unreachable. Use Python 3.11 (PYTHON=python3.11) or all
 install_flash_attn() {
     ((WANT_FA4)) || return 0
     log "installing flash-attn-4 (optional)"
-    pip_install -c "$TORCH_PIN" flash-attn-4 || log "flash-attn-4 did not install; the app falls back to PyTorch attention"
+    pip_install -c "$TORCH_PIN" "${FA4_ARGS[@]}" ||
+        log "flash-attn-4 did not install; the app falls back to PyTorch attention"
+}
+
+# Whether version $1 (e.g. 2.13.0+cu130) is at least major.minor $2 (e.g. 2.11).
+version_at_least() {
+    local major minor want_major want_minor
+    IFS=. read -r major minor _ <<<"$1"
+    IFS=. read -r want_major want_minor <<<"$2"
+    ((major * 100 + minor >= want_major * 100 + want_minor))
+}
+
+install_torchao() {
+    ((WANT_TORCHAO)) || return 0
+    local torch_version
+    torch_version="$(sed 's/^torch==//' "$TORCH_PIN")"
+    if ! version_at_least "$torch_version" "$TORCHAO_MIN_TORCH"; then
+        log "torchao: no (torch $torch_version is older than $TORCHAO_MIN_TORCH; --update upgrades it)"
+        return 0
+    fi
+    log "installing torchao (Turbo's fp8 linears)"
+    pip_install -c "$TORCH_PIN" "$TORCHAO_SPEC" ||
+        log "torchao did not install; Turbo runs without fp8 linears"
 }
 
 # Builds SageAttention 2 from source for SAGE_ARCHS against the installed torch (--no-build-isolation).
@@ -280,14 +381,34 @@ install_sage() {
     if pip_install -c "$TORCH_PIN" setuptools wheel packaging ninja &&
         CUDA_HOME="$cuda_home" TORCH_CUDA_ARCH_LIST="$SAGE_ARCHS" EXT_PARALLEL=2 MAX_JOBS="$jobs" \
             pip_install --no-build-isolation -c "$TORCH_PIN" "sageattention @ $SAGE_SOURCE"; then
+        rm -f "$SAGE_FAILED_FILE"
         return 0
     fi
-    log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead"
-    SAGE_FAILED=1
+    log "sageattention did not build; Turbo uses the bundled Triton 8-bit attention instead (tried again \
+with --update, another nvcc or another torch)"
+    sage_signature >"$SAGE_FAILED_FILE"
+    SAGE_ARCHS=""
+}
+
+# What a SageAttention build was tried with besides the GPUs: the nvcc (path, release) and the torch.
+sage_signature() {
+    local torch
+    torch="$(cat "$TORCH_PIN" 2>/dev/null || true)"
+    echo "nvcc=$SAGE_NVCC ($(nvcc_release "$SAGE_NVCC")) build=$TORCH_BUILD $torch"
+}
+
+# Leaves out a SageAttention build that failed with this nvcc and torch before, unless --update.
+skip_failed_sage() {
+    if ((UPDATE == 0)) && [[ -n "$SAGE_ARCHS" && -f "$SAGE_FAILED_FILE" ]] &&
+        [[ "$(cat "$SAGE_FAILED_FILE")" == "$(sage_signature)" ]]; then
+        SAGE_ARCHS=""
+        SAGE_CHOICE="no (its build failed before with this nvcc and torch; --update tries again)"
+    fi
 }
 
 main() {
     parse_args "$@"
+    warn_on_spaces
     local python
     python="$(find_python)"
     choose_torch "$python"
@@ -297,6 +418,7 @@ main() {
     fi
     ensure_venv "$python"
     TORCH_PIN="$VENV/torch-constraint.txt"
+    skip_failed_sage
     local key
     key="$(stamp_key "$MODE")"
     if ((UPDATE == 0)) && [[ -f "$(stamp_file "$MODE")" && "$(cat "$(stamp_file "$MODE")")" == "$key" ]]; then
@@ -309,6 +431,7 @@ main() {
     if [[ "$MODE" == test ]]; then requirements="$ROOT/requirements-test.txt"; fi
     pip_install -c "$TORCH_PIN" -r "$requirements"
     install_flash_attn
+    install_torchao
     install_sage
     key="$(stamp_key "$MODE")"
     echo "$key" >"$(stamp_file "$MODE")"
@@ -316,4 +439,5 @@ main() {
     log "done ($TORCH_CHOICE)"
 }
 
-main "$@"
+# Run, not sourced (tests source it to call single functions).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

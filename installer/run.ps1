@@ -3,9 +3,10 @@
     Installs what is missing into .venv, then starts Video Studio (Windows twin of install.sh + run.sh).
 .DESCRIPTION
     Finds Python 3.10-3.12 (py -3.12, py -3.11, py -3.10, python, python3), creates .venv in the repository
-    root, installs the torch build that fits this machine (CUDA wheel matched to the NVIDIA driver, CPU build
-    otherwise), then requirements.txt, and starts app.py with every argument not named below.
-    A stamp in .venv skips pip while nothing changed, so later starts are fast.
+    root, installs the torch build that fits this machine (CUDA wheel matched to the NVIDIA driver and GPUs,
+    CPU build otherwise), then requirements.txt, and starts app.py with every argument not named below.
+    A stamp in .venv (of this script, the requirements and the choices) skips pip while nothing changed, so
+    later starts are fast.
     Environment: PYTHON (python.exe to use), TORCH_INDEX_BASE (PyTorch wheel index root).
 .PARAMETER Update
     Upgrade torch and the requirements even when the stamp says nothing changed.
@@ -14,7 +15,7 @@
 .PARAMETER Cpu
     Use the CPU build of torch even when an NVIDIA GPU is present.
 .PARAMETER Shortcut
-    Put a "Video Studio" shortcut on the desktop (run.bat with the other arguments) and stop.
+    Put a "Video Studio" shortcut on the desktop (run.bat with the other arguments and switches) and stop.
 .EXAMPLE
     installer\run.bat --port 7860 --share
 .EXAMPLE
@@ -38,6 +39,7 @@ $ProbeTimeoutS = 5
 $Root = Split-Path -Parent $PSScriptRoot
 $Venv = Join-Path $Root '.venv'
 $VenvPy = Join-Path $Venv 'Scripts\python.exe'
+$TorchPin = Join-Path $Venv 'torch-constraint.txt'  # the installed torch, kept by the requirements install
 $PythonCheck = 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 12); print(sys.executable)'
 $AppArgs = @($args)
 
@@ -113,6 +115,15 @@ function Get-CudaWheelTag([string]$Version) {
         'or run with -Cpu to install the CPU build.')
 }
 
+# Whether a GPU is older than Turing (compute capability < 7.5): PyTorch's CUDA 12.8+ builds lack its kernels.
+function Test-PreTuringGpu {
+    $result = Invoke-Native -Exe 'nvidia-smi' -Arguments @('--query-gpu=compute_cap', '--format=csv,noheader')
+    $old = @($result.Lines | Where-Object {
+        $_ -match '^\s*(\d+)\.(\d+)' -and ([int]$Matches[1] * 100 + [int]$Matches[2]) -lt 705
+    })
+    return $old.Count -gt 0
+}
+
 function Test-CpuIndex {
     $ProgressPreference = 'SilentlyContinue'
     [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor
@@ -136,8 +147,13 @@ function Get-TorchChoice {
                     'Check the NVIDIA driver, or run with -Cpu.')
             }
             $tag = Get-CudaWheelTag $version
+            $label = "cuda $tag (driver CUDA $version, $gpus GPU(s))"
+            if ($tag -ne 'cu126' -and (Test-PreTuringGpu)) {
+                $tag = 'cu126'
+                $label = "cuda $tag (a GPU below compute capability 7.5; driver CUDA $version, $gpus GPU(s))"
+            }
             return [pscustomobject]@{
-                Label = "cuda $tag (driver CUDA $version, $gpus GPU(s))"
+                Label = $label
                 Build = $tag
                 PipArgs = @('torch', '--index-url', "$TorchIndexBase/$tag")
             }
@@ -169,10 +185,11 @@ function Initialize-Venv([string]$Python) {
     if ($LASTEXITCODE -ne 0) { Stop-WithError "could not create the virtual environment with $Python." }
 }
 
-# Hash of everything an install depends on: interpreter, torch choice, requirements.txt.
+# Hash of everything an install depends on: interpreter, torch choice, requirements.txt, this script.
 function Get-StampKey($Choice) {
     $requirements = Get-Content -Raw (Join-Path $Root 'requirements.txt')
-    $text = @((Get-PythonVersion $VenvPy), "torch=$($Choice.Build)", $requirements) -join "`n"
+    $launcher = Get-Content -Raw $PSCommandPath
+    $text = @((Get-PythonVersion $VenvPy), "torch=$($Choice.Build)", $requirements, $launcher) -join "`n"
     $sha = [System.Security.Cryptography.SHA256]::Create()
     $hash = $sha.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($text))
     return ([System.BitConverter]::ToString($hash)).Replace('-', '').ToLowerInvariant()
@@ -193,6 +210,10 @@ function Install-Torch($Choice) {
     }
     Invoke-Pip $Choice.PipArgs
     Set-Content -Path $buildFile -Value $Choice.Build -Encoding ascii
+    # The requirements install (--upgrade with -Update) must keep this torch build, as install.sh does.
+    $version = (Invoke-Native -Exe $VenvPy -Arguments @('-c', 'import torch; print(torch.__version__)')).Lines
+    if (-not $version) { Stop-WithError 'torch was installed but does not import (see above).' }
+    Set-Content -Path $TorchPin -Value "torch==$(([string]$version[-1]).Trim())" -Encoding ascii
 }
 
 function New-DesktopShortcut([string[]]$Arguments) {
@@ -217,14 +238,18 @@ function Install-All($Python, $Choice) {
     }
     Write-Log "torch: $($Choice.Label)"
     Install-Torch $Choice
-    Invoke-Pip @('-r', (Join-Path $Root 'requirements.txt'))
+    Invoke-Pip @('-c', $TorchPin, '-r', (Join-Path $Root 'requirements.txt'))
     Set-Content -Path $stampFile -Value $key -Encoding ascii
     Write-Log "done ($($Choice.Label)); flash-attn-4 and SageAttention are not installed on Windows"
     Write-Log 'Tip: run installer\run.bat -Shortcut to put a Video Studio shortcut on the desktop.'
 }
 
 if ($Shortcut) {
-    New-DesktopShortcut $AppArgs
+    $switches = @()  # the shortcut keeps every argument but -Shortcut
+    if ($Update) { $switches += '-Update' }
+    if ($DryRun) { $switches += '-DryRun' }
+    if ($Cpu) { $switches += '-Cpu' }
+    New-DesktopShortcut (@($switches) + @($AppArgs))
     exit 0
 }
 $python = Find-Python

@@ -3,7 +3,7 @@
 #   --update    upgrade torch and the requirements first
 #   --cpu       use the CPU build of torch even with an NVIDIA GPU
 #   --dry-run   print the torch choice and stop
-#   --shortcut  add a launcher to ~/.local/share/applications (with the app flags given) and stop
+#   --shortcut  add a launcher to ~/.local/share/applications (with the other arguments given) and stop
 # Every other argument goes to app.py (--host --port --share --auth --outputs --models-dir --offline ...).
 set -euo pipefail
 
@@ -43,17 +43,21 @@ DESKTOP
 }
 
 main() {
-    local install_args=() app_args=() shortcut=0 dry_run=0 arg
+    local install_args=() app_args=() shortcut_args=() shortcut=0 dry_run=0 arg
     for arg in "$@"; do
         case "$arg" in
             --update | --cpu) install_args+=("$arg") ;;
             --dry-run) dry_run=1 ;;
-            --shortcut) shortcut=1 ;;
+            --shortcut)
+                shortcut=1
+                continue
+                ;;
             *) app_args+=("$arg") ;;
         esac
+        shortcut_args+=("$arg")  # the launcher passes on every argument but --shortcut
     done
     if ((shortcut)); then
-        write_shortcut ${app_args[@]+"${app_args[@]}"}
+        write_shortcut ${shortcut_args[@]+"${shortcut_args[@]}"}
         return
     fi
     if ((dry_run)); then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ def test_files_outside_the_outputs_folder_are_refused(launched_app: LaunchedApp,
     secret = tmp_path / "secret.txt"
     secret.write_text("private")
     for target in (secret, Path("/etc/passwd"), Path(__file__)):
+        # Quoted: the checkout path (this file's) may hold spaces, which a URL can't.
+        url = f"{launched_app.url}gradio_api/file={urllib.parse.quote(str(target))}"
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{launched_app.url}gradio_api/file={target}", timeout=10)
+            urllib.request.urlopen(url, timeout=10)
         assert refused.value.code in (403, 404)

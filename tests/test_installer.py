@@ -161,10 +161,26 @@ def test_reachable_cpu_index_is_used_without_gpu(tmp_path: Path, cpu_index: str)
     assert torch_line(result) == f"torch install: pip install torch --index-url {cpu_index}/cpu"
 
 
-def test_macos_takes_plain_torch(tmp_path: Path) -> None:
-    write_script(tmp_path, "uname", "echo Darwin\n")
-    fake_nvidia_smi(tmp_path, "13.0")
-    assert torch_line(dry_run(fake_bin=tmp_path)) == "torch install: pip install torch"
+def fake_mac(folder: Path, machine: str) -> Path:
+    """A stand-in `uname` for a Mac: `uname -m` prints ``machine``, `uname -s` Darwin."""
+    write_script(folder, "uname", f'if [ "$1" = -m ]; then echo {machine}; else echo Darwin; fi\n')
+    return folder
+
+
+def test_macos_takes_plain_torch_on_the_cpu(tmp_path: Path) -> None:
+    fake_nvidia_smi(fake_mac(tmp_path, "arm64"), "13.0")
+    result = dry_run(fake_bin=tmp_path)
+    assert torch_line(result) == "torch install: pip install torch"
+    assert "torch: macos (CPU; no Apple GPU support)" in result.stdout.splitlines()
+
+
+def test_intel_mac_is_refused_with_a_reason(tmp_path: Path) -> None:
+    result = dry_run(fake_bin=fake_mac(tmp_path, "x86_64"))
+    assert result.returncode != 0
+    assert (
+        "Intel Macs are not supported: PyTorch publishes no x86_64 macOS wheels after torch 2.2"
+        in result.stderr
+    )
 
 
 def test_unknown_option_is_rejected() -> None:
@@ -200,6 +216,20 @@ def test_shortcut_writes_desktop_file_only(tmp_path: Path) -> None:
     assert "Terminal=true\n" in text
 
 
+def test_shortcut_keeps_the_installer_flags(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(RUN), "--cpu", "--shortcut", "--port", "7861", "--update"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "applications" / "video-studio.desktop").read_text()
+    assert f'Exec=bash "{RUN}" "--cpu" "--port" "7861" "--update"\n' in text
+
+
 @pytest.mark.skipif(
     not (ROOT / ".venv" / ".install-stamp-test").exists(), reason="no .venv installed by installer/test.sh"
 )
@@ -224,6 +254,15 @@ def test_windows_launcher_makes_the_same_choices_as_bash() -> None:
     assert bash_tags == powershell_tags == [("1300", "cu130"), ("1208", "cu128"), ("1206", "cu126")]
     assert "https://download.pytorch.org/whl" in powershell
     assert '-File "%~dp0run.ps1" %*' in (ROOT / "installer" / "run.bat").read_text()
+
+
+def test_windows_launcher_keeps_torch_and_takes_cu126_for_old_gpus_as_bash() -> None:
+    """Text checks again: the requirements install keeps the installed torch, pre-Turing GPUs get cu126."""
+    powershell = RUN_PS1.read_text()
+    assert "$TorchPin = Join-Path $Venv 'torch-constraint.txt'" in powershell
+    assert "Invoke-Pip @('-c', $TorchPin, '-r', (Join-Path $Root 'requirements.txt'))" in powershell
+    assert "([int]$Matches[1] * 100 + [int]$Matches[2]) -lt 705" in powershell
+    assert "if ($tag -ne 'cu126' -and (Test-PreTuringGpu)) {" in powershell
 
 
 PWSH = shutil.which("pwsh")
@@ -323,3 +362,177 @@ def test_sage_attention_needs_a_cuda_compiler(tmp_path: Path, monkeypatch: pytes
     assert sage_line(dry_run("--cpu", fake_bin=tmp_path)).startswith("sageattention: no (no NVIDIA GPU")
     monkeypatch.setenv("NVCC", str(tmp_path / "missing-nvcc"))  # a bad override: said, not a crash
     assert sage_line(dry_run(fake_bin=tmp_path)).startswith("sageattention: no (no CUDA compiler")
+
+
+def plan_line(result: subprocess.CompletedProcess[str], prefix: str) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith(prefix))
+
+
+@pytest.mark.parametrize(
+    ("cuda", "dsl"), [("13.0", "nvidia-cutlass-dsl[cu13]"), ("12.8", "nvidia-cutlass-dsl")]
+)
+def test_flash_attn_4_is_the_pinned_benchmarked_beta(tmp_path: Path, cuda: str, dsl: str) -> None:
+    for compute_cap in ("9.0", "10.0"):
+        result = dry_run(fake_bin=fake_nvidia_smi(tmp_path / compute_cap, cuda, compute_cap=compute_cap))
+        assert plan_line(result, "flash-attn-4 install:") == (
+            f"flash-attn-4 install: pip install flash-attn-4==4.0.0b36 {dsl}==4.8.1 quack-kernels==0.6.5"
+        )
+
+
+@pytest.mark.parametrize(
+    ("compute_cap", "wanted"), [("9.0", True), ("8.9", True), ("12.0", True), ("8.6", False)]
+)
+def test_torchao_only_for_gpus_with_fp8_matmuls(tmp_path: Path, compute_cap: str, wanted: bool) -> None:
+    line = plan_line(dry_run(fake_bin=fake_nvidia_smi(tmp_path, "13.0", compute_cap=compute_cap)), "torchao:")
+    assert line.startswith("torchao: yes (torchao>=0.17" if wanted else "torchao: no")
+
+
+def test_no_torchao_on_the_cpu(tmp_path: Path) -> None:
+    fake_nvidia_smi(tmp_path, "13.0", compute_cap="9.0")
+    assert plan_line(dry_run("--cpu", fake_bin=tmp_path), "torchao:").startswith("torchao: no")
+    write_script(tmp_path, "nvidia-smi", "exit 9\n")
+    assert plan_line(dry_run(fake_bin=tmp_path), "torchao:").startswith("torchao: no")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "compute_cap", "tag"),
+    [("13.0", "6.1", "cu126"), ("12.8", "7.0", "cu126"), ("13.0", "7.5", "cu130")],
+)
+def test_gpus_before_turing_get_the_cu126_build(
+    tmp_path: Path, cuda: str, compute_cap: str, tag: str
+) -> None:
+    base = "https://download.pytorch.org/whl"
+    result = dry_run(fake_bin=fake_nvidia_smi(tmp_path, cuda, compute_cap=compute_cap), index_base=base)
+    assert torch_line(result) == f"torch install: pip install torch --index-url {base}/{tag}"
+
+
+def test_an_old_driver_is_refused_for_a_pascal_gpu_too(tmp_path: Path) -> None:
+    result = dry_run(fake_bin=fake_nvidia_smi(tmp_path, "12.4", compute_cap="6.1"))
+    assert result.returncode != 0
+    assert "Update the NVIDIA driver" in result.stderr
+
+
+def copy_installer(root: Path) -> Path:
+    """A checkout at ``root`` holding only the installer and the requirement files; returns its install.sh."""
+    (root / "installer").mkdir(parents=True)
+    shutil.copy2(INSTALL, root / "installer" / "install.sh")
+    for name in ("requirements.txt", "requirements-test.txt"):
+        shutil.copy2(ROOT / name, root / name)
+    return root / "installer" / "install.sh"
+
+
+def sourced(install: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash after sourcing ``install`` (its functions and settings; main does not run)."""
+    env = {**os.environ, "TEST_PYTHON": sys.executable}  # stands in for the venv's Python
+    command = ["bash", "-c", f'source "$1"\nVENV_PY="$TEST_PYTHON"\n{script}', "bash", str(install)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_project_path_with_a_space_is_warned_about(tmp_path: Path) -> None:
+    install = copy_installer(tmp_path / "my videos")
+    env = {**os.environ, "TORCH_INDEX_BASE": f"http://127.0.0.1:{closed_port()}"}
+    command = ["bash", str(install), "--dry-run"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "holds a space, so compiling on the CPU (the compile option) fails there" in result.stderr
+
+
+def test_torchao_is_installed_within_the_torch_constraint(tmp_path: Path) -> None:
+    install = copy_installer(tmp_path)
+    script = (
+        'pip_install() { echo "pip install $*"; }\n'
+        'WANT_TORCHAO=1 TORCH_PIN="$1.pin"\n'
+        'echo "torch==2.11.0+cu130" >"$TORCH_PIN" && install_torchao\n'
+        'echo "torch==2.10.0+cu128" >"$TORCH_PIN" && install_torchao\n'
+    )
+    result = sourced(install, script)
+    assert result.stdout == f"pip install -c {install}.pin torchao>=0.17\n"
+    assert "torchao: no (torch 2.10.0+cu128 is older than 2.11; --update upgrades it)" in result.stderr
+
+
+def test_an_installer_change_changes_the_install_stamp(tmp_path: Path) -> None:
+    install = copy_installer(tmp_path)
+    key = "stamp_key runtime"
+    before = sourced(install, key).stdout
+    assert sourced(install, key).stdout == before
+    install.write_text(install.read_text() + "# changed\n")
+    assert sourced(install, key).stdout != before
+
+
+SAGE_RUN = """\
+TORCH_PIN="$VENV/torch-constraint.txt" TORCH_BUILD=cu130 SAGE_NVCC="$(command -v nvcc)"
+mkdir -p "$VENV" && echo "torch==2.13.0+cu130" >"$TORCH_PIN"
+pip_install() { return 1; }  # the build fails
+SAGE_ARCHS=9.0 && install_sage
+echo "stamp after the failure: $(stamp_key runtime)"
+SAGE_ARCHS=9.0 && skip_failed_sage  # the next run
+echo "stamp on the next run: $(stamp_key runtime)"
+echo "next run builds: ${SAGE_ARCHS:-no}"
+SAGE_ARCHS=9.0 UPDATE=1 && skip_failed_sage && UPDATE=0
+echo "with --update: ${SAGE_ARCHS:-no}"
+echo "torch==2.14.0+cu130" >"$TORCH_PIN" && SAGE_ARCHS=9.0 && skip_failed_sage
+echo "with another torch: ${SAGE_ARCHS:-no}"
+echo "torch==2.13.0+cu130" >"$TORCH_PIN" && SAGE_ARCHS=9.0 && skip_failed_sage
+echo "with the same torch again: ${SAGE_ARCHS:-no}"
+printf '#!/bin/sh\\necho "release 13.1, V13.1.80"\\n' >"$SAGE_NVCC" && SAGE_ARCHS=9.0 && skip_failed_sage
+echo "with another nvcc: ${SAGE_ARCHS:-no}"
+pip_install() { return 0; }  # the build succeeds
+install_sage && echo "marker after a success: $(ls "$SAGE_FAILED_FILE" 2>/dev/null || echo gone)"
+"""
+
+
+def test_a_failed_sage_attention_build_is_retried_only_when_something_changed(tmp_path: Path) -> None:
+    install = copy_installer(tmp_path / "repo")
+    fake_nvcc(tmp_path, "13.0")
+    env_path = f"PATH={tmp_path}{os.pathsep}$PATH\n"
+    lines = sourced(install, env_path + SAGE_RUN).stdout.splitlines()
+    after, following = (line.rsplit(" ", 1)[1] for line in lines[:2])
+    assert after == following  # so the next run is "up to date" instead of rebuilding
+    assert lines[2:] == [
+        "next run builds: no",
+        "with --update: 9.0",
+        "with another torch: 9.0",
+        "with the same torch again: no",
+        "with another nvcc: 9.0",
+        "marker after a success: gone",
+    ]
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """``command`` run where file permissions apply: as root, in a user namespace as an ordinary user."""
+    if os.geteuid() != 0:
+        return command
+    wrapper = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    if shutil.which("unshare") is None or subprocess.run([*wrapper, "true"], capture_output=True).returncode:
+        pytest.skip("running as root without user namespaces: every folder is writable")
+    return [*wrapper, *command]
+
+
+def test_read_only_project_folder_is_named_as_the_problem(tmp_path: Path) -> None:
+    command = unprivileged(["bash", str(copy_installer(tmp_path / "repo")), "--cpu"])
+    env = {**os.environ, "PYTHON": sys.executable, "TORCH_INDEX_BASE": f"http://127.0.0.1:{closed_port()}"}
+    (tmp_path / "repo").chmod(0o555)
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        (tmp_path / "repo").chmod(0o755)
+    assert result.returncode != 0
+    assert (
+        f"{tmp_path / 'repo'} is not writable, so {tmp_path / 'repo' / '.venv'} can't be created"
+        in result.stderr
+    )
+    assert "python3-venv" not in result.stderr
+
+
+def test_install_docs_list_the_app_flags_as_its_help_does() -> None:
+    env = {**os.environ, "COLUMNS": "1000"}  # each help text on one line
+    command = [sys.executable, str(ROOT / "app.py"), "--help"]
+    help_text = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120).stdout
+    flags = re.findall(r"^  (--[a-z-]+(?: \S+)?)\s+(.+)$", help_text, re.MULTILINE)
+    docs = (ROOT / "docs" / "install.md").read_text()
+    section = docs.split("Arguments other than the installer's own", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(--[a-z-]+(?: \S+)?)` \| (.+) \|$", section, re.MULTILINE)
+    assert [(flag, text.replace("`", "")) for flag, text in rows] == flags
