@@ -51,7 +51,12 @@ class Runner:
         return load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
 
     def execute(self, job: Job) -> dict[str, Any]:
-        """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar)."""
+        """Run ``job`` to completion and return its record (also written to the mp4 and a sidecar).
+
+        The runner's GPU becomes this thread's current device first, so kernels and allocations that use the
+        current device (not ``self.device``) land on it too."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         request = job.request
         if isinstance(request, ChainRequest):
             return run_chain(self, job, request.with_seed())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import psutil
@@ -21,6 +23,7 @@ from core.settings import Settings
 from core.t2v import generate_t2v
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
+from weights.progress import DownloadProgress
 
 pytest_plugins = ["tests.conftest_parallel"]
 
@@ -140,7 +143,7 @@ def test_cfg_and_ulysses_together_on_four_ranks(parallel_settings: Settings, ref
 
     with SplitGroup(parallel_settings, 4, ("cfg", "cp"), rank_setup=rank_setup_for_tests) as group:
         job = Job(parse_request(REQUEST))
-        record = group.execute(job)
+        record = group.run(job, job.request, ("cfg", "cp"))
         pids = group.pids
     assert record["parallel"] == {"world_size": 4, "cfg": 2, "ulysses": 2, "ring": 1}
     frames = np.load(Path(record["path"]).with_suffix(".npy"))
@@ -178,3 +181,47 @@ def test_context_parallel_refuses_step_caches_and_dit_offload(split_group: Split
     offloaded = parse_request(REQUEST | {"memory_level": "4"})
     with pytest.raises(ConfigError, match=r"memory level 4 \(DiT offload\) does not combine"):
         split_group.run(Job(offloaded), offloaded, ("ring",))
+
+
+def test_a_failed_rank_reports_one_line_and_prints_its_traceback(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """One gloo rank in this process; the job's error is the exception, the traceback goes to stderr."""
+    from core.parallel import split_rank
+    from core.parallel.distributed import free_port
+
+    def broken(job, task, settings, pipelines):
+        raise ValueError("bad frames")
+
+    monkeypatch.setattr(split_rank, "run_on_rank", broken)
+    monkeypatch.setenv("MASTER_ADDR", "")
+    monkeypatch.setenv("MASTER_PORT", "")
+    inbox, events = queue.Queue(), queue.Queue()
+    inbox.put(split_rank.SplitTask(1, "job-x", parse_request(REQUEST), None))
+    inbox.put(None)
+    split_rank.rank_main(0, 1, free_port(), parallel_settings, inbox, events, SimpleNamespace(value=0))
+    assert events.get_nowait() == ("failed", 1, "rank 0: ValueError: bad frames")
+    printed = capsys.readouterr().err
+    assert "Traceback" in printed and "ValueError: bad frames" in printed
+
+
+def test_the_split_downloads_with_progress_and_a_cancel_stops_it_before_any_rank_starts(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = Job(parse_request(REQUEST))
+    seen: list[tuple] = []
+    job.report = lambda *args: seen.append(args)  # type: ignore[method-assign]
+
+    def downloading(card, settings, on_progress=None, should_cancel=None):
+        on_progress(DownloadProgress("transformer.safetensors", 5, 10, 1.0, 5.0))
+        job.cancel()
+        if should_cancel():
+            raise JobCancelledError("download cancelled")
+        return settings.models_dir / card.id
+
+    monkeypatch.setattr("core.parallel.split.ensure_model", downloading)
+    group = SplitGroup(parallel_settings, 2)
+    with pytest.raises(JobCancelledError):
+        group.run(job, job.request, ("cfg",))
+    assert ("downloading", 5, 10) in [args[:3] for args in seen]
+    assert group.pids == []

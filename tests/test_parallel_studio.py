@@ -211,3 +211,93 @@ def test_a_forced_split_reserves_the_gpus_and_a_waiting_job_can_be_cancelled(
     assert [w.state for w in dispatcher.status()] == ["split"] * 3
     dispatcher._release(split)
     assert [w.state for w in dispatcher.status()] == ["idle"] * 3
+
+
+class FakeSplitGroup:
+    """A split group that records where it runs and what the queue view (``status``) shows meanwhile."""
+
+    def __init__(self, world_size: int, gpus: tuple[int, ...] | None, status) -> None:
+        self.world_size, self.gpus, self.status = world_size, gpus, status
+        self.closed, self.seen = False, []
+
+    def run(self, job: Job, request, modes, placement: str = "") -> dict:
+        self.seen = [w.state for w in self.status()]
+        job.report("denoising", 1, 1)
+        return {"status": "done", "gpu_plan": {"mode": "split", "reason": placement}}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_split_takes_only_the_idle_gpus_and_leaves_the_busy_worker_alone(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three fake GPUs, GPU 1 busy with its own job, every worker with a model loaded."""
+    restarted: list[int] = []
+    made: list[FakeSplitGroup] = []
+
+    def split_group(settings, world_size, modes, gpus=None, rank_setup=None) -> FakeSplitGroup:
+        made.append(FakeSplitGroup(world_size, gpus, lambda: dispatcher.status()))
+        return made[-1]
+
+    workers = [SimpleNamespace(restart=partial(restarted.append, i)) for i in range(3)]
+    monkeypatch.setattr("core.parallel.dispatch.WorkerPool", lambda *args: SimpleNamespace(workers=workers))
+    monkeypatch.setattr("core.parallel.dispatch.SplitGroup", split_group)
+    dispatcher = GpuDispatcher(parallel_settings, [0, 1, 2], lambda: 0)
+    dispatcher.min_split_tokens = 0
+    warm = dispatcher.split = FakeSplitGroup(2, (0, 1), dispatcher.status)
+    busy = Job(parse_request(TINY | {"multi_gpu": "one"}))
+    dispatcher._running[1] = busy
+    dispatcher._loaded = {0, 1, 2}
+    lone = Job(parse_request(TINY | {"memory_level": "0", "seed": 1}))
+    stages: list[str] = []
+    lone.report = lambda stage, *args: stages.append(stage)  # type: ignore[method-assign]
+
+    record = dispatcher._execute(2, lone)
+
+    assert warm.closed and made == [dispatcher.split]
+    assert (made[0].world_size, made[0].gpus) == (2, (0, 2))
+    assert made[0].seen == ["split", "running", "split"]
+    assert "GPUs 0+2 · denoising" in stages and record["gpu_plan"]["mode"] == "split"
+    assert sorted(restarted) == [0, 2], "only the split's workers are emptied"
+    assert dispatcher._running == {1: busy} and dispatcher._loaded == {1}
+    assert [w.state for w in dispatcher.status()] == ["idle", "running", "idle"]
+
+
+def test_a_task_job_that_fails_before_its_worker_runs_it_frees_the_worker(
+    parallel_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is released on any failure after it (here the first progress message raises)."""
+    monkeypatch.setattr("core.parallel.dispatch.WorkerPool", lambda *args: SimpleNamespace(workers=[]))
+    dispatcher = GpuDispatcher(parallel_settings, [None, None], lambda: 0)
+    job = Job(parse_request(TINY | {"multi_gpu": "one"}))
+
+    def report(stage: str, *args) -> None:
+        raise RuntimeError("progress channel closed")
+
+    job.report = report  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="progress channel closed"):
+        dispatcher._execute(0, job)
+    assert dispatcher._running == {} and [w.state for w in dispatcher.status()] == ["idle", "idle"]
+
+
+def test_one_gpu_that_is_not_cuda_0_is_the_current_device_of_the_queue_thread(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--gpus 1``: the Runner in the queue's thread sets cuda:1 before it runs anything (CUDA faked)."""
+    from core.runner import Runner
+
+    calls: list[tuple[torch.device, str]] = []
+    monkeypatch.setattr("core.studio.pick_devices", lambda hardware, space: [torch.device("cuda", 1)])
+    monkeypatch.setattr(
+        torch.cuda, "set_device", lambda device: calls.append((device, threading.current_thread().name))
+    )
+    monkeypatch.setattr(
+        Runner, "_run_t2v", lambda self, job, request: {"status": "done", "calls": list(calls)}
+    )
+    studio = Studio(settings)
+    try:
+        job = finish(studio, studio.submit(TINY))
+    finally:
+        studio.shutdown()
+    assert job.result["calls"] == [(torch.device("cuda", 1), "worker-0")]

@@ -3,17 +3,18 @@
 :class:`GpuDispatcher` owns a :class:`WorkerPool` (a process per GPU) and, on demand, one warm
 :class:`SplitGroup`. ``executors()`` gives one executor per worker for :class:`core.jobs.JobQueue`; the
 executor of worker ``i`` asks :func:`plan_parallel` (with the number of queued jobs and idle GPUs now) and
-either runs the job on worker ``i`` or, for a text-to-video job alone on idle GPUs, splits it. A split holds
-every GPU; jobs taken meanwhile wait for it. A split that runs out of GPU memory even one level up runs on
-worker ``i`` instead, the reason in its progress and record. Only one kind holds GPU memory at a time: the
-split group is closed before a worker runs a job again, and workers that loaded a model are restarted
-(empty) before a split.
+either runs the job on worker ``i`` or, for a text-to-video job alone on idle GPUs, splits it over idle
+workers only (worker ``i`` among them); a worker busy with its own job keeps running it. Jobs taken while a
+split runs wait for it. A split that runs out of GPU memory even one level up runs on worker ``i`` instead,
+the reason in its progress and record. Only one kind holds a GPU's memory at a time: the split group is
+closed before a worker runs a job again, and the split's workers that loaded a model are restarted (empty)
+before it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -44,6 +45,12 @@ class WorkerStatus:
 
 def worker_name(gpu: int | None, index: int) -> str:
     return f"GPU {gpu}" if gpu is not None else f"CPU worker {index}"
+
+
+def split_workers(index: int, idle: list[int], world_size: int) -> tuple[int, ...]:
+    """The ``world_size`` idle workers a split taken by worker ``index`` runs on: it and the first others."""
+    others = [i for i in idle if i != index][: world_size - 1]
+    return tuple(sorted([index, *others]))
 
 
 def with_device_in_progress(job: Job, where: str) -> Callable[[], None]:
@@ -84,6 +91,7 @@ class GpuDispatcher:
         self._cond = threading.Condition()
         self._running: dict[int, Job] = {}
         self._split_job: Job | None = None
+        self._split_workers: tuple[int, ...] = ()
         self._reserved: Job | None = None
         self._loaded: set[int] = set()
 
@@ -94,10 +102,10 @@ class GpuDispatcher:
     def status(self) -> list[WorkerStatus]:
         """Each worker with the job it runs now."""
         with self._cond:
-            running, split = dict(self._running), self._split_job
+            running, split, split_workers = dict(self._running), self._split_job, self._split_workers
         found = []
         for index, gpu in enumerate(self.gpus):
-            job = split if split is not None and index in self._split_indices() else running.get(index)
+            job = split if split is not None and index in split_workers else running.get(index)
             state = "idle" if job is None else ("split" if job is split else "running")
             found.append(
                 WorkerStatus(
@@ -111,33 +119,30 @@ class GpuDispatcher:
             )
         return found
 
-    def _split_indices(self) -> range:
-        return range(self.split.world_size if self.split is not None else len(self.gpus))
-
     def _execute(self, index: int, job: Job) -> dict[str, Any]:
         plan = self._claim(index, job)
         if plan.mode == "split":
-            undo = with_device_in_progress(job, self._split_name(plan.world_size))
-            job.report(plan.describe())
             try:
                 return self._run_split(job, plan)
             except SplitOutOfMemoryError as error:
                 plan = ParallelPlan("task", 1, f"the split ran {error}")
                 self._split_to_one(index, job)
             finally:
-                undo()
                 if plan.mode == "split":
                     self._release(job)
+        return self._run_task(index, job, plan)
+
+    def _run_task(self, index: int, job: Job, plan: ParallelPlan) -> dict[str, Any]:
+        """Run ``job`` (its workers claimed) on worker ``index``, then release them."""
         where = worker_name(self.gpus[index], index)
         undo = with_device_in_progress(job, where)
-        job.report(plan.describe())
-        partners = [i for i, running in self._running.items() if running is job and i != index]
         placement = {"mode": "task", "reason": plan.reason, "worker": where}
+        partners: list[int] = []
         try:
-            for partner in partners:
-                if partner in self._loaded:
-                    self.pool.workers[partner].restart()
-                    self._loaded.discard(partner)
+            job.report(plan.describe())
+            partners, stale = self._take_partners(index, job)
+            for partner in stale:
+                self.pool.workers[partner].restart()
             record = self.pool.workers[index].execute(job, {"gpu_plan": placement})
         finally:
             if partners:
@@ -146,10 +151,19 @@ class GpuDispatcher:
             self._release(job)
         return record | {"gpu_plan": placement}
 
-    def _split_name(self, world_size: int) -> str:
-        gpus = self.gpus[:world_size]
-        if None in gpus:
-            return f"CPU ranks 0-{world_size - 1}"
+    def _take_partners(self, index: int, job: Job) -> tuple[list[int], list[int]]:
+        """The other workers ``job`` holds besides ``index``, and those of them that hold a model (no longer
+        marked loaded: the caller restarts them)."""
+        with self._cond:
+            partners = [i for i, running in self._running.items() if running is job and i != index]
+            stale = [i for i in partners if i in self._loaded]
+            self._loaded.difference_update(stale)
+        return partners, stale
+
+    def _split_name(self, workers: tuple[int, ...]) -> str:
+        gpus = self._gpus_of(workers)
+        if gpus is None:
+            return f"CPU ranks 0-{len(workers) - 1}"
         return "GPUs " + "+".join(str(gpu) for gpu in gpus)
 
     def _claim(self, index: int, job: Job) -> ParallelPlan:
@@ -178,9 +192,11 @@ class GpuDispatcher:
                 self._cond.wait(1.0)
             if self._reserved is job:
                 self._reserved = None
-            plan = self._plan(request, choice, len(self.gpus) - len(busy), needs)
+            idle = [i for i in range(len(self.gpus)) if i not in busy]
+            plan = self._plan(request, choice, idle, needs)
             if plan.mode == "split":
                 self._split_job = job
+                self._split_workers = split_workers(index, idle, plan.world_size)
             else:
                 self._running.update(dict.fromkeys(needs, job))
                 if self.split is not None:
@@ -193,20 +209,20 @@ class GpuDispatcher:
             return [index, (index + 1) % len(self.gpus)]
         return [index]
 
-    def _plan(self, request: Any, choice: str, idle: int, needs: list[int]) -> ParallelPlan:
+    def _plan(self, request: Any, choice: str, idle: list[int], needs: list[int]) -> ParallelPlan:
+        """Task or split for ``request`` with the workers ``idle`` free now (``needs`` among them)."""
         if len(needs) == 2:
             names = " and ".join(worker_name(self.gpus[i], i) for i in needs)
             return ParallelPlan("task", 1, f"FlashVSR's blocks split over {names} (pipeline)")
         if not isinstance(request, T2VRequest):
             return ParallelPlan("task", 1, f"{request.task} jobs run on one GPU")
-        if choice == "one" or idle <= 1:
-            return plan_parallel(1, idle, request, choice=choice)
-        gpus = tuple(self.gpus) if None not in self.gpus else None
+        if choice == "one" or len(idle) <= 1:
+            return plan_parallel(1, len(idle), request, choice=choice)
         try:
-            level = split_memory_level(request, gpus)
+            level = split_memory_level(request, self._gpus_of(idle))
             return plan_parallel(
                 self.queued_jobs() + 1,
-                idle,
+                len(idle),
                 request,
                 min_tokens=self.min_split_tokens,
                 modes=self.modes,
@@ -233,28 +249,39 @@ class GpuDispatcher:
             self._loaded.update(taken[:1])
             self._cond.notify_all()
 
+    def _gpus_of(self, workers: Iterable[int]) -> tuple[int, ...] | None:
+        """The GPUs of ``workers`` (None for CPU workers)."""
+        gpus = [self.gpus[i] for i in workers]
+        return None if None in gpus else tuple(gpus)
+
     def _run_split(self, job: Job, plan: ParallelPlan) -> dict[str, Any]:
-        """Free the workers that hold a model, then run ``job`` on a split group of ``plan.world_size``."""
-        for index in sorted(self._loaded):
-            self.pool.workers[index].restart()
-        self._loaded.clear()
-        if self.split is not None and self.split.world_size != plan.world_size:
+        """Restart the split's workers that hold a model, then run ``job`` on a split group over them."""
+        with self._cond:
+            workers = self._split_workers
+            stale = sorted(self._loaded.intersection(workers))
+            self._loaded.difference_update(stale)
+        undo = with_device_in_progress(job, self._split_name(workers))
+        try:
+            job.report(plan.describe())
+            for index in stale:
+                self.pool.workers[index].restart()
+            group = self._split_group(workers, plan.modes)
+            return group.run(job, job.request, plan.modes, placement=plan.describe())
+        finally:
+            undo()
+
+    def _split_group(self, workers: tuple[int, ...], modes: tuple[str, ...]) -> SplitGroup:
+        """The warm split group when it runs on ``workers``' GPUs, else a new one (the old one closed)."""
+        gpus = self._gpus_of(workers)
+        if self.split is not None and (self.split.world_size, self.split.gpus) != (len(workers), gpus):
             self.split.close()
             self.split = None
         if self.split is None:
-            gpus = self.gpus[: plan.world_size]
-            self.split = SplitGroup(
-                self.settings,
-                plan.world_size,
-                plan.modes,
-                gpus=None if None in gpus else tuple(gpus),
-                rank_setup=self.rank_setup,
-            )
-        return self.split.run(job, job.request, plan.modes, placement=plan.describe())
+            self.split = SplitGroup(self.settings, len(workers), modes, gpus=gpus, rank_setup=self.rank_setup)
+        return self.split
 
     def shutdown(self) -> None:
         """Stop the workers and the split ranks (after ``JobQueue.shutdown``)."""
         self.pool.shutdown()
         if self.split is not None:
             self.split.close()
-

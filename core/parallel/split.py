@@ -62,10 +62,10 @@ def split_memory_level(request: T2VRequest, gpus: tuple[int, ...] | None) -> int
 class SplitGroup:
     """``world_size`` rank processes (``torch.multiprocessing`` spawn, NCCL on GPUs, gloo on the CPU).
 
-    Started on first use and kept with their pipeline loaded; :meth:`execute` is a queue executor. A rank
-    that fails or dies closes the group (the next job starts a fresh one); one that runs out of GPU memory
-    makes :meth:`run` retry once on a fresh group one memory level up. ``rank_setup`` is a picklable
-    function every rank calls after joining the group.
+    Started on first use and kept with their pipeline loaded between :meth:`run` calls. A rank that fails or
+    dies closes the group (the next job starts a fresh one); one that runs out of GPU memory makes :meth:`run`
+    retry once on a fresh group one memory level up. ``rank_setup`` is a picklable function every rank calls
+    after joining the group.
     """
 
     def __init__(
@@ -129,10 +129,6 @@ class SplitGroup:
                 process.start()
             self._processes.append(process)
 
-    def execute(self, job: Job) -> dict[str, Any]:
-        """Run ``job`` (a T2VRequest) split over the group as this group's modes; rank 0's record."""
-        return self.run(job, job.request, self.modes)
-
     def run(
         self,
         job: Job,
@@ -155,7 +151,13 @@ class SplitGroup:
         config = resolve_config(request, self.world_size, modes, memory_level)
         job.request = request
         job.report("preparing weights")
-        ensure_model(request.card, self.settings)
+        ensure_model(
+            request.card,
+            self.settings,
+            on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
+            should_cancel=lambda: job.cancel_requested,
+        )
+        job.check_cancelled()
         placement = placement or "split asked for"
         try:
             return self._run_once(job, config, memory_level, placement)

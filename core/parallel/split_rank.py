@@ -23,6 +23,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from core.caches import apply_cache
 from core.hardware import PeakMemory
 from core.jobs import JobCancelledError
+from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
 from core.outputs import save_output
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
@@ -34,7 +35,6 @@ from core.pipelines import free_memory, load_diffusers_pipeline
 from core.requests import T2VRequest
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
-from core.speed.apply import denoisers
 from core.t2v import generate_t2v, t2v_record
 from core.video_io import write_video
 from weights.registry import ModelCard
@@ -206,8 +206,9 @@ def rank_main(
                     oom_value.value = number
                 first_line = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
                 events.put(("failed", number, f"rank {rank}: {first_line}"))
-            except Exception:  # reported to the parent, which closes the group
-                events.put(("failed", number, f"rank {rank}: {traceback.format_exc()}"))
+            except Exception as exc:  # reported to the parent, which closes the group
+                traceback.print_exc()
+                events.put(("failed", number, f"rank {rank}: {type(exc).__name__}: {exc}"))
             else:
                 if rank == 0:
                     events.put(("done", number, record))
