@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,33 +12,14 @@ from typing import Any
 
 import av
 
+from core.video_io import METADATA_KEY
+
+log = logging.getLogger(__name__)
+
 AUDIO_CODEC = "aac"
 MP4_AUDIO_CODECS = {"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"}
 """Audio codecs an mp4 container takes as they are (copied without re-encoding)."""
-
-
-def has_audio(path: Path) -> bool:
-    """Whether ``path`` holds at least one audio stream."""
-    with av.open(str(path)) as container:
-        return bool(container.streams.audio)
-
-
-def mux_audio(video: Path, audio_source: Path, output: Path, duration: float | None = None) -> Path:
-    """Write ``output``: the video stream of ``video`` copied as is, with the first audio stream of
-    ``audio_source`` re-encoded to AAC and cut at ``duration`` seconds. ``video``'s container metadata is
-    kept; ``output`` appears only once complete."""
-    output = Path(output)
-    with _rewrite(video, audio_source, output) as (picture, sound, out):
-        video_in = picture.streams.video[0]
-        video_out = out.add_stream_from_template(video_in)
-        audio_in = sound.streams.audio[0]
-        rate = audio_in.codec_context.sample_rate or 48000
-        audio_out = out.add_stream(AUDIO_CODEC, rate=rate)
-        layout = audio_in.codec_context.layout
-        audio_out.layout = layout.name if layout else "stereo"
-        _copy_packets(picture.demux(video_in), video_out, out)
-        _encode_audio(sound, audio_in, out, audio_out, duration)
-    return output
+REMUX_ERRORS = (av.FFmpegError, OSError, ValueError)
 
 
 def remux_with_audio(
@@ -71,6 +53,23 @@ def remux_with_audio(
                 output.mux(out_audio.encode(frame))
             output.mux(out_audio.encode(None))
     return in_audio is not None
+
+
+def add_record_and_audio(
+    video: Path,
+    source: Path,
+    record: dict[str, Any],
+    duration: float | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """:func:`remux_with_audio` of a finished ``video`` with ``record`` (and ``metadata``) in its metadata.
+    Should that fail, ``video`` stays as it was, silent, and ``record`` says why (``audio`` False,
+    ``audio_error``): the caller keeps it as the result and still writes the sidecar."""
+    try:
+        remux_with_audio(video, source, {METADATA_KEY: record} | (metadata or {}), duration)
+    except REMUX_ERRORS as exc:
+        log.warning("kept %s without the sound of %s: %s", video, source, exc)
+        record |= {"audio": False, "audio_error": str(exc)}
 
 
 @contextmanager
@@ -107,23 +106,3 @@ def _copy_packets(packets: Iterable[av.Packet], stream: Any, out: av.container.O
             continue
         packet.stream = stream
         out.mux(packet)
-
-
-def _encode_audio(
-    source: av.container.InputContainer,
-    stream: av.audio.stream.AudioStream,
-    out: av.container.OutputContainer,
-    target: av.audio.stream.AudioStream,
-    duration: float | None,
-) -> None:
-    resampler = av.AudioResampler(format="fltp", layout=target.layout.name, rate=target.rate)
-    written = 0
-    limit = None if duration is None else round(duration * target.rate)
-    for frame in source.decode(stream):
-        if limit is not None and written >= limit:
-            break
-        for converted in resampler.resample(frame):
-            converted.pts = written
-            written += converted.samples
-            out.mux(target.encode(converted))
-    out.mux(target.encode(None))

@@ -153,6 +153,11 @@ class BatchRun:
             row.status, row.seed, row.time_s = "skipped", record.get("seed"), record.get("time_s")
             row.output = str(target)
             return
+        try:
+            self.studio._check_fits_machine(request)  # what Studio.submit checks for a single job
+        except ConfigError as exc:
+            row.status, row.error = "bad", str(exc)
+            return
         self.jobs[index] = self.studio.queue.submit(request)
         self.targets[index] = target
         row.status = "queued"

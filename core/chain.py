@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +23,7 @@ from core.jobs import Job
 from core.magi.request import MagiRequest
 from core.outputs import base_record, new_output_path, save_output
 from core.requests import T2VRequest, parse_request
-from core.validation import ConfigError, as_choice, as_float, as_int
+from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
 from core.video_io import probe_video, temp_path_for
 from weights.registry import cards_for
 
@@ -61,6 +62,10 @@ class ChainRequest:
             set_(self, "upscale_scale", as_int("upscale scale", self.upscale_scale, low=2, high=4))
         if self.continuations == 0 and self.upscale_model is None:
             raise ConfigError("a long video needs at least one continuation or an upscale")
+        try:
+            self.planned_parts()
+        except ConfigError as error:
+            raise ConfigError(f"a later part of the long video: {error}") from error
 
     @cached_property
     def first(self) -> T2VRequest | MagiRequest:
@@ -76,7 +81,7 @@ class ChainRequest:
                 "video": video,
                 "prompt": self.continue_prompt,
                 "seconds": self.seconds,
-                "seed": self.first.seed + 1 + index,
+                "seed": (self.first.seed + 1 + index) % (MAX_SEED + 1),
             }
         )
 
@@ -91,6 +96,18 @@ class ChainRequest:
                 "seed": self.first.seed,
             }
         )
+
+    def planned_parts(self) -> list[Any]:
+        """Every part's request, validated: the later ones built on an empty placeholder clip (gone when
+        this returns; each really extends the part before it), so that a part that cannot run (too short,
+        a scale its model lacks) is refused when the chain is submitted, not once the earlier parts ran."""
+        with tempfile.TemporaryDirectory() as folder:
+            clip = str(Path(folder) / "part.mp4")
+            Path(clip).touch()
+            parts = [self.first, *(self.continuation(index, clip) for index in range(self.continuations))]
+            if self.upscale_model is not None:
+                parts.append(self.upscale(clip))
+        return parts
 
     def with_seed(self) -> ChainRequest:
         """This chain with a concrete seed for its first part (the others derive theirs from it)."""

@@ -8,17 +8,17 @@ so every window splits into whole causal blocks). ``0`` or ``-1`` in a field mea
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from core.memory.levels import parse_override
-from core.validation import ConfigError, as_float, as_int, as_text
+from core.validation import ConfigError, as_float, as_int, as_seed, as_text, random_seed
 from core.video_input import VIDEO_SUFFIXES
 from weights.registry import ModelCard, get_card
 
-MAX_SEED = 2**32 - 1
+"""The largest seed of any request. Defined here, in the request module the others (``core.requests``,
+``core.magi.request``, ``core.upscale.request``) can import without an import cycle."""
 TEMPORAL_FACTOR = 4
 DEFAULT_SECONDS = 4.0
 CACHE_METHODS = ("flowcache",)
@@ -152,7 +152,7 @@ class ContinueRequest:
         set_(self, "guidance", as_float("guidance", guidance, low=0.0, high=30.0))
         if self.shift is not None:
             set_(self, "shift", as_float("shift", self.shift, low=0.0, high=100.0))
-        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        set_(self, "seed", as_seed(self.seed))
         if not isinstance(self.continuation_only, bool):
             raise ConfigError(f"continuation only must be true or false, got {self.continuation_only!r}")
         set_(self, "cache", _checked_cache(self.cache))
@@ -174,7 +174,7 @@ class ContinueRequest:
 
     def with_seed(self) -> ContinueRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
-        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+        return self if self.seed >= 0 else replace(self, seed=random_seed())
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **asdict(self)}

@@ -77,7 +77,7 @@ class Job:
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._cancel = threading.Event()
-        self._changed = threading.Condition()
+        self._changed = threading.Condition(threading.RLock())  # re-entrant: finish() runs inside cancel()
         self._version = 0
         # The submitter's context variables (e.g. the Gradio request ZeroGPU bills); the job runs in it.
         self.context = contextvars.copy_context()
@@ -93,8 +93,9 @@ class Job:
     def cancel(self) -> None:
         """Ask the job to stop; a queued job is cancelled at once, a running one at its next step."""
         self._cancel.set()
-        if self.status == JobStatus.QUEUED:
-            self.finish(JobStatus.CANCELLED)
+        with self._changed:  # the same lock as start(): a job is either started or cancelled here
+            if self.status == JobStatus.QUEUED:
+                self.finish(JobStatus.CANCELLED)
         self._notify()
 
     def check_cancelled(self) -> None:
@@ -127,9 +128,13 @@ class Job:
     def finish(
         self, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
     ) -> None:
-        self.status, self.result, self.error = status, result, error
-        self.finished_at = time.time()
-        self._notify()
+        """Record the outcome; a job finishes once (later calls change nothing)."""
+        with self._changed:
+            if self.finished:
+                return
+            self.status, self.result, self.error = status, result, error
+            self.finished_at = time.time()
+            self._notify()
 
     def _notify(self) -> None:
         with self._changed:

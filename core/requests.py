@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -13,10 +12,18 @@ from core.magi.request import MagiRequest, is_magi_card, is_magi_model
 from core.memory.levels import parse_override
 from core.speed import SpeedConfig, parse_speed_config
 from core.upscale.request import UpscaleRequest
-from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
+from core.validation import (
+    ConfigError,
+    as_choice,
+    as_float,
+    as_int,
+    as_seed,
+    as_text,
+    from_mapping,
+    random_seed,
+)
 from weights.registry import ModelCard, get_card
 
-MAX_SEED = 2**32 - 1
 MULTI_GPU_CHOICES = ("auto", "one", "split")
 
 
@@ -100,7 +107,7 @@ class T2VRequest:
             set_(self, "guidance_2", as_float("guidance 2", guidance_2, low=0.0, high=30.0))
         if self.flow_shift is not None:
             set_(self, "flow_shift", as_float("flow shift", self.flow_shift, low=0.0, high=100.0))
-        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        set_(self, "seed", as_seed(self.seed))
         level = parse_override(self.memory_level)
         set_(self, "memory_level", "auto" if level is None else str(level))
         parse_cache_config(self.cache, card)
@@ -132,7 +139,7 @@ class T2VRequest:
 
     def with_seed(self) -> T2VRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
-        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+        return self if self.seed >= 0 else replace(self, seed=random_seed())
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **asdict(self)}

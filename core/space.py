@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from core.chain import ChainRequest
 from core.jobs import Executor
 
 DEFAULT_SPACE_MODEL = "wan2.1-t2v-1.3b"
@@ -43,7 +44,15 @@ def detect_space(env: Mapping[str, str] = os.environ) -> SpaceInfo:
 
 
 def estimate_gpu_seconds(request: Any) -> int:
-    """GPU seconds to ask ZeroGPU for: load time plus steps scaled by model size and token count (x1.5)."""
+    """GPU seconds to ask ZeroGPU for: load time plus steps scaled by model size and token count (x1.5);
+    for a long video (chain) the sum over its parts, within the same cap."""
+    if isinstance(request, ChainRequest):
+        return min(MAX_SECONDS, sum(_part_seconds(part) for part in request.planned_parts()))
+    return _part_seconds(request)
+
+
+def _part_seconds(request: Any) -> int:
+    """:func:`estimate_gpu_seconds` of one request that runs one model."""
     card = request.card
     frames = getattr(request, "frames", None) or card.defaults.frames
     width = getattr(request, "width", None) or card.resolution(card.defaults.resolution).width

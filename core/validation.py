@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(ValueError):
@@ -89,3 +92,13 @@ def _check_range(name: str, number: float, low: float | None, high: float | None
             else (f"at least {low}" if low is not None else f"at most {high}")
         )
         raise ConfigError(f"{name} must be {bounds}, got {number}")
+
+
+def as_seed(value: Any) -> int:
+    """A generation seed: 0 to MAX_SEED, or -1 for "pick one at random when the job runs"."""
+    return as_int("seed", value, low=-1, high=MAX_SEED)
+
+
+def random_seed() -> int:
+    """A fresh seed for a request that asked for -1."""
+    return random.randint(0, MAX_SEED)

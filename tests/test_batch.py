@@ -6,7 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from core.batch import load_rows, main, run_batch
+from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 
 pytest_plugins = ["tests.conftest_workflow", "tests.conftest_magi_app"]
@@ -112,3 +116,18 @@ def test_magi_rows_take_magi_fields_and_refuse_wan_ones(magi_models_dir, studio,
     assert request["cache"] == {"preset": "fast"}
     again = run_batch(studio, prompts, {"model": "tiny-magi"})
     assert [r.status for r in again.rows] == ["skipped", "bad", "bad"]
+
+
+def test_rows_get_the_machine_check_that_single_jobs_get(studio, tmp_path: Path) -> None:
+    """An upscale split over 2 GPUs on a one-GPU studio is refused when queued, in a batch as alone."""
+    video = tmp_path / "clip.mp4"
+    video.touch()  # refused before anything reads it
+    row = {"task": "upscale", "model": "tiny-flashvsr", "video": str(video), "pipeline_gpus": 2}
+    prompts = tmp_path / "split.json"
+    prompts.write_text(json.dumps([row]), encoding="utf-8")
+    studio.devices = [torch.device("cuda", 0)]  # what the check sees: one GPU
+    with pytest.raises(ConfigError, match="needs 2 GPUs"):
+        studio.submit(row)
+    batch = run_batch(studio, prompts)
+    assert [r.status for r in batch.rows] == ["bad"] and "needs 2 GPUs" in batch.rows[0].error
+    assert batch.jobs == {} and studio.queue.jobs() == []

@@ -14,7 +14,7 @@ from core.magi.request import MagiRequest
 from core.requests import T2VRequest, parse_request
 from core.runner import Runner
 from core.settings import Settings
-from core.validation import ConfigError
+from core.validation import MAX_SEED, ConfigError
 from core.video_io import probe_video, read_record
 
 pytest_plugins = ["tests.conftest_magi_app"]
@@ -127,12 +127,22 @@ def test_chain_parts_follow_their_model(clip_with_sound: Path) -> None:
         ({"continue_model": "tiny-wan"}, "continue model must be one of"),
         ({"upscale_model": "nope"}, "upscale model must be one of"),
         ({"t2v": {"model": "tiny-wan", "prompt": ""}}, "prompt must not be empty"),
+        ({"seconds": 0.01, "continue_model": "tiny-skyreels-df"}, "later part.*frames to add must be"),
+        ({"continuations": 0, "upscale_model": "realesrgan-x2plus"}, "later part.*upscales x2 at most"),
     ],
 )
 def test_bad_chains_are_refused_clearly(change: dict, message: str) -> None:
     data = {"task": "chain", "t2v": {"model": "tiny-wan", "prompt": "a cat"}} | change
     with pytest.raises(ConfigError, match=message):
         parse_request(data)
+
+
+def test_continuation_seeds_wrap_past_the_largest_seed() -> None:
+    t2v = {"model": "tiny-wan", "prompt": "a cat", "seed": MAX_SEED}
+    chain = parse_request(
+        {"task": "chain", "t2v": t2v, "continuations": 2, "continue_model": "tiny-skyreels-df"}
+    )
+    assert [part.seed for part in chain.planned_parts()] == [MAX_SEED, 0, 1]
 
 
 def test_long_video_form_follows_the_first_model() -> None:

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from imageio_ffmpeg import get_ffmpeg_exe
 
-from core.audio import has_audio, mux_audio
 from core.continuation import ContinueRequest
 from core.validation import ConfigError
 from core.video_input import clockwise_rotation, iter_resampled, last_frames, open_input, upright_rgb
@@ -125,20 +124,6 @@ def test_bad_requests_are_refused_with_the_field_named(clips: Path, fields: dict
     data = {"model": "tiny-skyreels-df", "video": str(clips / "good.mp4"), "prompt": "a cat"} | fields
     with pytest.raises(ConfigError, match=message):
         ContinueRequest(**data)
-
-
-def test_mux_audio_puts_the_sound_under_the_picture(clip_maker, tmp_path: Path) -> None:
-    make_clip = clip_maker
-    picture = make_clip(tmp_path / "picture.mp4", frames=12, fps=24, width=48, height=32)
-    source = make_clip(tmp_path / "source.mkv", frames=30, fps=30, width=80, height=60, audio_seconds=1.0)
-    out = mux_audio(picture, source, tmp_path / "out.mp4", duration=0.5)
-    assert has_audio(out) and not has_audio(picture)
-    with av.open(str(out)) as container:
-        samples = sum(f.samples for f in container.decode(container.streams.audio[0]))
-    with av.open(str(out)) as container:
-        frames = sum(1 for _ in container.decode(container.streams.video[0]))
-    assert frames == 12 and 0.45 * 44100 <= samples <= 0.6 * 44100
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def phone_clip(path: Path, clockwise: int, frames: int = 4) -> Path:

@@ -97,3 +97,41 @@ def test_check_cancelled_raises_only_after_cancel() -> None:
     except JobCancelledError:
         return
     raise AssertionError("expected JobCancelledError")
+
+
+def test_a_job_finishes_once() -> None:
+    job = Job("x")
+    job.finish(JobStatus.DONE, {"value": 1})
+    finished_at = job.finished_at
+    job.finish(JobStatus.FAILED, error="late")
+    job.cancel()
+    assert (job.status, job.result, job.error) == (JobStatus.DONE, {"value": 1}, None)
+    assert job.finished_at == finished_at
+
+
+def test_a_cancel_that_found_the_job_queued_keeps_the_worker_from_starting_it() -> None:
+    """The worker tries to start the job while cancel() is between its check and its finish: the job
+    ends cancelled and never starts (it used to run, finish done, then be marked cancelled)."""
+    worker_done = threading.Event()
+
+    class SlowCancel(Job):
+        def finish(self, status: JobStatus, result: dict | None = None, error: str | None = None) -> None:
+            if status == JobStatus.CANCELLED:
+                worker_done.wait(0.5)  # the worker's turn, if the lock lets it in
+            super().finish(status, result, error)
+
+    job = SlowCancel("x")
+    started: list[bool] = []
+
+    def work() -> None:
+        started.append(job.start())
+        if started[0]:
+            job.finish(JobStatus.DONE, {})
+        worker_done.set()
+
+    canceller = threading.Thread(target=job.cancel)
+    canceller.start()
+    time.sleep(0.05)  # cancel() is now waiting inside finish()
+    work()
+    canceller.join()
+    assert started == [False] and job.status == JobStatus.CANCELLED

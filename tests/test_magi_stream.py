@@ -8,12 +8,17 @@ import tracemalloc
 import weakref
 from pathlib import Path
 
+import av
+import numpy as np
+import pytest
 import torch
 
+import core.audio
 from core.jobs import Job
 from core.magi.generate import generate
-from core.magi.stream import PREVIEW_ENCODER, join_segments
+from core.magi.stream import PREVIEW_ENCODER, StreamedVideo, join_segments
 from core.requests import parse_request
+from core.video_input import open_input
 from core.video_io import VideoWriter, probe_video, read_frames, read_record
 from weights.registry import get_card
 
@@ -99,3 +104,19 @@ def test_previews_made_in_a_worker_process_reach_the_app(tmp_path):
         pool.shutdown()
     assert job.previews == [str(tmp_path / f"{job.id}-{count}.mp4") for count in (1, 2)]
     assert job.preview == job.previews[-1] and job.progress.step == 2
+
+
+def test_a_failed_remux_keeps_the_streamed_file_and_notes_it(
+    clip_with_sound: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> bool:
+        raise av.FFmpegError(-5, "Input/output error")
+
+    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
+    clip = open_input(clip_with_sound, get_card("tiny-magi"))
+    output = StreamedVideo(tmp_path / "out.mp4", clip.fps, "a cat", clip)
+    output.add(np.zeros((24, clip.height, clip.width, 3), np.uint8))
+    record = {"task": "continue", "audio": True}
+    path = output.finish(record, partial=False)
+    assert path == tmp_path / "out.mp4" and probe_video(path).frames == clip.frames + 24
+    assert record["audio"] is False and "Input/output error" in record["audio_error"]

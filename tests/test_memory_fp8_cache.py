@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,32 @@ def test_a_pinned_choice_writes_no_cache_and_maps_nothing(tmp_path, monkeypatch)
     pipe = load_diffusers_pipeline(card, ensure_model(card, settings), torch.device("cpu"), level=5)
     assert asked == ["cpu"] and getattr(pipe.transformer, "_weights_mapped_from", None) is None
     assert not fp8_cache_dir(tmp_path, card.id).exists()
+
+
+def test_stale_files_go_but_partial_files_other_writers_still_write_stay(tmp_path):
+    """Split ranks write the same cache at once: one's clean-up must not delete another's partial file."""
+    from core.memory.fp8_cache import PARTIAL_GRACE_S, _remove_stale
+
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        keep = tmp_path / "dit-new.safetensors"
+        files = {
+            "stale": "dit-old.safetensors",
+            "writing": f"dit-new.safetensors.partial-{writer.pid}",
+            "recent": f"dit-new.safetensors.partial-{ended.pid}",  # e.g. a writer on another machine
+            "abandoned": f"dit-old.safetensors.partial-{ended.pid}",
+            "other component": "vae-old.safetensors",
+        }
+        for name in [keep.name, *files.values()]:
+            (tmp_path / name).touch()
+        long_ago = time.time() - PARTIAL_GRACE_S - 60
+        for what in ("stale", "writing", "abandoned"):
+            os.utime(tmp_path / files[what], (long_ago, long_ago))
+        _remove_stale(tmp_path, "dit", keep)
+    finally:
+        writer.kill()
+        writer.wait()
+    left = {files[what] for what in ("writing", "recent", "other component")}
+    assert {path.name for path in tmp_path.iterdir()} == {keep.name, *left}

@@ -59,6 +59,15 @@ def test_gpu_seconds_grow_with_the_work_and_stay_within_bounds() -> None:
     assert 90 <= full <= 150  # 50 steps of ~1.3 s plus loading, with a 1.5x margin
 
 
+def test_a_long_video_asks_for_the_sum_of_its_parts_within_the_cap() -> None:
+    t2v = {"model": "wan2.1-t2v-1.3b", "prompt": "x", "steps": 10}
+    chain = parse_request({"task": "chain", "t2v": t2v, "continuations": 1})
+    first, continuation = chain.planned_parts()
+    assert estimate_gpu_seconds(chain) == estimate_gpu_seconds(first) + estimate_gpu_seconds(continuation)
+    longest = parse_request({"task": "chain", "t2v": t2v, "continuations": 20})
+    assert estimate_gpu_seconds(longest) == MAX_SECONDS
+
+
 def test_zero_gpu_runs_each_job_inside_spaces_gpu_in_the_submitters_context(monkeypatch) -> None:
     spaces = FakeSpaces()
     monkeypatch.setitem(sys.modules, "spaces", spaces)

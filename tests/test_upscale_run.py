@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import core.audio
 import core.upscale.run
 from core.encoders import quality_to_crf
 from core.jobs import Job
@@ -148,3 +149,19 @@ def test_full_variant_streams_on_gpu(tiny_flashvsr_dir: Path) -> None:
     chunks = list(FlashVSRStreamer(model).run(frames, len(frames)))
     assert [len(c) for c in chunks] == [21, 8, 1]
     assert chunks[0].shape[1:] == (128, 256, 3)
+
+
+def test_a_failed_audio_remux_keeps_the_upscaled_video_and_its_sidecar(
+    clip_64: Path, upscale_runner: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> bool:
+        raise av.FFmpegError(-5, "Input/output error")
+
+    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
+    record = run_upscale(upscale_runner, Job(request), request)
+    path = Path(record["path"])
+    assert record["status"] == "done" and record["audio"] is False
+    assert "Input/output error" in record["audio_error"]
+    assert probe_video(path).frames == 30 and audio_streams(path) == 0
+    assert json.loads(path.with_suffix(".json").read_text())["audio_error"] == record["audio_error"]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from core.runner import Runner
 
 MEMORY_HINT = (
-    "; MAGI-1 ran out of GPU memory: a smaller window size (1 fits ~12 GB GPUs), a KV budget or a smaller "
+    "; MAGI-1 ran out of GPU memory: a smaller window size, a KV budget or a smaller "
     "resolution needs less"
 )
 

@@ -9,7 +9,6 @@ takes the card's default. The distilled models run only the published step count
 from __future__ import annotations
 
 import math
-import random
 import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -18,18 +17,17 @@ from core.continuation import checked_video_path
 from core.magi.caching import build_magi_cache
 from core.magi.config import VARIANTS
 from core.magi.schedule import MagiRunConfig
-from core.validation import ConfigError, as_choice, as_float, as_int, as_text
+from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
 from weights.registry import ModelCard, Resolution, get_card, load_cards
 
 MAGI_PIPELINE = "Magi1"
 TASKS = ("t2v", "continue")
-MAX_SEED = 2**32 - 1
 MAX_WINDOW = 4
 MAX_KV_BUDGET = 10**9
 
 FIELD_HELP: dict[str, str] = {
     "chunks": "Chunks to make; each is 24 frames (1 s at 24 fps).",
-    "window_size": "Chunks denoised together (1-4). 4 is the published speed; 1 fits ~12 GB GPUs.",
+    "window_size": "Chunks denoised together (1-4). 4 is the published speed; fewer need less memory.",
     "kv_budget": "Tokens of earlier chunks kept per layer for attention; 0 keeps all (as published).",
 }
 
@@ -148,7 +146,7 @@ class MagiRequest:
         set_(self, "window_size", as_int("window size", window, low=1, high=MAX_WINDOW))
         set_(self, "steps", self._checked_steps(card))
         set_(self, "guidance", self._checked_guidance(card))
-        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        set_(self, "seed", as_seed(self.seed))
         if self.resolution is not None or self.task == "t2v":
             asked = as_text("resolution", self.resolution) or card.defaults.resolution
             set_(self, "resolution", find_resolution(card, asked).name)
@@ -228,7 +226,7 @@ class MagiRequest:
 
     def with_seed(self) -> MagiRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
-        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+        return self if self.seed >= 0 else replace(self, seed=random_seed())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,11 +17,11 @@ from typing import Any
 import av
 import numpy as np
 
-from core.audio import remux_with_audio
+from core.audio import add_record_and_audio
 from core.encoders import X264, Encoder
 from core.jobs import Job
 from core.video_input import InputVideo, iter_resampled
-from core.video_io import METADATA_KEY, VideoWriter, partial_path_for, temp_path_for
+from core.video_io import VideoWriter, partial_path_for, temp_path_for
 
 PREVIEW_DIR = ".previews"
 PREVIEW_MAX_AGE_S = 3600
@@ -62,13 +62,14 @@ class StreamedVideo:
         return partial_path_for(self.path) if partial else self.path
 
     def finish(self, record: dict[str, Any], partial: bool) -> Path:
-        """Close the file (as ``final_path(partial)``) and embed ``record``; returns its path."""
+        """Close the file (as ``final_path(partial)``) and embed ``record`` (which notes a failed remux:
+        the file then stays silent, without it); returns its path."""
         path = self.writer.keep_partial() if partial else self.writer.commit()
         assert path is not None
         with_audio = self.clip is not None and self.clip.has_audio
         source = self.clip.path if with_audio else path
         duration = self.clip.duration if with_audio else None
-        remux_with_audio(path, source, {METADATA_KEY: record, "title": self.title}, duration=duration)
+        add_record_and_audio(path, source, record, duration, {"title": self.title})
         return path
 
     def discard(self) -> None:

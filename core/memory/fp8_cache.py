@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
 import torch
 
 from core.memory.levels import FP8_STORAGE as FP8_STORAGE_LEVEL
@@ -38,6 +40,9 @@ FORMAT = "fp8-cache-1"
 SPARE_DISK_BYTES = 2**30
 PIN_SPARE_GIB = 4.0
 """RAM that must stay available beside a pinned fp8 DiT (pinned memory cannot be swapped out)."""
+PARTIAL = ".partial-"
+PARTIAL_GRACE_S = 600
+"""A partial file changed this recently may be a write in progress by a process this one cannot see."""
 
 Layout = list[tuple[str, torch.dtype, torch.Size]]
 Pieces = Callable[[str], Iterable[torch.Tensor]]
@@ -67,9 +72,22 @@ def is_valid(path: Path, header: bytes, data_bytes: int) -> bool:
         return False
 
 
+def _being_written(path: Path) -> bool:
+    """Whether ``path``, a ``<cache file>.partial-<pid>``, may still be written: by a live process (split
+    ranks write the same cache at once), or recently (a process elsewhere sharing the models folder)."""
+    pid = path.name.rpartition(PARTIAL)[2]
+    if pid.isdigit() and psutil.pid_exists(int(pid)):
+        return True
+    try:
+        return time.time() - path.stat().st_mtime < PARTIAL_GRACE_S
+    except OSError:
+        return False
+
+
 def _remove_stale(folder: Path, name: str, keep: Path) -> None:
+    """Remove ``name``'s cache files other than ``keep``, and the partial files no process still writes."""
     for old in folder.glob(f"{name}-*"):
-        if old != keep:
+        if old != keep and not (PARTIAL in old.name and _being_written(old)):
             log.info("removing stale fp8 cache %s", old)
             old.unlink(missing_ok=True)
 
@@ -77,7 +95,7 @@ def _remove_stale(folder: Path, name: str, keep: Path) -> None:
 def write_cache(path: Path, header: bytes, pads: list[int], layout: Layout, pieces_of: Pieces) -> None:
     """Write the cache file: header first, then each tensor as ``pieces_of(key)`` gives it (flat pieces in
     its planned dtype), into a temporary file that replaces ``path`` once complete."""
-    temporary = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    temporary = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
     try:
         with temporary.open("wb") as file:
             file.write(header)

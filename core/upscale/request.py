@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from core.upscale.config import VARIANTS
-from core.validation import ConfigError, as_choice, as_int, as_text
+from core.validation import ConfigError, as_choice, as_int, as_seed, as_text, random_seed
 from weights.registry import ModelCard, get_card
 
-MAX_SEED = 2**32 - 1
 SCALES = (2, 4)
 ENGINES = {"FlashVSR": "flashvsr", "ESRGAN": "esrgan"}
 """Card ``pipeline`` -> how the job runs it: FlashVSR, or a Real-ESRGAN-class network frame by frame."""
@@ -58,7 +56,7 @@ class UpscaleRequest:
         else:
             set_(self, "max_input_width", as_int("max input width", self.max_input_width, low=32, high=8192))
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
-        set_(self, "seed", as_int("seed", self.seed, low=-1, high=MAX_SEED))
+        set_(self, "seed", as_seed(self.seed))
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
         if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
             raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
@@ -74,7 +72,7 @@ class UpscaleRequest:
 
     def with_seed(self) -> UpscaleRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
-        return self if self.seed >= 0 else replace(self, seed=random.randint(0, MAX_SEED))
+        return self if self.seed >= 0 else replace(self, seed=random_seed())
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **asdict(self)}

@@ -18,11 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 
-from core.audio import remux_with_audio
+from core.audio import add_record_and_audio
 from core.encoders import choose_encoder
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job, JobCancelledError
@@ -37,7 +36,7 @@ from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_repor
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
-from core.video_io import METADATA_KEY, VideoWriter
+from core.video_io import VideoWriter
 from weights.registry import ModelCard
 from weights.store import ensure_model, is_offline
 
@@ -233,7 +232,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
         "audio": source.has_audio,
     }
     writer.commit()
-    remux_with_audio(path, Path(request.video), {METADATA_KEY: record})
+    add_record_and_audio(path, Path(request.video), record)
     write_json_atomic(sidecar_path(path), record)
     record["path"] = str(path)
     return record
@@ -249,11 +248,7 @@ def _keep_partial(
     if kept is None:
         return record
     record |= {"output": kept.name, "audio": source.has_audio}
-    try:
-        duration = writer.frames_written / source.fps
-        remux_with_audio(kept, Path(request.video), {METADATA_KEY: record}, duration)
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        record |= {"audio": False, "audio_error": str(exc)}
+    add_record_and_audio(kept, Path(request.video), record, duration=writer.frames_written / source.fps)
     write_json_atomic(sidecar_path(kept), record)
     record["path"] = str(kept)
     return record
