@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.audio import mux_audio
+from core.audio import add_record_and_audio
 from core.chunk_cache import apply_chunk_cache
 from core.continuation import ContinueRequest, latent_frames
 from core.hardware import PeakMemory, compute_dtype
@@ -25,7 +25,7 @@ from core.jobs import Job
 from core.outputs import base_record, save_output
 from core.t2v import set_flow_shift
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
-from core.video_io import VideoWriter
+from core.video_io import METADATA_KEY, VideoWriter
 
 if TYPE_CHECKING:
     from core.runner import Runner
@@ -104,19 +104,16 @@ def generate_continuation(
 def write_continuation(
     path: Path, video: InputVideo, new_frames: np.ndarray, metadata: dict[str, Any], with_clip: bool
 ) -> Path:
-    """Write the converted clip, then ``new_frames``, to ``path`` atomically, with the clip's sound."""
-    audio = with_clip and video.has_audio
-    target = path.with_name(f".{path.stem}.picture{path.suffix}") if audio else path
-    with VideoWriter(target, video.fps, metadata) as writer:
+    """Write the converted clip, then ``new_frames``, to ``path`` atomically, then the clip's sound under
+    the clip part. A failed mux keeps the silent video and notes it in the record (``metadata``'s, which
+    the sidecar saves next)."""
+    with VideoWriter(path, video.fps, metadata) as writer:
         if with_clip:
             for frame in iter_resampled(video):
                 writer.write(frame[None])
         writer.write(new_frames)
-    if audio:
-        try:
-            mux_audio(target, video.path, path, duration=video.duration)
-        finally:
-            target.unlink(missing_ok=True)
+    if with_clip and video.has_audio:
+        add_record_and_audio(path, video.path, metadata[METADATA_KEY], duration=video.duration)
     return path
 
 
@@ -137,6 +134,7 @@ def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str
             (video.width, video.height, request.base_num_frames),
             request.memory_level,
             lambda pipe: generate_continuation(pipe, request, video, context, job),
+            decode_frames=request.overlap_history + request.add_frames,
         )
     with_clip = not request.continuation_only
     record = base_record("continue", job.id) | {

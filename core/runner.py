@@ -72,11 +72,22 @@ class Runner:
             return self._run_t2v(job, request.with_seed())
         raise TypeError(f"no handler for {type(request).__name__}")
 
-    def plan(self, card: ModelCard, width: int, height: int, frames: int, level: str = "auto") -> MemoryPlan:
-        """The memory level this runner's device would use for a video, from its free memory now."""
+    def plan(
+        self,
+        card: ModelCard,
+        width: int,
+        height: int,
+        frames: int,
+        level: str = "auto",
+        decode_frames: int | None = None,
+    ) -> MemoryPlan:
+        """The memory level this runner's device would use for a video, from its free memory now
+        (``decode_frames``: see :func:`core.memory.estimate.estimate_memory`)."""
         gpu = self.device.index if self.device.type == "cuda" else None
         hardware = detect_hardware(() if gpu is None else (gpu,))
-        return plan_memory(card, width, height, frames, hardware, gpu, override=level)
+        return plan_memory(
+            card, width, height, frames, hardware, gpu, override=level, decode_frames=decode_frames
+        )
 
     def run_planned(
         self,
@@ -86,6 +97,7 @@ class Runner:
         memory_level: str,
         generate: Callable[[Any], T],
         variant: Hashable = None,
+        decode_frames: int | None = None,
     ) -> tuple[T, MemoryPlan, int]:
         """Fetch ``card``'s weights, plan memory for ``size`` (width, height, frames), load the pipeline and
         return ``generate(pipe)`` with the plan and the memory level it ran at: an out-of-memory error
@@ -98,7 +110,7 @@ class Runner:
             should_cancel=lambda: job.cancel_requested,
         )
         job.check_cancelled()
-        plan = self.plan(card, *size, memory_level)
+        plan = self.plan(card, *size, memory_level, decode_frames)
         level = [plan.level]
 
         def load(new_level: int) -> Any:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import core.audio
+import core.runner
 from core.continuation import ContinueRequest
 from core.continue_job import run_continue
 from core.jobs import Job, JobCancelledError
@@ -81,8 +83,16 @@ def test_extending_a_clip_keeps_it_adds_frames_and_keeps_its_audio(
 
 
 def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
-    continue_settings: Settings, clip_with_audio: Path
+    continue_settings: Settings, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    planned: list[tuple[int, int | None]] = []
+
+    def plan_memory(card, width, height, frames, *args, decode_frames=None, **kwargs):
+        planned.append((frames, decode_frames))
+        return original_plan_memory(card, width, height, frames, *args, decode_frames=decode_frames, **kwargs)
+
+    original_plan_memory = core.runner.plan_memory
+    monkeypatch.setattr(core.runner, "plan_memory", plan_memory)
     runner = Runner(continue_settings, torch.device("cpu"))
     request = ContinueRequest(
         model="tiny-skyreels-df",
@@ -105,6 +115,7 @@ def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
     assert record["audio"] is False
     totals = {r[2] for r in job.reports if r[0] == "denoising"}
     assert totals == {2}  # 3 new latent frames, at most 2 per window of 4 with 2 overlapping: 2 windows
+    assert planned == [(13, 5 + 12)]  # the memory plan covers one window and the decode of all it adds
 
 
 def test_cancel_stops_the_job(continue_settings: Settings, clip_with_audio: Path) -> None:
@@ -115,3 +126,27 @@ def test_cancel_stops_the_job(continue_settings: Settings, clip_with_audio: Path
     with pytest.raises(JobCancelledError):
         run_continue(runner, job, request)
     assert not continue_settings.outputs_dir.exists() or not any(continue_settings.outputs_dir.iterdir())
+
+
+def test_a_failed_audio_mux_keeps_the_silent_video_and_notes_it(
+    continue_settings: Settings, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object, **kwargs: object) -> bool:
+        raise av.FFmpegError(-5, "Input/output error")
+
+    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
+    runner = Runner(continue_settings, torch.device("cpu"))
+    request = ContinueRequest(
+        model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a cat", add_frames=4, steps=1, seed=5
+    )
+    record = run_continue(runner, RecordingJob(request), request)
+    path = Path(record["path"])
+    assert record["audio"] is False and "Input/output error" in record["audio_error"]
+    assert probe_video(path).frames == 24 + 4
+    with av.open(str(path)) as container:
+        assert not container.streams.audio
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar == {k: v for k, v in record.items() if k != "path"}
+    assert sorted(p.name for p in continue_settings.outputs_dir.iterdir()) == sorted(
+        [path.name, path.with_suffix(".json").name]
+    )

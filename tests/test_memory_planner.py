@@ -196,6 +196,17 @@ def test_planner_picks_lowest_level_that_fits(card, size, vram, ram, level, fits
         assert "RAM" in plan.reason or "may run out" in plan.reason
 
 
+def test_reason_names_ram_when_ram_decides_the_level(fake_hardware):
+    """80 GB free fits 14B at level 0, but levels 0-3 load the bf16 model (~40 GiB of RAM): RAM decides."""
+    plan = plan_memory(WAN_14B, *P480, fake_hardware(80.0, 32.0))
+    below = estimate_memory(WAN_14B, *P480, plan.level - 1)
+    assert plan.level == 4 and plan.fits
+    assert f"Level 3 would fit the GPU but needs about {below.ram_gib:.1f} GB of RAM" in plan.reason
+    assert "32.0 GB available" in plan.reason and "GB free." not in plan.reason
+    vram_bound = plan_memory(WAN_14B, *P480, fake_hardware(7.0, 64.0))
+    assert "Level 3 would need about" in vram_bound.reason and "of RAM (" not in vram_bound.reason
+
+
 def test_planner_level_never_falls_as_free_vram_shrinks(fake_hardware):
     free = (80, 48, 32, 24, 16, 12, 8, 6)
     levels = [plan_memory(WAN_14B, *P720, fake_hardware(v, 64.0)).level for v in free]
@@ -263,3 +274,17 @@ def test_memory_panel_text_and_choices(fake_hardware):
     roomy = plan_memory(WAN_14B, *P480, fake_hardware(6.0, 64.0))  # the fp8 DiT pinned in RAM
     assert roomy.mapped_gb == pytest.approx(10.58, abs=0.01) and "slower" not in describe_plan(roomy)
     assert "✅" in describe_plan(plan_memory(get_card("tiny-wan"), 64, 48, 9, fake_hardware(None, 8.0)))
+
+
+def test_a_continuation_plans_for_decoding_all_it_adds(fake_hardware):
+    """SkyReels denoises a 97-frame window but decodes the overlap and every added frame at once: 60 s at
+    24 fps is 1,440 frames of float32 pixels more than the window, ~8 GiB that a 10 GB GPU lacks."""
+    card = get_card("skyreels-v2-df-1.3b-540p")
+    size, decoded = (960, 544, 97), 17 + 1440
+    window = estimate_memory(card, *size, 6)
+    whole = estimate_memory(card, *size, 6, decode_frames=decoded)
+    assert whole.decode_gib - window.decode_gib == pytest.approx(3 * (decoded - 97) * 960 * 544 * 4 / 2**30)
+    assert whole.vram_gib > window.vram_gib + 7
+    hardware = fake_hardware(10.0, 64.0)
+    assert plan_memory(card, *size, hardware).fits
+    assert not plan_memory(card, *size, hardware, decode_frames=decoded).fits

@@ -8,12 +8,18 @@ from typing import Any
 import gradio as gr
 
 from core.continuation import FIELD_HELP
-from core.magi.request import MAX_WINDOW, context_frames, default_window, is_magi_card
+from core.magi.request import context_frames, is_magi_card
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
 from ui.jobs import run_job, wire_job
-from ui.magi_controls import MAGI_MEMORY_NOTE, build_window_controls, magi_cache_summary, with_preview
+from ui.magi_controls import (
+    MAGI_MEMORY_NOTE,
+    build_window_controls,
+    magi_cache_summary,
+    model_form_updates,
+    with_preview,
+)
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.send import TabIO, job_buttons, job_outputs
 from weights.registry import ModelCard, cards_for, get_card
@@ -93,20 +99,7 @@ def describe_input(video_path: str | None, model_id: str, overlap: float) -> str
 def model_settings(model_id: str) -> tuple[Any, ...]:
     """Component updates that load a model's defaults into the form and show its own options (MAGI-1:
     window and KV budget instead of the diffusion-forcing ones, negative prompt, shift and memory level)."""
-    card = get_card(model_id)
-    d = card.defaults
-    magi = is_magi_card(card)
-    return (
-        gr.update(value=d.steps),
-        gr.update(value=d.guidance),
-        gr.update(value=d.negative_prompt, visible=not magi),
-        gr.update(value=card.description),
-        gr.update(visible=not magi),
-        gr.update(visible=not magi),
-        gr.update(visible=not magi),
-        gr.update(visible=magi),
-        gr.update(value=default_window(card) if magi else MAX_WINDOW),
-    )
+    return model_form_updates(get_card(model_id))
 
 
 def magi_request_data(
@@ -255,19 +248,24 @@ def build_continue_tab(studio: Studio) -> TabIO:
     for trigger in (clip, model, overlap):
         trigger.change(describe_input, [clip, model, overlap], clip_info, api_name=False)
 
-    def estimate(model_id: str, window_frames: float, level: str) -> str:
+    def estimate(
+        model_id: str, window_frames: float, level: str, seconds_to_add: float, overlap_frames: float
+    ) -> str:
         card = get_card(model_id)
         if is_magi_card(card):
             return MAGI_MEMORY_NOTE
         res = card.resolution(card.defaults.resolution)
         frames = int(window_frames) or card.defaults.frames
+        decoded = int(overlap_frames or 0) + round(seconds_to_add * card.fps)  # decoded in one go at the end
         try:
-            return describe_plan(studio.runners[0].plan(card, res.width, res.height, frames, level))
+            plan = studio.runners[0].plan(card, res.width, res.height, frames, level, decode_frames=decoded)
+            return describe_plan(plan)
         except ConfigError as exc:
             return f"⚠️ {exc}"
 
-    for trigger in (model, window, memory_level):
-        trigger.change(estimate, [model, window, memory_level], memory_estimate, api_name=False)
+    estimate_inputs = [model, window, memory_level, seconds, overlap]
+    for trigger in estimate_inputs:
+        trigger.change(estimate, estimate_inputs, memory_estimate, api_name=False)
 
     def run(
         model_id: str,

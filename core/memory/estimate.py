@@ -318,13 +318,17 @@ def estimate_memory(
     cal: Calibration | None = None,
     *,
     map_fp8: bool = True,
+    decode_frames: int | None = None,
 ) -> MemoryEstimate:
     """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU;
     ``map_fp8``: the fp8 DiT is mapped from its cache file (level 5+ on a GPU) rather than pinned in RAM;
-    the app decides with :func:`core.memory.fp8_cache.maps_fp8_dit`."""
+    the app decides with :func:`core.memory.fp8_cache.maps_fp8_dit`. ``decode_frames``: the frames the VAE
+    decodes in one go when that is not ``frames`` (a continuation denoises a window but decodes it all)."""
     cal = cal or load_calibration()
     shape = shape_for(card, cal)
-    return estimate_for_shape(shape, width, height, frames, level, device_type, cal, map_fp8=map_fp8)
+    return estimate_for_shape(
+        shape, width, height, frames, level, device_type, cal, map_fp8=map_fp8, decode_frames=decode_frames
+    )
 
 
 def estimate_for_shape(
@@ -337,6 +341,7 @@ def estimate_for_shape(
     cal: Calibration | None = None,
     *,
     map_fp8: bool = True,
+    decode_frames: int | None = None,
 ) -> MemoryEstimate:
     """:func:`estimate_memory` for a model given by its shape."""
     level = check_level(level)
@@ -348,7 +353,7 @@ def estimate_for_shape(
     text_encoder = shape.text_encoder_params * BILLION * compute_bytes / GIB
     vae = shape.vae_params * BILLION * 4 / GIB
     activations = _activations_gib(shape, cal, level, tokens, compute_bytes)
-    output = _output_gib(frames, height, width)
+    output = _output_gib(decode_frames or frames, height, width)
     untiled = cal.vae_gib_per_pixel * width * height
     decode = output + (min(untiled, cal.vae_tiled_gib) if level >= VAE_TILING else untiled)
     low_ram = level >= GROUP_OFFLOAD

@@ -32,10 +32,6 @@ class MemoryPlan:
     """Weights mapped from files on disk (page cache), beside ``ram_gb``."""
 
     @property
-    def torch_device(self) -> torch.device:
-        return torch.device(self.device)
-
-    @property
     def label(self) -> str:
         return f"level {self.level} ({LEVELS[self.level].label})"
 
@@ -140,6 +136,7 @@ def plan_memory(
     override: int | str | None = "auto",
     *,
     calibration: Calibration | None = None,
+    decode_frames: int | None = None,
 ) -> MemoryPlan:
     """The lowest level whose estimate fits the free VRAM (with margin) and the available RAM.
 
@@ -147,6 +144,7 @@ def plan_memory(
 
     ``override`` is "auto"/None or a level 0..6 chosen by the user (kept even when it will not fit;
     the reason then says so). Without a GPU the run goes to the CPU at level 0 unless overridden.
+    ``decode_frames``: see :func:`estimate_memory`.
     """
     forced: Any = parse_override(override)
     width, height = as_int("width", width, low=16), as_int("height", height, low=16)
@@ -157,22 +155,37 @@ def plan_memory(
         gpu = replace(gpu, free_gb=min(gpu.total_gb, gpu.free_gb + own_reserved_gb(gpu.index)))
     chosen_by = "auto" if forced is None else "user"
     if gpu is None:
-        est = estimate_memory(card, width, height, frames, forced or 0, "cpu", cal)
+        est = estimate_memory(
+            card, width, height, frames, forced or 0, "cpu", cal, decode_frames=decode_frames
+        )
         return _cpu_plan(est, hardware, chosen_by)
     mapped = maps_fp8_dit(card, "cuda", hardware.ram_available_gb, cal)
+
+    def estimate(level: int) -> MemoryEstimate:
+        return estimate_memory(
+            card, width, height, frames, level, "cuda", cal, map_fp8=mapped, decode_frames=decode_frames
+        )
+
     if forced is not None:
-        est = estimate_memory(card, width, height, frames, forced, "cuda", cal, map_fp8=mapped)
+        est = estimate(forced)
         return _gpu_plan(est, gpu, hardware, cal, chosen_by, "Chosen by you.")
-    estimates = [
-        estimate_memory(card, width, height, frames, n, "cuda", cal, map_fp8=mapped)
-        for n in range(MAX_LEVEL + 1)
-    ]
+    estimates = [estimate(n) for n in range(MAX_LEVEL + 1)]
     fitting = [e for e in estimates if cal.with_margin(e.vram_gib) <= gpu.free_gb]
     both = [e for e in fitting if e.ram_gib <= hardware.ram_available_gb]
     chosen = (both or fitting or estimates[-1:])[0]
     if chosen.level == 0:
         why = "Everything fits on the GPU."
     else:
-        below = estimates[chosen.level - 1]
-        why = f"Level {below.level} would need about {cal.with_margin(below.vram_gib):.1f} GB free."
+        why = _why_not(estimates[chosen.level - 1], gpu, hardware, cal)
     return _gpu_plan(chosen, gpu, hardware, cal, chosen_by, why)
+
+
+def _why_not(below: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration) -> str:
+    """Why Auto passed over ``below``, the level under its pick: its VRAM or, when that fits, its RAM."""
+    wants = cal.with_margin(below.vram_gib)
+    if wants > gpu.free_gb:
+        return f"Level {below.level} would need about {wants:.1f} GB free."
+    return (
+        f"Level {below.level} would fit the GPU but needs about {below.ram_gib:.1f} GB of RAM "
+        f"({hardware.ram_available_gb:.1f} GB available)."
+    )
