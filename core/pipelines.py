@@ -95,8 +95,8 @@ class PipelineCache:
         free_memory(self.device)
 
 
-def free_memory(device: torch.device) -> None:
-    """Collect garbage and return cached GPU memory to the driver."""
+def free_memory(device: torch.device | None = None) -> None:
+    """Collect garbage and return cached GPU memory to the driver (``None``: whichever GPU holds it)."""
     gc.collect()
-    if device.type == "cuda":
+    if device is None or device.type == "cuda":
         torch.cuda.empty_cache()

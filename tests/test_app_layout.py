@@ -36,3 +36,30 @@ def test_every_result_can_be_sent_to_continue_and_upscale(models_dir: Path, tmp_
         assert targets == {"Clip to extend", "Input video"}
     finally:
         studio.shutdown()
+
+
+def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path: Path) -> None:
+    """The README and docs/api.md list these; a component with a callable value would add its own."""
+    studio = Studio(Settings(outputs_dir=tmp_path, models_dir=models_dir, offline=True, dev=True))
+    try:
+        named = set(build_app(studio).get_api_info()["named_endpoints"])
+    finally:
+        studio.shutdown()
+    assert named == {
+        f"/{name}"
+        for name in (
+            "t2v",
+            "continue",
+            "upscale",
+            "long_video",
+            "batch",
+            "compare",
+            "history",
+            "rerun_settings",
+            "delete_result",
+            "list_models",
+            "download_model",
+            "cancel_download",
+            "delete_model",
+        )
+    }

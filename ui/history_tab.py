@@ -61,12 +61,7 @@ def build_history_tab(studio: Studio) -> None:
         model = gr.Dropdown([("any model", "")] + [(m, m) for m in models], value="", label="Model")
         text = gr.Textbox(label="Prompt contains")
         refresh_button = gr.Button("Refresh")
-    table = gr.Dataframe(
-        value=lambda: history_frame(studio, "", "", ""),
-        headers=COLUMNS,
-        label="Results (click a row)",
-        interactive=False,
-    )
+    table = gr.Dataframe(headers=COLUMNS, label="Results (click a row)", interactive=False)
     with gr.Row():
         with gr.Column():
             video = gr.Video(label="Selected result", interactive=False)
@@ -79,8 +74,7 @@ def build_history_tab(studio: Studio) -> None:
             status = gr.Markdown()
     filters = [task, model, text]
     refresh_button.click(refresh, filters, table, api_name="history")
-    for box in filters:
-        box.change(refresh, filters, table, api_name=False)
+    gr.on(None, refresh, filters, table, api_name=False)  # on page load and on every filter change
     table.select(pick, table, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
     if delete_button is not None:

@@ -8,13 +8,13 @@ from typing import Any
 import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
-from core.magi.request import default_window
+from core.magi.request import MAX_WINDOW, default_window, is_magi_card
 from core.studio import Studio
 from weights.registry import ModelCard
 
 MAGI_MEMORY_NOTE = (
     "MAGI-1 keeps its DiT and VAE on the GPU (T5 on the CPU unless the GPU has room). The window size sets "
-    "the peak: 4 chunks at a time is the published speed, 1 fits ~12 GB GPUs; a KV budget caps what "
+    "the peak: 4 chunks at a time is the published speed, 1 needs the least memory; a KV budget caps what "
     "earlier chunks keep."
 )
 
@@ -33,6 +33,24 @@ def build_window_controls(card: ModelCard) -> tuple[gr.Slider, gr.Number]:
         value=0, precision=0, minimum=0, label="KV budget (tokens)", info=MAGI_HELP["kv_budget"]
     )
     return window, kv_budget
+
+
+def model_form_updates(card: ModelCard, *magi_values: Any) -> tuple[Any, ...]:
+    """The model-change updates the Text to video and Continue tabs share, in their forms' order: steps,
+    guidance, negative prompt and description; three Wan / SkyReels-only groups (hidden for MAGI-1); the
+    MAGI-1 options (shown for it); the tab's own ``magi_values``; the window size (the card's for MAGI-1)."""
+    d = card.defaults
+    magi = is_magi_card(card)
+    return (
+        gr.update(value=d.steps),
+        gr.update(value=d.guidance),
+        gr.update(value=d.negative_prompt, visible=not magi),
+        gr.update(value=card.description),
+        *(gr.update(visible=not magi) for _ in range(3)),
+        gr.update(visible=magi),
+        *magi_values,
+        gr.update(value=default_window(card) if magi else MAX_WINDOW),
+    )
 
 
 def magi_cache_summary(stats: dict[str, Any]) -> str:

@@ -103,7 +103,7 @@ def build_models_tab(settings: Settings, dev: bool, in_space: bool = False) -> N
     where = "the models folder" if in_space else f"`{settings.models_dir}`"
     gr.Markdown(f"Weights live in {where}; copies in the Hugging Face cache are reused.{offline}")
     headers = HEADERS[:-1] if in_space else HEADERS
-    table = gr.Dataframe(value=rows, headers=headers, label="Models on this machine", interactive=False)
+    table = gr.Dataframe(value=rows(), headers=headers, label="Models on this machine", interactive=False)
     with gr.Row():
         choices = [(c.name, c.id) for c in cards]
         model = gr.Dropdown(choices, value=cards[0].id if cards else None, label="Model")
@@ -115,6 +115,7 @@ def build_models_tab(settings: Settings, dev: bool, in_space: bool = False) -> N
     message = gr.Markdown()
 
     refresh.click(rows, None, table, api_name="list_models")
+    gr.on(None, rows, None, table, api_name=False)  # on page load
     download_btn.click(download, model, [message, table], api_name="download_model")
     cancel_btn.click(cancel, model, message, api_name="cancel_download")
     if delete_btn is not None:

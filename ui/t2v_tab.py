@@ -9,13 +9,19 @@ from typing import Any
 import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
-from core.magi.request import MAX_WINDOW, chunk_frames, default_window, is_magi_card
+from core.magi.request import chunk_frames, is_magi_card
 from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
 from ui.jobs import run_job, wire_job
-from ui.magi_controls import MAGI_MEMORY_NOTE, build_window_controls, magi_cache_summary, with_preview
+from ui.magi_controls import (
+    MAGI_MEMORY_NOTE,
+    build_window_controls,
+    magi_cache_summary,
+    model_form_updates,
+    with_preview,
+)
 from ui.memory_panel import build_memory_panel, describe_plan
 from ui.queue_panel import build_gpu_choice
 from ui.send import SendButtons, job_buttons, job_outputs
@@ -92,16 +98,7 @@ def model_settings(model_id: str) -> tuple[Any, ...]:
     return (
         gr.update(choices=[r.label for r in card.resolutions], value=card.resolution(d.resolution).label),
         gr.update(value=d.frames, info=seconds_label(d.frames, card), visible=not magi),
-        gr.update(value=d.steps),
-        gr.update(value=d.guidance),
-        gr.update(value=d.negative_prompt, visible=not magi),
-        gr.update(value=card.description),
-        gr.update(visible=not magi),
-        gr.update(visible=not magi),
-        gr.update(visible=not magi),
-        gr.update(visible=magi),
-        gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None),
-        gr.update(value=default_window(card) if magi else MAX_WINDOW),
+        *model_form_updates(card, gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None)),
     )
 
 

@@ -63,18 +63,6 @@ class MagiRunConfig:
     def from_dict(cls, data: dict) -> MagiRunConfig:
         return from_mapping(cls, data, where="MAGI-1 run options")
 
-    @classmethod
-    def from_published(cls, config: dict) -> MagiRunConfig:
-        """The run options of a whole published config json (``runtime_config`` + ``engine_config``)."""
-        runtime, engine = config.get("runtime_config", {}), config.get("engine_config", {})
-        names = {f for f in cls.__dataclass_fields__} & set(runtime)
-        data = {name: runtime[name] for name in names}
-        if "shortcut_mode" in engine:
-            data["shortcut_mode"] = engine["shortcut_mode"]
-        if "distill_nearly_clean_chunk_threshold" in engine:
-            data["nearly_clean_threshold"] = engine["distill_nearly_clean_chunk_threshold"]
-        return cls.from_dict(data)
-
     @property
     def reach(self) -> int:
         """The most chunks (itself included) any chunk attends."""

@@ -32,8 +32,8 @@ MAPPED_FROM = "_weights_mapped_from"
 """Attribute the low-RAM loader sets on a model whose host weights are views of a mapped file."""
 
 
-def transformers_of(pipe: Any) -> list[torch.nn.Module]:
-    """The pipeline's DiTs: ``transformer`` and, for Wan2.2 A14B, ``transformer_2``."""
+def denoisers(pipe: Any) -> list[torch.nn.Module]:
+    """The pipeline's DiT(s): ``transformer`` and, for Wan2.2 A14B, ``transformer_2``."""
     found = [getattr(pipe, name, None) for name in ("transformer", "transformer_2")]
     return [model for model in found if model is not None]
 
@@ -48,7 +48,7 @@ def apply_memory_level(
     """
     level = check_level(level)
     device = torch.device(device)
-    for transformer in transformers_of(pipe):
+    for transformer in denoisers(pipe):
         place_transformer(transformer, level, device, chunk_tokens)
     vae = getattr(pipe, "vae", None)
     if vae is not None:
@@ -59,7 +59,7 @@ def apply_memory_level(
     text_encoder = getattr(pipe, "text_encoder", None)
     if text_encoder is not None:
         text_encoder.to(CPU if level >= TEXT_ENCODER_ON_CPU else device)
-    placed = {id(m) for m in (*transformers_of(pipe), vae, text_encoder)}
+    placed = {id(m) for m in (*denoisers(pipe), vae, text_encoder)}
     for component in getattr(pipe, "components", {}).values():
         if isinstance(component, torch.nn.Module) and id(component) not in placed:
             component.to(device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -10,15 +9,9 @@ import torch
 
 from core.memory.levels import LEVELS, MAX_LEVEL
 from core.memory.planner import MemoryPlan
+from core.pipelines import free_memory
 
 T = TypeVar("T")
-
-
-def free_gpu_memory() -> None:
-    """Drop unreachable tensors and hand cached blocks back to the driver."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _attempt(fn: Callable[[], T]) -> tuple[bool, T | None, str]:
@@ -27,7 +20,7 @@ def _attempt(fn: Callable[[], T]) -> tuple[bool, T | None, str]:
         return True, fn(), ""
     except torch.OutOfMemoryError as error:
         message = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
-    free_gpu_memory()
+    free_memory()
     return False, None, message
 
 
@@ -78,4 +71,4 @@ def run_with_oom_retry(
 def _give_up(release: Callable[[], None] | None) -> None:
     if release is not None:
         release()
-    free_gpu_memory()
+    free_memory()

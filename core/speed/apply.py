@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from core.memory.apply import denoisers
 from core.speed.attention import pick_turbo_attention, resolve_attention, use_attention_backend
 from core.speed.compile import announce_first_call, compile_blocks, should_compile, use_compile_cache
 from core.speed.config import SpeedConfig
@@ -17,12 +18,6 @@ from core.speed.gelu_epilogue import MAX_IN_FEATURES, fuse_gelu_epilogues
 APPLIED_MARK = "_video_studio_speed"
 WEIGHT_HOOKS = {"layerwise_casting", "group_offloading", "lazy_prefetch_group_offloading"}
 """diffusers hooks (memory levels' fp8 storage and offload) that move or recast weights on every call."""
-
-
-def denoisers(pipe: Any) -> list[Any]:
-    """The pipeline's DiT(s): ``transformer`` and, for Wan 2.2 A14B, ``transformer_2``."""
-    found = (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
-    return [model for model in found if model is not None]
 
 
 def hook_names(model: Any) -> set[str]:
