@@ -4,13 +4,16 @@ Each row is validated by :func:`core.requests.parse_request` (a bad row is repor
 queued on the Studio's JobQueue, which spreads the rows over every worker. A finished video is moved
 into the batch folder as ``row-<n>-<slug>.mp4`` with its sidecar JSON (mp4 first, sidecar last, each by
 ``os.replace``), so a row whose mp4 and matching sidecar are there is done: running the batch again
-skips it, and a stopped batch resumes where it was.
+skips it, and a stopped batch resumes where it was. The batch folder is named by the file's stem and a
+hash of its content, so the same file resumes while two different files of the same name never share
+(or overwrite) a folder. A file with no rows is refused before anything is created.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -51,27 +54,33 @@ def cell_value(name: str, text: str) -> Any:
         return text
 
 
-def load_rows(path: Path) -> list[Any]:
+def load_rows(path: Path, content: bytes | None = None) -> list[Any]:
     """The rows of a prompt list: ``.txt`` one prompt a line (``#`` comments), ``.csv`` with a header
-    of request fields, ``.json`` a list of objects."""
+    of request fields, ``.json`` a list of objects. ``content``: the file's bytes, if already read.
+    A list with no rows (empty, comments only, ``[]``, a header only) is a ConfigError."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    if content is None:
+        content = path.read_bytes()
+    text = content.decode("utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        rows = json.loads(text)
+        rows = json.loads(text) if text.strip() else []
         if not isinstance(rows, list):
             raise ConfigError(f"{path.name}: expected a JSON list of objects")
-        return rows
-    if suffix == ".csv":
+    elif suffix == ".csv":
         reader = csv.DictReader(text.splitlines())
-        return [
+        rows = [
             {k.strip(): cell_value(k.strip(), v.strip()) for k, v in row.items() if k and v and v.strip()}
             for row in reader
         ]
-    if suffix == ".txt":
+    elif suffix == ".txt":
         lines = (line.strip() for line in text.splitlines())
-        return [{"prompt": line} for line in lines if line and not line.startswith("#")]
-    raise ConfigError(f"{path.name}: a prompt list must be .txt, .csv or .json")
+        rows = [{"prompt": line} for line in lines if line and not line.startswith("#")]
+    else:
+        raise ConfigError(f"{path.name}: a prompt list must be .txt, .csv or .json")
+    if not rows:
+        raise ConfigError(f"{path.name}: the batch file has no rows")
+    return rows
 
 
 def row_output_path(batch_dir: Path, index: int, prompt: str) -> Path:
@@ -120,8 +129,29 @@ def write_summary(batch_dir: Path, rows: list[BatchRow]) -> None:
     os.replace(temp, Path(batch_dir) / "summary.csv")
 
 
-def batch_folder(outputs_dir: Path, prompt_file: Path) -> Path:
-    return Path(outputs_dir) / "batches" / slug(Path(prompt_file).stem)
+def content_hash(content: bytes) -> str:
+    """The sha256 of a prompt list's bytes (hex); its first 8 characters name the batch folder."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def batch_folder(outputs_dir: Path, prompt_file: Path, content: bytes | None = None) -> Path:
+    """``batches/<stem-slug>-<8 hex of sha256>``: the same file (same bytes) resumes in its folder,
+    a different file of the same name gets its own."""
+    if content is None:
+        content = Path(prompt_file).read_bytes()
+    return Path(outputs_dir) / "batches" / f"{slug(Path(prompt_file).stem)}-{content_hash(content)[:8]}"
+
+
+def other_batch(path: Path, sha256: str) -> str | None:
+    """The file name of another batch whose row video is at ``path`` (by its sidecar), else None."""
+    try:
+        record = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    batch = record.get("batch") if isinstance(record, dict) else None
+    if isinstance(batch, dict) and batch.get("sha256") not in (None, sha256):
+        return str(batch.get("file", "?"))
+    return None
 
 
 class BatchRun:
@@ -130,11 +160,21 @@ class BatchRun:
     def __init__(self, studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> None:
         self.studio = studio
         self.prompt_file = Path(prompt_file)
-        self.batch_dir = batch_folder(studio.settings.outputs_dir, self.prompt_file)
+        self._batch_dir: Path | None = None  # named from the file's content when run() reads it
+        self.sha256 = ""
         self.defaults = dict(defaults or {})
         self.rows: list[BatchRow] = []
         self.jobs: dict[int, Job] = {}
         self.targets: dict[int, Path] = {}
+
+    @property
+    def batch_dir(self) -> Path:
+        """The batch folder (reads the file to hash it if :meth:`run` has not yet)."""
+        if self._batch_dir is None:
+            content = self.prompt_file.read_bytes()
+            self.sha256 = content_hash(content)
+            self._batch_dir = batch_folder(self.studio.settings.outputs_dir, self.prompt_file, content)
+        return self._batch_dir
 
     def _prepare(self, index: int, raw: Any) -> None:
         prompt = str(raw.get("prompt", "")) if isinstance(raw, dict) else ""
@@ -152,6 +192,11 @@ class BatchRun:
         if record is not None:
             row.status, row.seed, row.time_s = "skipped", record.get("seed"), record.get("time_s")
             row.output = str(target)
+            return
+        owner = other_batch(target, self.sha256) if target.is_file() else None
+        if owner is not None:  # a hash-prefix clash: never replace another batch's video
+            row.status = "bad"
+            row.error = f"{target.name} belongs to another batch ({owner}); not overwritten"
             return
         try:
             self.studio._check_fits_machine(request)  # what Studio.submit checks for a single job
@@ -172,7 +217,7 @@ class BatchRun:
         result = job.result or {}
         row.seed, row.time_s = result.get("seed", getattr(job.request, "seed", None)), result.get("time_s")
         if job.status == JobStatus.DONE:
-            batch = {"file": self.prompt_file.name, "row": row.index}
+            batch = {"file": self.prompt_file.name, "row": row.index, "sha256": self.sha256}
             move_result(result, self.targets[row.index], batch)
             row.status, row.output = "done", str(self.targets[row.index])
         else:
@@ -181,7 +226,11 @@ class BatchRun:
 
     def run(self) -> Iterator[list[BatchRow]]:
         """Queue every new row, then follow them to the end; closing the iterator cancels what is left."""
-        for index, raw in enumerate(load_rows(self.prompt_file), start=1):
+        content = self.prompt_file.read_bytes()
+        raws = load_rows(self.prompt_file, content)  # refuses an empty list before any folder exists
+        self.sha256 = content_hash(content)
+        self._batch_dir = batch_folder(self.studio.settings.outputs_dir, self.prompt_file, content)
+        for index, raw in enumerate(raws, start=1):
             self._prepare(index, raw)
         write_summary(self.batch_dir, self.rows)
         yield self.rows
