@@ -21,13 +21,68 @@ class ResultEntry:
         return str(self.record.get("task", ""))
 
     @property
+    def request(self) -> dict[str, Any]:
+        request = self.record.get("request")
+        return request if isinstance(request, dict) else {}
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model that made this video, in order: one, or each part's of a long video (``chain``)."""
+        if self.record.get("model"):
+            return (str(self.record["model"]),)
+        if self.task != "chain":
+            return (str(self.request["model"]),) if self.request.get("model") else ()
+        parts = self.record.get("parts")
+        names = (
+            [part.get("model") for part in parts if isinstance(part, dict)] if isinstance(parts, list) else []
+        )
+        if not any(names):  # no parts listed: what the request names
+            t2v = self.request.get("t2v")
+            first = t2v.get("model") if isinstance(t2v, dict) else None
+            continued = self.request.get("continue_model") if self.request.get("continuations") != 0 else None
+            names = [first, continued, self.request.get("upscale_model")]
+        models: list[str] = []
+        for name in names:
+            if name and str(name) not in models:
+                models.append(str(name))
+        return tuple(models)
+
+    @property
     def model(self) -> str:
-        return str(self.record.get("model", ""))
+        """The model, or a long video's models joined by arrows (text to video first)."""
+        return " → ".join(self.models)
+
+    @property
+    def partial(self) -> bool:
+        """The frames a cancelled or failed job had written (``<name>_partial.mp4``)."""
+        return bool(self.record.get("partial")) or self.path.stem.endswith("_partial")
 
     @property
     def prompt(self) -> str:
-        request = self.record.get("request", {})
-        return str(request.get("prompt") or request.get("video") or "")
+        """What the video shows: the prompt (a long video's text-to-video prompt), or for an upscale
+        ``upscale xN of <file name>``; a partial result says so, with the frames it holds."""
+        request = self.request
+        t2v = request.get("t2v")
+        if request.get("prompt"):
+            text = str(request["prompt"])
+        elif isinstance(t2v, dict) and t2v.get("prompt"):
+            text = str(t2v["prompt"])
+        elif request.get("video"):
+            name = self.record.get("input") or Path(str(request["video"])).name
+            scale = self.record.get("scale") or request.get("scale")
+            text = f"{self.task} x{scale} of {name}" if scale else f"{self.task} of {name}"
+        else:
+            text = ""
+        return f"{text} ({self._partial_note()})" if self.partial else text
+
+    def _partial_note(self) -> str:
+        written = self.record.get("frames_written", self.record.get("frames"))
+        total = self.record.get("source_frames")
+        if total is None and self.record.get("frames") != written:  # older records: the input's count
+            total = self.record.get("frames")
+        frames = f", {written} of {total} frames" if written is not None and total else ""
+        frames = frames or (f", {written} frames" if written is not None else "")
+        return f"partial: {self.record.get('status', 'stopped')}{frames}"
 
     @property
     def seed(self) -> int | None:
@@ -66,13 +121,13 @@ def read_entry(sidecar: Path) -> ResultEntry | None:
 def list_results(
     outputs_dir: Path, task: str | None = None, model: str | None = None, text: str | None = None
 ) -> list[ResultEntry]:
-    """Results under ``outputs_dir`` (any depth), newest first; filters match task and model exactly
-    and ``text`` anywhere in the prompt, ignoring case."""
+    """Results under ``outputs_dir`` (any depth), newest first; filters match task and model exactly (a
+    long video matches each of its models) and ``text`` anywhere in the shown prompt, ignoring case."""
     entries = [e for s in Path(outputs_dir).rglob("*.json") if (e := read_entry(s)) is not None]
     if task:
         entries = [e for e in entries if e.task == task]
     if model:
-        entries = [e for e in entries if e.model == model]
+        entries = [e for e in entries if model == e.model or model in e.models]
     if text:
         needle = text.lower()
         entries = [e for e in entries if needle in e.prompt.lower()]
@@ -90,9 +145,21 @@ def find_result(outputs_dir: Path, video: str | Path) -> ResultEntry:
     return entry
 
 
-def rerun_settings(outputs_dir: Path, video: str | Path) -> dict[str, Any]:
-    """The request that made ``video`` (with its concrete seed): ``parse_request`` of it is that request."""
-    return dict(find_result(outputs_dir, video).record["request"])
+def rerun_settings(outputs_dir: Path, video: str | Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """The request that made ``video`` (with its concrete seed): ``parse_request`` of it is that request.
+
+    An input video that no longer exists (an upload in Gradio's cleared cache) is left out (``video``
+    None, to be picked again), and ``notes`` gets a line saying so."""
+    settings = dict(find_result(outputs_dir, video).record["request"])
+    source = settings.get("video")
+    if isinstance(source, str) and source and not Path(source).is_file():
+        settings["video"] = None
+        if notes is not None:
+            notes.append(
+                f"The input video {Path(source).name} is no longer there ({source}); pick the file again "
+                "and run with these settings."
+            )
+    return settings
 
 
 def delete_result(outputs_dir: Path, video: str | Path) -> list[Path]:

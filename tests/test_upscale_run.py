@@ -15,6 +15,7 @@ import torch
 import core.audio
 import core.upscale.run
 from core.encoders import quality_to_crf
+from core.history import list_results
 from core.jobs import Job
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest
@@ -76,7 +77,16 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
     assert video_s == pytest.approx(21 / 30, abs=0.01)
     assert audio_s == pytest.approx(video_s, abs=0.05)
     assert read_record(partial)["status"] == "cancelled" and read_record(partial)["audio"] is True
+    sidecar = json.loads(partial.with_suffix(".json").read_text())
+    for kept in (record, sidecar, read_record(partial)):  # the frames it holds, not the input's 30
+        assert kept["frames"] == kept["frames_written"] == 21 and kept["source_frames"] == 30
+        assert kept["partial"] is True and kept["status"] == "cancelled"
     outputs = upscale_runner.settings.outputs_dir
+    (entry,) = list_results(outputs, task="upscale")
+    assert (
+        entry.partial
+        and entry.prompt == f"upscale x2 of {clip_64.name} (partial: cancelled, 21 of 30 frames)"
+    )
     assert not [p for p in outputs.glob("*.mp4") if not p.name.endswith("_partial.mp4")]
     slot = loaded_upscaler(upscale_runner.device)
     assert slot.model is not None and slot.key == ("tiny-flashvsr", "tiny-long")
@@ -98,7 +108,9 @@ def test_failure_keeps_the_partial_file_and_says_so(
         run_upscale(upscale_runner, Job(request), request)
     partial = next(upscale_runner.settings.outputs_dir.glob("*_partial.mp4"))
     assert probe_video(partial).frames == 5
-    assert json.loads(partial.with_suffix(".json").read_text())["status"] == "failed"
+    sidecar = json.loads(partial.with_suffix(".json").read_text())
+    assert sidecar["status"] == "failed" and sidecar["partial"] is True
+    assert sidecar["frames"] == 5 and sidecar["source_frames"] == 30
 
 
 def test_long_input_keeps_memory_flat(tiny_flashvsr) -> None:
@@ -140,6 +152,10 @@ def test_request_validation(clip_64: Path) -> None:
             UpscaleRequest(**{"model": "tiny-flashvsr", "video": str(clip_64), **bad})
     with pytest.raises(ConfigError, match="not an upscaling model"):
         UpscaleRequest(model="tiny-wan", video=str(clip_64))
+    with pytest.raises(ConfigError, match="choose the video to upscale"):  # a rerun whose upload is gone
+        UpscaleRequest(model="tiny-flashvsr", video=None)
+    with pytest.raises(ConfigError, match=r"does not exist .*pick it again"):
+        UpscaleRequest(model="tiny-flashvsr", video="/tmp/gradio/0123/gone.mp4")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the Full variant's VAE is too slow on a CPU")

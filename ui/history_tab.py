@@ -41,10 +41,14 @@ def build_history_tab(studio: Studio) -> None:
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
             raise gr.Error("Pick a result in the table first.")
+        notes: list[str] = []
         try:
-            return rerun_settings(outputs, outputs / path)
+            settings = rerun_settings(outputs, outputs / path, notes)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
+        for note in notes:
+            gr.Warning(note)
+        return settings
 
     def delete(path: str | None, task: str | None, model: str | None, text: str | None) -> Any:
         if not path:

@@ -39,9 +39,13 @@ class UpscaleRequest:
             raise ConfigError(f"model {self.model} is not an upscaling model")
         set_ = object.__setattr__
         raw = str(self.video) if isinstance(self.video, Path) else self.video
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raise ConfigError("choose the video to upscale")
         video = as_text("video", raw, required=True)
         if not Path(video).is_file():
-            raise ConfigError(f"video {video!r} does not exist")
+            raise ConfigError(
+                f"video {video!r} does not exist (an earlier upload may have been cleared); pick it again"
+            )
         set_(self, "video", video)
         scale = as_int("scale", self.scale)
         if scale not in SCALES:

@@ -242,12 +242,18 @@ def _keep_partial(
     writer: VideoWriter, source: SourceInfo, request: UpscaleRequest, record: dict[str, Any], started: float
 ) -> dict[str, Any]:
     """Close what was written as ``<name>_partial.mp4`` with the input's audio cut to its length, the
-    record embedded and a sidecar; the record says where."""
-    record |= {"frames_written": writer.frames_written, "time_s": round(time.perf_counter() - started, 3)}
+    record embedded and a sidecar; the record says where, with the frames it holds (``frames``; the
+    input's count is ``source_frames``) and ``partial: true``."""
+    record |= {
+        "frames": writer.frames_written,
+        "source_frames": source.frames,
+        "frames_written": writer.frames_written,
+        "time_s": round(time.perf_counter() - started, 3),
+    }
     kept = writer.keep_partial()
     if kept is None:
         return record
-    record |= {"output": kept.name, "audio": source.has_audio}
+    record |= {"output": kept.name, "audio": source.has_audio, "partial": True}
     add_record_and_audio(kept, Path(request.video), record, duration=writer.frames_written / source.fps)
     write_json_atomic(sidecar_path(kept), record)
     record["path"] = str(kept)
