@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             share=args.share,
             auth=auth or None,
             allowed_paths=[str(settings.outputs_dir)],
+            show_error=True,  # what the handlers do not turn into gr.Error still reaches the user readably
         )
     finally:
         studio.shutdown()

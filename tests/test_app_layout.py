@@ -61,5 +61,6 @@ def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path
             "download_model",
             "cancel_download",
             "delete_model",
+            "cancel_job",
         )
     }

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from gradio.exceptions import ComponentProcessingError
 
 from core.studio import Studio
+from core.validation import ConfigError
 from ui.batch_tab import build_batch_tab
 from ui.chain_tab import build_chain_tab
 from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
+from ui.jobs import cancel_job, readable_error
 from ui.models_tab import build_models_tab
 from ui.queue_panel import build_queue_panel
 from ui.t2v_tab import build_t2v_tab
@@ -42,10 +46,54 @@ def system_summary(studio: Studio) -> str:
     return text if space.is_space else f"{text}\nOutputs: `{studio.settings.outputs_dir}`"
 
 
+def input_name(block_fn: Any, index: int) -> str:
+    """The API parameter name of an event's ``index``-th input (else its label), for error messages."""
+    names = getattr(block_fn, "input_parameter_names", None) or []
+    if index < len(names) and names[index]:
+        return names[index]
+    block = block_fn.inputs[index] if index < len(block_fn.inputs) else None
+    return getattr(block, "label", None) or f"input {index + 1}"
+
+
+def bad_input_message(block_fn: Any, inputs: list[Any], error: ComponentProcessingError) -> str:
+    """``error`` (Gradio could not read an input, e.g. text for a number) as a line naming the input."""
+    cause = error.__cause__ or error
+    found = re.search(r"component at index (\d+)", str(error))
+    index = int(found.group(1)) if found else -1
+    if not 0 <= index < len(block_fn.inputs):
+        return f"an input has the wrong type: {cause}"
+    name, block = input_name(block_fn, index), block_fn.inputs[index]
+    value = inputs[index] if index < len(inputs) else None
+    if isinstance(block, (gr.Number, gr.Slider)):
+        return f"{name} must be a number, got {value!r}"
+    return f"{name} has the wrong type ({value!r}): {cause}"
+
+
+class StudioBlocks(gr.Blocks):
+    """gr.Blocks whose errors say what is wrong, in the UI and to API clients: an input of the wrong
+    type names the input; a handler's error is its message (with the class name only for unexpected
+    ones), never Gradio's "has not enabled verbose error reporting"."""
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+        except ComponentProcessingError as exc:
+            raise gr.Error(bad_input_message(block_fn, inputs, exc), title="Bad request") from exc
+
+    async def call_function(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().call_function(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:  # Gradio still prints the traceback (with this cause) to the server's log
+            title = "Bad request" if isinstance(exc, ConfigError) else "Error"
+            raise gr.Error(readable_error(exc), title=title) from exc
+
+
 def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     """The whole Gradio app for ``studio``."""
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
-    with gr.Blocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
+    with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
         gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own GPU.")
         if share_warning:
             gr.Markdown(
@@ -74,4 +122,12 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
         with gr.Accordion("System", open=False):
             gr.Markdown(system_summary(studio))
             build_queue_panel(studio)
+
+        def cancel_one_job(job_id: str, request: gr.Request) -> str:
+            """Cancel one job by its id (details["job_id"] of a /t2v, /continue, /upscale or /long_video
+            call of this client); its own call then returns the cancelled status. Unlike gradio_client's
+            Job.cancel(), which cancels every call of the client to the same endpoint."""
+            return cancel_job(studio, job_id, getattr(request, "session_hash", None))
+
+        gr.api(cancel_one_job, api_name="cancel_job", concurrency_limit=None)
     return demo

@@ -8,17 +8,95 @@ from typing import Any
 import gradio as gr
 
 from core.jobs import Job, JobStatus
+from core.parallel.pool import WorkerCrashedError
+from core.parallel.split import SplitOutOfMemoryError
 from core.space import for_display
 from core.studio import Studio
 from core.validation import ConfigError
+from weights.download import DownloadError
+from weights.sources import SourceError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,  # with ModelMissingError, NotEnoughDiskError
+    DownloadError,
+    SourceError,
+    SplitOutOfMemoryError,
+    WorkerCrashedError,
+)
+"""The project's errors whose message is written for the user: shown without the class name."""
+
+JOB_ENDPOINTS = "/t2v, /continue, /upscale or /long_video"
+_owners: dict[str, str | None] = {}
+"""Job id -> the Gradio session that submitted it (None: not submitted through an event)."""
+
+
+def _subclass_names(classes: Sequence[type]) -> set[str]:
+    names: set[str] = set()
+    todo = list(classes)
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def readable_error(exc: BaseException) -> str:
+    """``exc``'s message; an unexpected exception keeps its class name (it helps bug reports)."""
+    text = str(exc)
+    if isinstance(exc, USER_ERRORS) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def job_error_message(error: str | None) -> str:
+    """A failed job's error (``"ClassName: message"``), without the class name for :data:`USER_ERRORS`."""
+    if not error:
+        return "the job failed"
+    name, sep, message = error.partition(": ")
+    return message if sep and message and name in _subclass_names(USER_ERRORS) else error
+
+
+def _caller_session() -> str | None:
+    """The Gradio session of the event running in this thread, if any."""
+    from gradio.context import LocalContext
+
+    return getattr(LocalContext.request.get(None), "session_hash", None)
 
 
 def submit_or_explain(studio: Studio, data: dict[str, Any]) -> Job:
     """Queue ``data``; a bad request becomes a gr.Error the UI and the API show as a readable message."""
     try:
-        return studio.submit(data)
+        job = studio.submit(data)
     except ConfigError as exc:
         raise gr.Error(str(exc), title="Bad request") from exc
+    _owners[job.id] = _caller_session()
+    return job
+
+
+def cancel_job(studio: Studio, job_id: str, session: str | None) -> str:
+    """Cancel exactly the job ``job_id`` for the API's ``/cancel_job``; only the session that submitted it
+    may. A queued job is dropped, a running one stops at its next step (its own call then returns what a
+    cancel leaves, e.g. a partial video). Unknown ids raise gr.Error; a finished job is a message."""
+    job_id = (job_id or "").strip()
+    if not job_id:
+        raise gr.Error(
+            f"job_id is empty: pass details['job_id'] of a {JOB_ENDPOINTS} call", title="Bad request"
+        )
+    job = studio.queue.get(job_id)
+    if job is None:
+        raise gr.Error(
+            f"no job {job_id!r}; job ids are in details['job_id'] of {JOB_ENDPOINTS}", title="Unknown job"
+        )
+    owner = _owners.get(job_id)
+    if owner is not None and owner != session:
+        raise gr.Error(
+            f"{job_id} was submitted by another session; only its own client can cancel it", title="Not yours"
+        )
+    if job.finished or not studio.cancel(job_id):
+        return f"{job_id} has already finished ({job.status.value}); nothing to cancel."
+    if job.status == JobStatus.CANCELLED:
+        return f"Cancelled {job_id} before it started."
+    return f"Cancelling {job_id}: it stops at its next step; its own call returns the cancelled status."
 
 
 def track(studio: Studio, job: Job, progress: gr.Progress) -> Iterator[str]:
@@ -42,7 +120,7 @@ def track(studio: Studio, job: Job, progress: gr.Progress) -> Iterator[str]:
 def finish_message(job: Job) -> str:
     """Status line for a finished job; raises gr.Error for a failed one so the API sees the error."""
     if job.status == JobStatus.FAILED:
-        raise gr.Error(job.error or "the job failed", title="Generation failed")
+        raise gr.Error(job_error_message(job.error), title="Generation failed")
     if job.status == JobStatus.CANCELLED:
         partial = (job.result or {}).get("path")
         where = f" Partial result kept: {partial}" if partial else ""
@@ -59,17 +137,18 @@ def run_job(
     cache_summary: Callable[[dict[str, Any]], str] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Submit ``data`` and stream ``(job id, result video, details, status)`` for a tab's outputs: the job
-    id while it runs, then the video, the record's ``detail_keys`` and the finish message (with
+    id while it runs (and ``{"job_id": ...}`` as the details, for an API client's ``/cancel_job``), then
+    the video, the job id and the record's ``detail_keys`` as the details, and the finish message (with
     ``cache_summary`` of the record's cache stats appended, when given)."""
     job = submit_or_explain(studio, data)
-    yield job.id, gr.skip(), gr.skip(), "Queued."
+    yield job.id, gr.skip(), {"job_id": job.id}, "Queued."
     for text in track(studio, job, progress):
         yield job.id, gr.skip(), gr.skip(), text
     message = finish_message(job)
     record = job.result or {}
     if cache_summary is not None:
         message += cache_summary(record.get("cache") or {})
-    details = {k: record[k] for k in detail_keys if k in record} or None
+    details = {"job_id": job.id} | {k: record[k] for k in detail_keys if k in record}
     details, message = for_display((details, message), studio.space, studio.settings.outputs_dir)
     yield None, record.get("path"), details, message
 
