@@ -19,11 +19,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from core.continuation import ContinueRequest
 from core.jobs import Job
-from core.magi.request import MagiRequest
+from core.magi.request import MagiRequest, chunk_frames
 from core.outputs import base_record, new_output_path, save_output
 from core.requests import T2VRequest, parse_request
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
+from core.video_input import _resampled_count
 from core.video_io import probe_video, temp_path_for
 from weights.registry import cards_for
 
@@ -63,9 +65,37 @@ class ChainRequest:
         if self.continuations == 0 and self.upscale_model is None:
             raise ConfigError("a long video needs at least one continuation or an upscale")
         try:
-            self.planned_parts()
+            parts = self.planned_parts()
         except ConfigError as error:
             raise ConfigError(f"a later part of the long video: {error}") from error
+        if self.continuations:
+            self._check_first_part_long_enough(parts[1])
+
+    def _check_first_part_long_enough(self, continuation: Any) -> None:
+        """Refuse a first clip too short for the continuation model to start from, as the continuation
+        would once the text-to-video part ran: its frames are converted to the continuation model's fps
+        (:func:`core.video_input.open_input`), then must cover the overlap (SkyReels-V2) or one chunk
+        (MAGI-1)."""
+        first = self.first
+        need = needed_frames(continuation)
+        have = converted_frames(first.frames, first.card.fps, continuation.card.fps)
+        if have >= need:
+            return
+        fps = continuation.card.fps
+        at_fps = "" if fps == first.card.fps else f" ({have} at the continuation's {fps} fps)"
+        longer = [n for n in frame_choices(first) if converted_frames(n, first.card.fps, fps) >= need]
+        fix = (
+            f"raise the first clip's frames (t2v frames; the Long video tab's frame_count) to at least "
+            f"{longer[0]}, or pick another continue_model"
+            if longer
+            else "pick another continue_model"
+        )
+        what = "overlap" if isinstance(continuation, ContinueRequest) else "first chunk"
+        raise ConfigError(
+            f"a long video: the first clip ({first.card.name}) has {first.frames} frames at "
+            f"{first.card.fps} fps{at_fps}, too short for {continuation.card.name} to continue: its {what} "
+            f"needs at least {need} frames; {fix}"
+        )
 
     @cached_property
     def first(self) -> T2VRequest | MagiRequest:
@@ -115,6 +145,29 @@ class ChainRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **asdict(self)}
+
+
+def converted_frames(frames: int, fps: float, to_fps: float) -> int:
+    """How many frames a clip of ``frames`` at ``fps`` has once a continuation reads it at ``to_fps``
+    (the rule of :func:`core.video_input.open_input`: frame times i / fps, the last one shown one period)."""
+    return _resampled_count([(frames - 1) / fps], fps, to_fps)
+
+
+def needed_frames(continuation: Any) -> int:
+    """The fewest converted frames ``continuation`` starts from: a SkyReels-V2 request's overlap, a MAGI-1
+    continuation's first whole chunk (:func:`core.magi.request.context_frames`)."""
+    if isinstance(continuation, ContinueRequest):
+        return continuation.overlap_history
+    return chunk_frames(continuation.card)
+
+
+def frame_choices(request: T2VRequest | MagiRequest) -> range:
+    """Every frame count the text-to-video part's model can make: 4k+1, or whole MAGI-1 chunks."""
+    card = request.card
+    if isinstance(request, MagiRequest):
+        size = chunk_frames(card)
+        return range(size, card.max_frames + 1, size)
+    return range(1, card.max_frames + 1, 4)
 
 
 class PartJob:

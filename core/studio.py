@@ -93,11 +93,18 @@ class Studio:
         return self.queue.submit(request)
 
     def _check_fits_machine(self, request: Any) -> None:
-        """Refuse at submit what this machine cannot run, instead of failing once the job starts."""
-        gpus = sum(device.type == "cuda" for device in self.devices)
-        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and gpus == 1:
+        """Refuse at submit what this machine cannot run, instead of failing once the job starts.
+
+        An upscale split over 2 GPUs needs a studio with at least two devices (workers): on one GPU, or on
+        the CPU alone, it is refused (tests run the split on two CPU workers, as two devices)."""
+        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and len(self.devices) < 2:
+            device = self.devices[0] if self.devices else None
+            where = (
+                f"runs on one ({device})" if device and device.type == "cuda" else f"has no GPU ({device})"
+            )
             raise ConfigError(
-                f"splitting an upscale over 2 GPUs needs 2 GPUs; this studio runs on one ({self.devices[0]})"
+                f"splitting an upscale over 2 GPUs (split_gpus / pipeline_gpus 2) needs 2 GPUs; this studio "
+                f"{where}: turn the split off"
             )
 
     def follow(self, job: Job, poll_s: float = 0.5) -> Iterator[Job]:

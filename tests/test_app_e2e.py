@@ -94,7 +94,7 @@ def test_a_t2v_result_continues_and_upscales_through_the_api(launched_app) -> No
     assert info.frames == details["input_frames"] + details["added_frames"] == 13 + 24
     assert status.startswith("Done")
     sharper, details, _ = client.predict(
-        video_path=handle_file(clip), model_id="tiny-flashvsr", scale_value=2, api_name="/upscale"
+        video_path=handle_file(clip), model_id="tiny-flashvsr", scale_value="2", api_name="/upscale"
     )
     info = probe_video(Path(sharper))
     assert (info.frames, info.width, info.height, info.fps) == (9, 128, 128, 16.0)

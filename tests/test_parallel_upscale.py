@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.jobs import Job
+from core.requests import parse_request
 from core.studio import Studio
 from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import crossings, pipeline_devices, split_dit, stage_report, unsplit_dit
@@ -63,5 +64,25 @@ def test_a_one_gpu_studio_refuses_a_two_gpu_upscale_at_submit(settings, clip_64:
         with pytest.raises(ConfigError, match="needs 2 GPUs; this studio runs on one"):
             studio.submit(data)
         assert studio.queue.jobs() == []
+    finally:
+        studio.shutdown()
+
+
+def test_a_studio_without_a_gpu_refuses_a_two_gpu_upscale_at_submit(settings, clip_64: Path) -> None:
+    """Only a studio with two devices (GPUs, or the tests' two CPU workers) takes a split upscale."""
+    studio = Studio(settings)
+    try:
+        studio.devices = [CPU]  # as on a machine with no GPU
+        data = {"task": "upscale", "model": "tiny-flashvsr", "video": str(clip_64), "pipeline_gpus": 2}
+        with pytest.raises(
+            ConfigError, match=r"needs 2 GPUs; this studio has no GPU \(cpu\): turn the split off"
+        ):
+            studio.submit(data)
+        assert studio.queue.jobs() == []
+        studio.devices = [CPU, CPU]  # two CPU workers (the dispatcher tests' dev set-up): allowed
+        studio._check_fits_machine(parse_request(data))
+        studio.devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
+        studio._check_fits_machine(parse_request(data))
+        studio._check_fits_machine(parse_request(data | {"pipeline_gpus": 1}))
     finally:
         studio.shutdown()

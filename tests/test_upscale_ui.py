@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import pytest
 
 from core.settings import Settings
 from ui.upscale_tab import build_upscale_tab, model_controls, size_preview, split_control
@@ -25,10 +26,11 @@ def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:
 def test_real_esrgan_models_keep_the_whole_frame_and_offer_their_scales(clip_64: Path) -> None:
     assert "**160x160**" in size_preview(str(clip_64), 4, 40, "tiny-esrgan")
     description, scale, variant = model_controls(get_card("realesrgan-x2plus"))
-    assert "x2" in description and scale["choices"] == [2] and scale["value"] == 2
+    assert "x2" in description and scale["choices"] == ["2"] and scale["value"] == "2"
     assert variant["visible"] is False
     _, scale, variant = model_controls(get_card("flashvsr-v1.1"))
-    assert scale["choices"] == [2, 4] and scale["value"] == 4 and variant["visible"] is True
+    assert scale["choices"] == ["2", "4"] and scale["value"] == "4" and variant["visible"] is True
+    assert "**256x256**" in size_preview(str(clip_64), "4", None)  # the radio's value is text
 
 
 def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
@@ -78,3 +80,27 @@ def test_the_split_is_an_optional_trailing_api_input(tmp_path: Path, clip_64: Pa
     list(run(*old_call))
     list(run(*old_call, True))
     assert submitted == [1, 2]
+
+
+def test_the_scale_is_advertised_and_accepted_as_text(tmp_path: Path, monkeypatch) -> None:
+    """view_api shows ``Literal['2', '4']``: "4" is what it takes, sent to the core as 4."""
+    demo, _ = build_with(SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=None))
+    parameters = demo.get_api_info()["named_endpoints"]["/upscale"]["parameters"]
+    types = {p["parameter_name"]: p["python_type"]["type"] for p in parameters}
+    assert types["scale_value"] == "Literal['2', '4']"
+    [scale] = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Scale"]
+    assert scale.value == "4" and scale.preprocess("4") == "4" and scale.preprocess("2") == "2"
+    for bad in ("3", "four"):
+        with pytest.raises(gr.Error, match="not in the list of choices"):
+            scale.preprocess(bad)
+    submitted = []
+
+    def run_job(studio, data, progress, keys):
+        submitted.append(data["scale"])
+        yield ()
+
+    monkeypatch.setattr("ui.upscale_tab.run_job", run_job)
+    run = next(f.fn for f in demo.fns.values() if f.api_name == "upscale")
+    list(run("clip.mp4", "tiny-flashvsr", "4", "tiny-long", 0, 8, 0))
+    list(run("clip.mp4", "tiny-flashvsr", "2", "tiny-long", 0, 8, 0))
+    assert submitted == [4, 2]

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.caches.config import speed_presets
 from weights.registry import ModelCard
 
 SPEEDS = ("Off", "Fast", "Faster")
@@ -50,9 +51,13 @@ def cache_dict_from_controls(
 ) -> dict[str, Any] | None:
     """The request's ``cache`` mapping for the control values (``None`` means no cache).
 
-    An Advanced method wins over the Speed radio; its threshold, when empty, comes from the preset.
+    An Advanced method wins over the Speed radio; its threshold, when empty, comes from the preset. A
+    threshold with the Auto method is that of the presets' method (``presets/speed.yaml``), so that it is
+    checked against that method's range, never dropped for the preset's value.
     """
     preset = (speed or "Off").lower()
+    if threshold is not None and method in (None, "", AUTO_METHOD):
+        method = speed_presets()["preset_method"]
     if method in (None, "", AUTO_METHOD, "none"):
         return None if preset == "off" else {"preset": preset}
     if threshold is not None:

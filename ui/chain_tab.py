@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 
 from core.magi.request import chunk_frames, is_magi_card
-from core.requests import snap_frames
 from core.studio import Studio
+from ui.form_fields import choice_number, number_choice, seed_box, whole
 from ui.jobs import run_job, wire_job
 from ui.send import SendButtons, job_buttons, job_outputs
 from ui.t2v_tab import resolution_size
@@ -56,7 +56,7 @@ def build_chain_tab(studio: Studio) -> SendButtons:
                 1, first.max_frames, value=first.defaults.frames, step=4, label="First clip frames"
             )
             steps = gr.Slider(1, 100, value=first.defaults.steps, step=1, label="Steps")
-            seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+            seed = seed_box(-1)
             continue_model = gr.Dropdown(
                 [(c.name, c.id) for c in continue_cards],
                 value=continue_cards[0].id,
@@ -69,7 +69,7 @@ def build_chain_tab(studio: Studio) -> SendButtons:
                 value="",
                 label="Then upscale with",
             )
-            scale = gr.Radio([2, 4], value=4, label="Upscale factor")
+            scale = number_choice([2, 4], 4, label="Upscale factor")
             start, cancel = job_buttons("Make long video")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -85,16 +85,17 @@ def build_chain_tab(studio: Studio) -> SendButtons:
         continuation_count: float,
         seconds_each: float,
         upscale_id: str,
-        factor: float,
+        factor: str,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
     ) -> Iterator[tuple[Any, ...]]:
         card = get_card(model_id)
         t2v = {"model": model_id, "prompt": prompt_text, "steps": step_count, "seed": seed_value}
+        # the slider gives whole chunks (MAGI-1) or 4k+1 frames; other counts are refused with the rule
         if is_magi_card(card):  # whole 24-frame chunks at a preset resolution
-            t2v |= {"resolution": resolution_label, "seconds": frame_count / card.fps}
+            t2v |= {"resolution": resolution_label, "frames": whole(frame_count)}
         else:
             width, height = resolution_size(card, resolution_label)
-            t2v |= {"width": width, "height": height, "frames": snap_frames(frame_count, card)}
+            t2v |= {"width": width, "height": height, "frames": whole(frame_count)}
         yield from run_job(
             studio,
             {
@@ -104,7 +105,7 @@ def build_chain_tab(studio: Studio) -> SendButtons:
                 "seconds": seconds_each,
                 "continue_model": continue_id,
                 "upscale_model": upscale_id or None,
-                "upscale_scale": factor,
+                **({} if factor is None else {"upscale_scale": choice_number(factor)}),
             },
             progress,
             DETAIL_KEYS,

@@ -12,6 +12,7 @@ from core.magi.request import context_frames, is_magi_card
 from core.studio import Studio
 from core.validation import ConfigError
 from core.video_input import open_input
+from ui.form_fields import seed_box
 from ui.jobs import run_job, wire_job
 from ui.magi_controls import (
     MAGI_MEMORY_NOTE,
@@ -224,7 +225,7 @@ def build_continue_tab(studio: Studio) -> TabIO:
                 shift = gr.Number(
                     value=0, label="Flow shift (0 = the resolution's default)", visible=not magi
                 )
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+                seed = seed_box(-1)
             speed = gr.Radio(
                 list(SPEEDS),
                 value="Off",

@@ -10,10 +10,10 @@ import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import chunk_frames, is_magi_card
-from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
+from ui.form_fields import seed_box
 from ui.jobs import run_job, wire_job
 from ui.magi_controls import (
     MAGI_MEMORY_NOTE,
@@ -75,8 +75,17 @@ def cache_summary(stats: dict[str, Any]) -> str:
     return f" · {stats['method']} reused {stats['steps_reused']} of {total} forwards, ~{saved:.1f} s saved"
 
 
-def seconds_label(frames: int, card: ModelCard) -> str:
+def seconds_label(frames: float, card: ModelCard) -> str:
+    """The slider's note: its frames in seconds, or the model's limit when it asks for more."""
+    frames = int(frames)
+    if frames > card.max_frames:
+        return f"⚠️ {card.name} makes at most {most_frames(card)} frames"
     return f"{frames} frames = {frames / card.fps:.2f} s at {card.fps} fps"
+
+
+def most_frames(card: ModelCard) -> int:
+    """The longest clip ``card`` makes on the frames slider (4k+1)."""
+    return card.max_frames - (card.max_frames - 1) % 4
 
 
 def chunks_label(chunks: float, card: ModelCard) -> str:
@@ -97,7 +106,12 @@ def model_settings(model_id: str) -> tuple[Any, ...]:
     chunks = default_chunks(card)
     return (
         gr.update(choices=[r.label for r in card.resolutions], value=card.resolution(d.resolution).label),
-        gr.update(value=d.frames, info=seconds_label(d.frames, card), visible=not magi),
+        gr.update(
+            value=d.frames,
+            info=seconds_label(d.frames, card),
+            visible=not magi,
+            **({} if magi else {"maximum": most_frames(card)}),
+        ),
         *model_form_updates(card, gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None)),
     )
 
@@ -132,14 +146,17 @@ def magi_request(
 
 
 def resolution_size(card: ModelCard, text: str) -> tuple[int, int]:
-    """Width and height from a preset label, a preset name, or ``WIDTHxHEIGHT`` (the API may send any)."""
+    """Width and height from a preset label, a preset name, or ``WIDTHxHEIGHT`` (the API may send any);
+    anything else (``-64x48``, ``64x48px``) is refused, not read as the numbers inside it."""
     for res in card.resolutions:
         if text in (res.label, res.name):
             return res.width, res.height
-    match = re.search(r"(\d+)\s*x\s*(\d+)", text or "")
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text if isinstance(text, str) else "")
     if not match:
         raise gr.Error(
-            f"resolution {text!r}: pick one of {[r.label for r in card.resolutions]} or give WIDTHxHEIGHT"
+            f"resolution {text!r}: pick one of {[r.label for r in card.resolutions]} or give WIDTHxHEIGHT "
+            "(two whole numbers, e.g. 832x480)",
+            title="Bad request",
         )
     return int(match[1]), int(match[2])
 
@@ -149,7 +166,8 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
     cards = cards_for("t2v", dev=studio.settings.dev)
     first = cards[0]
     d = first.defaults
-    most_frames = max(c.max_frames for c in cards)
+    # the API's frames limit: any model's; the slider follows the chosen model (model_settings)
+    frames_limit = max(c.max_frames for c in cards)
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown([(c.name, c.id) for c in cards], value=first.id, label="Model")
@@ -165,7 +183,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             )
             frames = gr.Slider(
                 1,
-                most_frames,
+                frames_limit,
                 value=d.frames,
                 step=4,
                 label="Frames (4k+1)",
@@ -175,7 +193,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
             with gr.Column(visible=magi) as magi_options:
                 magi_chunks = gr.Slider(
                     1,
-                    most_frames // 24,
+                    frames_limit // 24,
                     value=default_chunks(first),
                     step=1,
                     label="Chunks (24 frames each)",
@@ -195,7 +213,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 shift = gr.Number(
                     value=0, label="Flow shift (0 = the resolution's default)", visible=not magi
                 )
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+                seed = seed_box(-1)
             with gr.Column(visible=not magi) as step_speed:
                 speed, cache_method, cache_threshold = build_cache_controls(
                     [c for c in cards if not is_magi_card(c)]
@@ -220,17 +238,19 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
         card = get_card(model_id)
         if is_magi_card(card):
             return MAGI_MEMORY_NOTE
-        width, height = resolution_size(card, resolution_label)
+        if int(frame_count) > card.max_frames:
+            return seconds_label(frame_count, card)
         try:
-            plan = studio.runners[0].plan(card, width, height, snap_frames(frame_count, card), level)
-        except ConfigError as exc:
+            width, height = resolution_size(card, resolution_label)
+            plan = studio.runners[0].plan(card, width, height, int(frame_count), level)
+        except (ConfigError, gr.Error) as exc:
             return f"⚠️ {exc}"
         return describe_plan(plan)
 
     for trigger in (model, resolution, frames, memory_level):
         trigger.change(estimate, [model, resolution, frames, memory_level], memory_estimate, api_name=False)
     frames.change(
-        lambda n, m: gr.update(info=seconds_label(snap_frames(n, get_card(m)), get_card(m))),
+        lambda n, m: gr.update(info=seconds_label(n, get_card(m))),
         [frames, model],
         frames,
         api_name=False,
@@ -286,7 +306,7 @@ def build_t2v_tab(studio: Studio) -> SendButtons:
                 "negative_prompt": negative_text,
                 "width": width,
                 "height": height,
-                "frames": snap_frames(frame_count, card),
+                "frames": frame_count,  # the slider gives 4k+1; anything else is refused with the rule
                 "steps": step_count,
                 "guidance": guidance_scale,
                 "flow_shift": flow_shift or None,

@@ -15,6 +15,7 @@ from core.upscale.frame_reader import probe_source
 from core.upscale.request import ENGINES
 from core.upscale.sizing import ENGINE_ALIGN, plan_size
 from core.validation import ConfigError
+from ui.form_fields import choice_number, number_choice, number_choices, seed_box
 from ui.jobs import run_job, wire_job
 from ui.send import TabIO, job_buttons, job_outputs
 from weights.registry import ModelCard, cards_for, get_card
@@ -45,7 +46,9 @@ def _engine(model: str | None) -> str:
     return ENGINES.get(get_card(model).pipeline, "flashvsr") if model else "flashvsr"
 
 
-def size_preview(video: str | None, scale: float, max_width: float | None, model: str | None = None) -> str:
+def size_preview(
+    video: str | None, scale: str | int, max_width: float | None, model: str | None = None
+) -> str:
     """The output size the job will have with ``model`` (FlashVSR's when None), or why it cannot run."""
     if not video:
         return "Output size: choose a video."
@@ -63,13 +66,14 @@ def size_preview(video: str | None, scale: float, max_width: float | None, model
 
 
 def model_controls(card: ModelCard) -> tuple[str, Any, Any]:
-    """What choosing ``card`` changes: its description, the scales it offers, the variant's visibility."""
+    """What choosing ``card`` changes: its description, the scales it offers (as text: "2", "4"), the
+    variant's visibility."""
     native = card.extra.get("scale", 4)
     scales = [s for s in (2, 4) if s <= native]
     info = "FlashVSR is tuned for 4x" if _engine(card.id) == "flashvsr" else f"the model upscales x{native}"
     return (
         card.description,
-        gr.update(choices=scales, value=native, info=info),
+        gr.update(**number_choices(scales, native), info=info),
         gr.update(visible=_engine(card.id) == "flashvsr"),
     )
 
@@ -97,7 +101,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                 [(c.name, c.id) for c in cards], value=cards[0].id if cards else None, label="Model"
             )
             about = gr.Markdown(cards[0].description if cards else "No upscaling model installed.")
-            scale = gr.Radio([2, 4], value=4, label="Scale", info="FlashVSR is tuned for 4x")
+            scale = number_choice([2, 4], 4, label="Scale", info="FlashVSR is tuned for 4x")
             variant = gr.Dropdown(
                 [(VARIANT_LABELS[v], v) for v in VARIANTS], value=VARIANTS[0], label="Variant"
             )
@@ -116,7 +120,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                     label="Quality (1 = small file, 10 = best)",
                     info="NVENC's CQ when this GPU encodes H.264, else x264's CRF (35 .. 12)",
                 )
-                seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)")
+                seed = seed_box(0)
             first = cards[0].id if cards else None
             split = gr.Checkbox(
                 value=False,
@@ -136,7 +140,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
     def run(
         video_path: str | None,
         model_id: str,
-        scale_value: float,
+        scale_value: str,
         variant_value: str,
         max_width_value: float | None,
         quality_value: float,
@@ -152,7 +156,7 @@ def build_upscale_tab(studio: Studio) -> TabIO:
                 "task": "upscale",
                 "model": model_id,
                 "video": video_path,
-                "scale": scale_value,
+                "scale": choice_number(scale_value),
                 "variant": variant_value,
                 "max_input_width": max_width_value or None,
                 "quality": quality_value,
