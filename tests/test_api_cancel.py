@@ -64,7 +64,7 @@ def test_wrong_input_types_are_readable_errors(launched_app) -> None:
     client = Client(launched_app.url, verbose=False)
     for kwargs, message in (
         ({"frame_count": "nine"}, "frame_count must be a number, got 'nine'"),
-        ({"seed_value": "abc"}, "seed_value must be a number, got 'abc'"),
+        ({"seed_value": "abc"}, "seed must be a whole number, got 'abc'"),
         ({"step_count": None}, "step_count must be a number, got None"),
     ):
         with pytest.raises(Exception, match=message):
