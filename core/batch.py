@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import job_error_message
 from core.jobs import Job, JobStatus
 from core.outputs import sidecar_path, slug, write_json_atomic
 from core.requests import parse_request
@@ -221,7 +222,8 @@ class BatchRun:
             move_result(result, self.targets[row.index], batch)
             row.status, row.output = "done", str(self.targets[row.index])
         else:
-            row.status, row.error = job.status.value, job.error or ""
+            error = job_error_message(job.error) if job.status == JobStatus.FAILED else job.error
+            row.status, row.error = job.status.value, error or ""
             row.output = str(result.get("path", ""))
 
     def run(self) -> Iterator[list[BatchRow]]:

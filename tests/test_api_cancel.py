@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from core.errors import job_error_message, readable_error
 from core.validation import ConfigError
 from core.video_io import probe_video
-from ui.jobs import job_error_message, readable_error
 from weights.download import DownloadError
 from weights.store import ModelMissingError
 

@@ -216,3 +216,14 @@ def test_an_empty_batch_is_refused_before_any_folder(studio, tmp_path: Path, nam
         run_batch(studio, prompts, {"model": "tiny-wan"})
     assert not (studio.settings.outputs_dir / "batches").exists()
     assert studio.queue.jobs() == []
+
+
+def test_a_failed_row_shows_the_message_without_the_class_name(studio, tmp_path: Path) -> None:
+    """A model that is not downloaded (offline) fails when the row runs: the row says why, in user words."""
+    prompts = tmp_path / "missing.txt"
+    prompts.write_text("a cat\n", encoding="utf-8")
+    batch = run_batch(studio, prompts, {"model": "wan2.1-t2v-1.3b", "frames": 5, "steps": 1})
+    [row] = batch.rows
+    assert row.status == "failed" and row.error
+    assert not row.error.startswith("ModelMissingError"), row.error
+    assert "wan2.1-t2v-1.3b" in row.error

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 from gradio.exceptions import ComponentProcessingError
 
+from core.errors import readable_error
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.batch_tab import build_batch_tab
@@ -16,7 +17,7 @@ from ui.chain_tab import build_chain_tab
 from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
-from ui.jobs import cancel_job, readable_error
+from ui.jobs import cancel_job
 from ui.models_tab import build_models_tab
 from ui.queue_panel import build_queue_panel
 from ui.t2v_tab import build_t2v_tab

@@ -7,53 +7,15 @@ from typing import Any
 
 import gradio as gr
 
+from core.errors import job_error_message
 from core.jobs import Job, JobStatus
-from core.parallel.pool import WorkerCrashedError
-from core.parallel.split import SplitOutOfMemoryError
 from core.space import for_display
 from core.studio import Studio
 from core.validation import ConfigError
-from weights.download import DownloadError
-from weights.sources import SourceError
-
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,  # with ModelMissingError, NotEnoughDiskError
-    DownloadError,
-    SourceError,
-    SplitOutOfMemoryError,
-    WorkerCrashedError,
-)
-"""The project's errors whose message is written for the user: shown without the class name."""
 
 JOB_ENDPOINTS = "/t2v, /continue, /upscale or /long_video"
 _owners: dict[str, str | None] = {}
 """Job id -> the Gradio session that submitted it (None: not submitted through an event)."""
-
-
-def _subclass_names(classes: Sequence[type]) -> set[str]:
-    names: set[str] = set()
-    todo = list(classes)
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__name__)
-        todo.extend(cls.__subclasses__())
-    return names
-
-
-def readable_error(exc: BaseException) -> str:
-    """``exc``'s message; an unexpected exception keeps its class name (it helps bug reports)."""
-    text = str(exc)
-    if isinstance(exc, USER_ERRORS) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def job_error_message(error: str | None) -> str:
-    """A failed job's error (``"ClassName: message"``), without the class name for :data:`USER_ERRORS`."""
-    if not error:
-        return "the job failed"
-    name, sep, message = error.partition(": ")
-    return message if sep and message and name in _subclass_names(USER_ERRORS) else error
 
 
 def _caller_session() -> str | None:
