@@ -14,25 +14,22 @@ from core.studio import Studio
 from core.validation import ConfigError
 
 JOB_ENDPOINTS = "/t2v, /continue, /upscale or /long_video"
-_owners: dict[str, str | None] = {}
-"""Job id -> the Gradio session that submitted it (None: not submitted through an event)."""
 
 
-def _caller_session() -> str | None:
-    """The Gradio session of the event running in this thread, if any."""
+def submitting_session(job: Job) -> str | None:
+    """The Gradio session whose event submitted ``job`` (None: not submitted through an event), read from
+    the submitter's context the job keeps."""
     from gradio.context import LocalContext
 
-    return getattr(LocalContext.request.get(None), "session_hash", None)
+    return getattr(job.context.get(LocalContext.request), "session_hash", None)
 
 
 def submit_or_explain(studio: Studio, data: dict[str, Any]) -> Job:
     """Queue ``data``; a bad request becomes a gr.Error the UI and the API show as a readable message."""
     try:
-        job = studio.submit(data)
+        return studio.submit(data)
     except ConfigError as exc:
         raise gr.Error(str(exc), title="Bad request") from exc
-    _owners[job.id] = _caller_session()
-    return job
 
 
 def cancel_job(studio: Studio, job_id: str, session: str | None) -> str:
@@ -49,7 +46,7 @@ def cancel_job(studio: Studio, job_id: str, session: str | None) -> str:
         raise gr.Error(
             f"no job {job_id!r}; job ids are in details['job_id'] of {JOB_ENDPOINTS}", title="Unknown job"
         )
-    owner = _owners.get(job_id)
+    owner = submitting_session(job)
     if owner is not None and owner != session:
         raise gr.Error(
             f"{job_id} was submitted by another session; only its own client can cancel it", title="Not yours"
