@@ -25,7 +25,7 @@ from core.magi.request import MagiRequest, chunk_frames
 from core.outputs import base_record, new_output_path, save_output
 from core.requests import T2VRequest, parse_request
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
-from core.video_input import _resampled_count
+from core.video_input import resampled_count
 from core.video_io import probe_video, temp_path_for
 from weights.registry import cards_for
 
@@ -150,7 +150,7 @@ class ChainRequest:
 def converted_frames(frames: int, fps: float, to_fps: float) -> int:
     """How many frames a clip of ``frames`` at ``fps`` has once a continuation reads it at ``to_fps``
     (the rule of :func:`core.video_input.open_input`: frame times i / fps, the last one shown one period)."""
-    return _resampled_count([(frames - 1) / fps], fps, to_fps)
+    return resampled_count([(frames - 1) / fps], fps, to_fps)
 
 
 def needed_frames(continuation: Any) -> int:

@@ -81,7 +81,7 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
     if not times:
         raise ConfigError(f"{path.name} has no video frames that can be decoded")
     preset = pick_resolution(card, width, height)
-    frames = _resampled_count(times, fps, card.fps)
+    frames = resampled_count(times, fps, card.fps)
     if frames < min_frames:
         raise ConfigError(
             f"{path.name} is too short: {frames} frames at {card.fps} fps ({frames / card.fps:.2f} s); "
@@ -181,7 +181,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, n
             raise ConfigError(f"{path.name} is damaged after {index} frames ({_reason(exc)})") from exc
 
 
-def _resampled_count(times: list[float], source_fps: float, fps: int) -> int:
+def resampled_count(times: list[float], source_fps: float, fps: int) -> int:
     """How many frames at ``fps`` cover the source: its last frame is shown for one source frame period."""
     period = 1.0 / source_fps if source_fps > 0 else 1.0 / fps
     return max(1, math.floor((times[-1] + period) * fps + TIME_TOLERANCE))

@@ -10,6 +10,7 @@ import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import chunk_frames, is_magi_card
+from core.requests import snap_frames
 from core.studio import Studio
 from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
@@ -79,13 +80,8 @@ def seconds_label(frames: float, card: ModelCard) -> str:
     """The slider's note: its frames in seconds, or the model's limit when it asks for more."""
     frames = int(frames)
     if frames > card.max_frames:
-        return f"⚠️ {card.name} makes at most {most_frames(card)} frames"
+        return f"⚠️ {card.name} makes at most {snap_frames(card.max_frames, card)} frames"
     return f"{frames} frames = {frames / card.fps:.2f} s at {card.fps} fps"
-
-
-def most_frames(card: ModelCard) -> int:
-    """The longest clip ``card`` makes on the frames slider (4k+1)."""
-    return card.max_frames - (card.max_frames - 1) % 4
 
 
 def chunks_label(chunks: float, card: ModelCard) -> str:
@@ -110,7 +106,7 @@ def model_settings(model_id: str) -> tuple[Any, ...]:
             value=d.frames,
             info=seconds_label(d.frames, card),
             visible=not magi,
-            **({} if magi else {"maximum": most_frames(card)}),
+            **({} if magi else {"maximum": snap_frames(card.max_frames, card)}),
         ),
         *model_form_updates(card, gr.update(value=chunks, info=chunks_label(chunks, card) if magi else None)),
     )
