@@ -171,10 +171,12 @@ class BatchRun:
     @property
     def batch_dir(self) -> Path:
         """The batch folder (reads the file to hash it if :meth:`run` has not yet)."""
-        if self._batch_dir is None:
-            content = self.prompt_file.read_bytes()
-            self.sha256 = content_hash(content)
-            self._batch_dir = batch_folder(self.studio.settings.outputs_dir, self.prompt_file, content)
+        return self._batch_dir or self._name_after(self.prompt_file.read_bytes())
+
+    def _name_after(self, content: bytes) -> Path:
+        """Take the batch's hash and folder from the prompt list's bytes; returns the folder."""
+        self.sha256 = content_hash(content)
+        self._batch_dir = batch_folder(self.studio.settings.outputs_dir, self.prompt_file, content)
         return self._batch_dir
 
     def _prepare(self, index: int, raw: Any) -> None:
@@ -230,8 +232,7 @@ class BatchRun:
         """Queue every new row, then follow them to the end; closing the iterator cancels what is left."""
         content = self.prompt_file.read_bytes()
         raws = load_rows(self.prompt_file, content)  # refuses an empty list before any folder exists
-        self.sha256 = content_hash(content)
-        self._batch_dir = batch_folder(self.studio.settings.outputs_dir, self.prompt_file, content)
+        self._name_after(content)
         for index, raw in enumerate(raws, start=1):
             self._prepare(index, raw)
         write_summary(self.batch_dir, self.rows)
