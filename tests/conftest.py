@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 import torch
 
+import core.audio
 from core.jobs import Job
 from core.settings import ROOT, Settings
 from weights import tiny
@@ -105,3 +107,13 @@ def launched_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         yield app
     finally:
         app.stop()
+
+
+@pytest.fixture
+def failing_remux(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding the source's sound fails as an FFmpeg I/O error would (``core.audio.remux_with_audio``)."""
+
+    def fail(*args: object, **kwargs: object) -> bool:
+        raise av.FFmpegError(-5, "Input/output error")
+
+    monkeypatch.setattr(core.audio, "remux_with_audio", fail)

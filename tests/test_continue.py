@@ -129,12 +129,8 @@ def test_cancel_stops_the_job(continue_settings: Settings, clip_with_audio: Path
 
 
 def test_a_failed_audio_mux_keeps_the_silent_video_and_notes_it(
-    continue_settings: Settings, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch
+    continue_settings: Settings, clip_with_audio: Path, failing_remux: None
 ) -> None:
-    def fail(*args: object, **kwargs: object) -> bool:
-        raise av.FFmpegError(-5, "Input/output error")
-
-    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
     runner = Runner(continue_settings, torch.device("cpu"))
     request = ContinueRequest(
         model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a cat", add_frames=4, steps=1, seed=5

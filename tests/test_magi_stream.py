@@ -8,12 +8,9 @@ import tracemalloc
 import weakref
 from pathlib import Path
 
-import av
 import numpy as np
-import pytest
 import torch
 
-import core.audio
 from core.jobs import Job
 from core.magi.generate import generate
 from core.magi.stream import PREVIEW_ENCODER, StreamedVideo, join_segments
@@ -107,12 +104,8 @@ def test_previews_made_in_a_worker_process_reach_the_app(tmp_path):
 
 
 def test_a_failed_remux_keeps_the_streamed_file_and_notes_it(
-    clip_with_sound: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clip_with_sound: Path, tmp_path: Path, failing_remux: None
 ) -> None:
-    def fail(*args: object, **kwargs: object) -> bool:
-        raise av.FFmpegError(-5, "Input/output error")
-
-    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
     clip = open_input(clip_with_sound, get_card("tiny-magi"))
     output = StreamedVideo(tmp_path / "out.mp4", clip.fps, "a cat", clip)
     output.add(np.zeros((24, clip.height, clip.width, 3), np.uint8))

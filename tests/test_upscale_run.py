@@ -168,12 +168,8 @@ def test_full_variant_streams_on_gpu(tiny_flashvsr_dir: Path) -> None:
 
 
 def test_a_failed_audio_remux_keeps_the_upscaled_video_and_its_sidecar(
-    clip_64: Path, upscale_runner: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+    clip_64: Path, upscale_runner: SimpleNamespace, failing_remux: None
 ) -> None:
-    def fail(*args: object, **kwargs: object) -> bool:
-        raise av.FFmpegError(-5, "Input/output error")
-
-    monkeypatch.setattr(core.audio, "remux_with_audio", fail)
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
     record = run_upscale(upscale_runner, Job(request), request)
     path = Path(record["path"])
