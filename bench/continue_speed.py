@@ -4,7 +4,7 @@ Builds SkyReels-V2 DF 1.3B 540P shapes with random weights (or loads real ones w
 extends a 960x544 24 fps clip by ``--seconds`` (4 s: 96 frames, windows of 97 frames, overlap 17) with
 
   1. plain diffusers: ``SkyReelsV2DiffusionForcingVideoToVideoPipeline.__call__``, nothing added,
-  2. this app without cache (``core.continue_job.generate_continuation``),
+  2. this app without cache (``core.tasks.continuation.generate_continuation``),
   3. this app with flowcache at each ``--thresholds`` value,
 
 all in one process, and prints seconds, the ratio to plain diffusers, chunk-step counts and the PSNR of
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.wan_shapes import wan_config
 from core.continuation import ContinueRequest
-from core.continue_job import generate_continuation
 from core.hardware import compute_dtype
 from core.jobs import Job
+from core.tasks.continuation import generate_continuation
 from core.video_input import last_frames, open_input
 from core.video_io import write_video
 from weights.tiny import load_tokenizer, umt5_text_encoder

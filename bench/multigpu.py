@@ -33,8 +33,8 @@ from core.jobs import Job, JobQueue, JobStatus
 from core.parallel.config import parse_parallel_flag
 from core.parallel.dispatch import GpuDispatcher
 from core.parallel.split import SplitGroup
-from core.requests import T2VRequest
 from core.settings import Settings
+from core.tasks.t2v import T2VRequest
 
 
 class TimedJob(Job):
@@ -120,7 +120,7 @@ def bench_split(args: argparse.Namespace, settings: Settings, folder: Path) -> N
     runner = random_runner(settings, device, folder, args.dit)
     rows = [timed_row(runner.execute, request, size, "1 GPU") for size, request in requests.items()]
     plain_records = {size: record for _, size, *_, record in rows}
-    runner.pipelines.unload()
+    runner.models.unload()
     setup = partial(use_random_weights, folder, args.dit)
     with SplitGroup(settings, args.gpus, rank_setup=setup) as group:
         for split in args.splits:

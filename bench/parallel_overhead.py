@@ -28,8 +28,8 @@ from bench.random_wan import random_runner, saved_frames, use_random_weights
 from core.jobs import Job
 from core.parallel.config import parse_parallel_flag
 from core.parallel.split import SplitGroup
-from core.requests import T2VRequest
 from core.settings import Settings
+from core.tasks.t2v import T2VRequest
 
 MODEL = "wan2.1-t2v-1.3b"
 

@@ -107,25 +107,26 @@ def keep_latents_on_decode(vae: Any) -> None:
 def use_random_weights(folder: Path, dit: str = "") -> None:
     """This process's runner, split ranks and GPU workers skip the weights store and build
     :func:`random_pipeline` instead of loading; every video also saves a frame subsample as ``.npy``."""
-    from core import runner
+    from core import device_models
     from core.parallel import split, split_rank
+    from core.tasks import t2v
 
     def local_folder(card: Any, settings: Any, **kwargs: Any) -> Path:
         return folder
 
-    runner.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
+    device_models.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
     split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
-    runner.write_video = split_rank.write_video = write_video_keeping_frames
+    t2v.write_video = write_video_keeping_frames
 
 
 def random_runner(settings: Any, device: torch.device, folder: Path, dit: str = "") -> Any:
     """A :class:`core.runner.Runner` on ``device`` that generates with :func:`random_pipeline`."""
-    from core.pipelines import PipelineCache
+    from core.device_models import DeviceModels
     from core.runner import Runner
 
     use_random_weights(folder, dit)
     runner = Runner(settings, device)
-    runner.pipelines = PipelineCache(device, loader=partial(random_pipeline, dit=dit))
+    runner.models = DeviceModels(device, settings, loader=partial(random_pipeline, dit=dit))
     return runner
 
 

@@ -1,6 +1,6 @@
 """Batches: a prompt list (txt, CSV or JSON) run as one job per row, resumable, with a summary.
 
-Each row is validated by :func:`core.requests.parse_request` (a bad row is reported, not fatal) and
+Each row is validated by :func:`core.tasks.parse_request` (a bad row is reported, not fatal) and
 queued on the Studio's JobQueue, which spreads the rows over every worker. A finished video is moved
 into the batch folder as ``row-<n>-<slug>.mp4`` with its sidecar JSON (mp4 first, sidecar last, each by
 ``os.replace``), so a row whose mp4 and matching sidecar are there is done: running the batch again
@@ -24,8 +24,8 @@ from typing import Any
 from core.errors import job_error_message
 from core.jobs import Job, JobStatus
 from core.outputs import sidecar_path, slug, write_json_atomic
-from core.requests import parse_request
 from core.studio import Studio
+from core.tasks import parse_request
 from core.validation import ConfigError
 
 TEXT_FIELDS = {"task", "model", "prompt", "negative_prompt", "memory_level", "video", "variant"}

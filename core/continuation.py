@@ -17,8 +17,6 @@ from core.validation import ConfigError, as_float, as_int, as_seed, as_text, ran
 from core.video_input import VIDEO_SUFFIXES
 from weights.registry import ModelCard, get_card
 
-"""The largest seed of any request. Defined here, in the request module the others (``core.requests``,
-``core.magi.request``, ``core.upscale.request``) can import without an import cycle."""
 TEMPORAL_FACTOR = 4
 DEFAULT_SECONDS = 4.0
 CACHE_METHODS = ("flowcache",)
@@ -171,6 +169,14 @@ class ContinueRequest:
             if (res.width, res.height) == (width, height) and res.flow_shift is not None:
                 return res.flow_shift
         return 8.0
+
+    starts_from = "overlap"
+    """What of a clip a continuation starts from (its :attr:`min_input_frames`), for messages."""
+
+    @property
+    def min_input_frames(self) -> int:
+        """The fewest frames of a clip this continues from: the overlap."""
+        return self.overlap_history
 
     def with_seed(self) -> ContinueRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""

@@ -1,11 +1,8 @@
-"""Loading diffusers pipelines for model cards and keeping the last one loaded between jobs."""
+"""Loading a model card's diffusers pipeline, setting its scheduler's shift, and freeing memory."""
 
 from __future__ import annotations
 
 import gc
-import threading
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +14,6 @@ from core.memory.apply import apply_memory_level
 from core.memory.fp8_cache import fp8_cache_dir, maps_fp8_dit
 from core.memory.low_ram_load import load_components_low_ram
 from weights.registry import ModelCard
-
-Loader = Callable[[ModelCard, Path, torch.device, int], Any]
 
 
 def load_diffusers_pipeline(
@@ -43,56 +38,11 @@ def load_diffusers_pipeline(
     return pipe
 
 
-@dataclass
-class _Loaded:
-    card_id: str
-    level: int
-    variant: Hashable
-    pipe: Any
-
-
-class PipelineCache:
-    """Holds at most one pipeline; asking for another model frees the current one (and its GPU memory)."""
-
-    def __init__(self, device: torch.device, loader: Loader = load_diffusers_pipeline) -> None:
-        self.device = device
-        self.loader = loader
-        self._loaded: _Loaded | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loaded_id(self) -> str | None:
-        return self._loaded.card_id if self._loaded else None
-
-    @property
-    def loaded_level(self) -> int | None:
-        return self._loaded.level if self._loaded else None
-
-    def get(self, card: ModelCard, folder: Path, level: int = 0, variant: Hashable = None) -> Any:
-        """The pipeline for ``card`` at memory ``level``, loading it from ``folder`` if another model,
-        another level or none is loaded (offload and casting hooks cannot be undone, so a new level reloads).
-        ``variant`` names other in-place changes the caller makes (e.g. speed options): a new one reloads.
-        """
-        key = (card.id, level, variant)
-        with self._lock:
-            if self._loaded and (self._loaded.card_id, self._loaded.level, self._loaded.variant) == key:
-                return self._loaded.pipe
-            self._release()
-            try:
-                pipe = self.loader(card, folder, self.device, level)
-            except BaseException:
-                free_memory(self.device)
-                raise
-            self._loaded = _Loaded(card.id, level, variant, pipe)
-            return pipe
-
-    def unload(self) -> None:
-        with self._lock:
-            self._release()
-
-    def _release(self) -> None:
-        self._loaded = None
-        free_memory(self.device)
+def set_flow_shift(pipe: Any, shift: float) -> None:
+    """Give the pipeline's flow-matching scheduler the asked shift (a new scheduler from the same config)."""
+    scheduler = pipe.scheduler
+    if "flow_shift" in scheduler.config and scheduler.config.flow_shift != shift:
+        pipe.scheduler = type(scheduler).from_config(scheduler.config, flow_shift=shift)
 
 
 def free_memory(device: torch.device | None = None) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.chain import ChainRequest
 from core.jobs import Executor
+from core.tasks import task_for
 
 DEFAULT_SPACE_MODEL = "wan2.1-t2v-1.3b"
 SECONDS_PER_STEP_1_3B_480P = 1.3
@@ -46,9 +46,7 @@ def detect_space(env: Mapping[str, str] = os.environ) -> SpaceInfo:
 def estimate_gpu_seconds(request: Any) -> int:
     """GPU seconds to ask ZeroGPU for: load time plus steps scaled by model size and token count (x1.5);
     for a long video (chain) the sum over its parts, within the same cap."""
-    if isinstance(request, ChainRequest):
-        return min(MAX_SECONDS, sum(_part_seconds(part) for part in request.planned_parts()))
-    return _part_seconds(request)
+    return min(MAX_SECONDS, sum(_part_seconds(part) for part in task_for(request).parts(request)))
 
 
 def _part_seconds(request: Any) -> int:

@@ -9,13 +9,12 @@ import torch
 
 from core.hardware import Hardware, detect_hardware
 from core.jobs import Executor, Job, JobQueue, JobStatus
+from core.memory.planner import MemoryPlan
 from core.parallel.dispatch import GpuDispatcher, WorkerStatus
-from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
 from core.space import SpaceInfo, detect_space, on_zero_gpu
-from core.upscale.request import UpscaleRequest
-from core.validation import ConfigError
+from core.tasks import parse_request, task_for
 
 
 def pick_devices(hardware: Hardware, space: SpaceInfo) -> list[torch.device]:
@@ -31,7 +30,7 @@ class Studio:
     One device: a runner in this process. Several: a :class:`GpuDispatcher` with a worker process per GPU
     that sends each job to a free worker or splits a big lone text-to-video job over the idle GPUs
     (``settings.parallel``: the split modes allowed). ``runners[0]`` stays in this process for planning
-    (memory estimates) and loads nothing unless it runs jobs itself.
+    (memory estimates, :meth:`preview`) and loads nothing unless it runs jobs itself.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -87,25 +86,26 @@ class Studio:
         return [job for job in self.queue.jobs() if job.status == JobStatus.QUEUED]
 
     def submit(self, data: dict[str, Any]) -> Job:
-        """Validate ``data`` (raises ConfigError with a readable message) and queue it."""
+        """Validate ``data`` (raises ConfigError with a readable message) and queue it; what this machine
+        cannot run is refused now, not once the job starts."""
         request = parse_request(data)
-        self._check_fits_machine(request)
+        task_for(request).check_devices(request, self.devices)
         return self.queue.submit(request)
 
-    def _check_fits_machine(self, request: Any) -> None:
-        """Refuse at submit what this machine cannot run, instead of failing once the job starts.
+    def planning_runner(self) -> Runner:
+        """The runner whose device the next job would get: the first idle worker's (GPU 0's when all are
+        busy). Workers run in their own processes on several GPUs; the planning runner here only plans."""
+        idle = [status.device for status in self.worker_status() if status.state == "idle"]
+        for runner in self.runners:
+            if str(runner.device) in idle:
+                return runner
+        return self.runners[0]
 
-        An upscale split over 2 GPUs needs a studio with at least two devices (workers): on one GPU, or on
-        the CPU alone, it is refused (tests run the split on two CPU workers, as two devices)."""
-        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and len(self.devices) < 2:
-            device = self.devices[0] if self.devices else None
-            where = (
-                f"runs on one ({device})" if device and device.type == "cuda" else f"has no GPU ({device})"
-            )
-            raise ConfigError(
-                f"splitting an upscale over 2 GPUs (split_gpus / pipeline_gpus 2) needs 2 GPUs; this studio "
-                f"{where}: turn the split off"
-            )
+    def preview(self, data: dict[str, Any]) -> MemoryPlan | None:
+        """The memory plan ``data``'s job would get on the worker that would run it now (None for a task
+        that plans as it runs); ConfigError for a request that would be refused."""
+        request = parse_request(data)
+        return task_for(request).preview(self.planning_runner(), request)
 
     def follow(self, job: Job, poll_s: float = 0.5) -> Iterator[Job]:
         """Yield ``job`` each time it changes, until it has finished."""
@@ -124,4 +124,4 @@ class Studio:
         if self.dispatcher is not None:
             self.dispatcher.shutdown()
         for runner in self.runners:
-            runner.pipelines.unload()
+            runner.models.unload()

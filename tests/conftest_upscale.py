@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.pipelines import PipelineCache
+from core.device_models import DeviceModels
 from core.settings import Settings
 from core.upscale.loading import FlashVSRModel, load_flashvsr
 from weights.tiny_esrgan import build_tiny_esrgan
@@ -73,4 +73,4 @@ def upscale_runner(tmp_path: Path, tiny_flashvsr_dir: Path, tiny_esrgan_dir: Pat
         (folder / ".built").touch()
     settings = Settings(outputs_dir=tmp_path / "outputs", models_dir=models)
     device = torch.device("cpu")
-    return SimpleNamespace(settings=settings, device=device, pipelines=PipelineCache(device))
+    return SimpleNamespace(settings=settings, device=device, models=DeviceModels(device, settings))

@@ -11,9 +11,10 @@ import torch
 from core.continuation import ContinueRequest
 from core.jobs import JobQueue, JobStatus
 from core.magi.request import MagiRequest
-from core.requests import T2VRequest, parse_request
 from core.runner import Runner
 from core.settings import Settings
+from core.tasks import parse_request
+from core.tasks.t2v import T2VRequest
 from core.validation import MAX_SEED, ConfigError
 from core.video_io import probe_video, read_record
 from weights.registry import cards_for
@@ -190,7 +191,7 @@ def test_a_first_clip_too_short_to_continue_is_refused_at_submission(
     t2v: dict, continue_model: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if "100 frames" in message:
-        monkeypatch.setattr("core.chain.needed_frames", lambda continuation: 100)
+        monkeypatch.setattr(ContinueRequest, "min_input_frames", 100)
     with pytest.raises(ConfigError, match=message):
         parse_request({"task": "chain", "t2v": t2v, "continuations": 1, "continue_model": continue_model})
     # an upscale alone does not continue: nothing to check
@@ -212,7 +213,7 @@ def test_the_submission_check_counts_frames_as_the_continuation_reads_them(
     """:func:`converted_frames` agrees with what ``open_input`` finds in a written clip."""
     import numpy as np
 
-    from core.chain import converted_frames
+    from core.tasks.chain import converted_frames
     from core.video_input import open_input
     from core.video_io import VideoWriter
 

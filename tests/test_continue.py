@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import core.audio
-import core.runner
+import core.device_models
 from core.continuation import ContinueRequest
-from core.continue_job import run_continue
 from core.jobs import Job, JobCancelledError
 from core.runner import Runner
 from core.settings import Settings
+from core.tasks import task_for
 from core.video_io import probe_video, read_frames, read_record
 
 pytest_plugins = ["tests.conftest_continue"]
@@ -54,7 +54,7 @@ def test_extending_a_clip_keeps_it_adds_frames_and_keeps_its_audio(
         seed=3,
     )
     job = RecordingJob(request)
-    record = run_continue(runner, job, request)
+    record = task_for(request).run(runner, job, request)
 
     path = Path(record["path"])
     info = probe_video(path)
@@ -91,8 +91,8 @@ def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
         planned.append((frames, decode_frames))
         return original_plan_memory(card, width, height, frames, *args, decode_frames=decode_frames, **kwargs)
 
-    original_plan_memory = core.runner.plan_memory
-    monkeypatch.setattr(core.runner, "plan_memory", plan_memory)
+    original_plan_memory = core.device_models.plan_memory
+    monkeypatch.setattr(core.device_models, "plan_memory", plan_memory)
     runner = Runner(continue_settings, torch.device("cpu"))
     request = ContinueRequest(
         model="tiny-skyreels-df",
@@ -107,7 +107,7 @@ def test_continuation_only_goes_window_by_window_and_saves_just_the_new_frames(
     )
     assert request.add_frames == 12  # 0.4 s at 24 fps is 9.6 frames, rounded up to whole latent frames
     job = RecordingJob(request)
-    record = run_continue(runner, job, request)
+    record = task_for(request).run(runner, job, request)
     info = probe_video(Path(record["path"]))
     assert (info.frames, info.width, info.height) == (12, 48, 32)
     with av.open(record["path"]) as container:
@@ -124,7 +124,7 @@ def test_cancel_stops_the_job(continue_settings: Settings, clip_with_audio: Path
     job = Job(request)
     job.cancel()
     with pytest.raises(JobCancelledError):
-        run_continue(runner, job, request)
+        task_for(request).run(runner, job, request)
     assert not continue_settings.outputs_dir.exists() or not any(continue_settings.outputs_dir.iterdir())
 
 
@@ -135,7 +135,7 @@ def test_a_failed_audio_mux_keeps_the_silent_video_and_notes_it(
     request = ContinueRequest(
         model="tiny-skyreels-df", video=str(clip_with_audio), prompt="a cat", add_frames=4, steps=1, seed=5
     )
-    record = run_continue(runner, RecordingJob(request), request)
+    record = task_for(request).run(runner, RecordingJob(request), request)
     path = Path(record["path"])
     assert record["audio"] is False and "Input/output error" in record["audio_error"]
     assert probe_video(path).frames == 24 + 4

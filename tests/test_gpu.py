@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from core.jobs import Job, JobQueue, JobStatus
-from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
+from core.tasks import parse_request
 from core.video_io import probe_video
 
 pytestmark = [
@@ -32,7 +32,7 @@ def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
     assert 0 < job.result["peak_memory_gb"] < 2
     assert probe_video(Path(job.result["path"])).frames == 9
     request = job.request
-    pipe = runner.pipelines.get(
+    pipe = runner.models.get(
         request.card, settings.models_dir / "tiny-wan", 0, variant=request.speed_config
     )
     assert pipe.transformer.device.type == "cuda"

@@ -9,8 +9,8 @@ import pytest
 from core.batch import run_batch
 from core.history import delete_result, list_results, rerun_settings
 from core.jobs import Job, JobStatus
-from core.requests import parse_request
 from core.studio import Studio
+from core.tasks import parse_request
 
 pytest_plugins = ["tests.conftest_workflow"]
 

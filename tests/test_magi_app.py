@@ -15,8 +15,9 @@ from core.continuation import ContinueRequest
 from core.magi import preset
 from core.magi.models import ASSETS_DIR, dit_config, special_tokens_file
 from core.magi.request import MagiRequest, context_frames, run_config, variant
-from core.requests import T2VRequest, parse_request
 from core.settings import Settings
+from core.tasks import parse_request
+from core.tasks.t2v import T2VRequest
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
 from weights.registry import get_card
@@ -160,10 +161,10 @@ def test_text_to_video_makes_whole_chunks_with_a_growing_preview(runner):
     assert [Path(p).exists() for p, _ in job.previews] == [False, True]  # the last stays a while for the UI
     denoising = [r for r in job.reports if r[0] == "denoising"]
     assert denoising[-1][1] == denoising[-1][2] > 0
-    loaded = runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
-    assert runner.pipelines.loaded_id == "tiny-magi"
+    loaded = runner.models.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
+    assert runner.models.loaded_id == "tiny-magi"
     again = runner.execute(WatchedJob(t2v(chunks=2, seed=5)))
-    assert runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi") is loaded
+    assert runner.models.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi") is loaded
     assert (read_frames(Path(again["path"])) == read_frames(path)).all()  # same seed, same video
 
 
@@ -299,7 +300,7 @@ def test_tiny_magi_runs_on_the_gpu_in_bfloat16(magi_models_dir, tmp_path):
     record = runner.execute(WatchedJob(t2v(chunks=2, seed=0)))
     assert probe_video(Path(record["path"])).frames == 48
     assert (record["device"], record["dtype"]) == ("cuda", "bfloat16") and record["peak_memory_gb"] > 0
-    models = runner.pipelines.get(get_card("tiny-magi"), magi_models_dir / "tiny-magi")
+    models = runner.models.get(get_card("tiny-magi"), magi_models_dir / "tiny-magi")
     assert models.dit.device.type == "cuda" and models.vae.device.type == "cuda"
     free_gb = torch.cuda.mem_get_info()[0] / 2**30
     assert record["text_encoder_device"].startswith("cuda") == (free_gb > 35)

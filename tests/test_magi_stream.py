@@ -14,7 +14,7 @@ import torch
 from core.jobs import Job
 from core.magi.generate import generate
 from core.magi.stream import PREVIEW_ENCODER, StreamedVideo, join_segments
-from core.requests import parse_request
+from core.tasks import parse_request
 from core.video_input import open_input
 from core.video_io import VideoWriter, probe_video, read_frames, read_record
 from weights.registry import get_card
@@ -27,7 +27,7 @@ def t2v(**fields):
 
 
 def test_generate_without_keeping_frames_returns_none_and_frees_each_chunk(runner):
-    models = runner.pipelines.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
+    models = runner.models.get(get_card("tiny-magi"), runner.settings.models_dir / "tiny-magi")
     caption, mask = models.captions("a cat runs", 3)
     kept: list[weakref.ref] = []
     alive_at_chunk: list[int] = []

@@ -8,11 +8,13 @@ import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 from diffusers.hooks import HookRegistry
 
+from core.device_models import DeviceModels
 from core.memory.apply import apply_memory_level
 from core.memory.chunking import HOOK_NAME, apply_token_chunking
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import plan_memory
-from core.pipelines import PipelineCache, load_diffusers_pipeline
+from core.pipelines import load_diffusers_pipeline
+from core.settings import Settings
 
 pytest_plugins = ["conftest_memory"]
 
@@ -115,7 +117,7 @@ def test_pipeline_cache_reloads_when_the_level_changes(tiny_card, tiny_wan_folde
         loads.append(level)
         return object()
 
-    cache = PipelineCache(CPU, loader)
+    cache = DeviceModels(CPU, Settings(), loader)
     first = cache.get(tiny_card, tiny_wan_folder)
     assert cache.get(tiny_card, tiny_wan_folder, 0) is first
     second = cache.get(tiny_card, tiny_wan_folder, 4)
@@ -124,7 +126,7 @@ def test_pipeline_cache_reloads_when_the_level_changes(tiny_card, tiny_wan_folde
 
 def test_oom_steps_up_one_level_and_succeeds(tiny_card, tiny_wan_folder, render, reference, fake_hardware):
     """A run that (pretends to) run out of memory at level 0 is reloaded at level 1 and completes."""
-    cache = PipelineCache(CPU, load_diffusers_pipeline)
+    cache = DeviceModels(CPU, Settings(), load_diffusers_pipeline)
     plan = plan_memory(tiny_card, 64, 48, 9, fake_hardware(None, 8.0))
     state = {"level": plan.level}
     cache.get(tiny_card, tiny_wan_folder, plan.level)

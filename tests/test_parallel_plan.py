@@ -10,8 +10,8 @@ from core.parallel.devices import cuda_visible_devices
 from core.parallel.geometry import KNOWN, ModelGeometry, token_count
 from core.parallel.planner import plan_parallel
 from core.parallel.rank_options import merge_cache_stats, split_speed_config
-from core.requests import parse_request
 from core.speed import SpeedConfig
+from core.tasks import parse_request
 from core.validation import ConfigError
 
 WAN_480P = {"model": "wan2.1-t2v-1.3b", "prompt": "a cat", "frames": 81, "width": 832, "height": 480}

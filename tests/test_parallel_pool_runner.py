@@ -6,8 +6,8 @@ from pathlib import Path
 
 from core.jobs import JobQueue, JobStatus
 from core.parallel.pool import WorkerPool
-from core.requests import parse_request
 from core.settings import Settings
+from core.tasks import parse_request
 from core.video_io import probe_video, read_record
 
 pytest_plugins = ["tests.conftest_parallel"]

@@ -17,10 +17,10 @@ import torch
 from core.caches import apply_cache
 from core.jobs import Job, JobCancelledError
 from core.parallel.split import SplitGroup, run_split
-from core.requests import parse_request
 from core.runner import Runner
 from core.settings import Settings
-from core.t2v import generate_t2v
+from core.tasks import parse_request
+from core.tasks.t2v import generate_t2v
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 from weights.progress import DownloadProgress
@@ -36,7 +36,7 @@ def reference(parallel_settings: Settings) -> tuple[dict, np.ndarray]:
     request = parse_request(REQUEST)
     runner = Runner(parallel_settings, torch.device("cpu"))
     record = runner.execute(Job(request))
-    pipe = runner.pipelines.get(request.card, parallel_settings.models_dir / "tiny-wan")
+    pipe = runner.models.get(request.card, parallel_settings.models_dir / "tiny-wan")
     return record, generate_t2v(pipe, request, Job(request))
 
 
@@ -158,7 +158,7 @@ def test_a_step_cache_and_memory_level_run_on_cfg_ranks_as_on_one_gpu(
         REQUEST | {"steps": 6, "memory_level": "1", "cache": {"method": "teacache", "preset": "faster"}}
     )
     runner = Runner(parallel_settings, torch.device("cpu"))
-    pipe = runner.pipelines.get(request.card, parallel_settings.models_dir / "tiny-wan", 1)
+    pipe = runner.models.get(request.card, parallel_settings.models_dir / "tiny-wan", 1)
     with apply_cache(pipe, request.card, request.cache_config) as session:
         one_gpu_frames = generate_t2v(pipe, request, Job(request))
     one_gpu = session.stats()

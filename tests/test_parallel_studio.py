@@ -22,9 +22,9 @@ from core.jobs import Job, JobCancelledError, JobStatus
 from core.outputs import sidecar_path
 from core.parallel.dispatch import GpuDispatcher
 from core.parallel.split import SplitGroup
-from core.requests import parse_request
 from core.settings import Settings
 from core.studio import Studio
+from core.tasks import parse_request
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 

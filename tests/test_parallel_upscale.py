@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from core.jobs import Job
-from core.requests import parse_request
 from core.studio import Studio
+from core.tasks import parse_request, task_for
 from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import crossings, pipeline_devices, split_dit, stage_report, unsplit_dit
 from core.upscale.request import UpscaleRequest
-from core.upscale.run import run_upscale, unload_upscaler
 from core.upscale.streamer import FlashVSRStreamer, plan_frames
 from core.validation import ConfigError
 
@@ -48,9 +47,9 @@ def test_two_device_output_equals_one_device_output(tiny_flashvsr_dir: Path) -> 
 def test_an_upscale_request_over_two_devices_records_the_split(upscale_runner, clip_64: Path) -> None:
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2, pipeline_gpus=2)
     try:
-        record = run_upscale(upscale_runner, Job(request), request)
+        record = task_for(request).run(upscale_runner, Job(request), request)
     finally:
-        unload_upscaler(CPU)
+        upscale_runner.models.unload()
     assert record["status"] == "done" and record["pipeline"] == {"devices": ["cpu", "cpu"], "blocks": [1, 1]}
     with pytest.raises(ConfigError, match="pipeline gpus"):
         UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), pipeline_gpus=3)
@@ -79,10 +78,12 @@ def test_a_studio_without_a_gpu_refuses_a_two_gpu_upscale_at_submit(settings, cl
         ):
             studio.submit(data)
         assert studio.queue.jobs() == []
+        request = parse_request(data)
         studio.devices = [CPU, CPU]  # two CPU workers (the dispatcher tests' dev set-up): allowed
-        studio._check_fits_machine(parse_request(data))
+        task_for(request).check_devices(request, studio.devices)
         studio.devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
-        studio._check_fits_machine(parse_request(data))
-        studio._check_fits_machine(parse_request(data | {"pipeline_gpus": 1}))
+        task_for(request).check_devices(request, studio.devices)
+        one_gpu = parse_request(data | {"pipeline_gpus": 1})
+        task_for(one_gpu).check_devices(one_gpu, [CPU])
     finally:
         studio.shutdown()

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from core.requests import parse_request, snap_frames
+from core.tasks import parse_request
+from core.tasks.t2v import snap_frames
 from core.validation import ConfigError
 from weights.registry import get_card, load_cards
 

@@ -9,15 +9,16 @@ import numpy as np
 import torch
 
 from core.jobs import Job, JobQueue, JobStatus
-from core.requests import T2VRequest, parse_request
 from core.runner import Runner
 from core.settings import Settings
+from core.tasks import parse_request
+from core.tasks.t2v import T2VRequest
 from core.video_io import probe_video, read_frames, read_record
 
 
 def loaded_pipeline(runner: Runner, request: T2VRequest, folder: Path):
     """The pipeline the runner uses for ``request`` at memory level 0 (loading it if needed)."""
-    return runner.pipelines.get(request.card, folder, 0, variant=request.speed_config)
+    return runner.models.get(request.card, folder, 0, variant=request.speed_config)
 
 
 def run_job(runner: Runner, data: dict) -> Job:
@@ -99,14 +100,14 @@ def test_cancel_stops_within_one_step_and_reports_cancelled(settings: Settings) 
 def test_switching_models_frees_the_previous_pipeline(settings: Settings) -> None:
     runner = Runner(settings, torch.device("cpu"))
     loads = []
-    runner.pipelines.loader = lambda card, folder, device, level: loads.append(card.id) or object()
+    runner.models.loader = lambda card, folder, device, level: loads.append(card.id) or object()
     from weights.registry import get_card
 
-    runner.pipelines.get(get_card("tiny-wan"), Path("x"))
-    runner.pipelines.get(get_card("tiny-wan"), Path("x"))
-    runner.pipelines.get(get_card("wan2.1-t2v-1.3b"), Path("y"))
+    runner.models.get(get_card("tiny-wan"), Path("x"))
+    runner.models.get(get_card("tiny-wan"), Path("x"))
+    runner.models.get(get_card("wan2.1-t2v-1.3b"), Path("y"))
     assert loads == ["tiny-wan", "wan2.1-t2v-1.3b"]
-    assert runner.pipelines.loaded_id == "wan2.1-t2v-1.3b"
+    assert runner.models.loaded_id == "wan2.1-t2v-1.3b"
 
 
 def test_cached_run_calls_the_transformer_less_and_records_it(settings: Settings) -> None:

@@ -11,7 +11,6 @@ import gradio as gr
 import pytest
 
 from core.jobs import JobQueue, JobStatus
-from core.requests import parse_request
 from core.settings import Settings
 from core.space import (
     MAX_SECONDS,
@@ -22,6 +21,7 @@ from core.space import (
     on_zero_gpu,
 )
 from core.studio import Studio
+from core.tasks import parse_request
 from ui.app import build_app, system_summary
 from ui.history_tab import history_frame
 

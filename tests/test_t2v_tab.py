@@ -11,8 +11,8 @@ import gradio as gr
 import pytest
 
 from core.caches.config import parse_cache_config
-from core.requests import parse_request
 from core.settings import Settings
+from core.tasks import parse_request
 from core.validation import ConfigError
 from ui.cache_controls import cache_dict_from_controls
 from ui.t2v_tab import build_t2v_tab, model_settings, resolution_size, seconds_label

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from core.jobs import Job
+from core.tasks import task_for
 from core.upscale.esrgan import RRDBNet, SRVGGNetCompact, build_network, load_network, load_with_spandrel
 from core.upscale.esrgan_stream import ESRGANStreamer, tiled_forward
 from core.upscale.request import UpscaleRequest
-from core.upscale.run import run_upscale, unload_upscaler
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
@@ -105,7 +105,7 @@ def test_clip_upscales_with_every_frame_and_its_audio(
     scale: int, max_width: int | None, size: int, clip_64: Path, upscale_runner: SimpleNamespace
 ) -> None:
     request = UpscaleRequest(model="tiny-esrgan", video=str(clip_64), scale=scale, max_input_width=max_width)
-    record = run_upscale(upscale_runner, Job(request), request)
+    record = task_for(request).run(upscale_runner, Job(request), request)
     info = probe_video(Path(record["path"]))
     assert (info.width, info.height, info.frames) == (size, size, 30)
     assert audio_streams(Path(record["path"])) == 1
@@ -113,7 +113,7 @@ def test_clip_upscales_with_every_frame_and_its_audio(
     assert (embedded["engine"], embedded["arch"]) == ("esrgan", "SRVGGNetCompact")
     assert embedded["native_scale"] == 4
     assert embedded["status"] == "done" and embedded["frames_written"] == 30
-    unload_upscaler(upscale_runner.device)
+    upscale_runner.models.unload()
 
 
 def test_cancel_keeps_the_frames_so_far_with_their_audio(
@@ -126,7 +126,7 @@ def test_cancel_keeps_the_frames_so_far_with_their_audio(
                 self.cancel()
 
     request = UpscaleRequest(model="tiny-esrgan", video=str(clip_64), scale=2)
-    record = run_upscale(upscale_runner, CancelAtFrame12(request), request)
+    record = task_for(request).run(upscale_runner, CancelAtFrame12(request), request)
     partial = Path(record["path"])
     assert record["status"] == "cancelled" and partial.name.endswith("_partial.mp4")
     assert probe_video(partial).frames == 12
@@ -136,7 +136,7 @@ def test_cancel_keeps_the_frames_so_far_with_their_audio(
         packets = [p for p in container.demux(audio) if p.pts is not None]
         audio_end = float((packets[-1].pts + packets[-1].duration) * audio.time_base)
     assert audio_end == pytest.approx(12 / 30, abs=0.05)
-    unload_upscaler(upscale_runner.device)
+    upscale_runner.models.unload()
 
 
 def test_request_checks_the_model_scale(clip_64: Path) -> None:

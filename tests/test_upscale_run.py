@@ -17,9 +17,9 @@ import core.upscale.run
 from core.encoders import quality_to_crf
 from core.history import list_results
 from core.jobs import Job
+from core.tasks import task_for
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest
-from core.upscale.run import loaded_upscaler, run_upscale, unload_upscaler
 from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
@@ -50,7 +50,7 @@ def test_upscale_clip_to_aligned_size_with_audio(
     """64x64 x2 is 128x128; x4 of the clip narrowed to 32 pixels wide is 128x128 too."""
     width = 64 if scale == 2 else 32
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=scale, max_input_width=width)
-    record = run_upscale(upscale_runner, Job(request), request)
+    record = task_for(request).run(upscale_runner, Job(request), request)
     info = probe_video(Path(record["path"]))
     assert (info.width, info.height, info.frames) == (128, 128, 30)
     assert audio_streams(Path(record["path"])) == 1
@@ -68,7 +68,7 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
                 self.cancel()
 
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
-    record = run_upscale(upscale_runner, CancelAfterFirstChunk(request), request)
+    record = task_for(request).run(upscale_runner, CancelAfterFirstChunk(request), request)
     assert record["status"] == "cancelled"
     partial = Path(record["path"])
     assert partial.name.endswith("_partial.mp4")
@@ -88,10 +88,10 @@ def test_cancel_keeps_a_playable_partial_file(clip_64: Path, upscale_runner: Sim
         and entry.prompt == f"upscale x2 of {clip_64.name} (partial: cancelled, 21 of 30 frames)"
     )
     assert not [p for p in outputs.glob("*.mp4") if not p.name.endswith("_partial.mp4")]
-    slot = loaded_upscaler(upscale_runner.device)
-    assert slot.model is not None and slot.key == ("tiny-flashvsr", "tiny-long")
-    unload_upscaler(upscale_runner.device)
-    assert slot.model is None
+    models = upscale_runner.models
+    assert models.loaded_id == "tiny-flashvsr" and models.loaded_level == 0
+    models.unload()
+    assert models.loaded_id is None
 
 
 def test_failure_keeps_the_partial_file_and_says_so(
@@ -105,7 +105,7 @@ def test_failure_keeps_the_partial_file_and_says_so(
     monkeypatch.setattr(core.upscale.run, "FlashVSRStreamer", FailingStreamer)
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
     with pytest.raises(RuntimeError, match=r"after 5 frames: out of memory; kept .*_partial\.mp4"):
-        run_upscale(upscale_runner, Job(request), request)
+        task_for(request).run(upscale_runner, Job(request), request)
     partial = next(upscale_runner.settings.outputs_dir.glob("*_partial.mp4"))
     assert probe_video(partial).frames == 5
     sidecar = json.loads(partial.with_suffix(".json").read_text())
@@ -171,7 +171,7 @@ def test_a_failed_audio_remux_keeps_the_upscaled_video_and_its_sidecar(
     clip_64: Path, upscale_runner: SimpleNamespace, failing_remux: None
 ) -> None:
     request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
-    record = run_upscale(upscale_runner, Job(request), request)
+    record = task_for(request).run(upscale_runner, Job(request), request)
     path = Path(record["path"])
     assert record["status"] == "done" and record["audio"] is False
     assert "Input/output error" in record["audio_error"]

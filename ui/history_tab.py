@@ -8,9 +8,9 @@ import gradio as gr
 import pandas as pd
 
 from core.history import delete_result, list_results, rerun_settings
-from core.requests import request_types
 from core.space import for_display
 from core.studio import Studio
+from core.tasks import request_types
 from weights.registry import load_cards
 
 COLUMNS = ["created", "task", "model", "prompt", "seed", "path"]

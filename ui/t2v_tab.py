@@ -10,8 +10,8 @@ import gradio as gr
 
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import chunk_frames, is_magi_card
-from core.requests import snap_frames
 from core.studio import Studio
+from core.tasks.t2v import snap_frames
 from core.validation import ConfigError
 from ui.cache_controls import SPEEDS, build_cache_controls, cache_dict_from_controls
 from ui.form_fields import seed_box

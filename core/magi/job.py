@@ -1,10 +1,10 @@
 """Running a MAGI-1 job: the models for a card, text to video or a clip's continuation, chunk by chunk.
 
-The DiT, VAE and T5 encoder are loaded once into the runner's pipeline slot (freed when another model is
-asked for). Each finished chunk goes straight to the output file and to a playable preview of the chunks
-so far, shown through :meth:`core.jobs.Job.show_preview`, so the result grows in the UI while the job runs
-and no frame is kept in memory (:mod:`core.magi.stream`). A cancel (or a failure) after the first chunk
-keeps ``<name>_partial.mp4`` with every chunk made.
+The DiT, VAE and T5 encoder are loaded once onto the worker's device (:mod:`core.device_models`; freed
+when another model is asked for). Each finished chunk goes straight to the output file and to a playable
+preview of the chunks so far, shown through :meth:`core.jobs.Job.show_preview`, so the result grows in the
+UI while the job runs and no frame is kept in memory (:mod:`core.magi.stream`). A cancel (or a failure)
+after the first chunk keeps ``<name>_partial.mp4`` with every chunk made.
 
 A continuation reads the clip at the card's fps and size (``core.video_input``); its last whole chunks (as
 many as a new chunk attends, at most 4) are the prefix the model continues. The output file is the
@@ -14,28 +14,24 @@ clip part (added at the end).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from core.hardware import PeakMemory, compute_dtype
+from core.device_models import Worker
+from core.job_run import JobRun
 from core.jobs import Job, JobCancelledError
 from core.magi.caching import magi_cache_stats
 from core.magi.generate import generate
 from core.magi.models import MagiModels
 from core.magi.request import MagiRequest, context_frames
 from core.magi.stream import PREVIEW_DIR, ChunkPreview, StreamedVideo
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.validation import ConfigError
 from core.video_input import InputVideo, last_frames, open_input
 from core.video_io import to_uint8_frames
 from weights.registry import ModelCard
-from weights.store import ensure_model
-
-if TYPE_CHECKING:
-    from core.runner import Runner
 
 MEMORY_HINT = (
     "; MAGI-1 ran out of GPU memory: a smaller window size, a KV budget or a smaller "
@@ -61,47 +57,32 @@ def open_clip(request: MagiRequest, card: ModelCard) -> Clip:
     return Clip(video, prefix)
 
 
-def load_models(runner: Runner, job: Job, card: ModelCard) -> MagiModels:
-    """The card's models from the runner's pipeline slot, fetching the weights first when needed."""
-    job.report("preparing weights")
-    folder = ensure_model(
-        card,
-        runner.settings,
-        on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total),
-        should_cancel=lambda: job.cancel_requested,
-    )
-    job.check_cancelled()
+def load_models(worker: Worker, job: Job, card: ModelCard) -> MagiModels:
+    """The card's models from the worker's device, fetching the weights first when needed."""
+    folder = worker.models.fetch(card, job)
     job.report("loading model")
-    return runner.pipelines.get(card, folder)
+    return worker.models.get(card, folder)
 
 
 def magi_record(
-    job: Job,
-    request: MagiRequest,
-    runner: Runner,
-    models: MagiModels,
-    clip: Clip | None,
-    size: tuple[int, int],
+    run: JobRun, worker: Worker, models: MagiModels, clip: Clip | None, size: tuple[int, int]
 ) -> dict[str, Any]:
     """The record fields known before generation."""
-    card = request.card
-    record = base_record(request.task, job.id) | {
-        "model": card.id,
-        "model_name": card.name,
-        "request": request.to_dict(),
-        "seed": request.seed,
-        "width": size[0],
-        "height": size[1],
-        "fps": card.fps,
-        "chunks": request.chunks,
-        "steps": request.steps,
-        "guidance": request.guidance,
-        "window_size": request.window_size,
-        "kv_budget": request.kv_budget,
-        "device": str(runner.device),
-        "dtype": str(compute_dtype(runner.device)).removeprefix("torch."),
-        "text_encoder_device": str(models.text.device),
-    }
+    request = run.request
+    record = run.record(
+        request.card,
+        width=size[0],
+        height=size[1],
+        fps=request.card.fps,
+        chunks=request.chunks,
+        steps=request.steps,
+        guidance=request.guidance,
+        window_size=request.window_size,
+        kv_budget=request.kv_budget,
+        device=str(worker.device),
+        dtype=run.dtype,
+        text_encoder_device=str(models.text.device),
+    )
     if clip is not None:
         with_clip = not request.continuation_only
         record |= {
@@ -113,9 +94,9 @@ def magi_record(
     return record
 
 
-def open_output(runner: Runner, request: MagiRequest, clip: Clip | None) -> StreamedVideo:
+def open_output(worker: Worker, request: MagiRequest, clip: Clip | None) -> StreamedVideo:
     """The job's output file, streamed; a continuation's converted clip is written into it first."""
-    path = new_output_path(runner.settings.outputs_dir, request.task, request.prompt, request.seed)
+    path = new_output_path(worker.settings.outputs_dir, request.task, request.prompt, request.seed)
     with_clip = clip is not None and not request.continuation_only
     return StreamedVideo(path, request.card.fps, request.prompt, clip.video if with_clip else None)
 
@@ -132,13 +113,11 @@ def save_video(output: StreamedVideo, record: dict[str, Any], partial: bool) -> 
     return record
 
 
-def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
-    """Run ``request`` on ``runner``'s device and pipeline slot; returns the job's record. Chunks go to
-    the output file and the preview as they finish; no frame is kept in memory."""
-    request = request.with_seed()
-    job.request = request
+def run_magi(worker: Worker, run: JobRun) -> dict[str, Any]:
+    """Run ``run.request`` on ``worker``'s device; returns the job's record. Chunks go to the output file
+    and the preview as they finish; no frame is kept in memory."""
+    job, request = run.job, run.request
     card = request.card
-    started = time.perf_counter()
     clip = None
     if request.task == "continue":
         job.report("reading input video")
@@ -147,13 +126,13 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
     hooks, policy = request.cache_parts()
     stats: dict[str, Any] = {}
     failure: Exception | None = None
-    with PeakMemory(runner.device) as peak:
-        models = load_models(runner, job, card)
-        record = magi_record(job, request, runner, models, clip, size)
+    with run:
+        models = load_models(worker, job, card)
+        record = magi_record(run, worker, models, clip, size)
         job.report("encoding prompt")
         caption, mask = models.captions(request.prompt, request.chunks)
-        preview = ChunkPreview(runner.settings.outputs_dir / PREVIEW_DIR, card.fps, job)
-        output = open_output(runner, request, clip)
+        preview = ChunkPreview(worker.settings.outputs_dir / PREVIEW_DIR, card.fps, job)
+        output = open_output(worker, request, clip)
 
         def on_chunk(index: int, frames: torch.Tensor) -> None:
             chunk = to_uint8_frames(frames.numpy())
@@ -201,20 +180,19 @@ def run_magi(runner: Runner, job: Job, request: MagiRequest) -> dict[str, Any]:
         chunks_done=output.chunks,
         generation=stats,
         cache=magi_cache_stats(hooks, policy) or None,
-        time_s=round(time.perf_counter() - started, 3),
-        peak_memory_gb=round(peak.peak_gb, 3),
+        **run.measured(),
     )
     if failure is not None:
-        raise _failed(failure, runner, record, output) from failure
+        raise _failed(failure, worker, record, output) from failure
     job.report("writing video")
     return save_video(output, record, partial=status != "done")
 
 
-def _failed(exc: Exception, runner: Runner, record: dict[str, Any], output: StreamedVideo) -> Exception:
+def _failed(exc: Exception, worker: Worker, record: dict[str, Any], output: StreamedVideo) -> Exception:
     """The error to raise for a failed run, after keeping the chunks made (and freeing an OOM'd model)."""
     hint = ""
     if isinstance(exc, torch.OutOfMemoryError):
-        runner.pipelines.unload()
+        worker.models.unload()
         hint = MEMORY_HINT
     kept = ""
     if output.chunks:

@@ -4,8 +4,8 @@ Where they are in the snapshot comes from the card (``extra``: ``dit_subfolder``
 ``t5_subfolder``). The Hub has no DiT config json, so the architecture is the published
 :func:`~core.magi.config.preset` of the card's variant, unless a config json sits beside the weights (the
 tiny test model). The DiT runs in the device's compute dtype, the VAE in the card's ``vae_dtype`` on a GPU
-(float32 on the CPU), T5 in float32 as published: on the CPU for the 4.5B models (``t5_device: cpu``)
-unless the GPU has room for it as well, on the GPU for the 24B.
+(float32 on the CPU), T5 in float32 as published, where the memory planner puts it
+(:func:`core.memory.planner.text_encoder_device`).
 
 The learned special tokens the published prompt processing adds live in the MAGI-1 GitHub repo, not the
 weights repo: ``special_tokens.npz`` is read from the snapshot when it is there, else from
@@ -33,16 +33,13 @@ from core.magi.text import (
     fetch_special_tokens,
 )
 from core.magi.vae import MagiVAE
+from core.memory.planner import text_encoder_device
 from core.settings import Settings
 from core.validation import ConfigError
 from weights.registry import ModelCard
 from weights.store import ModelMissingError, is_offline
 
 ASSETS_DIR = "magi-1-assets"
-T5_ENCODER_GB = 19.0
-"""t5-v1_1-xxl's encoder in float32."""
-GPU_HEADROOM_GB = 16.0
-"""GPU memory left for the DiT's activations and KV cache when T5 joins it there."""
 DURATION_TOKEN = "DURATION_TOKEN"
 
 
@@ -94,17 +91,6 @@ def dit_config(card: ModelCard, folder: Path) -> MagiDiTConfig:
         return preset(variant(card))
 
 
-def text_device(card: ModelCard, device: torch.device) -> torch.device:
-    """Where T5 runs: the card's ``t5_device`` ("cpu" for 4.5B as published), or the GPU when it has room
-    for T5 beside the loaded DiT and VAE with headroom to spare."""
-    if device.type != "cuda":
-        return torch.device("cpu")
-    if card.extra.get("t5_device", "cpu") != "cpu":
-        return device
-    free_bytes, _ = torch.cuda.mem_get_info(device)
-    return device if free_bytes / 2**30 - T5_ENCODER_GB >= GPU_HEADROOM_GB else torch.device("cpu")
-
-
 def _dtype(name: str) -> torch.dtype:
     dtype = getattr(torch, str(name), None)
     if not isinstance(dtype, torch.dtype):
@@ -126,7 +112,7 @@ def load_magi_models(card: ModelCard, folder: Path, device: torch.device, settin
     vae = MagiVAE.from_pretrained(folder / extra.get("vae_subfolder", "ckpt/vae"), device, vae_dtype)
     text = MagiTextEncoder.from_pretrained(
         folder / extra.get("t5_subfolder", "ckpt/t5/t5-v1_1-xxl"),
-        text_device(card, device),
+        text_encoder_device(card, device),
         _dtype(extra.get("t5_dtype", "float32")),
         special_tokens=tokens,
         max_length=int(extra.get("caption_max_length", dit.config.caption_max_length)),

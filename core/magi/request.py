@@ -1,6 +1,6 @@
 """The MAGI-1 job request: text to video, or continuing a clip, in whole 24-frame chunks.
 
-:func:`core.requests.parse_request` builds a :class:`MagiRequest` (instead of the Wan / SkyReels requests)
+:func:`core.tasks.parse_request` builds a :class:`MagiRequest` (instead of the Wan / SkyReels requests)
 for any ``t2v`` or ``continue`` request whose model card has ``pipeline: Magi1``. Length is asked as
 ``chunks``, ``frames`` (a multiple of the chunk) or ``seconds`` (rounded up to whole chunks); 0 everywhere
 takes the card's default. The distilled models run only the published step counts and guidance 1.
@@ -223,6 +223,19 @@ class MagiRequest:
     @property
     def height(self) -> int | None:
         return None if self.size is None else self.size[1]
+
+    starts_from = "first chunk"
+    """What of a clip a continuation starts from (its :attr:`min_input_frames`), for messages."""
+
+    @property
+    def min_input_frames(self) -> int:
+        """The fewest frames of a clip this continues from: one whole chunk."""
+        return chunk_frames(self.card)
+
+    def frame_choices(self) -> range:
+        """Every frame count this model makes: whole chunks up to its limit."""
+        size = chunk_frames(self.card)
+        return range(size, self.card.max_frames + 1, size)
 
     def with_seed(self) -> MagiRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""

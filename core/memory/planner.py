@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from core.hardware import GpuInfo, Hardware
+from core.hardware import GpuInfo, Hardware, detect_hardware
 from core.memory.estimate import Calibration, MemoryEstimate, estimate_memory, load_calibration
 from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
@@ -34,6 +34,48 @@ class MemoryPlan:
     @property
     def label(self) -> str:
         return f"level {self.level} ({LEVELS[self.level].label})"
+
+
+KV_OFFLOAD_MAX_VRAM_GB = 24.0
+"""FlashVSR's deployment rule: its KV cache lives in host memory on cards with this much or less."""
+T5_ENCODER_GB = 19.0
+"""MAGI-1's t5-v1_1-xxl encoder in float32."""
+T5_GPU_HEADROOM_GB = 16.0
+"""GPU memory left for MAGI-1's activations and KV cache when T5 joins the DiT there."""
+
+
+def offload_kv_cache(device: torch.device) -> bool:
+    """Whether a streaming upscaler keeps its KV cache in host memory on ``device`` (cards of 24 GB or
+    less, as the FlashVSR deployment does)."""
+    if device.type != "cuda":
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return total <= KV_OFFLOAD_MAX_VRAM_GB
+
+
+def text_encoder_device(card: ModelCard, device: torch.device) -> torch.device:
+    """Where MAGI-1's T5 runs: the card's ``t5_device`` ("cpu" for 4.5B as published), or the GPU when it
+    has room for T5 beside the loaded DiT and VAE with headroom to spare (asked once they are loaded)."""
+    if device.type != "cuda":
+        return torch.device("cpu")
+    if card.extra.get("t5_device", "cpu") != "cpu":
+        return device
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    return device if free_bytes / 2**30 - T5_ENCODER_GB >= T5_GPU_HEADROOM_GB else torch.device("cpu")
+
+
+def plan_level_for_gpus(
+    card: ModelCard, size: tuple[int, int, int], gpus: tuple[int, ...] | None, override: str = "auto"
+) -> int:
+    """One level for a job split over ``gpus`` (every rank loads alike): the asked one, else the highest
+    the planner picks for any of them from its free memory now (0 without GPUs, as on the CPU)."""
+    forced = parse_override(override)
+    if forced is not None:
+        return forced
+    if not gpus:
+        return 0
+    hardware = detect_hardware(tuple(gpus))
+    return max(plan_memory(card, *size, hardware, gpu).level for gpu in gpus)
 
 
 def own_reserved_gb(index: int) -> float:

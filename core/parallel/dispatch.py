@@ -20,13 +20,13 @@ from functools import partial
 from typing import Any
 
 from core.jobs import Job, JobCancelledError
+from core.memory.planner import plan_level_for_gpus
 from core.parallel.planner import MIN_SPLIT_TOKENS, ParallelPlan, plan_parallel
 from core.parallel.pool import WorkerPool
-from core.parallel.split import SplitGroup, SplitOutOfMemoryError, split_memory_level
+from core.parallel.split import SplitGroup, SplitOutOfMemoryError
 from core.parallel.worker import ExecutorFactory, runner_executor
-from core.requests import T2VRequest
 from core.settings import Settings
-from core.upscale.request import UpscaleRequest
+from core.tasks import task_for
 from core.validation import ConfigError
 
 
@@ -169,7 +169,7 @@ class GpuDispatcher:
     def _claim(self, index: int, job: Job) -> ParallelPlan:
         """Wait until this job may start, decide task or split, and mark the GPUs it takes."""
         request = job.request
-        choice = request.multi_gpu if isinstance(request, T2VRequest) else "one"
+        choice = request.multi_gpu if task_for(request).splittable else "one"
         needs = self._workers_for(index, request)
         waited = False
         with self._cond:
@@ -204,22 +204,23 @@ class GpuDispatcher:
         return plan
 
     def _workers_for(self, index: int, request: Any) -> list[int]:
-        """Worker ``index``, and its partner for an upscale split over two GPUs."""
-        if isinstance(request, UpscaleRequest) and request.pipeline_gpus == 2 and len(self.gpus) > 1:
-            return [index, (index + 1) % len(self.gpus)]
-        return [index]
+        """Worker ``index``, and the next ones when the job takes several devices (an upscale split over two
+        GPUs)."""
+        count = min(task_for(request).workers_needed(request), len(self.gpus))
+        return [(index + offset) % len(self.gpus) for offset in range(count)]
 
     def _plan(self, request: Any, choice: str, idle: list[int], needs: list[int]) -> ParallelPlan:
         """Task or split for ``request`` with the workers ``idle`` free now (``needs`` among them)."""
         if len(needs) == 2:
             names = " and ".join(worker_name(self.gpus[i], i) for i in needs)
             return ParallelPlan("task", 1, f"FlashVSR's blocks split over {names} (pipeline)")
-        if not isinstance(request, T2VRequest):
+        if not task_for(request).splittable:
             return ParallelPlan("task", 1, f"{request.task} jobs run on one GPU")
         if choice == "one" or len(idle) <= 1:
             return plan_parallel(1, len(idle), request, choice=choice)
         try:
-            level = split_memory_level(request, self._gpus_of(idle))
+            size = (request.width, request.height, request.frames)
+            level = plan_level_for_gpus(request.card, size, self._gpus_of(idle), request.memory_level)
             return plan_parallel(
                 self.queued_jobs() + 1,
                 len(idle),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.memory.levels import GROUP_OFFLOAD, LEVELS
 from core.parallel.config import ParallelConfig
-from core.requests import T2VRequest
+from core.tasks.t2v import T2VRequest
 from weights.registry import ModelCard
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.parallel.config import CONTEXT_MODES, ParallelConfig, parse_parallel_flag
 from core.parallel.geometry import ModelGeometry, geometry_for, split_problems, token_count
-from core.requests import T2VRequest
+from core.tasks.t2v import T2VRequest
 
 MIN_SPLIT_TOKENS = 4096
 DEFAULT_MODES = ("cfg", "cp")

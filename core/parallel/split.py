@@ -8,18 +8,18 @@ from typing import Any
 
 import torch.multiprocessing as multiprocessing
 
-from core.hardware import detect_hardware
 from core.jobs import Job
-from core.memory.levels import LEVELS, MAX_LEVEL, parse_override
-from core.memory.planner import plan_memory
+from core.memory.levels import LEVELS
+from core.memory.oom import step_up
+from core.memory.planner import plan_level_for_gpus
 from core.parallel.config import ParallelConfig
 from core.parallel.devices import gpus_for_child
 from core.parallel.distributed import free_port
 from core.parallel.geometry import geometry_for, split_problems
 from core.parallel.remote_job import follow_remote
 from core.parallel.split_rank import SplitTask, rank_main
-from core.requests import T2VRequest
 from core.settings import Settings
+from core.tasks.t2v import T2VRequest
 from core.validation import ConfigError
 from weights.store import ensure_model
 
@@ -44,19 +44,6 @@ def resolve_config(
     if problems:
         raise ConfigError(f"cannot split over {config.describe()}: " + "; ".join(problems))
     return config
-
-
-def split_memory_level(request: T2VRequest, gpus: tuple[int, ...] | None) -> int:
-    """The memory level for every rank: the request's, else the highest the memory planner picks for any
-    of ``gpus`` from its free memory now (0 without GPUs, as the single-device CPU runner)."""
-    forced = parse_override(request.memory_level)
-    if forced is not None:
-        return forced
-    if not gpus:
-        return 0
-    hardware = detect_hardware(tuple(gpus))
-    size = (request.width, request.height, request.frames)
-    return max(plan_memory(request.card, *size, hardware, gpu).level for gpu in gpus)
 
 
 class SplitGroup:
@@ -140,14 +127,16 @@ class SplitGroup:
     ) -> dict[str, Any]:
         """Run ``request`` split as ``modes``, streaming progress into ``job``; honours ``job.cancel()``.
 
-        ``memory_level`` is the level every rank loads at (default: :func:`split_memory_level`);
+        ``memory_level`` is the level every rank loads at (default:
+        :func:`core.memory.planner.plan_level_for_gpus`);
         ``placement`` is the planner's reason, kept in the record's ``gpu_plan``. When a rank runs out of GPU
         memory, every rank is restarted one level up and the job runs once more (as the single-GPU runner's
         ``run_with_oom_retry``; the progress and ``gpu_plan`` say so); :class:`SplitOutOfMemoryError` when
         that level does not fit the split or runs out too."""
         request = request.with_seed()
         if memory_level is None:
-            memory_level = split_memory_level(request, self.gpus)
+            size = (request.width, request.height, request.frames)
+            memory_level = plan_level_for_gpus(request.card, size, self.gpus, request.memory_level)
         config = resolve_config(request, self.world_size, modes, memory_level)
         job.request = request
         job.report("preparing weights")
@@ -163,8 +152,8 @@ class SplitGroup:
             return self._run_once(job, config, memory_level, placement)
         except _RankOutOfMemory as error:
             failure = f"out of GPU memory at level {memory_level} ({LEVELS[memory_level].label}) on {error}"
-        level = memory_level + 1
-        if level > MAX_LEVEL:
+        level = step_up(memory_level)
+        if level is None:
             raise SplitOutOfMemoryError(f"{failure}; no higher memory level") from None
         try:
             config = resolve_config(request, self.world_size, modes, level)

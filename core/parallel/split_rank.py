@@ -10,10 +10,11 @@ the mp4 and its record.
 from __future__ import annotations
 
 import contextlib
-import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,22 +22,20 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh
 
 from core.caches import apply_cache
-from core.hardware import PeakMemory
+from core.device_models import DeviceModels
+from core.job_run import JobRun
 from core.jobs import JobCancelledError
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
-from core.outputs import save_output
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
 from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.parallel.remote_job import RemoteJob
 from core.pipelines import free_memory, load_diffusers_pipeline
-from core.requests import T2VRequest
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
-from core.t2v import generate_t2v, t2v_record
-from core.video_io import write_video
+from core.tasks.t2v import T2VRequest, generate_t2v, save_t2v, t2v_fields
 from weights.registry import ModelCard
 from weights.store import ensure_model
 
@@ -83,68 +82,64 @@ def cfg_parallel(pipe: Any, config: ParallelConfig, mesh: DeviceMesh | None) -> 
 
 
 class RankPipelines:
-    """Keeps the last pipeline with context parallel and speed options applied; another model, split,
-    memory level or speed config loads a fresh one."""
+    """This rank's device (one model at a time, :class:`core.device_models.DeviceModels`) with context
+    parallel and speed options applied on load; another model, split, memory level or speed config loads a
+    fresh pipeline."""
 
     def __init__(self, device: torch.device, settings: Settings) -> None:
         self.device = device
         self.settings = settings
-        self._key: tuple | None = None
-        self._pipe: Any = None
+        self.models = DeviceModels(device, settings)
         self.mesh: DeviceMesh | None = None
         self.speed: dict[str, Any] = {}
 
     def get(self, card: ModelCard, config: ParallelConfig, level: int, speed: SpeedConfig) -> Any:
-        key = (card.id, config, level, speed)
-        if self._key != key:
-            self._key = self._pipe = self.mesh = None
-            free_memory(self.device)
-            folder = ensure_model(card, self.settings)
-            pipe = load_diffusers_pipeline(
-                card, folder, self.device, level, models_dir=self.settings.models_dir
-            )
-            self.mesh = build_mesh(config, self.device)
-            if self.mesh is not None and config.context > 1:
-                for transformer in denoisers(pipe):
-                    enable_context_parallel(transformer, config, self.mesh)
-            rank_speed, note = split_speed_config(speed, config, self.device)
-            self.speed = apply_speed(pipe, rank_speed, self.device, models_dir=self.settings.models_dir)
-            if note:
-                self.speed["attention"]["reason"] += f" ({note})"
-            self._key, self._pipe = key, pipe
-        return self._pipe
+        folder = ensure_model(card, self.settings)
+        load = partial(self._load, config, speed)
+        return self.models.get(card, folder, level, (config, speed), loader=load)
+
+    def _load(
+        self, config: ParallelConfig, speed: SpeedConfig, card: ModelCard, folder: Path, device: torch.device,
+        level: int,
+    ) -> Any:
+        pipe = load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
+        self.mesh = build_mesh(config, device)
+        if self.mesh is not None and config.context > 1:
+            for transformer in denoisers(pipe):
+                enable_context_parallel(transformer, config, self.mesh)
+        rank_speed, note = split_speed_config(speed, config, device)
+        self.speed = apply_speed(pipe, rank_speed, device, models_dir=self.settings.models_dir)
+        if note:
+            self.speed["attention"]["reason"] += f" ({note})"
+        return pipe
 
 
 def split_record(
-    job: RankJob,
-    task: SplitTask,
-    device: torch.device,
-    applied: dict[str, Any],
-    time_s: float,
-    peak_gb: float,
+    run: JobRun, task: SplitTask, device: torch.device, applied: dict[str, Any]
 ) -> dict[str, Any]:
-    """The record :class:`core.runner.Runner` writes, plus how the request was split and why."""
+    """The record a text-to-video job on one GPU has, plus how the request was split and why."""
     config, level = task.config, task.memory_level
-    return t2v_record(
-        job.id,
-        task.request,
-        device,
-        memory_level=level,
-        memory_plan=(
-            f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
-            f"({LEVELS[level].label}), planned for all ranks alike"
-        ),
-        applied=applied,
-        time_s=time_s,
-        peak_gb=peak_gb,
-    ) | {"parallel": config.to_dict(), "gpu_plan": {"mode": "split", "reason": task.placement}}
+    plan = (
+        f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
+        f"({LEVELS[level].label}), planned for all ranks alike"
+    )
+    return run.record(
+        task.request.card,
+        **t2v_fields(task.request, device, level, plan),
+        **applied,
+        dtype=run.dtype,
+        **run.measured(),
+        status="done",
+        parallel=config.to_dict(),
+        gpu_plan={"mode": "split", "reason": task.placement},
+    )
 
 
 def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: RankPipelines) -> dict | None:
     """Generate on this rank; rank 0 writes the video and returns the record, the others return None."""
-    device, request = pipelines.device, task.request
-    started = time.perf_counter()
-    with PeakMemory(device) as peak:
+    device = pipelines.device
+    with JobRun("t2v", job, task.request, device) as run:
+        request = run.request
         job.report(f"loading model (memory level {task.memory_level})")
         pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config)
         try:
@@ -160,16 +155,18 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     if dist.get_rank() != 0:
         return None
     applied = {"speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
-    record = split_record(job, task, device, applied, time.perf_counter() - started, peak.peak_gb)
+    record = split_record(run, task, device, applied)
     job.report("writing video")
-    return save_output(
-        settings.outputs_dir,
-        "t2v",
-        request.prompt,
-        request.seed,
-        record,
-        lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
-    )
+    return save_t2v(RankWorker(settings, device, pipelines.models), request, record, frames)
+
+
+@dataclass(frozen=True)
+class RankWorker:
+    """A rank as a worker, for saving rank 0's video like the single-GPU task."""
+
+    settings: Settings
+    device: torch.device
+    models: DeviceModels
 
 
 def rank_main(

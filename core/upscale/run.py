@@ -10,8 +10,6 @@ input's audio cut to their length.
 from __future__ import annotations
 
 import os
-import threading
-import time
 import urllib.request
 from collections.abc import Callable
 from functools import partial
@@ -22,10 +20,13 @@ import numpy as np
 import torch
 
 from core.audio import add_record_and_audio
+from core.device_models import DeviceModels, Worker
 from core.encoders import choose_encoder
-from core.hardware import PeakMemory, compute_dtype
+from core.hardware import compute_dtype
+from core.job_run import JobRun
 from core.jobs import Job, JobCancelledError
-from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
+from core.memory.planner import offload_kv_cache
+from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.upscale.config import PROMPT_FILE
 from core.upscale.esrgan import SRNetwork, load_network
@@ -38,78 +39,20 @@ from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import VideoWriter
 from weights.registry import ModelCard
-from weights.store import ensure_model, is_offline
+from weights.store import is_offline
 
-KV_OFFLOAD_MAX_VRAM_GB = 24.0
 READ_AHEAD_FRAMES = 16
 ESRGAN_CUDA_DTYPE = torch.float16
 """Real-ESRGAN runs in half precision on GPUs, as its own inference script does."""
 
 
-class _LoadedUpscaler:
-    """One upscaling model per device kept loaded between jobs (keyed by card and variant)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.key: tuple[str, str] | None = None
-        self.model: Any = None
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[str, str], load: Callable[[], Any]) -> Any:
-        """The model under ``key``, loading it with ``load`` (after freeing the previous one) if needed."""
-        with self.lock:
-            if self.key != key or self.model is None:
-                self.model, self.key = None, None
-                free_memory(self.device)
-                self.model = load()
-                self.key = key
-            return self.model
-
-    def unload(self) -> None:
-        with self.lock:
-            self.model, self.key = None, None
-            free_memory(self.device)
-
-
-_LOADED: dict[str, _LoadedUpscaler] = {}
-_LOADED_LOCK = threading.Lock()
-
-
-def loaded_upscaler(device: torch.device) -> _LoadedUpscaler:
-    """The model slot of ``device``."""
-    with _LOADED_LOCK:
-        return _LOADED.setdefault(str(device), _LoadedUpscaler(device))
-
-
-def unload_upscaler(device: torch.device | None = None) -> None:
-    """Free the FlashVSR model kept on ``device`` (every device when None) before loading another model."""
-    with _LOADED_LOCK:
-        slots = list(_LOADED.values()) if device is None else [_LOADED.get(str(device))]
-    for slot in slots:
-        if slot is not None:
-            slot.unload()
-
-
-def should_offload_kv_cache(device: torch.device) -> bool:
-    """The deployment's rule: keep the KV cache in host memory on cards with 24 GB or less."""
-    if device.type != "cuda":
-        return False
-    total = torch.cuda.get_device_properties(device).total_memory / 2**30
-    return total <= KV_OFFLOAD_MAX_VRAM_GB
-
-
-def weights_folder(card: ModelCard, job: Job, runner: Any) -> Path:
-    """The card's folder from ``ensure_model``; the prompt embedding, which lives in the FlashVSR GitHub repo
+def weights_folder(card: ModelCard, job: Job, worker: Worker) -> Path:
+    """The card's folder, fetched when missing; the prompt embedding, which lives in the FlashVSR GitHub repo
     rather than the weights repo, is fetched from ``extra.prompt_url`` when missing and the app is online."""
-    folder = ensure_model(
-        card,
-        runner.settings,
-        on_progress=lambda p: job.report("downloading", p.bytes_done, p.bytes_total, p.describe()),
-        should_cancel=lambda: job.cancel_requested,
-    )
+    folder = worker.models.fetch(card, job)
     prompt = folder / PROMPT_FILE
     url = card.extra.get("prompt_url")
-    if not prompt.is_file() and url and not is_offline(runner.settings):
+    if not prompt.is_file() and url and not is_offline(worker.settings):
         temp = prompt.with_name(f".{prompt.name}.part")
         urllib.request.urlretrieve(url, temp)
         os.replace(temp, prompt)
@@ -117,29 +60,34 @@ def weights_folder(card: ModelCard, job: Job, runner: Any) -> Path:
 
 
 def _flashvsr_streamer(
-    request: UpscaleRequest, folder: Path, device: torch.device, size: OutputSize
+    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize
 ) -> tuple[FlashVSRStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The FlashVSR streamer, its per-frame resize and what the record says about it."""
-    model = loaded_upscaler(device).get(
-        (request.model, request.variant),
-        lambda: load_flashvsr(folder, request.variant, device, compute_dtype(device)),
+    device = models.device
+    model = models.get(
+        request.card,
+        folder,
+        variant=request.variant,
+        loader=lambda card, folder, device, level: load_flashvsr(
+            folder, request.variant, device, compute_dtype(device)
+        ),
     )
     split_dit(model, pipeline_devices(device, request.pipeline_gpus))
-    offload = should_offload_kv_cache(device)
+    offload = offload_kv_cache(device)
     info = {"variant": request.variant, "kv_cache_offloaded": offload, "dtype": _dtype_name(model.dtype)}
     info["pipeline"] = stage_report(model.dit)
     return FlashVSRStreamer(model, offload_kv_cache=offload), partial(resize_and_crop, size=size), info
 
 
 def _esrgan_streamer(
-    request: UpscaleRequest, folder: Path, device: torch.device, size: OutputSize
+    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize
 ) -> tuple[ESRGANStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The Real-ESRGAN streamer, its per-frame narrowing and what the record says about it."""
-    dtype = ESRGAN_CUDA_DTYPE if device.type == "cuda" else torch.float32
-    network: SRNetwork = loaded_upscaler(device).get(
-        (request.model, "esrgan"),
-        lambda: load_network(folder / request.card.extra["file"]).to(device, dtype),
-    )
+    dtype = ESRGAN_CUDA_DTYPE if models.device.type == "cuda" else torch.float32
+    def load(card: ModelCard, folder: Path, device: torch.device, level: int) -> SRNetwork:
+        return load_network(folder / card.extra["file"]).to(device, dtype)
+
+    network: SRNetwork = models.get(request.card, folder, variant="esrgan", loader=load)
     streamer = ESRGANStreamer(network, size)
     info = {
         "arch": network.arch,
@@ -155,47 +103,40 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any]:
-    """Run ``request`` (with a concrete seed) on ``runner.device``; returns the record, also in the mp4."""
+def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
+    """Run ``run.request`` on ``worker``'s device; returns the record, also in the mp4."""
+    job, request = run.job, run.request
     card = request.card
-    job.request = request
-    device = runner.device
-    started = time.perf_counter()
+    device = worker.device
     source = probe_source(Path(request.video))
     align = ENGINE_ALIGN[request.engine]
     size = plan_size(source.width, source.height, request.scale, request.max_input_width, align)
     encoder = choose_encoder(request.quality, device.index if device.type == "cuda" else None)
-    record = base_record("upscale", job.id) | {
-        "model": card.id,
-        "model_name": card.name,
-        "engine": request.engine,
-        "request": request.to_dict(),
-        "seed": request.seed,
-        "scale": request.scale,
-        "input": Path(request.video).name,
-        "input_width": source.width,
-        "input_height": source.height,
-        "width": size.width,
-        "height": size.height,
-        "size_note": size.describe(),
-        "frames": source.frames,
-        "fps": source.fps,
-        "encoder": encoder.describe(),
-        "device": str(device),
-    }
-    with PeakMemory(device) as peak:
-        job.report("preparing weights")
-        folder = weights_folder(card, job, runner)
-        job.check_cancelled()
+    record = run.record(
+        card,
+        engine=request.engine,
+        scale=request.scale,
+        input=Path(request.video).name,
+        input_width=source.width,
+        input_height=source.height,
+        width=size.width,
+        height=size.height,
+        size_note=size.describe(),
+        frames=source.frames,
+        fps=source.fps,
+        encoder=encoder.describe(),
+        device=str(device),
+    )
+    with run:
+        folder = weights_folder(card, job, worker)
         job.report("loading model")
-        runner.pipelines.unload()
         make_streamer = _esrgan_streamer if request.engine == "esrgan" else _flashvsr_streamer
-        streamer, transform, info = make_streamer(request, folder, device, size)
+        streamer, transform, info = make_streamer(request, folder, worker.models, size)
         record |= info
         job.check_cancelled()
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
-        path = new_output_path(runner.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
+        path = new_output_path(worker.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
         writer = VideoWriter(
             path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
         )
@@ -211,10 +152,10 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
                     writer.write(frames)
                     job.check_cancelled()
         except JobCancelledError:
-            return _keep_partial(writer, source, request, record | {"status": "cancelled"}, started)
+            return _keep_partial(writer, source, request, record | {"status": "cancelled"}, run)
         except Exception as exc:
             failed = record | {"status": "failed", "error": str(exc)}
-            kept = _keep_partial(writer, source, request, failed, started)
+            kept = _keep_partial(writer, source, request, failed, run)
             note = f"; kept {Path(kept['path']).name}" if kept.get("path") else ""
             raise RuntimeError(f"upscaling failed after {writer.frames_written} frames: {exc}{note}") from exc
         except BaseException:  # interrupted: nothing to keep, and the name's reservation goes
@@ -225,8 +166,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
     job.report("writing video")
     record |= {
         "frames_written": writer.frames_written,
-        "time_s": round(time.perf_counter() - started, 3),
-        "peak_memory_gb": round(peak.peak_gb, 3),
+        **run.measured(),
         "status": "done",
         "output": path.name,
         "audio": source.has_audio,
@@ -239,7 +179,7 @@ def run_upscale(runner: Any, job: Job, request: UpscaleRequest) -> dict[str, Any
 
 
 def _keep_partial(
-    writer: VideoWriter, source: SourceInfo, request: UpscaleRequest, record: dict[str, Any], started: float
+    writer: VideoWriter, source: SourceInfo, request: UpscaleRequest, record: dict[str, Any], run: JobRun
 ) -> dict[str, Any]:
     """Close what was written as ``<name>_partial.mp4`` with the input's audio cut to its length, the
     record embedded and a sidecar; the record says where, with the frames it holds (``frames``; the
@@ -248,7 +188,7 @@ def _keep_partial(
         "frames": writer.frames_written,
         "source_frames": source.frames,
         "frames_written": writer.frames_written,
-        "time_s": round(time.perf_counter() - started, 3),
+        "time_s": run.measured()["time_s"],
     }
     kept = writer.keep_partial()
     if kept is None:

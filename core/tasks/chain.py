@@ -1,17 +1,16 @@
 """The "Long video" recipe: text to video, then N continuations, then an optional upscale, as one job.
 
-Every part is built by :func:`core.requests.parse_request`, so any model of its task works: Wan or
+Every part is built by :func:`core.tasks.registry.parse_request`, so any model of its task works: Wan or
 MAGI-1 for the text-to-video part, SkyReels-V2 DF or MAGI-1 for the continuations (a MAGI-1 first part
-is continued by the same model unless another is named). Each part runs through the runner's own
-handler with its outputs in the job's folder (``outputs/chains/<name>/``, kept), its stages prefixed
-``part i/n`` on the one progress bar (and its previews shown on the chain's job); the last part's video
+is continued by the same model unless another is named). Each part runs through its own task with its
+outputs in the job's folder (``outputs/chains/<name>/``, kept), its stages prefixed ``part i/n`` on the one
+progress bar (and its previews shown on the chain's job); the last part's video
 (which holds every earlier part) is copied into ``outputs/`` with a sidecar record that lists every
 part. The copy keeps the last part's own record in its mp4 metadata.
 """
 
 from __future__ import annotations
 
-import copy
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -19,11 +18,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from core.continuation import ContinueRequest
+import torch
+
+from core.device_models import DeviceModels, Worker
 from core.jobs import Job
-from core.magi.request import MagiRequest, chunk_frames
 from core.outputs import base_record, new_output_path, save_output
-from core.requests import T2VRequest, parse_request
+from core.settings import Settings
+from core.tasks.registry import Task, parse_request, register, task_for
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
 from core.video_input import resampled_count
 from core.video_io import probe_video, temp_path_for
@@ -77,28 +78,28 @@ class ChainRequest:
         (:func:`core.video_input.open_input`), then must cover the overlap (SkyReels-V2) or one chunk
         (MAGI-1)."""
         first = self.first
-        need = needed_frames(continuation)
+        need = continuation.min_input_frames
         have = converted_frames(first.frames, first.card.fps, continuation.card.fps)
         if have >= need:
             return
         fps = continuation.card.fps
         at_fps = "" if fps == first.card.fps else f" ({have} at the continuation's {fps} fps)"
-        longer = [n for n in frame_choices(first) if converted_frames(n, first.card.fps, fps) >= need]
+        longer = [n for n in first.frame_choices() if converted_frames(n, first.card.fps, fps) >= need]
         fix = (
             f"raise the first clip's frames (t2v frames; the Long video tab's frame_count) to at least "
             f"{longer[0]}, or pick another continue_model"
             if longer
             else "pick another continue_model"
         )
-        what = "overlap" if isinstance(continuation, ContinueRequest) else "first chunk"
         raise ConfigError(
             f"a long video: the first clip ({first.card.name}) has {first.frames} frames at "
-            f"{first.card.fps} fps{at_fps}, too short for {continuation.card.name} to continue: its {what} "
+            f"{first.card.fps} fps{at_fps}, too short for {continuation.card.name} to continue: its "
+            f"{continuation.starts_from} "
             f"needs at least {need} frames; {fix}"
         )
 
     @cached_property
-    def first(self) -> T2VRequest | MagiRequest:
+    def first(self) -> Any:
         """The text-to-video part, validated once."""
         return parse_request(self.t2v | {"task": "t2v"})
 
@@ -153,23 +154,6 @@ def converted_frames(frames: int, fps: float, to_fps: float) -> int:
     return resampled_count([(frames - 1) / fps], fps, to_fps)
 
 
-def needed_frames(continuation: Any) -> int:
-    """The fewest converted frames ``continuation`` starts from: a SkyReels-V2 request's overlap, a MAGI-1
-    continuation's first whole chunk (:func:`core.magi.request.context_frames`)."""
-    if isinstance(continuation, ContinueRequest):
-        return continuation.overlap_history
-    return chunk_frames(continuation.card)
-
-
-def frame_choices(request: T2VRequest | MagiRequest) -> range:
-    """Every frame count the text-to-video part's model can make: 4k+1, or whole MAGI-1 chunks."""
-    card = request.card
-    if isinstance(request, MagiRequest):
-        size = chunk_frames(card)
-        return range(size, card.max_frames + 1, size)
-    return range(1, card.max_frames + 1, 4)
-
-
 class PartJob:
     """The chain's job as one part sees it: stages prefixed ``part i/n:``, the same cancel."""
 
@@ -202,19 +186,27 @@ def _new_chain_folder(chains_dir: Path, prompt: str, seed: int | None) -> Path:
         return folder
 
 
-def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
-    """Run every part of ``request`` on ``runner`` and save the last part's video as the chain's output."""
+@dataclass(frozen=True)
+class PartWorker:
+    """The chain's worker as its parts see it: the same device and loaded models, outputs in the chain's
+    folder."""
+
+    settings: Settings
+    device: torch.device
+    models: DeviceModels
+
+
+def run_chain(worker: Worker, job: Job, request: ChainRequest) -> dict[str, Any]:
+    """Run every part of ``request`` on ``worker`` and save the last part's video as the chain's output."""
     first = request.first
-    folder = _new_chain_folder(runner.settings.outputs_dir / "chains", first.prompt, first.seed)
-    part_runner = copy.copy(runner)  # same device and loaded pipelines, outputs into the chain's folder
-    part_runner.settings = replace(runner.settings, outputs_dir=folder)
+    folder = _new_chain_folder(worker.settings.outputs_dir / "chains", first.prompt, first.seed)
+    part_worker = PartWorker(replace(worker.settings, outputs_dir=folder), worker.device, worker.models)
     count = 1 + request.continuations + (request.upscale_model is not None)
     parts: list[dict[str, Any]] = []
 
     def run_part(part_request: Any) -> dict[str, Any]:
         part_job = PartJob(job, len(parts) + 1, count)
-        part_job.request = part_request
-        record = part_runner.execute(part_job)
+        record = task_for(part_request).run(part_worker, part_job, part_request)
         parts.append(record)
         return record
 
@@ -223,7 +215,21 @@ def run_chain(runner: Any, job: Job, request: ChainRequest) -> dict[str, Any]:
         video = run_part(request.continuation(index, video))["path"]
     if request.upscale_model is not None:
         video = run_part(request.upscale(video))["path"]
-    return save_chain(runner.settings.outputs_dir, job, request, Path(video), parts)
+    return save_chain(worker.settings.outputs_dir, job, request, Path(video), parts)
+
+
+@register
+class ChainTask(Task):
+    """Long video: the parts run one after the other on one device, as one job."""
+
+    name = "chain"
+    request_type = ChainRequest
+
+    def parts(self, request: ChainRequest) -> list[Any]:
+        return request.planned_parts()
+
+    def run(self, worker: Worker, job: Job, request: ChainRequest) -> dict[str, Any]:
+        return run_chain(worker, job, request.with_seed())
 
 
 def part_summary(record: dict[str, Any]) -> dict[str, Any]:

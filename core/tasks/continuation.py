@@ -1,4 +1,4 @@
-"""Running a continuation job: input clip -> SkyReels-V2 DF video-to-video -> clip + new frames (+ audio).
+"""The continuation task: input clip -> SkyReels-V2 DF video-to-video -> clip + new frames (+ audio).
 
 The pipeline sees only the last ``overlap_history`` frames of the clip; it extends them window by window
 (``base_num_frames`` each) and decodes the conditioning frames again with the new ones, so the frames
@@ -9,9 +9,8 @@ clip followed by them (or only them), with the clip's sound under the clip part.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,15 +19,15 @@ from PIL import Image
 from core.audio import add_record_and_audio
 from core.chunk_cache import apply_chunk_cache
 from core.continuation import ContinueRequest, latent_frames
-from core.hardware import PeakMemory, compute_dtype
+from core.device_models import Worker
+from core.job_run import JobRun
 from core.jobs import Job
-from core.outputs import base_record, save_output
-from core.t2v import set_flow_shift
+from core.memory.planner import MemoryPlan
+from core.outputs import save_output
+from core.pipelines import set_flow_shift
+from core.tasks.registry import Task, register
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
 from core.video_io import METADATA_KEY, VideoWriter
-
-if TYPE_CHECKING:
-    from core.runner import Runner
 
 
 def denoising_calls(pipe: Any, request: ContinueRequest) -> int:
@@ -117,55 +116,69 @@ def write_continuation(
     return path
 
 
-def run_continue(runner: Runner, job: Job, request: ContinueRequest) -> dict[str, Any]:
-    """Run ``request`` with ``runner``'s settings, device and pipeline cache; returns the job's record."""
-    request = request.with_seed()
-    job.request = request
-    card = request.card
-    started = time.perf_counter()
-    job.report("reading input video")
-    video = open_input(request.video, card, min_frames=request.overlap_history)
-    context = last_frames(video, request.overlap_history)
-    job.check_cancelled()
-    with PeakMemory(runner.device) as peak:
-        (new_frames, cache_stats), plan, level = runner.run_planned(
-            job,
+@register
+class ContinueTask(Task):
+    """SkyReels-V2 Diffusion Forcing continuation of a clip on one device."""
+
+    name = "continue"
+    request_type = ContinueRequest
+
+    def preview(self, worker: Worker, request: ContinueRequest) -> MemoryPlan:
+        """The plan for the card's default size: the clip's own size is known only once it is read."""
+        card = request.card
+        size = card.resolution(card.defaults.resolution)
+        return worker.models.plan(
             card,
-            (video.width, video.height, request.base_num_frames),
+            size.width,
+            size.height,
+            request.base_num_frames,
             request.memory_level,
-            lambda pipe: generate_continuation(pipe, request, video, context, job),
             decode_frames=request.overlap_history + request.add_frames,
         )
-    with_clip = not request.continuation_only
-    record = base_record("continue", job.id) | {
-        "model": card.id,
-        "model_name": card.name,
-        "request": request.to_dict(),
-        "seed": request.seed,
-        "input": video.describe(request.overlap_history),
-        "width": video.width,
-        "height": video.height,
-        "fps": video.fps,
-        "frames": (video.frames if with_clip else 0) + len(new_frames),
-        "input_frames": video.frames,
-        "added_frames": len(new_frames),
-        "audio": with_clip and video.has_audio,
-        "flow_shift": request.resolved_shift(video.width, video.height),
-        "cache": cache_stats,
-        "device": str(runner.device),
-        "memory_level": level,
-        "memory_plan": plan.reason,
-        "dtype": str(compute_dtype(runner.device)).removeprefix("torch."),
-        "time_s": round(time.perf_counter() - started, 3),
-        "peak_memory_gb": round(peak.peak_gb, 3),
-        "status": "done",
-    }
-    job.report("writing video")
-    return save_output(
-        runner.settings.outputs_dir,
-        "continue",
-        request.prompt,
-        request.seed,
-        record,
-        lambda path, metadata: write_continuation(path, video, new_frames, metadata, with_clip),
-    )
+
+    def run(self, worker: Worker, job: Job, request: ContinueRequest) -> dict[str, Any]:
+        """Read the clip, continue it, and save the clip (unless ``continuation_only``) and the new frames."""
+        card = request.card
+        with JobRun(self.name, job, request, worker.device) as run:
+            request = run.request
+            job.report("reading input video")
+            video = open_input(request.video, card, min_frames=request.overlap_history)
+            context = last_frames(video, request.overlap_history)
+            job.check_cancelled()
+            (new_frames, cache_stats), plan, level = worker.models.run_planned(
+                job,
+                card,
+                (video.width, video.height, request.base_num_frames),
+                request.memory_level,
+                lambda pipe: generate_continuation(pipe, request, video, context, job),
+                decode_frames=request.overlap_history + request.add_frames,
+            )
+        with_clip = not request.continuation_only
+        record = run.record(
+            card,
+            input=video.describe(request.overlap_history),
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            frames=(video.frames if with_clip else 0) + len(new_frames),
+            input_frames=video.frames,
+            added_frames=len(new_frames),
+            audio=with_clip and video.has_audio,
+            flow_shift=request.resolved_shift(video.width, video.height),
+            cache=cache_stats,
+            device=str(worker.device),
+            memory_level=level,
+            memory_plan=plan.reason,
+            dtype=run.dtype,
+            **run.measured(),
+            status="done",
+        )
+        job.report("writing video")
+        return save_output(
+            worker.settings.outputs_dir,
+            "continue",
+            request.prompt,
+            request.seed,
+            record,
+            lambda path, metadata: write_continuation(path, video, new_frames, metadata, with_clip),
+        )

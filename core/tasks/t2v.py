@@ -1,27 +1,27 @@
-"""Validated job requests. Each task has one dataclass; :func:`parse_request` is the only way in."""
+"""Text to video: the request, its generation through a Wan pipeline with progress and cancel per step, and
+the task that runs it on a worker."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from core.caches import CacheConfig, parse_cache_config
-from core.continuation import ContinueRequest
-from core.magi.request import TASKS as MAGI_TASKS
-from core.magi.request import MagiRequest, is_magi_card, is_magi_model
+import numpy as np
+import torch
+
+from core.caches import CacheConfig, apply_cache, parse_cache_config
+from core.device_models import Worker
+from core.job_run import JobRun
+from core.jobs import Job
+from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
-from core.speed import SpeedConfig, parse_speed_config
-from core.upscale.request import UpscaleRequest
-from core.validation import (
-    ConfigError,
-    as_choice,
-    as_float,
-    as_int,
-    as_seed,
-    as_text,
-    from_mapping,
-    random_seed,
-)
+from core.memory.planner import MemoryPlan
+from core.outputs import save_output
+from core.pipelines import set_flow_shift
+from core.speed import SpeedConfig, apply_speed, parse_speed_config
+from core.tasks.registry import Task, register
+from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
+from core.video_io import write_video
 from weights.registry import ModelCard, get_card
 
 MULTI_GPU_CHOICES = ("auto", "one", "split")
@@ -137,6 +137,10 @@ class T2VRequest:
                 return res.flow_shift
         return 5.0 if self.width * self.height >= 1280 * 720 else 3.0
 
+    def frame_choices(self) -> range:
+        """Every frame count this model can make (4k+1 up to its limit)."""
+        return range(1, self.card.max_frames + 1, 4)
+
     def with_seed(self) -> T2VRequest:
         """This request with a concrete seed (a random one when ``seed`` is -1)."""
         return self if self.seed >= 0 else replace(self, seed=random_seed())
@@ -145,29 +149,112 @@ class T2VRequest:
         return {"task": self.task, **asdict(self)}
 
 
-Request = T2VRequest | ContinueRequest | UpscaleRequest | MagiRequest
-REQUEST_TYPES: dict[str, type[Request]] = {
-    "t2v": T2VRequest,
-    "continue": ContinueRequest,
-    "upscale": UpscaleRequest,
-}
+def step_callback(job: Job, total: int):
+    """A ``callback_on_step_end`` that reports step i/N and stops the run when the job is cancelled."""
+
+    def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        job.report("denoising", index + 1, total)
+        job.check_cancelled()
+        if index + 1 == total:
+            job.report("decoding video")
+        return {}
+
+    return on_step_end
 
 
-def request_types() -> dict[str, type]:
-    """Every task's request type; the chain recipe composes the others, so it is imported here, late."""
-    from core.chain import ChainRequest
+def generate_t2v(pipe: Any, request: T2VRequest, job: Job) -> np.ndarray:
+    """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3)."""
+    set_flow_shift(pipe, request.resolved_flow_shift())
+    generator = torch.Generator("cpu").manual_seed(request.seed)
+    kwargs: dict[str, Any] = {}
+    if getattr(pipe, "transformer_2", None) is not None and request.guidance_2 is not None:
+        kwargs["guidance_scale_2"] = request.guidance_2
+    job.report("encoding prompt")
+    output = pipe(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        height=request.height,
+        width=request.width,
+        num_frames=request.frames,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        generator=generator,
+        output_type="np",
+        callback_on_step_end=step_callback(job, request.steps),
+        **kwargs,
+    )
+    return np.asarray(output.frames[0])
 
-    return REQUEST_TYPES | {"chain": ChainRequest}
+
+def t2v_fields(request: T2VRequest, device: torch.device, level: int, plan: str) -> dict[str, Any]:
+    """The record's text-to-video fields (after the common ones), for one GPU or a split."""
+    return {
+        "width": request.width,
+        "height": request.height,
+        "frames": request.frames,
+        "fps": request.card.fps,
+        "flow_shift": request.resolved_flow_shift(),
+        "device": str(device),
+        "memory_level": level,
+        "memory_plan": plan,
+    }
 
 
-def parse_request(data: dict[str, Any]) -> Request:
-    """Turn a dict from the UI, API or a file into a validated request; ``task`` picks the type, and a
-    MAGI-1 model (text to video or continue) a :class:`MagiRequest`."""
-    data = dict(data)
-    task = data.pop("task", "t2v")
-    if task in MAGI_TASKS and is_magi_model(data.get("model")):
-        return from_mapping(MagiRequest, data | {"task": task}, where=f"MAGI-1 {task} request")
-    types = request_types()
-    if task not in types:
-        raise ConfigError(f"unknown task {task!r}; known tasks: {', '.join(types)}")
-    return from_mapping(types[task], data, where=f"{task} request")
+def save_t2v(worker: Worker, request: T2VRequest, record: dict[str, Any], frames: np.ndarray) -> dict:
+    """Write ``frames`` as the job's mp4 with ``record`` embedded, then its sidecar."""
+    return save_output(
+        worker.settings.outputs_dir,
+        "t2v",
+        request.prompt,
+        request.seed,
+        record,
+        lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
+    )
+
+
+@register
+class T2VTask(Task):
+    """Text to video with a Wan-family diffusers pipeline on one device (or split by the dispatcher)."""
+
+    name = "t2v"
+    request_type = T2VRequest
+    splittable = True
+
+    def preview(self, worker: Worker, request: T2VRequest) -> MemoryPlan:
+        return worker.models.plan(
+            request.card, request.width, request.height, request.frames, request.memory_level
+        )
+
+    def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
+        applied: dict[str, Any] = {}
+        with JobRun(self.name, job, request, worker.device) as run:
+            request = run.request
+
+            def generate(pipe: Any) -> np.ndarray:
+                applied["speed"] = apply_speed(
+                    pipe, request.speed_config, worker.device, models_dir=worker.settings.models_dir,
+                    report=job.report,
+                )
+                with apply_cache(pipe, request.card, request.cache_config) as session:
+                    frames = generate_t2v(pipe, request, job)
+                applied["cache"] = session.stats()
+                return frames
+
+            frames, plan, level = worker.models.run_planned(
+                job,
+                request.card,
+                (request.width, request.height, request.frames),
+                request.memory_level,
+                generate,
+                variant=request.speed_config,
+            )
+        record = run.record(
+            request.card,
+            **t2v_fields(request, worker.device, level, plan.reason),
+            **applied,
+            dtype=run.dtype,
+            **run.measured(),
+            status="done",
+        )
+        job.report("writing video")
+        return save_t2v(worker, request, record, frames)
