@@ -202,7 +202,7 @@ class BatchRun:
             row.error = f"{target.name} belongs to another batch ({owner}); not overwritten"
             return
         try:
-            self.studio._check_fits_machine(request)  # what Studio.submit checks for a single job
+            self.studio.check_runnable(request)  # what Studio.submit checks for a single job
         except ConfigError as exc:
             row.status, row.error = "bad", str(exc)
             return

@@ -89,8 +89,12 @@ class Studio:
         """Validate ``data`` (raises ConfigError with a readable message) and queue it; what this machine
         cannot run is refused now, not once the job starts."""
         request = parse_request(data)
-        task_for(request).check_devices(request, self.devices)
+        self.check_runnable(request)
         return self.queue.submit(request)
+
+    def check_runnable(self, request: Any) -> None:
+        """Refuse (ConfigError) a request this studio's devices cannot run, e.g. a split over more GPUs."""
+        task_for(request).check_devices(request, self.devices)
 
     def planning_runner(self) -> Runner:
         """The runner whose device the next job would get: the first idle worker's (GPU 0's when all are

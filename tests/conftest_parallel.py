@@ -82,10 +82,11 @@ def rank_setup_for_tests() -> None:
     from diffusers.models import attention_dispatch
 
     from core.parallel import split_rank
+    from core.tasks import t2v
 
     torch.set_num_threads(1)
     attention_dispatch._native_attention_forward_op = _cpu_attention_with_lse
-    split_rank.write_video = _write_video_and_frames
+    t2v.write_video = _write_video_and_frames
     split_rank.run_on_rank = _with_simulated_oom(split_rank.run_on_rank)
 
 

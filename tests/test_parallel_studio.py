@@ -285,7 +285,7 @@ def test_one_gpu_that_is_not_cuda_0_is_the_current_device_of_the_queue_thread(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--gpus 1``: the Runner in the queue's thread sets cuda:1 before it runs anything (CUDA faked)."""
-    from core.runner import Runner
+    from core.tasks.t2v import T2VTask
 
     calls: list[tuple[torch.device, str]] = []
     monkeypatch.setattr("core.studio.pick_devices", lambda hardware, space: [torch.device("cuda", 1)])
@@ -293,7 +293,7 @@ def test_one_gpu_that_is_not_cuda_0_is_the_current_device_of_the_queue_thread(
         torch.cuda, "set_device", lambda device: calls.append((device, threading.current_thread().name))
     )
     monkeypatch.setattr(
-        Runner, "_run_t2v", lambda self, job, request: {"status": "done", "calls": list(calls)}
+        T2VTask, "run", lambda self, worker, job, request: {"status": "done", "calls": list(calls)}
     )
     studio = Studio(settings)
     try:
