@@ -21,6 +21,7 @@ from core.magi.models import load_magi_models
 from core.magi.request import MagiRequest, is_magi_card
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import MemoryPlan, plan_memory
+from core.model_store import ensure_model
 from core.outputs import save_output
 from core.pipelines import PipelineCache, free_memory, load_diffusers_pipeline
 from core.requests import T2VRequest
@@ -31,7 +32,6 @@ from core.upscale.request import UpscaleRequest
 from core.upscale.run import run_upscale, unload_upscaler
 from core.video_io import write_video
 from weights.registry import ModelCard
-from weights.store import ensure_model
 
 T = TypeVar("T")
 

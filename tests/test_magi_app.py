@@ -17,11 +17,11 @@ from core.magi.models import ASSETS_DIR, dit_config, special_tokens_file
 from core.magi.request import MagiRequest, context_frames, run_config, variant
 from core.requests import T2VRequest, parse_request
 from core.settings import Settings
+from core.tiny.magi import TINY_T5_DIM
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
 from weights.registry import get_card
 from weights.store import ModelMissingError
-from weights.tiny_magi import TINY_T5_DIM
 
 pytest_plugins = ["tests.conftest_magi_app"]
 

@@ -27,12 +27,12 @@ from core.magi.generate import generate
 from core.magi.models import MagiModels
 from core.magi.request import MagiRequest, context_frames
 from core.magi.stream import PREVIEW_DIR, ChunkPreview, StreamedVideo
+from core.model_store import ensure_model
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.validation import ConfigError
 from core.video_input import InputVideo, last_frames, open_input
 from core.video_io import to_uint8_frames
 from weights.registry import ModelCard
-from weights.store import ensure_model
 
 if TYPE_CHECKING:
     from core.runner import Runner

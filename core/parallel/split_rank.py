@@ -25,6 +25,7 @@ from core.hardware import PeakMemory
 from core.jobs import JobCancelledError
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
+from core.model_store import ensure_model
 from core.outputs import save_output
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
@@ -38,7 +39,6 @@ from core.speed import SpeedConfig, apply_speed
 from core.t2v import generate_t2v, t2v_record
 from core.video_io import write_video
 from weights.registry import ModelCard
-from weights.store import ensure_model
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from core.audio import add_record_and_audio
 from core.encoders import choose_encoder
 from core.hardware import PeakMemory, compute_dtype
 from core.jobs import Job, JobCancelledError
+from core.model_store import ensure_model
 from core.outputs import base_record, new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.upscale.config import PROMPT_FILE
@@ -38,7 +39,7 @@ from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import VideoWriter
 from weights.registry import ModelCard
-from weights.store import ensure_model, is_offline
+from weights.store import is_offline
 
 KV_OFFLOAD_MAX_VRAM_GB = 24.0
 READ_AHEAD_FRAMES = 16
