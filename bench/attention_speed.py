@@ -5,7 +5,7 @@ Shapes (batch 2 = both CFG branches): 1.3B (12 heads) and 14B (40 heads), head_d
 
 - ``sdpa``: plain ``F.scaled_dot_product_attention`` on contiguous (B, H, S, D) bf16 (the baseline).
 - ``fa4``: ``flash_attn.cute.flash_attn_func`` on (B, S, H, D), when it imports.
-- ``fp8``: :func:`kernels.fp8_attention.fp8_attention` on (B, S, H, D): eager quantization + kernel.
+- ``fp8``: :func:`core.kernels.fp8_attention.fp8_attention` on (B, S, H, D): eager quantization + kernel.
 - ``fp8 compiled``: the same under ``torch.compile(fullgraph=True)`` (quantization fused by inductor),
   which is how Turbo runs it.
 - ``fp8 kernel``: the Triton kernel alone on pre-quantized inputs.
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels.fp8_attention import (
+from core.kernels.fp8_attention import (
     fp8_attention,
     fp8_attention_reference,
     fp8_attention_unavailable,
@@ -128,7 +128,7 @@ def implementations(device: torch.device, smoke: bool, fa4_tiles: list[str]) -> 
     if sage is not None:
         found["sage"] = sage
     if fp8_attention_unavailable(device) is None:
-        from kernels.triton_fp8_attention import fp8_attention_triton
+        from core.kernels.triton_fp8_attention import fp8_attention_triton
 
         found["fp8"] = fp8_attention
         found["fp8 compiled"] = torch.compile(fp8_attention, fullgraph=True, dynamic=False)
@@ -176,7 +176,7 @@ def time_impl(impl: str, attention: Attention, q, k, v, reps: int, device: torch
     """Milliseconds of one implementation; ``fp8 kernel`` times the kernel on pre-quantized inputs."""
     if impl != "fp8 kernel":
         return {"ms": time_ms(lambda: attention(q, k, v), reps, device)}
-    from kernels.triton_fp8_attention import _fp8_attention_fwd, fp8_attention_triton
+    from core.kernels.triton_fp8_attention import _fp8_attention_fwd, fp8_attention_triton
 
     quantized = quantize_for_fp8_attention(q, k, v)
     ms = time_ms(lambda: fp8_attention_triton(quantized, q.dtype), reps, device)

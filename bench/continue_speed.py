@@ -35,9 +35,9 @@ from core.continuation import ContinueRequest
 from core.hardware import compute_dtype
 from core.jobs import Job
 from core.tasks.continuation import generate_continuation
+from core.tiny.wan import load_tokenizer, umt5_text_encoder
 from core.video_input import last_frames, open_input
 from core.video_io import write_video
-from weights.tiny import load_tokenizer, umt5_text_encoder
 
 MODEL = "skyreels-v2-df-1.3b-540p"
 TRANSFORMER_1_3B = {**wan_config("1.3b"), "inject_sample_info": True, "num_frame_per_block": 1}

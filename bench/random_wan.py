@@ -66,7 +66,7 @@ def random_pipeline(
     from bench.wan_shapes import WAN_COMMON, wan_config
     from core.hardware import compute_dtype
     from core.memory.apply import apply_memory_level
-    from weights.tiny import load_tokenizer, umt5_text_encoder
+    from core.tiny.wan import load_tokenizer, umt5_text_encoder
 
     dit = dit or dit_size(card)
     config = {**WAN_COMMON, **TINY_DIT} if dit == "tiny" else wan_config(dit)

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import kernels.block_sparse_attention as bsa
+import core.kernels.block_sparse_attention as bsa
 from core.upscale.config import FlashVSRConfig, SparsityConfig
 from core.upscale.dit import StreamingWanDiT
 from core.upscale.loading import FlashVSRModel
@@ -65,7 +65,7 @@ def attention_bench() -> dict[str, float]:
     q_windows = q.transpose(1, 2).reshape(windows, 128, heads * dim)
     k_windows = k.transpose(1, 2).reshape(4 * windows, 128, heads * dim)
     mask = draft_block_mask(q_windows, k_windows, heads, 1, sparsity.topk(windows, HEIGHT, WIDTH), local)
-    from kernels.triton_block_sparse import block_sparse_attention_triton
+    from core.kernels.triton_block_sparse import block_sparse_attention_triton
 
     triton_ms = cuda_time(lambda: block_sparse_attention_triton(q, k, v, mask))
     torch_ms = cuda_time(lambda: bsa.block_sparse_attention_torch(q, k, v, mask))

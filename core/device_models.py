@@ -24,10 +24,10 @@ from core.magi.models import load_magi_models
 from core.magi.request import MAGI_PIPELINE
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import MemoryPlan, plan_memory
+from core.model_store import ensure_model
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.settings import Settings
 from weights.registry import ModelCard
-from weights.store import ensure_model
 
 T = TypeVar("T")
 Loader = Callable[[ModelCard, Path, torch.device, int], Any]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from core.cancel import JobCancelledError
+
 
 class JobStatus(str, Enum):
     QUEUED = "queued"
@@ -23,10 +25,6 @@ class JobStatus(str, Enum):
 
 
 FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class JobCancelledError(Exception):
-    """Raised inside a running job when the user asked to cancel it."""
 
 
 @dataclass

@@ -11,9 +11,10 @@ import torch
 
 from core.hardware import available_ram_gib, compute_dtype
 from core.memory.apply import apply_memory_level
-from core.memory.fp8_cache import fp8_cache_dir, maps_fp8_dit
+from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.low_ram_load import load_components_low_ram
 from weights.registry import ModelCard
+from weights.store import fp8_cache_dir
 
 
 def load_diffusers_pipeline(

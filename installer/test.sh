@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the test requirements into .venv, then runs ruff and pytest (extra arguments go to pytest).
-# Both always run; exits non-zero when either fails, including a pytest run that collected no tests.
+# Installs the test requirements into .venv, then runs ruff, lint-imports (the layer contracts in
+# pyproject.toml) and pytest (extra arguments go to pytest). All always run; exits non-zero when any
+# fails, including a pytest run that collected no tests.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,6 +10,8 @@ bash "$ROOT/installer/install.sh" --test
 cd "$ROOT"
 lint_status=0
 "$ROOT/.venv/bin/ruff" check . || lint_status=$?
+imports_status=0
+"$ROOT/.venv/bin/lint-imports" --no-cache || imports_status=$?
 test_status=0
 "$ROOT/.venv/bin/python" -m pytest -q "$@" || test_status=$?
 if ((test_status == 5)); then
@@ -17,5 +20,9 @@ fi
 if ((lint_status != 0)); then
     echo "[test] ERROR: ruff found problems (see above)" >&2
 fi
+if ((imports_status != 0)); then
+    echo "[test] ERROR: lint-imports found a broken layer contract (see above)" >&2
+fi
 if ((test_status != 0)); then exit "$test_status"; fi
-exit "$lint_status"
+if ((lint_status != 0)); then exit "$lint_status"; fi
+exit "$imports_status"

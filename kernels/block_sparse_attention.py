@@ -73,7 +73,7 @@ def block_sparse_attention(
     head_dim = q.shape[-1]
     power_of_two = head_dim >= 16 and head_dim & (head_dim - 1) == 0
     if triton_available(q.device) and q.dtype in (torch.float16, torch.bfloat16) and power_of_two:
-        from kernels.triton_block_sparse import block_sparse_attention_triton
+        from .triton_block_sparse import block_sparse_attention_triton
 
         _check(q, k, v, block_mask, block_size)
         return block_sparse_attention_triton(q, k, v, block_mask, block_size)

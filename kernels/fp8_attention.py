@@ -15,7 +15,7 @@ This is SageAttention 2's recipe, done by :func:`quantize_for_fp8_attention` in 
 Int8 rather than fp8 e4m3 for Q and K: the same tensor-core rate, and measured on random data with
 per-channel offsets the QK error is 15-20x smaller (e4m3 keeps 3 mantissa bits; cosine 0.995 vs 0.9997).
 
-:func:`fp8_attention` runs the Triton kernel (:mod:`kernels.triton_fp8_attention`) on CUDA SM89+ and,
+:func:`fp8_attention` runs the Triton kernel (:mod:`core.kernels.triton_fp8_attention`) on CUDA SM89+ and,
 elsewhere, the same maths from the dequantized tensors in float32 (:func:`fp8_attention_reference`), so CPU
 tests check the quantization and GPU tests compare the kernel with it tightly.
 """
@@ -163,7 +163,7 @@ def fp8_attention_quantized(
     """
     inputs = Fp8AttentionInputs(q, k, v_t, q_scale, k_scale, v_scale)
     if fp8_attention_unavailable(q.device) is None:
-        from kernels.triton_fp8_attention import fp8_attention_triton
+        from .triton_fp8_attention import fp8_attention_triton
 
         return fp8_attention_triton(inputs, out_dtype)
     return dequantized_attention(inputs, out_dtype)

@@ -3,7 +3,7 @@
 Each program takes ``BLOCK_M`` query rows of one head and walks only the key blocks its query block may
 see (a per-row list built from the block mask), with the online softmax of FlashAttention in float32.
 A query block with no key block writes zeros. Same result as
-:func:`kernels.block_sparse_attention.block_sparse_attention_torch` within bf16 rounding.
+:func:`core.kernels.block_sparse_attention.block_sparse_attention_torch` within bf16 rounding.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Triton 8-bit attention forward (non-causal), used on CUDA SM89+ by :mod:`kernels.fp8_attention`.
+"""Triton 8-bit attention forward (non-causal), used on CUDA SM89+ by :mod:`core.kernels.fp8_attention`.
 
 Each program takes ``BLOCK_M`` query rows of one (batch, head) and walks all keys ``BLOCK_N`` at a time
 with the online softmax of FlashAttention in float32 and base 2: scores are ``(q_int8 @ k_int8) * q_scale
@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fp8_attention import FP8_MAX, KEY_SCALE_BLOCK, SEQ_ALIGN, Fp8AttentionInputs
+from .fp8_attention import FP8_MAX, KEY_SCALE_BLOCK, SEQ_ALIGN, Fp8AttentionInputs
 
 _LOG2_FP8_MAX = tl.constexpr(math.log2(FP8_MAX))
 _MAGIC = tl.constexpr(12582912.0)

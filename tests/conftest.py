@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import core.audio
+from core import tiny
 from core.jobs import Job
 from core.settings import ROOT, Settings
-from weights import tiny
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -12,10 +12,10 @@ STEPS = 6
 
 @pytest.fixture(scope="session")
 def tiny_wan_pipe(tmp_path_factory):
-    """A tiny ``WanPipeline`` (CPU, float32) built once from ``weights.tiny``."""
+    """A tiny ``WanPipeline`` (CPU, float32) built once from ``core.tiny``."""
     from diffusers import WanPipeline
 
-    from weights.tiny import build
+    from core.tiny import build
 
     folder = build("tiny-wan", tmp_path_factory.mktemp("tiny-wan"))
     pipe = WanPipeline.from_pretrained(folder)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from core import tiny
 from core.settings import Settings
-from weights import tiny
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from core.magi.loading import load_magi_dit
-from weights.tiny_magi_dit import build_tiny_magi_dit
+from core.tiny.magi_dit import build_tiny_magi_dit
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

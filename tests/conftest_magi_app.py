@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from core import tiny
 from core.jobs import Job
 from core.runner import Runner
 from core.settings import Settings
 from core.video_io import probe_video
 from tests.conftest_continue import make_clip
-from weights import tiny
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

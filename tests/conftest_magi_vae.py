@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="session")
 def magi_parts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A snapshot root holding the tiny VAE, T5 and special tokens in the published layout."""
-    from weights.tiny_magi import build_tiny_magi_parts
+    from core.tiny.magi import build_tiny_magi_parts
 
     folder = tmp_path_factory.mktemp("magi") / "tiny-magi"
     build_tiny_magi_parts(folder)

@@ -11,8 +11,8 @@ import torch
 
 from core.hardware import GpuInfo, Hardware
 from core.settings import ROOT
+from core.tiny import build
 from weights.registry import get_card
-from weights.tiny import build
 
 PROMPT = "a red car on a street"
 NEGATIVE = "blurry"

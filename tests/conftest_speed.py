@@ -44,7 +44,7 @@ def wan_dit():
     48 video tokens, 8 text tokens."""
     from diffusers import WanTransformer3DModel
 
-    from weights.tiny import TINY_TRANSFORMER
+    from core.tiny.wan import TINY_TRANSFORMER
 
     torch.manual_seed(0)
     config = {**TINY_TRANSFORMER, "attention_head_dim": 64, "in_channels": 4, "out_channels": 4}

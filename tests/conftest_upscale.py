@@ -13,9 +13,9 @@ import torch
 
 from core.device_models import DeviceModels
 from core.settings import Settings
+from core.tiny.esrgan import build_tiny_esrgan
+from core.tiny.flashvsr import build_tiny_flashvsr
 from core.upscale.loading import FlashVSRModel, load_flashvsr
-from weights.tiny_esrgan import build_tiny_esrgan
-from weights.tiny_flashvsr import build_tiny_flashvsr
 
 
 def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 30, audio: bool = True) -> Path:

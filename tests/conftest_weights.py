@@ -13,7 +13,7 @@ from core.settings import Settings
 
 @pytest.fixture(scope="session")
 def tiny_wan_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from weights.tiny import build_tiny_wan
+    from core.tiny.wan import build_tiny_wan
 
     return build_tiny_wan(tmp_path_factory.mktemp("repos") / "tiny-wan")
 

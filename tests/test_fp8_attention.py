@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import core.speed.fp8_attention as glue
-from core.speed import SpeedConfig, apply_speed
-from core.speed.attention import backend_unavailable, pick_turbo_attention, use_attention_backend
-from kernels.fp8_attention import (
+from core.kernels.fp8_attention import (
     FP8,
     INT8_MAX,
     KEY_SCALE_BLOCK,
@@ -26,6 +24,8 @@ from kernels.fp8_attention import (
     fp8_attention_unavailable,
     quantize_for_fp8_attention,
 )
+from core.speed import SpeedConfig, apply_speed
+from core.speed.attention import backend_unavailable, pick_turbo_attention, use_attention_backend
 
 pytest_plugins = ["tests.conftest_speed"]
 pytestmark = pytest.mark.usefixtures("restore_backend_slot")

@@ -18,11 +18,11 @@ from core.magi.request import MagiRequest, context_frames, run_config, variant
 from core.settings import Settings
 from core.tasks import parse_request
 from core.tasks.t2v import T2VRequest
+from core.tiny.magi import TINY_T5_DIM
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
 from weights.registry import get_card
 from weights.store import ModelMissingError
-from weights.tiny_magi import TINY_T5_DIM
 
 pytest_plugins = ["tests.conftest_magi_app"]
 

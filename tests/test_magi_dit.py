@@ -17,8 +17,8 @@ from core.magi.dit import SlotReuse
 from core.magi.kv_cache import ChunkKVCache
 from core.magi.loading import INDEX, load_magi_dit
 from core.magi.window import CallSlot, context_plan
+from core.tiny.magi_dit import tiny_config
 from core.validation import ConfigError
-from weights.tiny_magi_dit import tiny_config
 
 pytest_plugins = ["tests.conftest_magi"]
 

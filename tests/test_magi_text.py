@@ -17,8 +17,8 @@ from core.magi.text import (
     load_special_tokens,
     null_captions,
 )
+from core.tiny.magi import TINY_T5_DIM
 from core.validation import ConfigError
-from weights.tiny_magi import TINY_T5_DIM
 
 pytest_plugins = ["tests.conftest_magi_vae"]
 

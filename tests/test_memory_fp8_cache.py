@@ -17,11 +17,11 @@ from diffusers.hooks import HookRegistry
 from safetensors import safe_open
 
 from core.memory.apply import place_transformer
-from core.memory.fp8_cache import fp8_cache_dir
 from core.memory.low_ram_load import load_model_low_ram
+from core.model_store import ensure_model
 from core.settings import Settings
 from weights.registry import get_card
-from weights.store import delete_model, ensure_model
+from weights.store import delete_model, fp8_cache_dir
 
 pytest_plugins = ["conftest_memory"]
 

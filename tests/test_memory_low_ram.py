@@ -180,8 +180,8 @@ def test_skyreels_loads_low_ram_and_chunks_its_feed_forward(tmp_path):
     from diffusers.hooks import HookRegistry
 
     from core.memory.chunking import FFN_HOOK_NAME, HOOK_NAME
+    from core.tiny.skyreels import build_tiny_skyreels_df
     from weights.registry import get_card
-    from weights.tiny_skyreels import build_tiny_skyreels_df
 
     folder = build_tiny_skyreels_df(tmp_path / "tiny-skyreels-df")
     pipe = load_diffusers_pipeline(get_card("tiny-skyreels-df"), folder, CPU, level=6)

@@ -13,13 +13,13 @@ import torch.nn.functional as F
 
 from core.jobs import Job
 from core.tasks import task_for
+from core.tiny.esrgan import tiny_compact_checkpoint, tiny_rrdbnet_checkpoint
 from core.upscale.esrgan import RRDBNet, SRVGGNetCompact, build_network, load_network, load_with_spandrel
 from core.upscale.esrgan_stream import ESRGANStreamer, tiled_forward
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import plan_size
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
-from weights.tiny_esrgan import tiny_compact_checkpoint, tiny_rrdbnet_checkpoint
 
 pytest_plugins = ["conftest_upscale"]
 

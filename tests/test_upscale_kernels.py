@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.upscale.sparse_mask import draft_block_mask, from_windows, local_window_mask, to_windows
-from kernels.block_sparse_attention import (
+from core.kernels.block_sparse_attention import (
     block_sparse_attention,
     block_sparse_attention_torch,
     dense_masked_attention,
     triton_available,
 )
+from core.upscale.sparse_mask import draft_block_mask, from_windows, local_window_mask, to_windows
 
 
 def random_case(seed: int, lq: int = 6, lk: int = 9, block: int = 16, dim: int = 16):
@@ -53,7 +53,7 @@ def test_bad_mask_shape_is_refused() -> None:
 )
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_triton_equals_fallback(dtype: torch.dtype) -> None:
-    from kernels.triton_block_sparse import block_sparse_attention_triton
+    from core.kernels.triton_block_sparse import block_sparse_attention_triton
 
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 12, n * 128, 128, generator=generator).to("cuda", dtype) for n in (8, 16, 16))

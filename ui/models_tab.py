@@ -7,12 +7,13 @@ import threading
 import gradio as gr
 
 from core.jobs import JobCancelledError
+from core.model_store import ensure_model
 from core.settings import Settings
 from core.validation import ConfigError
 from weights.download import DownloadError
 from weights.progress import human_bytes
 from weights.registry import get_card, load_cards
-from weights.store import delete_model, ensure_model, list_models, model_status
+from weights.store import delete_model, list_models, model_status
 
 HEADERS = ["Model", "Id", "State", "Size", "Where"]
 

@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from core.model_store import ensure_model
 from core.settings import Settings
 from core.validation import ConfigError
 from weights.download import DownloadError
 from weights.progress import DownloadProgress
 from weights.registry import get_card
-from weights.store import delete_model, ensure_model, list_models
+from weights.store import delete_model, list_models
 
 PRINT_EVERY_S = 1.0
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.jobs import JobCancelledError
+from core.cancel import JobCancelledError
 from core.validation import ConfigError
 from weights.progress import DownloadProgress, ProgressMeter, human_bytes
 from weights.registry import ModelCard

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.jobs import JobCancelledError
+from core.cancel import JobCancelledError
 
 REPORT_EVERY_S = 0.1
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.jobs import JobCancelledError
+from core.cancel import JobCancelledError
 from weights.progress import ProgressMeter
 
 LIST_TIMEOUT_S = 20

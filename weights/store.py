@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.memory.fp8_cache import fp8_cache_dir
 from core.settings import Settings
 from core.validation import ConfigError
-from weights import tiny
 from weights.download import READY_MARKER, WORK_DIR, download_model, read_plan
 from weights.progress import DownloadProgress, human_bytes
 from weights.registry import ModelCard, load_cards
@@ -31,7 +29,13 @@ __all__ = [
 ]
 
 BUILT_MARKER = ".built"
+"""Written by a card's builder once it has built the model into the card's folder."""
+FP8_CACHE_DIRNAME = ".fp8-cache"
 STATES = ("missing", "partial", "ready")
+
+Builder = Callable[[str, Path], Path]
+"""Builds the model a card's ``builder`` names into a folder (which it returns), unless its
+:data:`BUILT_MARKER` is there: the tiny test models, whose builders live in ``core.tiny``."""
 
 
 class ModelMissingError(ConfigError):
@@ -57,6 +61,11 @@ class ModelStatus:
 def model_dir(card: ModelCard, settings: Settings) -> Path:
     """Where this card's weights live inside ``--models-dir``."""
     return settings.models_dir / card.id
+
+
+def fp8_cache_dir(models_dir: Path, card_id: str) -> Path:
+    """Where one model card's fp8 cache files live (memory level 5, written by ``core.memory.fp8_cache``)."""
+    return Path(models_dir) / FP8_CACHE_DIRNAME / card_id
 
 
 def is_offline(settings: Settings) -> bool:
@@ -157,10 +166,14 @@ def ensure_model(
     settings: Settings,
     on_progress: Callable[[DownloadProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    build: Builder | None = None,
 ) -> Path:
-    """The local folder holding ``card``'s weights, building (tiny test models) or downloading when needed."""
+    """The local folder holding ``card``'s weights, downloading when needed; a card with a ``builder`` (tiny
+    test models) is built by ``build`` instead (``core.model_store.ensure_model`` passes core's builders)."""
     if card.builder:
-        return tiny.build(card.builder, model_dir(card, settings))
+        if build is None:
+            raise ConfigError(f"{card.name} is built locally, not downloaded, and no builder was given")
+        return build(card.builder, model_dir(card, settings))
     found = local_copy(card, settings)
     if found is not None:
         return found

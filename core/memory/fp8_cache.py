@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_DIRNAME = ".fp8-cache"
 FORMAT = "fp8-cache-1"
 SPARE_DISK_BYTES = 2**30
 PIN_SPARE_GIB = 4.0
@@ -46,11 +45,6 @@ PARTIAL_GRACE_S = 600
 
 Layout = list[tuple[str, torch.dtype, torch.Size]]
 Pieces = Callable[[str], Iterable[torch.Tensor]]
-
-
-def fp8_cache_dir(models_dir: Path, card_id: str) -> Path:
-    """Where one model card's fp8 cache files live."""
-    return Path(models_dir) / CACHE_DIRNAME / card_id
 
 
 def fingerprint(files: list[Path], model: torch.nn.Module, layout: Layout) -> str:

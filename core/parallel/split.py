@@ -12,6 +12,7 @@ from core.jobs import Job
 from core.memory.levels import LEVELS
 from core.memory.oom import step_up
 from core.memory.planner import plan_level_for_gpus
+from core.model_store import ensure_model
 from core.parallel.config import ParallelConfig
 from core.parallel.devices import gpus_for_child
 from core.parallel.distributed import free_port
@@ -21,7 +22,6 @@ from core.parallel.split_rank import SplitTask, rank_main
 from core.settings import Settings
 from core.tasks.t2v import T2VRequest
 from core.validation import ConfigError
-from weights.store import ensure_model
 
 POLL_S = 0.2
 

@@ -27,6 +27,7 @@ from core.job_run import JobRun
 from core.jobs import JobCancelledError
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
+from core.model_store import ensure_model
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
@@ -37,7 +38,6 @@ from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
 from core.tasks.t2v import T2VRequest, generate_t2v, save_t2v, t2v_fields
 from weights.registry import ModelCard
-from weights.store import ensure_model
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def backend_unavailable(name: str, device: torch.device) -> str | None:
             return f"SageAttention has no kernels for sm_{capability[0]}{capability[1]}"
         return sage_import_error()
     if name == "fp8":
-        from kernels.fp8_attention import fp8_attention_unavailable
+        from core.kernels.fp8_attention import fp8_attention_unavailable
 
         return fp8_attention_unavailable(device)
     return None  # cudnn: part of torch on every CUDA build

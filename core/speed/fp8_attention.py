@@ -5,7 +5,7 @@ from the Hub through the ``kernels`` package, as ``kernel_fn(q=, k=, v=, tensor_
 is_causal=, sm_scale=, return_lse=)`` on (batch, seq, heads, head_dim) tensors. We fill that slot with one
 of two local kernels, each traceable by ``torch.compile(fullgraph=True)``:
 
-- ``fp8``: :func:`kernels.fp8_attention.fp8_attention` (its quantization is torch ops and its kernel one
+- ``fp8``: :func:`core.kernels.fp8_attention.fp8_attention` (its quantization is torch ops and its kernel one
   custom op with a fake implementation);
 - ``sage``: the installed ``sageattention`` package's ``sageattn`` (SageAttention 2's CUDA kernels, built
   from source by the installer where nvcc is present), wrapped whole as the custom op
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from kernels.fp8_attention import HEAD_DIMS
+from core.kernels.fp8_attention import HEAD_DIMS
 
 BACKEND = "sage_hub"
 """The diffusers ``AttentionBackendName`` value whose kernel slot we fill."""
@@ -95,9 +95,10 @@ def sage_attention_installed() -> bool:
 
 def install_fp8_attention(kernel: Kernel | None = None, min_keys: int = MIN_KEYS) -> None:
     """Fill diffusers' ``sage_hub`` kernel slot with our 8-bit attention (or ``kernel``, same signature
-    as :func:`kernels.fp8_attention.fp8_attention`, for tests); ``min_keys`` as in the module docstring."""
+    as :func:`core.kernels.fp8_attention.fp8_attention`, for tests); ``min_keys`` as in the module
+    docstring."""
     if kernel is None:
-        from kernels.fp8_attention import fp8_attention as kernel
+        from core.kernels.fp8_attention import fp8_attention as kernel
     _install("fp8", kernel, min_keys)
 
 

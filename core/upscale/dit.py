@@ -17,10 +17,10 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed, get_timestep_em
 from diffusers.models.normalization import RMSNorm
 from torch import nn
 
+from core.kernels.block_sparse_attention import block_sparse_attention
 from core.upscale.config import DiTConfig
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.sparse_mask import WINDOW, WINDOW_TOKENS, draft_block_mask, from_windows, to_windows
-from kernels.block_sparse_attention import block_sparse_attention
 
 PATCH = (1, 2, 2)
 

@@ -8,8 +8,8 @@ Writes what the real snapshot has (same file names, formats and config keys), wi
   ``tokenizer_config.json``, ``special_tokens_map.json``) trained offline on a small word list
 * ``special_tokens.npz`` (the official GitHub asset's arrays, ``TINY_T5_DIM`` wide) at the top.
 
-The DiT side (``ckpt/magi/<variant>/...``) comes from the DiT's own tiny builder; its caption width must be
-``TINY_T5_DIM``.
+The DiT side (``ckpt/magi/<variant>/...``) comes from the DiT's own tiny builder (``core.tiny.magi_dit``);
+its caption width must be ``TINY_T5_DIM``. :func:`build_tiny_magi` writes both.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 from core.magi.text import SPECIAL_TOKENS_FILE, T5_SUBFOLDER
 from core.magi.vae import CONFIG_NAME, HUB_SUBFOLDER, PUBLISHED_DDCONFIG, WEIGHTS_NAME, MagiVAE
 from core.magi.vae_blocks import ViTConfig
-from weights.tiny import WORDS
+from core.tiny.magi_dit import build_tiny_magi_dit
+from core.tiny.wan import WORDS
 
 TINY_T5_DIM = 32
 TINY_VAE_DDCONFIG = PUBLISHED_DDCONFIG | dict(
@@ -123,3 +124,13 @@ def build_tiny_magi_parts(folder: Path, seed: int = 0) -> None:
     build_tiny_magi_vae(folder)
     build_tiny_t5(folder)
     build_special_tokens(folder, seed=seed)
+
+
+def build_tiny_magi(folder: Path) -> Path:
+    """A tiny MAGI-1 snapshot in the published ``sand-ai/MAGI-1`` layout: VAE, T5 and special tokens, and the
+    4.5B distill DiT (with a ``config.json``, since the tiny sizes differ from the published preset) under
+    ``ckpt/magi/4.5B_distill/``."""
+    folder = Path(folder)
+    build_tiny_magi_parts(folder)
+    build_tiny_magi_dit(folder / "ckpt" / "magi" / "4.5B_distill", "4.5B_distill")
+    return folder

@@ -1,20 +1,11 @@
-"""Tiny random-weight models in the real Hub layouts, built locally for tests and ``--dev``.
-
-They use the same diffusers/transformers classes as the real checkpoints with tiny configs, so every
-pipeline runs end to end on a CPU in seconds while loading exactly like the published repos.
-"""
+"""A tiny random-weight ``WanPipeline`` in the Hub layout, and the text encoder, tokenizer and VAE that the
+other tiny Wan-family pipelines share."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-
-from weights.tiny_esrgan import build_tiny_esrgan
-from weights.tiny_flashvsr import build_tiny_flashvsr
-from weights.tiny_skyreels import build_tiny_skyreels_df
 
 WORDS = (
     "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
@@ -120,40 +111,4 @@ def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
     )
     WanPipeline(**shared, transformer=transformer, scheduler=scheduler).save_pretrained(folder)
-    return folder
-
-
-def build_tiny_magi(folder: Path) -> Path:
-    """A tiny MAGI-1 snapshot in the published ``sand-ai/MAGI-1`` layout: VAE, T5 and special tokens, and the
-    4.5B distill DiT (with a ``config.json``, since the tiny sizes differ from the published preset) under
-    ``ckpt/magi/4.5B_distill/``."""
-    from weights.tiny_magi import build_tiny_magi_parts
-    from weights.tiny_magi_dit import build_tiny_magi_dit
-
-    folder = Path(folder)
-    build_tiny_magi_parts(folder)
-    build_tiny_magi_dit(folder / "ckpt" / "magi" / "4.5B_distill", "4.5B_distill")
-    return folder
-
-
-BUILDERS: dict[str, Callable[[Path], Path]] = {
-    "tiny-wan": build_tiny_wan,
-    "tiny-magi": build_tiny_magi,
-    "tiny-skyreels-df": build_tiny_skyreels_df,
-    "tiny-flashvsr": build_tiny_flashvsr,
-    "tiny-esrgan": build_tiny_esrgan,
-}
-
-
-def build(builder: str, folder: Path) -> Path:
-    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there."""
-    folder = Path(folder)
-    marker = folder / ".built"
-    if marker.exists():
-        return folder
-    if builder not in BUILDERS:
-        raise KeyError(f"no tiny-model builder called {builder!r}; known: {', '.join(BUILDERS)}")
-    folder.mkdir(parents=True, exist_ok=True)
-    BUILDERS[builder](folder)
-    marker.write_text(json.dumps({"builder": builder}), encoding="utf-8")
     return folder

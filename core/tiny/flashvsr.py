@@ -23,6 +23,10 @@ from core.upscale.config import (
     LQProjectionConfig,
     TCDecoderConfig,
 )
+from core.upscale.dit import StreamingWanDiT
+from core.upscale.full_vae import build_vae, original_key_names
+from core.upscale.lq_projection import CausalLQProjection
+from core.upscale.tc_decoder import TinyConditionalDecoder
 
 TINY_CONFIG = FlashVSRConfig(
     dit=DiTConfig(dim=48, ffn_dim=64, num_heads=2, num_layers=2, text_dim=32, freq_dim=32),
@@ -39,11 +43,6 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def build_tiny_flashvsr(folder: Path, seed: int = 0) -> Path:
     """Write the five official FlashVSR v1.1 files (tiny, random) and the tiny config into ``folder``."""
-    from core.upscale.dit import StreamingWanDiT  # diffusers loads only when a model is built
-    from core.upscale.full_vae import build_vae, original_key_names
-    from core.upscale.lq_projection import CausalLQProjection
-    from core.upscale.tc_decoder import TinyConditionalDecoder
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

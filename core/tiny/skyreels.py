@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from core.tiny.wan import TINY_TRANSFORMER, tiny_text_and_vae
+
 
 def build_tiny_skyreels_df(folder: Path, seed: int = 0) -> Path:
     """Save a tiny ``SkyReelsV2DiffusionForcingVideoToVideoPipeline`` to ``folder``; returns ``folder``."""
@@ -18,8 +20,6 @@ def build_tiny_skyreels_df(folder: Path, seed: int = 0) -> Path:
         SkyReelsV2Transformer3DModel,
         UniPCMultistepScheduler,
     )
-
-    from weights.tiny import TINY_TRANSFORMER, tiny_text_and_vae
 
     folder = Path(folder)
     torch.manual_seed(seed)

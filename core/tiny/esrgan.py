@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
+from core.upscale.esrgan import RRDBNet, SRVGGNetCompact
+
 TINY_FILE = "realesr-general-x4v3.pth"
 
 
 def tiny_rrdbnet_checkpoint(scale: int = 4, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
     """An RRDBNet (1 block, 8 features, 32 growth channels as in every published one) as the official
     RealESRGAN_x{scale}plus.pth holds it."""
-    from core.upscale.esrgan import RRDBNet
-
     torch.manual_seed(seed)
     module = RRDBNet(scale=scale, num_feat=8, num_block=1, num_grow_ch=32)
     return {"params_ema": {k: v.detach().clone() for k, v in module.state_dict().items()}}
@@ -21,8 +21,6 @@ def tiny_rrdbnet_checkpoint(scale: int = 4, seed: int = 0) -> dict[str, dict[str
 
 def tiny_compact_checkpoint(scale: int = 4, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
     """An SRVGGNetCompact (2 convs, 8 features) as the official realesr-*-x4v3.pth files hold it."""
-    from core.upscale.esrgan import SRVGGNetCompact
-
     torch.manual_seed(seed)
     module = SRVGGNetCompact(scale=scale, num_feat=8, num_conv=2)
     return {"params": {k: v.detach().clone() for k, v in module.state_dict().items()}}

@@ -1,1 +1,0 @@
-"""GPU kernels, each with a torch fallback."""
