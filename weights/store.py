@@ -160,7 +160,7 @@ def ensure_model(
 ) -> Path:
     """The local folder holding ``card``'s weights, building (tiny test models) or downloading when needed."""
     if card.builder:
-        return tiny.build(card.builder, model_dir(card, settings))
+        return tiny.build(card.builder, model_dir(card, settings), card.arch)
     found = local_copy(card, settings)
     if found is not None:
         return found

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from core.validation import ConfigError
+from weights.card_facts import Architecture
 from weights.tiny_esrgan import build_tiny_esrgan
 from weights.tiny_flashvsr import build_tiny_flashvsr
 from weights.tiny_skyreels import build_tiny_skyreels_df
@@ -38,6 +41,8 @@ TINY_TRANSFORMER = dict(
     rope_max_seq_len=32,
 )
 """The tiny Wan DiT config; the SkyReels-V2 DF one adds its fps injection on top."""
+TINY_VAE_STRIDE = (4, 8, 8)
+"""Frames, height, width per latent cell of the tiny Wan VAE (:func:`tiny_text_and_vae`)."""
 
 
 def build_tokenizer(folder: Path) -> None:
@@ -108,14 +113,26 @@ def tiny_text_and_vae(folder: Path) -> dict:
     return {"tokenizer": load_tokenizer(Path(folder) / "tokenizer"), "text_encoder": text_encoder, "vae": vae}
 
 
-def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``."""
+def tiny_wan_transformer(arch: Architecture | None) -> dict[str, Any]:
+    """The tiny Wan DiT config, sized by a card's ``arch`` facts when given (heads, head dim, layers,
+    feed-forward, patch); the tiny VAE fixes the VAE stride."""
+    if arch is None:
+        return TINY_TRANSFORMER
+    if arch.vae_stride != TINY_VAE_STRIDE:
+        raise ConfigError(f"the tiny Wan VAE has stride {TINY_VAE_STRIDE}, not {arch.vae_stride}")
+    sized = dict(num_attention_heads=arch.heads, attention_head_dim=arch.head_dim, num_layers=arch.layers)
+    return {**TINY_TRANSFORMER, **sized, "ffn_dim": arch.ffn_dim, "patch_size": arch.patch}
+
+
+def build_tiny_wan(folder: Path, seed: int = 0, arch: Architecture | None = None) -> Path:
+    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``,
+    its DiT sized by ``arch`` (a card's facts) or :data:`TINY_TRANSFORMER`."""
     from diffusers import UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     folder = Path(folder)
     torch.manual_seed(seed)
     shared = tiny_text_and_vae(folder)
-    transformer = WanTransformer3DModel(**TINY_TRANSFORMER)
+    transformer = WanTransformer3DModel(**tiny_wan_transformer(arch))
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
     )
@@ -136,17 +153,20 @@ def build_tiny_magi(folder: Path) -> Path:
     return folder
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {
+BUILDERS: dict[str, Callable[..., Path]] = {
     "tiny-wan": build_tiny_wan,
     "tiny-magi": build_tiny_magi,
     "tiny-skyreels-df": build_tiny_skyreels_df,
     "tiny-flashvsr": build_tiny_flashvsr,
     "tiny-esrgan": build_tiny_esrgan,
 }
+SIZED_BY_CARD = ("tiny-wan",)
+"""Builders that size their model from the card's ``arch`` facts (a second tiny Wan is a card, no code)."""
 
 
-def build(builder: str, folder: Path) -> Path:
-    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there."""
+def build(builder: str, folder: Path, arch: Architecture | None = None) -> Path:
+    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there;
+    ``arch``: the card's facts, for the builders in :data:`SIZED_BY_CARD`."""
     folder = Path(folder)
     marker = folder / ".built"
     if marker.exists():
@@ -154,6 +174,7 @@ def build(builder: str, folder: Path) -> Path:
     if builder not in BUILDERS:
         raise KeyError(f"no tiny-model builder called {builder!r}; known: {', '.join(BUILDERS)}")
     folder.mkdir(parents=True, exist_ok=True)
-    BUILDERS[builder](folder)
+    options = {"arch": arch} if builder in SIZED_BY_CARD else {}
+    BUILDERS[builder](folder, **options)
     marker.write_text(json.dumps({"builder": builder}), encoding="utf-8")
     return folder
