@@ -50,13 +50,13 @@ def estimate_gpu_seconds(request: Any) -> int:
 
 
 def _part_seconds(request: Any) -> int:
-    """:func:`estimate_gpu_seconds` of one request that runs one model."""
+    """:func:`estimate_gpu_seconds` of one request that runs one model (tokens from its card's arch facts)."""
     card = request.card
     frames = getattr(request, "frames", None) or card.defaults.frames
     width = getattr(request, "width", None) or card.resolution(card.defaults.resolution).width
     height = getattr(request, "height", None) or card.resolution(card.defaults.resolution).height
     steps = getattr(request, "steps", None) or card.defaults.steps
-    tokens = ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+    tokens = card.arch.tokens(width, height, frames) if card.arch else 0  # frame upscalers: load time only
     size = max(card.params_billion, 0.1) / 1.3
     scale = tokens / REFERENCE_TOKENS
     per_step = SECONDS_PER_STEP_1_3B_480P * size * scale * (1 + scale) / 2  # linear layers + attention

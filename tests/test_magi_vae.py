@@ -232,6 +232,8 @@ def test_card_tasks_are_validated() -> None:
         "description": "", "fps": 24, "size_multiple": 16, "max_frames": 97, "builder": "b",
         "defaults": {"resolution": "r", "frames": 97, "steps": 4, "guidance": 1.0},
         "resolutions": [{"name": "r", "width": 64, "height": 64}],
+        "arch": {"heads": 2, "head_dim": 8, "layers": 1, "ffn_dim": 8,
+                 "patch": [1, 2, 2], "vae_stride": [4, 8, 8]},
     }
     with pytest.raises(ConfigError, match="tasks"):
         parse_card(data, where="x.yaml")

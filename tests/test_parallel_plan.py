@@ -7,12 +7,13 @@ import torch
 
 from core.parallel.config import ParallelConfig, parse_parallel_flag
 from core.parallel.devices import cuda_visible_devices
-from core.parallel.geometry import KNOWN, ModelGeometry, token_count
+from core.parallel.geometry import ModelGeometry, geometry_for, token_count
 from core.parallel.planner import plan_parallel
 from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.speed import SpeedConfig
 from core.tasks import parse_request
 from core.validation import ConfigError
+from weights.registry import get_card
 
 WAN_480P = {"model": "wan2.1-t2v-1.3b", "prompt": "a cat", "frames": 81, "width": 832, "height": 480}
 
@@ -46,9 +47,17 @@ def test_config_from_modes() -> None:
 
 
 def test_token_count_follows_latent_frames_and_patches() -> None:
-    assert token_count(parse_request(WAN_480P), KNOWN["wan2.1-t2v-1.3b"]) == 21 * 30 * 52
+    request = parse_request(WAN_480P)
+    assert token_count(request, geometry_for(request.card)) == 21 * 30 * 52
     ti2v = parse_request({**WAN_480P, "model": "wan2.2-ti2v-5b", "width": 1280, "height": 704})
-    assert token_count(ti2v, KNOWN["wan2.2-ti2v-5b"]) == 21 * 22 * 40
+    assert geometry_for(ti2v.card) == ModelGeometry(heads=24, pixels_per_token=32, frames_per_latent=4)
+    assert token_count(ti2v, geometry_for(ti2v.card)) == 21 * 22 * 40
+
+
+def test_geometry_comes_from_the_card_and_a_card_without_arch_facts_says_so() -> None:
+    assert geometry_for(get_card("wan2.1-t2v-14b")).heads == 40
+    with pytest.raises(ConfigError, match="no arch facts"):
+        geometry_for(get_card("realesrgan-x4plus"))
 
 
 def test_many_jobs_run_one_per_gpu() -> None:
@@ -86,7 +95,7 @@ def test_small_or_indivisible_jobs_stay_on_one_gpu() -> None:
     plan = plan_parallel(1, 2, tiny, min_tokens=0)
     assert plan.mode == "task" and "9 tokens" in plan.reason and "do not divide over 2" in plan.reason
     assert (
-        plan_parallel(1, 2, tiny, geometry=ModelGeometry(heads=2, pixels_per_token=8), min_tokens=0).mode
+        plan_parallel(1, 2, tiny, geometry=ModelGeometry(2, 8, 4), min_tokens=0).mode
         == "split"
     )
 

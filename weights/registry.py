@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
+from weights.card_facts import Architecture, CacheFacts, parse_arch, parse_caches
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
 TASKS = ("t2v", "continue", "upscale")
@@ -69,6 +70,10 @@ class ModelCard:
     """Further tabs the model serves besides its main ``task`` (e.g. MAGI-1: t2v and continue)."""
     order: int = 0
     """Position in the model lists (ascending, then file name): the first card of a tab is its default."""
+    arch: Architecture | None = None
+    """The DiT and VAE facts (``weights.card_facts``); every text-to-video and continuation card has them."""
+    caches: CacheFacts = field(default_factory=CacheFacts)
+    """The step caches' facts for this model (TeaCache fit, MagCache ratios, speed thresholds)."""
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
@@ -77,6 +82,8 @@ class ModelCard:
         as_choice(f"model {self.id}: prefer", self.prefer, HUBS)
         if not (self.huggingface or self.modelscope or self.builder):
             raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
+        if self.arch is None and (self.serves("t2v") or self.serves("continue")):
+            raise ConfigError(f"model {self.id}: a text-to-video or continuation model needs its arch facts")
         names = [r.name for r in self.resolutions]
         if self.defaults.resolution not in names:
             raise ConfigError(
@@ -85,6 +92,12 @@ class ModelCard:
         for res in self.resolutions:
             if res.width % self.size_multiple or res.height % self.size_multiple:
                 raise ConfigError(f"model {self.id}: {res.label} is not a multiple of {self.size_multiple}")
+
+    def architecture(self) -> Architecture:
+        """The card's arch facts, or a clear error naming the file to add them to."""
+        if self.arch is None:
+            raise ConfigError(f"{self.name} has no arch facts; add them to presets/models/ ({self.id})")
+        return self.arch
 
     def serves(self, task: str) -> bool:
         """Whether the model can run ``task`` (its main task or one of ``tasks``)."""
@@ -110,6 +123,9 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
     )
     data["allow_patterns"] = tuple(data.get("allow_patterns", ()))
     data["tasks"] = tuple(data.get("tasks", ()))
+    if data.get("arch") is not None:
+        data["arch"] = parse_arch(data["arch"], where=where_id)
+    data["caches"] = parse_caches(data.get("caches") or {}, where=where_id)
     card = from_mapping(ModelCard, data, where=where_id)
     as_text(f"{where_id} name", card.name, required=True)
     as_int(f"{where_id} fps", card.fps, low=1, high=240)

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.settings import Settings
 from core.validation import ConfigError
@@ -33,9 +34,10 @@ BUILT_MARKER = ".built"
 FP8_CACHE_DIRNAME = ".fp8-cache"
 STATES = ("missing", "partial", "ready")
 
-Builder = Callable[[str, Path], Path]
-"""Builds the model a card's ``builder`` names into a folder (which it returns), unless its
-:data:`BUILT_MARKER` is there: the tiny test models, whose builders live in ``core.tiny``."""
+Builder = Callable[[str, Path, Any], Path]
+"""Builds the model a card's ``builder`` names into a folder (which it returns), sized by the card's
+``arch`` facts where the builder takes them, unless its :data:`BUILT_MARKER` is there: the tiny test
+models, whose builders live in ``core.tiny``."""
 
 
 class ModelMissingError(ConfigError):
@@ -173,7 +175,7 @@ def ensure_model(
     if card.builder:
         if build is None:
             raise ConfigError(f"{card.name} is built locally, not downloaded, and no builder was given")
-        return build(card.builder, model_dir(card, settings))
+        return build(card.builder, model_dir(card, settings), card.arch)
     found = local_copy(card, settings)
     if found is not None:
         return found

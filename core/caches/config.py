@@ -10,12 +10,12 @@ from typing import Any
 import yaml
 
 from core.validation import ConfigError, as_choice, as_float, as_int, from_mapping
+from weights.card_facts import CACHE_METHODS, SPEED_PRESETS, TeaCacheCalibration
 from weights.registry import ModelCard
 
-METHODS = ("none", "teacache", "first_block", "mag", "taylorseer")
-PRESETS = ("off", "fast", "faster")
+METHODS = ("none", *CACHE_METHODS)
+PRESETS = ("off", *SPEED_PRESETS)
 SPEED_FILE = Path(__file__).resolve().parents[2] / "presets" / "speed.yaml"
-CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.yaml"
 
 # Accepted threshold range per method; taylorseer's "threshold" is its refresh interval in steps.
 THRESHOLD_BOUNDS: dict[str, tuple[float, float]] = {
@@ -58,22 +58,8 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
-class TeaCacheCalibration:
-    """The TeaCache criterion fitted for one model (see ``calibration.yaml``)."""
-
-    modulation: str
-    coefficients: tuple[float, ...]
-    warmup_steps: int
-
-    def __post_init__(self) -> None:
-        as_choice("teacache modulation", self.modulation, ("temb", "timestep_proj"))
-        as_int("teacache warmup_steps", self.warmup_steps, low=0)
-        object.__setattr__(self, "coefficients", tuple(float(c) for c in self.coefficients))
-
-
-@dataclass(frozen=True)
 class Calibration:
-    """Model-specific data the caches need."""
+    """Model-specific data the caches need (from the card's ``caches``, or made up by a benchmark)."""
 
     teacache: TeaCacheCalibration | None = None
     mag_ratios: tuple[float, ...] | None = None
@@ -104,9 +90,9 @@ def parse_cache_config(data: dict[str, Any] | None, card: ModelCard) -> CacheCon
 
 
 def preset_threshold(card: ModelCard, method: str, preset: str) -> float:
-    """The threshold that ``preset`` means for ``method`` on ``card``, from ``presets/speed.yaml``."""
-    speeds = speed_presets()
-    table = speeds["models"].get(card.id, {}).get(method) or speeds["methods"].get(method)
+    """The threshold that ``preset`` means for ``method`` on ``card``: the card's own (``caches.speeds``),
+    else the method's default in ``presets/speed.yaml``."""
+    table = card.caches.speeds.get(method) or speed_presets()["methods"].get(method)
     if not table or preset not in table:
         raise ConfigError(f"no {preset!r} speed preset for {method} on {card.name}; give a threshold instead")
     value = table[preset]
@@ -115,18 +101,8 @@ def preset_threshold(card: ModelCard, method: str, preset: str) -> float:
 
 
 def calibration_for(card: ModelCard) -> Calibration:
-    """The calibration entry of ``card`` (empty when the model has none)."""
-    raw = calibration_data().get(card.id)
-    if not raw:
-        return Calibration()
-    teacache = raw.get("teacache")
-    ratios = raw.get("mag_ratios")
-    return Calibration(
-        teacache=from_mapping(TeaCacheCalibration, teacache, where=f"calibration {card.id} teacache")
-        if teacache
-        else None,
-        mag_ratios=tuple(float(r) for r in ratios) if ratios else None,
-    )
+    """What ``card`` states for the caches (``teacache`` and ``mag_ratios`` are None where it has none)."""
+    return Calibration(teacache=card.caches.teacache, mag_ratios=card.caches.mag_ratios)
 
 
 def _check_supported(method: str, card: ModelCard) -> None:
@@ -141,17 +117,16 @@ def _check_supported(method: str, card: ModelCard) -> None:
 
 @lru_cache(maxsize=1)
 def speed_presets() -> dict[str, Any]:
-    """``presets/speed.yaml`` with its method names checked."""
+    """``presets/speed.yaml`` (the preset method and each method's default thresholds), checked."""
     data = yaml.safe_load(SPEED_FILE.read_text(encoding="utf-8")) or {}
-    as_choice("speed.yaml preset_method", data.get("preset_method"), METHODS[1:])
-    for table in [data.get("methods", {}), *data.get("models", {}).values()]:
-        for method in table:
-            as_choice("speed.yaml method", method, METHODS[1:])
+    unknown = sorted(set(data) - {"preset_method", "methods"})
+    if unknown:
+        keys = ", ".join(unknown)
+        raise ConfigError(f"speed.yaml: unknown key(s) {keys}; a model's own thresholds go on its card")
+    as_choice("speed.yaml preset_method", data.get("preset_method"), CACHE_METHODS)
     data.setdefault("methods", {})
-    data.setdefault("models", {})
+    for method, table in data["methods"].items():
+        as_choice("speed.yaml method", method, CACHE_METHODS)
+        for preset in table:
+            as_choice(f"speed.yaml {method} preset", preset, SPEED_PRESETS)
     return data
-
-
-@lru_cache(maxsize=1)
-def calibration_data() -> dict[str, Any]:
-    return yaml.safe_load(CALIBRATION_FILE.read_text(encoding="utf-8")) or {}

@@ -1,10 +1,11 @@
 """Peak GPU memory and host RAM for one text-to-video run at one memory level, before it runs.
 
-Weights come from exact parameter counts (``presets/memory_calibration.yaml``, or the card's
-``params_billion``). Activations of one DiT forward (batch 1: Wan runs its CFG branches one at a time)
-are ``tokens * dim * bytes * (c_base + c_ffn * ffn_dim / dim)``: the two constants are fitted to the
-measured all-on-GPU peaks of Wan2.1 1.3B and 14B, so the model explains why the 1.3B, with its wide
-feed-forward, needs more activation memory per token than the 14B. Token chunking (level 6) leaves
+Weights come from the exact parameter counts and shapes on the model card (``arch``); the measured
+figures the constants are fitted to are data in ``presets/memory_calibration.yaml``. Activations of one
+DiT forward (batch 1: Wan runs its CFG branches one at a time) are
+``tokens * dim * bytes * (c_base + c_ffn * ffn_dim / dim)``: the two constants are fitted to the measured
+all-on-GPU peaks of Wan2.1 1.3B and 14B, so the model explains why the 1.3B, with its wide feed-forward,
+needs more activation memory per token than the 14B. Token chunking (level 6) leaves
 ``c_chunk`` units per token held whole (block input, output, attention keys and values) plus
 ``c_slice`` units of one slice's feed-forward (``DEFAULT_CHUNK_TOKENS x ffn_dim x bytes``), both fitted
 by least squares to the measured level-6 peaks; never more than unchunked. The VAE
@@ -23,7 +24,7 @@ converted tensor.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,38 +42,16 @@ from core.memory.levels import (
     expandable_segments_on,
 )
 from core.memory.low_ram_load import ARENA_CHUNK_BYTES, STAGING_BYTES
-from core.validation import ConfigError, as_int, from_mapping
-from weights.registry import ModelCard
+from core.memory.shape import ModelShape, card_shape
+from core.validation import ConfigError, as_float
+from weights.registry import ModelCard, get_card
 
-CALIBRATION_PATH = Path(__file__).resolve().parents[2] / "presets" / "memory_calibration.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CALIBRATION_PATH = ROOT / "presets" / "memory_calibration.yaml"
+LOG_FOLDER = "docs/bench-logs/"
+UNLOGGED = "unlogged:"
 GIB = 2**30
 BILLION = 1e9
-FALLBACK_SHAPE = {"dim": 5120, "ffn_dim": 13824, "layers": 40, "dit_params": 14.2885, "wide_params": 0.2352}
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the estimate needs to know about one model; parameter counts in billions (``dit_params`` and
-    ``wide_params``, the ones fp8 storage leaves in the compute dtype, per expert)."""
-
-    dim: int
-    ffn_dim: int
-    layers: int
-    dit_params: float
-    experts: int = 1
-    wide_params: float = 0.0
-    text_encoder_params: float = 0.0
-    vae_params: float = 0.0
-    vae_stride: tuple[int, int, int] = (4, 8, 8)
-    patch: tuple[int, int, int] = (1, 2, 2)
-    prefetch_blocks: int = 2
-    nonblock_fraction: float = 0.02
-
-    def tokens(self, width: int, height: int, frames: int) -> int:
-        """Tokens the DiT sees for a ``frames`` x ``height`` x ``width`` video."""
-        (st, sh, sw), (pt, ph, pw) = self.vae_stride, self.patch
-        latent_frames = (frames - 1) // st + 1
-        return (latent_frames // pt) * (height // sh // ph) * (width // sw // pw)
 
 
 @dataclass(frozen=True)
@@ -80,7 +59,9 @@ class Calibration:
     """The fitted constants and the data they came from."""
 
     shapes: dict[str, ModelShape]
-    fallback: ModelShape
+    """The shapes of the measured models (by card id)."""
+    offload: dict[str, float]
+    """Group offload's ``prefetch_blocks`` and ``nonblock_fraction``, the same for every model."""
     c_base: float
     c_ffn: float
     c_chunk: float
@@ -124,11 +105,16 @@ class MemoryEstimate:
         return self.dit_gpu_weights_gib + self.dit_working_gib
 
 
-def _shape(data: dict[str, Any], defaults: dict[str, Any], where: str) -> ModelShape:
-    merged = {**defaults, **data}
-    for key in ("vae_stride", "patch"):
-        merged[key] = tuple(as_int(f"{where} {key}", v, low=1) for v in merged[key])
-    return from_mapping(ModelShape, merged, where=where)
+def _check_measured(measured: list[dict[str, Any]], where: str) -> None:
+    """Every measured point names a known card and cites its log (a ``docs/bench-logs/`` file that
+    exists, or ``unlogged: <where it was recorded>``)."""
+    for point in measured:
+        get_card(point.get("model", ""))
+        log = point.get("log")
+        if not isinstance(log, str) or not log.startswith((LOG_FOLDER, UNLOGGED)):
+            raise ConfigError(f"{where}: {point['model']} {point['what']}: cite its log ({LOG_FOLDER}...)")
+        if log.startswith(LOG_FOLDER) and not (ROOT / log).is_file():
+            raise ConfigError(f"{where}: {point['model']} {point['what']}: no log file {log}")
 
 
 def _output_gib(frames: int, height: int, width: int) -> float:
@@ -273,15 +259,16 @@ def _fit_vae(measured: list[dict[str, Any]], stride: tuple[int, int, int]) -> tu
 def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
     """Read the calibration YAML and fit the activation and VAE constants."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    defaults = dict(data["defaults"])
-    shapes = {name: _shape(entry, defaults, f"{path.name} {name}") for name, entry in data["models"].items()}
-    measured = list(data["measured"])
+    measured, where = list(data["measured"]), Path(path).name
+    _check_measured(measured, where)
+    offload = {key: as_float(f"{where} offload {key}", v, low=0) for key, v in data["offload"].items()}
+    shapes = {p["model"]: card_shape(get_card(p["model"]), offload) for p in measured}
     c_base, c_ffn = _fit_activations(measured, list(data["fit_points"]), shapes)
     c_chunk, c_slice = _fit_chunking(measured, shapes)
     vae_per_pixel, vae_tiled = _fit_vae(measured, shapes[measured[0]["model"]].vae_stride)
     return Calibration(
         shapes=shapes,
-        fallback=_shape(FALLBACK_SHAPE, defaults, "fallback"),
+        offload=offload,
         c_base=c_base,
         c_ffn=c_ffn,
         c_chunk=c_chunk,
@@ -298,14 +285,8 @@ def load_calibration(path: Path = CALIBRATION_PATH) -> Calibration:
 
 
 def shape_for(card: ModelCard, cal: Calibration) -> ModelShape:
-    """The card's shape from the calibration file, else the nearest known one sized by ``params_billion``."""
-    if card.id in cal.shapes:
-        return cal.shapes[card.id]
-    known = [*cal.shapes.values(), cal.fallback]
-    nearest = min(known, key=lambda s: abs(s.dit_params * s.experts - card.params_billion))
-    if not card.params_billion:
-        return nearest
-    return replace(nearest, dit_params=card.params_billion / nearest.experts)
+    """The estimate's shape of ``card``, from its arch facts (see :func:`card_shape`)."""
+    return card_shape(card, cal.offload)
 
 
 def estimate_memory(

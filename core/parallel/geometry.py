@@ -1,4 +1,6 @@
-"""What a split needs to know about a model: attention heads and how many tokens a request makes."""
+"""What a split needs to know about a model: attention heads and how many tokens a request makes.
+
+Both come from the model card's ``arch`` facts (``weights.card_facts.Architecture``)."""
 
 from __future__ import annotations
 
@@ -12,32 +14,17 @@ from weights.registry import ModelCard
 
 @dataclass(frozen=True)
 class ModelGeometry:
-    """Attention ``heads``; pixels per token side (VAE factor x patch); video frames per latent frame."""
+    """Attention ``heads``; pixels per token side (VAE stride x patch); video frames per latent frame."""
 
     heads: int
-    pixels_per_token: int = 16
-    frames_per_latent: int = 4
-
-
-KNOWN = {
-    "tiny-wan": ModelGeometry(heads=2),
-    "wan2.1-t2v-1.3b": ModelGeometry(heads=12),
-    "wan2.1-t2v-14b": ModelGeometry(heads=40),
-    "wan2.2-t2v-a14b": ModelGeometry(heads=40),
-    "wan2.2-ti2v-5b": ModelGeometry(heads=24, pixels_per_token=32),
-}
+    pixels_per_token: int
+    frames_per_latent: int
 
 
 def geometry_for(card: ModelCard) -> ModelGeometry:
-    """From the card's ``extra`` (``attention_heads``, ``pixels_per_token``), else the known-model table."""
-    if "attention_heads" in card.extra:
-        return ModelGeometry(
-            heads=int(card.extra["attention_heads"]),
-            pixels_per_token=int(card.extra.get("pixels_per_token", 16)),
-        )
-    if card.id not in KNOWN:
-        raise KeyError(f"no attention geometry for {card.id}; add attention_heads to its card's extra")
-    return KNOWN[card.id]
+    """The split geometry from the card's arch facts (a clear error when the card has none)."""
+    arch = card.architecture()
+    return ModelGeometry(arch.heads, arch.pixels_per_token, arch.frames_per_latent)
 
 
 def token_count(request: T2VRequest, geometry: ModelGeometry) -> int:

@@ -16,9 +16,10 @@ from core.tiny.flashvsr import build_tiny_flashvsr
 from core.tiny.magi import build_tiny_magi
 from core.tiny.skyreels import build_tiny_skyreels_df
 from core.tiny.wan import build_tiny_wan
+from weights.card_facts import Architecture
 from weights.store import BUILT_MARKER
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {
+BUILDERS: dict[str, Callable[..., Path]] = {
     "tiny-wan": build_tiny_wan,
     "tiny-magi": build_tiny_magi,
     "tiny-skyreels-df": build_tiny_skyreels_df,
@@ -28,8 +29,13 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
 """A card's ``builder`` name -> the function that writes that model into a folder."""
 
 
-def build(builder: str, folder: Path) -> Path:
-    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there."""
+SIZED_BY_CARD = ("tiny-wan",)
+"""Builders that size their model from the card's ``arch`` facts (a second tiny Wan is a card, no code)."""
+
+
+def build(builder: str, folder: Path, arch: Architecture | None = None) -> Path:
+    """Build the tiny model named ``builder`` into ``folder`` unless it is already complete there;
+    ``arch``: the card's facts, for the builders in :data:`SIZED_BY_CARD`."""
     folder = Path(folder)
     marker = folder / BUILT_MARKER
     if marker.exists():
@@ -37,6 +43,7 @@ def build(builder: str, folder: Path) -> Path:
     if builder not in BUILDERS:
         raise KeyError(f"no tiny-model builder called {builder!r}; known: {', '.join(BUILDERS)}")
     folder.mkdir(parents=True, exist_ok=True)
-    BUILDERS[builder](folder)
+    options = {"arch": arch} if builder in SIZED_BY_CARD else {}
+    BUILDERS[builder](folder, **options)
     marker.write_text(json.dumps({"builder": builder}), encoding="utf-8")
     return folder

@@ -4,8 +4,12 @@ other tiny Wan-family pipelines share."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from core.validation import ConfigError
+from weights.card_facts import Architecture
 
 WORDS = (
     "a an the of in on at with and to from by is are cat dog bird fish horse person man woman child "
@@ -29,6 +33,8 @@ TINY_TRANSFORMER = dict(
     rope_max_seq_len=32,
 )
 """The tiny Wan DiT config; the SkyReels-V2 DF one adds its fps injection on top."""
+TINY_VAE_STRIDE = (4, 8, 8)
+"""Frames, height, width per latent cell of the tiny Wan VAE (:func:`tiny_text_and_vae`)."""
 
 
 def build_tokenizer(folder: Path) -> None:
@@ -99,14 +105,26 @@ def tiny_text_and_vae(folder: Path) -> dict:
     return {"tokenizer": load_tokenizer(Path(folder) / "tokenizer"), "text_encoder": text_encoder, "vae": vae}
 
 
-def build_tiny_wan(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``."""
+def tiny_wan_transformer(arch: Architecture | None) -> dict[str, Any]:
+    """The tiny Wan DiT config, sized by a card's ``arch`` facts when given (heads, head dim, layers,
+    feed-forward, patch); the tiny VAE fixes the VAE stride."""
+    if arch is None:
+        return TINY_TRANSFORMER
+    if arch.vae_stride != TINY_VAE_STRIDE:
+        raise ConfigError(f"the tiny Wan VAE has stride {TINY_VAE_STRIDE}, not {arch.vae_stride}")
+    sized = dict(num_attention_heads=arch.heads, attention_head_dim=arch.head_dim, num_layers=arch.layers)
+    return {**TINY_TRANSFORMER, **sized, "ffn_dim": arch.ffn_dim, "patch_size": arch.patch}
+
+
+def build_tiny_wan(folder: Path, seed: int = 0, arch: Architecture | None = None) -> Path:
+    """Save a tiny ``WanPipeline`` (text encoder, tokenizer, VAE, transformer, scheduler) to ``folder``,
+    its DiT sized by ``arch`` (a card's facts) or :data:`TINY_TRANSFORMER`."""
     from diffusers import UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 
     folder = Path(folder)
     torch.manual_seed(seed)
     shared = tiny_text_and_vae(folder)
-    transformer = WanTransformer3DModel(**TINY_TRANSFORMER)
+    transformer = WanTransformer3DModel(**tiny_wan_transformer(arch))
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
     )
