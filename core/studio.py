@@ -125,3 +125,12 @@ class Studio:
             self.dispatcher.shutdown()
         for runner in self.runners:
             runner.pipelines.unload()
+
+    def planning_runner(self) -> Runner:
+        """The runner whose device would take a job submitted now, for its memory plan: one device, its
+        runner; several, the first idle worker's (the dispatcher gives a job to a free worker), else the
+        first's (all busy: the job waits for whichever frees first)."""
+        if self.dispatcher is None:
+            return self.runners[0]
+        idle = [index for index, worker in enumerate(self.dispatcher.status()) if worker.state == "idle"]
+        return self.runners[idle[0] if idle else 0]
