@@ -38,6 +38,8 @@ Props = dict[str, dict[str, Any]]
 class Facade:
     """What the tabs need from one studio: forms, previews, jobs, models, history, compare, batch."""
 
+    magi_memory_note = MAGI_MEMORY_NOTE
+
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.settings = studio.settings
