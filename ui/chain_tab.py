@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from core.facade import Facade
-from ui.jobs import load_form, run_job, wire_job
+from ui.jobs import run_job, wire_job, wire_model_form
 from ui.send import SendButtons, job_buttons, job_outputs
 
 
@@ -51,8 +51,6 @@ def build_chain_tab(facade: Facade) -> SendButtons:
         values = dict(locals())  # the API's parameters by name, as the facade reads them
         yield from run_job(facade, "long_video", values, outputs, progress)
 
-    f["model_id"].change(
-        lambda m: load_form(f, facade.form("long_video", m)), f["model_id"], list(f.values()), api_name=False
-    )
+    wire_model_form(facade, "long_video", f)
     wire_job(facade, start, cancel, run, f, outputs, api_name="long_video")
     return outputs.result

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from core.facade import Facade
-from ui.jobs import load_form, run_job, wire_job
+from ui.jobs import run_job, wire_job, wire_model_form
 from ui.send import TabIO, job_buttons, job_outputs
 
 CLIP_INPUTS = ("video_path", "model_id", "overlap_frames")
@@ -57,10 +57,7 @@ def build_continue_tab(facade: Facade) -> TabIO:
             start, cancel = job_buttons("Continue")
         with gr.Column(scale=1):
             outputs = job_outputs()
-    shown = list(f.values())
-    f["model_id"].change(
-        lambda m: load_form(f, facade.form("continue", m)), f["model_id"], shown, api_name=False
-    )
+    wire_model_form(facade, "continue", f)
     watched_clip = [f[name] for name in CLIP_INPUTS]
     for trigger in watched_clip:
         trigger.change(facade.describe_clip, watched_clip, clip_info, api_name=False)

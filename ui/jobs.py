@@ -124,3 +124,11 @@ def wire_job(
 def load_form(fields: Mapping[str, Any], props: Mapping[str, dict[str, Any]]) -> dict[Any, Any]:
     """Component updates keyed by component, for the facade's field properties keyed by name."""
     return {fields[name]: gr.update(**p) for name, p in props.items() if name in fields}
+
+
+def wire_model_form(facade: Facade, task: str, fields: Mapping[str, Any]) -> None:
+    """Choosing another model loads its form (the facade's fields for the tab ``task``) into ``fields``;
+    every model of a tab changes the same fields, so the first one's names are the outputs."""
+    model = fields["model_id"]
+    changing = [fields[name] for name in facade.form(task, model.value) if name in fields]
+    model.change(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from core.facade import Facade
-from ui.jobs import load_form, run_job, wire_job
+from ui.jobs import load_form, run_job, wire_job, wire_model_form
 from ui.send import SendButtons, job_buttons, job_outputs
 
 ESTIMATE_INPUTS = ("model_id", "resolution_label", "frame_count", "level")
@@ -56,8 +56,7 @@ def build_t2v_tab(facade: Facade) -> SendButtons:
             generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
             outputs = job_outputs()
-    shown = list(f.values())
-    f["model_id"].change(lambda m: load_form(f, facade.form("t2v", m)), f["model_id"], shown, api_name=False)
+    wire_model_form(facade, "t2v", f)
     f["chunks"].change(
         lambda n, m: load_form(f, facade.chunks_note(n, m)),
         [f["chunks"], f["model_id"]],

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from core.facade import Facade
-from ui.jobs import load_form, run_job, wire_job
+from ui.jobs import run_job, wire_job, wire_model_form
 from ui.send import TabIO, job_buttons, job_outputs
 
 PREVIEW_INPUTS = ("video_path", "scale_value", "max_width_value", "model_id")
@@ -38,9 +38,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
     watched = [f[name] for name in PREVIEW_INPUTS]
     for trigger in ("video_path", "scale_value", "max_width_value", "model_id"):
         f[trigger].change(facade.upscale_size, watched, preview, api_name=False)
-    f["model_id"].change(
-        lambda m: load_form(f, facade.form("upscale", m)), f["model_id"], list(f.values()), api_name=False
-    )
+    wire_model_form(facade, "upscale", f)
 
     def run(
         video_path: str | None,
