@@ -96,15 +96,6 @@ class Studio:
         """Refuse (ConfigError) a request this studio's devices cannot run, e.g. a split over more GPUs."""
         task_for(request).check_devices(request, self.devices)
 
-    def planning_runner(self) -> Runner:
-        """The runner whose device the next job would get: the first idle worker's (GPU 0's when all are
-        busy). Workers run in their own processes on several GPUs; the planning runner here only plans."""
-        idle = [status.device for status in self.worker_status() if status.state == "idle"]
-        for runner in self.runners:
-            if str(runner.device) in idle:
-                return runner
-        return self.runners[0]
-
     def preview(self, data: dict[str, Any]) -> MemoryPlan | None:
         """The memory plan ``data``'s job would get on the worker that would run it now (None for a task
         that plans as it runs); ConfigError for a request that would be refused."""
@@ -129,3 +120,12 @@ class Studio:
             self.dispatcher.shutdown()
         for runner in self.runners:
             runner.models.unload()
+
+    def planning_runner(self) -> Runner:
+        """The runner whose device would take a job submitted now, for its memory plan: one device, its
+        runner; several, the first idle worker's (the dispatcher gives a job to a free worker), else the
+        first's (all busy: the job waits for whichever frees first)."""
+        if self.dispatcher is None:
+            return self.runners[0]
+        idle = [index for index, worker in enumerate(self.dispatcher.status()) if worker.state == "idle"]
+        return self.runners[idle[0] if idle else 0]

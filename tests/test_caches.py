@@ -220,12 +220,12 @@ def test_methods_without_calibration_are_refused():
 
 
 def test_ui_controls_map_to_cache_dicts():
-    gradio = pytest.importorskip("gradio")
-    from ui.cache_controls import build_cache_controls, cache_dict_from_controls
+    from core.facade.encode import step_cache as cache_dict_from_controls
+    from core.facade.inputs import t2v_inputs
 
-    with gradio.Blocks():
-        speed, method, threshold = build_cache_controls([get_card("wan2.1-t2v-1.3b")])
-    assert speed.value == "Off" and method.value == "auto" and threshold.value is None
+    inputs = t2v_inputs([get_card("wan2.1-t2v-1.3b")], several_gpus=False)
+    speed, method, threshold = (inputs[name] for name in ("speed_preset", "method", "threshold"))
+    assert speed["value"] == "Off" and method["value"] == "auto" and threshold["value"] is None
     assert cache_dict_from_controls("Off", "auto", None) is None
     assert cache_dict_from_controls("Faster", "auto", None) == {"preset": "faster"}
     assert cache_dict_from_controls("Fast", "mag", None) == {"method": "mag", "preset": "fast"}

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from core.requests import parse_request
 
 from core.caches.config import CacheConfig, calibration_for, parse_cache_config
 from core.hardware import GpuInfo, Hardware
@@ -21,6 +20,7 @@ from core.parallel.geometry import geometry_for, token_count
 from core.runner import Runner
 from core.settings import Settings
 from core.space import estimate_gpu_seconds
+from core.tasks import parse_request
 from core.upscale.config import DiTConfig
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record

@@ -149,17 +149,20 @@ def test_continuation_seeds_wrap_past_the_largest_seed() -> None:
 
 
 def test_long_video_form_follows_the_first_model() -> None:
-    from ui.chain_tab import first_model_settings
+    from core.facade.forms import form_for
     from weights.registry import get_card
 
-    resolution, frames, steps, continue_model = first_model_settings(
-        "tiny-magi", ["tiny-skyreels-df", "tiny-magi"]
-    )
+    def first_model_settings(model_id):
+        form = form_for("long_video", model_id)
+        names = ("resolution_label", "frame_count", "step_count", "continue_id")
+        return (form[name].props() for name in names)
+
+    resolution, frames, steps, continue_model = first_model_settings("tiny-magi")
     assert steps["value"] == get_card("tiny-magi").defaults.steps
     assert frames["step"] == 24 and frames["minimum"] == 24 and frames["value"] % 24 == 0
     assert continue_model["value"] == "tiny-magi"  # MAGI-1 continues its own clip
     assert resolution["value"] in resolution["choices"]
-    _, frames, _, continue_model = first_model_settings("tiny-wan", ["tiny-skyreels-df", "tiny-magi"])
+    _, frames, _, continue_model = first_model_settings("tiny-wan")
     assert frames["step"] == 4 and "value" not in continue_model
 
 
@@ -232,16 +235,17 @@ def test_long_video_tab_sends_the_form_as_given(tmp_path: Path, monkeypatch: pyt
 
     import gradio as gr
 
+    from core.facade import Facade
     from ui.chain_tab import build_chain_tab
 
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=None)
     with gr.Blocks() as demo:
-        build_chain_tab(studio)
+        build_chain_tab(Facade(studio))
     submitted: list[dict] = []
 
-    def run_job(studio, data, progress, keys):
-        submitted.append(data)
-        yield ()
+    def run_job(facade, task, values, outputs, progress):
+        submitted.append(facade.request(task, values))
+        yield {}
 
     monkeypatch.setattr("ui.chain_tab.run_job", run_job)
     run = next(f.fn for f in demo.fns.values() if f.api_name == "long_video")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
 from core.continuation import ContinueRequest
+from core.facade import Facade
+from core.facade.encode import chunk_cache as cache_from_controls
+from core.facade.encode import continue_request
 from core.settings import Settings
 from core.studio import Studio
-from ui.continue_tab import build_continue_tab, cache_from_controls, describe_input, request_data
-from weights.registry import get_card
+from ui.continue_tab import build_continue_tab
 
 pytest_plugins = ["tests.conftest_continue"]
 
@@ -19,7 +22,7 @@ def test_tab_builds_with_the_continue_models(continue_settings: Settings) -> Non
     studio = Studio(continue_settings)
     try:
         with gr.Blocks() as demo:
-            clip = build_continue_tab(studio).source
+            clip = build_continue_tab(Facade(studio)).source
         model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
         ids = [value for _, value in model.choices]
         assert "skyreels-v2-df-1.3b-540p" in ids and "tiny-skyreels-df" in ids
@@ -29,25 +32,27 @@ def test_tab_builds_with_the_continue_models(continue_settings: Settings) -> Non
 
 
 def test_form_values_make_a_valid_request(clip_with_audio: Path) -> None:
-    data = request_data(
-        get_card("tiny-skyreels-df"),
-        str(clip_with_audio),
-        "a cat",
-        "",
-        0.5,
-        False,
-        0,
-        0,
-        0,
-        0,
-        20,
-        2,
-        6.0,
-        0,
-        5,
-        "auto",
-        "Fast",
-        None,
+    data = continue_request(
+        {
+            "model_id": "tiny-skyreels-df",
+            "video_path": str(clip_with_audio),
+            "prompt_text": "a cat",
+            "negative_text": "",
+            "seconds_to_add": 0.5,
+            "keep": False,
+            "overlap_frames": 0,
+            "ar": 0,
+            "block_size": 0,
+            "window_frames": 0,
+            "noise_level": 20,
+            "step_count": 2,
+            "guidance_scale": 6.0,
+            "flow_shift": 0,
+            "seed_value": 5,
+            "level": "auto",
+            "speed_preset": "Fast",
+            "cache_threshold": None,
+        }
     )
     assert data.pop("task") == "continue"
     request = ContinueRequest(**data)
@@ -56,6 +61,7 @@ def test_form_values_make_a_valid_request(clip_with_audio: Path) -> None:
 
 
 def test_controls_and_input_description(clip_with_audio: Path, tmp_path: Path) -> None:
+    describe_input = Facade(SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True))).describe_clip
     assert cache_from_controls("Off", None) is None
     assert cache_from_controls("Faster", None) == {"preset": "faster"}
     assert cache_from_controls("Off", 0.2) == {"method": "flowcache", "threshold": 0.2}

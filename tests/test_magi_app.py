@@ -125,8 +125,8 @@ def test_the_wan_and_skyreels_requests_send_magi_models_to_their_own_request(cli
 
 
 def test_cache_and_kv_budget_run_and_are_recorded(runner):
+    from core.facade.text import chunk_cache_summary
     from tests.conftest_magi_app import WatchedJob
-    from ui import magi_controls
 
     hooks, policy = t2v(cache={"preset": "fast"}, kv_budget=1000).cache_parts()
     assert hooks is not None and policy is not None
@@ -136,9 +136,9 @@ def test_cache_and_kv_budget_run_and_are_recorded(runner):
     record = runner.execute(WatchedJob(t2v(chunks=2, seed=2, cache={"preset": "faster"}, kv_budget=64)))
     assert probe_video(Path(record["path"])).frames == 48
     assert read_record(Path(record["path"]))["request"]["kv_budget"] == 64
-    summary = magi_controls.magi_cache_summary(record["cache"])
+    summary = chunk_cache_summary(record["cache"])
     assert summary.startswith(" · flowcache reused ") and summary.endswith(" · KV budget 64 tokens")
-    assert magi_controls.magi_cache_summary({}) == ""
+    assert chunk_cache_summary({}) == ""
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -215,34 +215,40 @@ def test_a_failure_after_a_chunk_keeps_it_and_says_so(runner):
 def test_tabs_list_magi_and_switch_to_its_options(magi_runner, clip_with_sound):
     import gradio as gr
 
+    from core.facade import Facade
+    from core.facade.encode import continue_request, t2v_request
     from core.studio import Studio
     from ui import continue_tab, t2v_tab
 
     studio = Studio(magi_runner.settings)
+    facade = Facade(studio)
     try:
         with gr.Blocks() as demo:
-            t2v_tab.build_t2v_tab(studio)
-            continue_tab.build_continue_tab(studio)
+            t2v_tab.build_t2v_tab(facade)
+            continue_tab.build_continue_tab(facade)
         models = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model"]
         assert all({"tiny-magi", "magi-1-4.5b-distill"} <= {v for _, v in m.choices} for m in models)
     finally:
         studio.shutdown()
-    updates = t2v_tab.model_settings("tiny-magi")
-    frames, negative, shift, step_speed, memory, magi, chunks = (updates[i] for i in (1, 4, 6, 7, 8, 9, 10))
-    assert [u["visible"] for u in (frames, negative, shift, step_speed, memory, magi)] == [False] * 5 + [True]
+    form = facade.form("t2v", "tiny-magi")
+    hidden = ("frame_count", "negative_text", "flow_shift", "step_speed", "memory")
+    assert [form[name]["visible"] for name in (*hidden, "magi_options")] == [False] * 5 + [True]
+    chunks = form["chunks"]
     assert chunks["value"] == 2 and chunks["info"] == "2 chunks = 48 frames = 2.00 s at 24 fps"
-    assert t2v_tab.model_settings("tiny-wan")[9]["visible"] is False
-    card = get_card("tiny-magi")
-    data = t2v_tab.magi_request(card, "a cat runs", "tiny (64x64)", 4, 1.0, 3, 1, 2, 0, "Off")
+    assert facade.form("t2v", "tiny-wan")["magi_options"]["visible"] is False
+    values = {"model_id": "tiny-magi", "prompt_text": "a cat runs", "resolution_label": "tiny (64x64)"}
+    values |= {"step_count": 4, "guidance_scale": 1.0, "seed_value": 3, "chunks": 1, "window": 2}
+    data = t2v_request(values | {"kv_budget": 0, "chunk_speed": "Off"})
     assert parse_request(data) == t2v(chunks=1, seed=3)
-    updates = continue_tab.model_settings("tiny-magi")
-    assert [u["visible"] for u in updates[2:8] if "visible" in u] == [False] * 4 + [True]
-    data = continue_tab.magi_request_data(
-        get_card("tiny-magi"), str(clip_with_sound), "a cat", 1.5, True, 4, 1.0, 3, 1, 0, "Off", None
-    )
-    request = parse_request(data)
+    form = facade.form("continue", "tiny-magi")
+    hidden = ("negative_text", "forcing", "flow_shift", "memory")
+    assert [form[name]["visible"] for name in (*hidden, "magi_options")] == [False] * 4 + [True]
+    values = {"model_id": "tiny-magi", "video_path": str(clip_with_sound), "prompt_text": "a cat"}
+    values |= {"seconds_to_add": 1.5, "keep": True, "step_count": 4, "guidance_scale": 1.0, "seed_value": 3}
+    values |= {"window": 1, "kv_budget": 0, "speed_preset": "Off", "cache_threshold": None}
+    request = parse_request(continue_request(values))
     assert (request.chunks, request.window_size, request.continuation_only) == (2, 1, False)
-    assert continue_tab.describe_input(str(clip_with_sound), "tiny-magi", 0) == (
+    assert facade.describe_clip(str(clip_with_sound), "tiny-magi", 0) == (
         "input 80x48 30 fps → 64x64 24 fps, using last 24 frames"
     )
 

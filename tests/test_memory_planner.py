@@ -260,14 +260,11 @@ def test_without_expandable_segments_the_planner_keeps_the_wider_margin(monkeypa
 
 
 def test_memory_panel_text_and_choices(fake_hardware):
-    import gradio as gr
-
-    from ui.memory_panel import build_memory_panel, describe_plan, level_choices
+    from core.facade.inputs import level_choices, t2v_inputs
+    from core.facade.text import describe_plan
 
     assert [value for _, value in level_choices()] == ["auto", *map(str, range(7))]
-    with gr.Blocks():
-        dropdown, markdown = build_memory_panel()
-    assert dropdown.value == "auto" and isinstance(markdown, gr.Markdown)
+    assert t2v_inputs([get_card("tiny-wan")], several_gpus=False)["level"]["value"] == "auto"
     text = describe_plan(plan_memory(WAN_14B, *P480, fake_hardware(4.0, 16.0)))
     assert "Memory level 6" in text and "⚠️" in text and "RAM" in text
     assert "mapped from disk: 24.1 GB (more than RAM can cache" in text  # 13.5 fp8 DiT + 10.6 encoder

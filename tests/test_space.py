@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from core.facade import Facade
 from core.jobs import JobQueue, JobStatus
 from core.settings import Settings
 from core.space import (
@@ -22,8 +23,12 @@ from core.space import (
 )
 from core.studio import Studio
 from core.tasks import parse_request
-from ui.app import build_app, system_summary
+from ui.app import build_app
 from ui.history_tab import history_frame
+
+
+def system_summary(studio: Studio) -> str:
+    return Facade(studio).system_summary()
 
 
 class FakeSpaces(types.ModuleType):
@@ -173,7 +178,7 @@ def test_history_lists_results_inside_the_outputs_folder_in_a_space(
     monkeypatch.setenv("SPACE_ID", "someone/video-studio")
     studio = Studio(Settings(outputs_dir=outputs, models_dir=models_dir, offline=True))
     try:
-        frame = history_frame(studio, "", "", "")
+        frame = history_frame(Facade(studio), "", "", "")
         assert frame["path"].tolist() == ["chains/long.mp4"]
         assert frame["prompt"].tolist() == ["/a cat"]  # only the path column is rewritten
     finally:

@@ -173,13 +173,13 @@ def test_regional_compile_runs_on_cpu(load_pipe, dit_inputs, tmp_path, monkeypat
 
 
 def test_speed_controls_build_and_map_to_a_valid_config():
-    import gradio as gr
+    from core.facade.encode import speed_options as speed_dict_from_controls
+    from core.facade.inputs import t2v_inputs
+    from weights.registry import get_card
 
-    from ui.speed_controls import build_speed_controls, speed_dict_from_controls
-
-    with gr.Blocks():
-        controls = build_speed_controls()
-    assert [c.value for c in controls.inputs] == ["auto", "auto", False]
+    inputs = t2v_inputs([get_card("tiny-wan")], several_gpus=False)
+    values = [inputs[name]["value"] for name in ("attention", "compile_choice", "turbo")]
+    assert values == ["auto", "auto", False]
     assert parse_speed_config(speed_dict_from_controls("flash4", "off", True)) == SpeedConfig(
         attention="flash4", compile=False, turbo=True
     )

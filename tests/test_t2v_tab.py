@@ -11,11 +11,14 @@ import gradio as gr
 import pytest
 
 from core.caches.config import parse_cache_config
+from core.facade import Facade
+from core.facade.encode import resolution_size
+from core.facade.encode import step_cache as cache_dict_from_controls
+from core.facade.text import seconds_label
 from core.settings import Settings
 from core.tasks import parse_request
 from core.validation import ConfigError
-from ui.cache_controls import cache_dict_from_controls
-from ui.t2v_tab import build_t2v_tab, model_settings, resolution_size, seconds_label
+from ui.t2v_tab import build_t2v_tab
 from weights.registry import get_card
 
 
@@ -24,12 +27,12 @@ def t2v_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[gr.Blocks,
     """The tab built for the dev models, its job submission replaced by a list of the requests."""
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=None)
     with gr.Blocks() as demo:
-        build_t2v_tab(studio)
+        build_t2v_tab(Facade(studio))
     submitted: list[dict[str, Any]] = []
 
-    def run_job(studio, data, progress, keys, summary=None):
-        submitted.append(data)
-        yield ()
+    def run_job(facade, task, values, outputs, progress):
+        submitted.append(facade.request(task, values))
+        yield {}
 
     monkeypatch.setattr("ui.t2v_tab.run_job", run_job)
     return demo, submitted
@@ -64,11 +67,12 @@ def test_frames_reach_the_core_as_given(t2v_app) -> None:
     assert parse_request(submitted[2]).frames == 13
 
 
-def test_the_frames_slider_follows_the_model() -> None:
-    frames = model_settings("tiny-wan")[1]
+def test_the_frames_slider_follows_the_model(tmp_path: Path) -> None:
+    facade = Facade(SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=None))
+    frames = facade.form("t2v", "tiny-wan")["frame_count"]
     assert frames["maximum"] == 33 and frames["value"] == 9
-    assert model_settings("wan2.2-ti2v-5b")[1]["maximum"] == 121
-    assert "maximum" not in model_settings("tiny-magi")[1]  # hidden: MAGI-1 counts chunks
+    assert facade.form("t2v", "wan2.2-ti2v-5b")["frame_count"]["maximum"] == 121
+    assert "maximum" not in facade.form("t2v", "tiny-magi")["frame_count"]  # hidden: MAGI-1 counts chunks
     card = get_card("tiny-wan")
     assert seconds_label(9, card) == "9 frames = 0.56 s at 16 fps"
     assert seconds_label(1437, card) == "⚠️ Tiny Wan (test model) makes at most 33 frames"
@@ -81,13 +85,13 @@ def test_a_resolution_must_be_a_preset_or_exactly_width_x_height() -> None:
     assert resolution_size(card, preset.name) == (preset.width, preset.height)
     assert resolution_size(card, "64x48") == resolution_size(card, " 64 x 48 ") == (64, 48)
     for text in ("-64x48", "64x48px", "64x-48", "a64x48", "64x48x32", "6.4x48", "", None):
-        with pytest.raises(gr.Error, match="give WIDTHxHEIGHT"):
+        with pytest.raises(ConfigError, match="give WIDTHxHEIGHT"):
             resolution_size(card, text)
 
 
 def test_a_negative_resolution_is_refused_through_the_tab(t2v_app) -> None:
     demo, submitted = t2v_app
-    with pytest.raises(gr.Error, match="'-64x48'"):
+    with pytest.raises(ConfigError, match="'-64x48'"):
         call(demo, resolution_label="-64x48")
     assert submitted == []
 

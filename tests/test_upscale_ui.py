@@ -8,19 +8,32 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from core.facade import Facade
+from core.facade.forms import split_field, upscale_form
+from core.facade.text import size_preview
 from core.settings import Settings
-from ui.upscale_tab import build_upscale_tab, model_controls, size_preview, split_control
+from ui.upscale_tab import build_upscale_tab
 from weights.registry import get_card
+
+
+def model_controls(card):
+    """(description, scale, variant) properties for ``card``."""
+    form = upscale_form(card)
+    return form["about"].value, form["scale_value"].props(), form["variant_value"].props()
+
+
+def split_control(model, gpus):
+    return split_field(model, gpus).props()
 
 pytest_plugins = ["conftest_upscale"]
 
 
 def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:
-    text = size_preview(str(clip_64), 4, None)
+    text = size_preview(str(clip_64), 4, None, None)
     assert "**256x256**" in text and "30 frames" in text and "with its audio" in text
-    assert "**128x128**" in size_preview(str(clip_64), 4, 32)
-    assert "Cannot upscale" in size_preview(str(clip_64), 2, 40)
-    assert "choose a video" in size_preview(None, 4, None)
+    assert "**128x128**" in size_preview(str(clip_64), 4, 32, None)
+    assert "Cannot upscale" in size_preview(str(clip_64), 2, 40, None)
+    assert "choose a video" in size_preview(None, 4, None, None)
 
 
 def test_real_esrgan_models_keep_the_whole_frame_and_offer_their_scales(clip_64: Path) -> None:
@@ -30,13 +43,13 @@ def test_real_esrgan_models_keep_the_whole_frame_and_offer_their_scales(clip_64:
     assert variant["visible"] is False
     _, scale, variant = model_controls(get_card("flashvsr-v1.1"))
     assert scale["choices"] == ["2", "4"] and scale["value"] == "4" and variant["visible"] is True
-    assert "**256x256**" in size_preview(str(clip_64), "4", None)  # the radio's value is text
+    assert "**256x256**" in size_preview(str(clip_64), "4", None, None)  # the radio's value is text
 
 
 def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True))
     with gr.Blocks() as demo:
-        source = build_upscale_tab(studio).source
+        source = build_upscale_tab(Facade(studio)).source
     model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
     assert isinstance(source, gr.Video) and source.label == "Input video"
     assert model.value == "flashvsr-v1.1"
@@ -46,7 +59,7 @@ def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
 
 def build_with(studio) -> tuple[gr.Blocks, gr.Checkbox]:
     with gr.Blocks() as demo:
-        build_upscale_tab(studio)
+        build_upscale_tab(Facade(studio))
     [split] = [b for b in demo.blocks.values() if isinstance(b, gr.Checkbox) and "2 GPUs" in b.label]
     return demo, split
 
@@ -56,8 +69,8 @@ def test_the_two_gpu_split_shows_only_with_several_gpus_and_flashvsr(tmp_path: P
     _, alone = build_with(SimpleNamespace(settings=settings, dispatcher=None))
     _, two_gpus = build_with(SimpleNamespace(settings=settings, dispatcher=object()))
     assert alone.visible is False and two_gpus.visible is True and two_gpus.value is False
-    assert split_control("tiny-flashvsr", gpus=True) == {"__type__": "update", "visible": True}
-    hidden = {"__type__": "update", "visible": False, "value": False}
+    assert split_control("tiny-flashvsr", gpus=True) == {"visible": True}
+    hidden = {"visible": False, "value": False}
     assert split_control("realesr-general-x4v3", gpus=True) == hidden
     assert split_control("flashvsr-v1.1", gpus=False) == hidden
 
@@ -70,9 +83,9 @@ def test_the_split_is_an_optional_trailing_api_input(tmp_path: Path, clip_64: Pa
     assert parameters[-1]["parameter_has_default"] and parameters[-1]["parameter_default"] is False
     submitted = []
 
-    def run_job(studio, data, progress, keys):
-        submitted.append(data["pipeline_gpus"])
-        yield ()
+    def run_job(facade, task, values, outputs, progress):
+        submitted.append(facade.request(task, values)["pipeline_gpus"])
+        yield {}
 
     monkeypatch.setattr("ui.upscale_tab.run_job", run_job)
     run = next(f.fn for f in demo.fns.values() if f.api_name == "upscale")
@@ -95,9 +108,9 @@ def test_the_scale_is_advertised_and_accepted_as_text(tmp_path: Path, monkeypatc
             scale.preprocess(bad)
     submitted = []
 
-    def run_job(studio, data, progress, keys):
-        submitted.append(data["scale"])
-        yield ()
+    def run_job(facade, task, values, outputs, progress):
+        submitted.append(facade.request(task, values)["scale"])
+        yield {}
 
     monkeypatch.setattr("ui.upscale_tab.run_job", run_job)
     run = next(f.fn for f in demo.fns.values() if f.api_name == "upscale")

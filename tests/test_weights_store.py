@@ -70,14 +70,15 @@ def test_models_tab_events_through_gradio_client(hub, hub_settings, monkeypatch)
     import gradio as gr
     from gradio_client import Client
 
-    import ui.models_tab
+    from core.facade import ModelDownloads
     from ui.models_tab import build_models_tab
+    from weights import registry
 
     # tiny-wan as a repo on the fake hub (not built locally), so the tab drives a real download
-    monkeypatch.setattr(ui.models_tab, "get_card", lambda model_id: tiny_repo_card())
+    monkeypatch.setattr(registry, "get_card", lambda model_id: tiny_repo_card())
 
     with gr.Blocks() as demo, gr.Tab("Models"):
-        build_models_tab(hub_settings, dev=True)
+        build_models_tab(ModelDownloads(hub_settings, dev=True))
     demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False)

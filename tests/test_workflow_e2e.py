@@ -10,6 +10,7 @@ import gradio as gr
 import pytest
 from gradio_client import Client, handle_file
 
+from core.facade import Facade
 from core.metrics import MAX_PSNR
 from core.studio import Studio
 from ui.batch_tab import build_batch_tab
@@ -22,13 +23,14 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def client(studio: Studio) -> Iterator[Client]:
+    facade = Facade(studio)
     with gr.Blocks() as demo:
         with gr.Tab("Compare"):
-            build_compare_tab(studio)
+            build_compare_tab(facade)
         with gr.Tab("Batch"):
-            build_batch_tab(studio)
+            build_batch_tab(facade)
         with gr.Tab("History"):
-            build_history_tab(studio)
+            build_history_tab(facade)
     outputs = str(studio.settings.outputs_dir)
     demo.queue().launch(prevent_thread_lock=True, quiet=True, allowed_paths=[outputs])
     try:

@@ -9,9 +9,7 @@ from typing import Any
 import gradio as gr
 from gradio.exceptions import ComponentProcessingError
 
-from core.errors import readable_error
-from core.studio import Studio
-from core.validation import ConfigError
+from core.facade import ConfigError, Facade, Studio, readable_error
 from ui.batch_tab import build_batch_tab
 from ui.chain_tab import build_chain_tab
 from ui.compare_tab import build_compare_tab
@@ -36,15 +34,6 @@ def send_to(tab: str) -> Callable[[str | None], tuple[Any, gr.Tabs]]:
         return video, gr.Tabs(selected=tab)
 
     return send
-
-
-def system_summary(studio: Studio) -> str:
-    """The hardware, and where outputs go (a Space's local paths mean nothing to its visitors)."""
-    space = studio.space
-    if space.zero_gpu:
-        return "Running on a Hugging Face ZeroGPU Space: each job borrows a GPU for the time it needs."
-    text = f"```\n{studio.hardware.summary()}\n```\n{studio.describe_workers()}"
-    return text if space.is_space else f"{text}\nOutputs: `{studio.settings.outputs_dir}`"
 
 
 def input_name(block_fn: Any, index: int) -> str:
@@ -92,7 +81,8 @@ class StudioBlocks(gr.Blocks):
 
 
 def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
-    """The whole Gradio app for ``studio``."""
+    """The whole Gradio app for ``studio``, which it reaches through the facade."""
+    facade = Facade(studio)
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
     with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
         gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own GPU.")
@@ -102,33 +92,33 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             )
         with gr.Tabs() as tabs:
             with gr.Tab("Text to video", id="t2v"):
-                t2v = build_t2v_tab(studio)
+                t2v = build_t2v_tab(facade)
             with gr.Tab("Continue video", id="continue"):
-                extend = build_continue_tab(studio)
+                extend = build_continue_tab(facade)
             with gr.Tab("Upscale", id="upscale"):
-                upscale = build_upscale_tab(studio)
+                upscale = build_upscale_tab(facade)
             with gr.Tab("Long video", id="long_video"):
-                long_video = build_chain_tab(studio)
+                long_video = build_chain_tab(facade)
             with gr.Tab("Batch", id="batch"):
-                build_batch_tab(studio)
+                build_batch_tab(facade)
             with gr.Tab("Compare", id="compare"):
-                build_compare_tab(studio)
+                build_compare_tab(facade)
             with gr.Tab("History", id="history"):
-                build_history_tab(studio)
+                build_history_tab(facade)
             with gr.Tab("Models", id="models"):
-                build_models_tab(studio.settings, studio.settings.dev, in_space=studio.space.is_space)
+                build_models_tab(facade.downloads)
         for result in (t2v, extend.result, upscale.result, long_video):
             result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
         with gr.Accordion("System", open=False):
-            gr.Markdown(system_summary(studio))
-            build_queue_panel(studio)
+            gr.Markdown(facade.system_summary())
+            build_queue_panel(facade)
 
         def cancel_one_job(job_id: str, request: gr.Request) -> str:
             """Cancel one job by its id (details["job_id"] of a /t2v, /continue, /upscale or /long_video
             call of this client); its own call then returns the cancelled status. Unlike gradio_client's
             Job.cancel(), which cancels every call of the client to the same endpoint."""
-            return cancel_job(studio, job_id, getattr(request, "session_hash", None))
+            return cancel_job(facade, job_id, getattr(request, "session_hash", None))
 
         gr.api(cancel_one_job, api_name="cancel_job", concurrency_limit=None)
     return demo

@@ -7,44 +7,32 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.history import delete_result, list_results, rerun_settings
-from core.space import for_display
-from core.studio import Studio
-from core.tasks import request_types
-from weights.registry import load_cards
-
-COLUMNS = ["created", "task", "model", "prompt", "seed", "path"]
+from core.facade import HISTORY_COLUMNS, ConfigError, Facade
 
 
-def history_frame(studio: Studio, task: str | None, model: str | None, text: str | None) -> pd.DataFrame:
+def history_frame(facade: Facade, task: str | None, model: str | None, text: str | None) -> pd.DataFrame:
     """The filtered results, newest first, one line each (paths inside the outputs folder in a Space)."""
-    outputs = studio.settings.outputs_dir
-    entries = list_results(outputs, task or None, model or None, text or None)
-    frame = pd.DataFrame([e.row() for e in entries], columns=COLUMNS)
-    frame["path"] = [for_display(path, studio.space, outputs) for path in frame["path"]]
-    return frame
+    return pd.DataFrame(facade.history(task, model, text), columns=HISTORY_COLUMNS)
 
 
-def build_history_tab(studio: Studio) -> None:
+def build_history_tab(facade: Facade) -> None:
     """Create the tab inside the caller's ``gr.Tab``. In a Space there is no Delete: its visitors share
     one outputs folder, so nobody may remove another's results."""
-    outputs = studio.settings.outputs_dir
-    models = sorted(c.id for c in load_cards().values() if studio.settings.dev or not c.dev)
 
     def refresh(task: str | None, model: str | None, text: str | None) -> pd.DataFrame:
-        return history_frame(studio, task, model, text)
+        return history_frame(facade, task, model, text)
 
     def pick(table: pd.DataFrame, event: gr.SelectData) -> tuple[str, str]:
         path = str(table.iloc[event.index[0]]["path"])
-        return str(outputs / path), path
+        return facade.result_file(path), path
 
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         notes: list[str] = []
         try:
-            settings = rerun_settings(outputs, outputs / path, notes)
-        except ValueError as exc:
+            settings = facade.rerun_settings(path, notes)
+        except ConfigError as exc:
             raise gr.Error(str(exc)) from exc
         for note in notes:
             gr.Warning(note)
@@ -54,18 +42,19 @@ def build_history_tab(studio: Studio) -> None:
         if not path:
             raise gr.Error("Pick a result in the table first.")
         try:
-            removed = delete_result(outputs, outputs / path)
-        except (ValueError, OSError) as exc:
+            message = facade.delete_result(path)
+        except ConfigError as exc:
             raise gr.Error(str(exc)) from exc
-        message = "Deleted " + ", ".join(p.name for p in removed)
-        return history_frame(studio, task, model, text), None, "", message
+        return history_frame(facade, task, model, text), None, "", message
 
     with gr.Row():
-        task = gr.Dropdown([("any task", "")] + [(t, t) for t in request_types()], value="", label="Task")
-        model = gr.Dropdown([("any model", "")] + [(m, m) for m in models], value="", label="Model")
+        tasks = [("any task", "")] + [(t, t) for t in facade.history_tasks()]
+        task = gr.Dropdown(tasks, value="", label="Task")
+        models = [("any model", "")] + [(m, m) for m in facade.history_models()]
+        model = gr.Dropdown(models, value="", label="Model")
         text = gr.Textbox(label="Prompt contains")
         refresh_button = gr.Button("Refresh")
-    table = gr.Dataframe(headers=COLUMNS, label="Results (click a row)", interactive=False)
+    table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Results (click a row)", interactive=False)
     with gr.Row():
         with gr.Column():
             video = gr.Video(label="Selected result", interactive=False)
@@ -73,7 +62,7 @@ def build_history_tab(studio: Studio) -> None:
         with gr.Column():
             with gr.Row():
                 rerun_button = gr.Button("Rerun settings")
-                delete_button = None if studio.space.is_space else gr.Button("Delete", variant="stop")
+                delete_button = None if facade.in_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
             status = gr.Markdown()
     filters = [task, model, text]

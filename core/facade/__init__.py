@@ -1,0 +1,30 @@
+"""The one module the UI imports: the studio's facade, the form fields it hands out, the user-facing
+errors. Everything the tabs decide (forms per model, request encodings, estimates, downloads) lives
+behind it, in the core."""
+
+from core.errors import readable_error
+from core.facade.downloads import ModelDownloads
+from core.facade.fields import SPEEDS, Field, choice_number
+from core.facade.service import Facade, JobFailed
+from core.facade.tables import BATCH_COLUMNS, HISTORY_COLUMNS, QUEUED_COLUMNS, WORKER_COLUMNS
+from core.jobs import Job, JobStatus
+from core.studio import Studio
+from core.validation import ConfigError
+
+__all__ = [
+    "BATCH_COLUMNS",
+    "HISTORY_COLUMNS",
+    "QUEUED_COLUMNS",
+    "SPEEDS",
+    "WORKER_COLUMNS",
+    "ConfigError",
+    "Facade",
+    "Field",
+    "Job",
+    "JobFailed",
+    "JobStatus",
+    "ModelDownloads",
+    "Studio",
+    "choice_number",
+    "readable_error",
+]
