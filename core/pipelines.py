@@ -11,8 +11,8 @@ import torch
 
 from core.hardware import available_ram_gib, compute_dtype
 from core.memory.apply import apply_memory_level
-from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.low_ram_load import load_components_low_ram
+from core.memory.planner import maps_fp8_dit
 from weights.registry import ModelCard
 from weights.store import fp8_cache_dir
 
@@ -24,7 +24,7 @@ def load_diffusers_pipeline(
     placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From level 4 the DiT(s)
     load tensor by tensor straight into their offloaded form (``core/memory/low_ram_load.py``); from
     level 5 pinned in RAM where that leaves room, else mapped from an fp8 cache in ``models_dir``
-    (:func:`core.memory.fp8_cache.maps_fp8_dit`; default ``models_dir``: the folder's parent when the
+    (:func:`core.memory.planner.maps_fp8_dit`; default ``models_dir``: the folder's parent when the
     folder is ``<models dir>/<card id>``; a model elsewhere without ``models_dir`` keeps its DiT in RAM)."""
     pipeline_class = getattr(diffusers, card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}

@@ -8,7 +8,6 @@ import os
 import pytest
 
 from core.memory.estimate import estimate_memory, load_calibration
-from core.memory.fp8_cache import maps_fp8_dit
 from core.memory.levels import (
     DEFAULT_CHUNK_TOKENS,
     LEVELS,
@@ -17,7 +16,7 @@ from core.memory.levels import (
     configure_allocator,
     parse_override,
 )
-from core.memory.planner import plan_memory
+from core.memory.planner import maps_fp8_dit, plan_memory
 from core.validation import ConfigError
 from weights.registry import get_card
 

@@ -303,7 +303,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Peak VRAM and needed RAM (GiB) for one run of ``card`` at ``level`` on a CUDA GPU or the CPU;
     ``map_fp8``: the fp8 DiT is mapped from its cache file (level 5+ on a GPU) rather than pinned in RAM;
-    the app decides with :func:`core.memory.fp8_cache.maps_fp8_dit`. ``decode_frames``: the frames the VAE
+    the app decides with :func:`core.memory.planner.maps_fp8_dit`. ``decode_frames``: the frames the VAE
     decodes in one go when that is not ``frames`` (a continuation denoises a window but decodes it all)."""
     cal = cal or load_calibration()
     shape = shape_for(card, cal)

@@ -21,23 +21,16 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 import torch
 
-from core.memory.levels import FP8_STORAGE as FP8_STORAGE_LEVEL
 from core.memory.safetensors_io import commit_file, plan_header, write_tensor
-from weights.registry import ModelCard
-
-if TYPE_CHECKING:
-    from core.memory.estimate import Calibration
 
 log = logging.getLogger(__name__)
 
 FORMAT = "fp8-cache-1"
 SPARE_DISK_BYTES = 2**30
-PIN_SPARE_GIB = 4.0
 """RAM that must stay available beside a pinned fp8 DiT (pinned memory cannot be swapped out)."""
 PARTIAL = ".partial-"
 PARTIAL_GRACE_S = 600
@@ -141,22 +134,3 @@ def ensure_cache(
         log.warning("could not write the fp8 cache %s (%s): weights stay in RAM", path, error)
         return None
     return path
-
-
-def maps_fp8_dit(
-    card: ModelCard, device_type: str, ram_available_gib: float, cal: Calibration | None = None
-) -> bool:
-    """Whether the level-5 DiT should be mapped from its fp8 cache file rather than pinned in RAM.
-
-    Pinned runs faster (14B 480p on an H100: a forward at 1.10x the pinned time when mapped with the
-    file in the page cache, 3.7x when read from disk) and needs no cache file, but holds the whole fp8
-    DiT (14B: 14 GiB) in locked RAM. So on a GPU the DiT is pinned when that leaves ``PIN_SPARE_GIB``
-    available, else mapped. On the CPU it is always mapped (that only lowers the loading peak). A GPU run's
-    RAM does not depend on the video size, so any size gives the same estimate.
-    """
-    from core.memory.estimate import estimate_memory  # estimate -> low_ram_load -> this module
-
-    if device_type != "cuda":
-        return True
-    pinned = estimate_memory(card, 832, 480, 81, FP8_STORAGE_LEVEL, "cuda", cal, map_fp8=False)
-    return pinned.ram_gib + PIN_SPARE_GIB > ram_available_gib
