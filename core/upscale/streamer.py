@@ -23,8 +23,9 @@ from core.upscale.color import adain_color_fix
 from core.upscale.config import SparsityConfig
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.loading import FlashVSRModel
-from core.upscale.noise import ChunkNoise, default_noise_draw
+from core.upscale.noise import NOISE_DRAWS, ChunkNoise, default_noise_draw
 from core.upscale.sparse_mask import WINDOW, local_window_mask
+from core.validation import as_choice
 
 FIRST_LATENTS, LATENTS_PER_CHUNK = 6, 2
 FIRST_OUTPUT, OUTPUT_PER_CHUNK = 21, 8
@@ -78,7 +79,7 @@ class FlashVSRStreamer:
         """``noise_draw`` is "official" or "per-chunk" (:mod:`core.upscale.noise`); by default the official
         draw on CUDA and the per-chunk one elsewhere. :attr:`noise_draw` says which one runs."""
         self.model = model
-        self.noise_draw = noise_draw or default_noise_draw(model.device)
+        self.noise_draw = as_choice("noise draw", noise_draw or default_noise_draw(model.device), NOISE_DRAWS)
         self.sparsity = sparsity or SparsityConfig()
         self.color_fix = color_fix
         self.offload_kv_cache = offload_kv_cache
