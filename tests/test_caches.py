@@ -175,7 +175,10 @@ def test_reuse_decision_accumulates_the_rescaled_change():
     assert not decision.should_reuse(base * 1.05 * 1.1)  # 0.1 + 0.2 >= 0.25: compute, restart
     assert decision.accumulated == 0.0
     assert not decision.should_reuse(base, force_compute=True)
-    never = ReuseDecision(threshold=0.0, coefficients=(1.0, -5.0))  # negative values never help reuse
+    signed = ReuseDecision(threshold=0.0, coefficients=(1.0, -5.0))  # rescale(x) = x - 5 < 0: reused
+    assert not signed.should_reuse(base) and signed.should_reuse(base)
+    assert signed.accumulated == pytest.approx(-5.0)
+    never = ReuseDecision(threshold=0.0, coefficients=(1.0, -5.0), absolute=True)  # |x - 5| never helps
     assert not never.should_reuse(base) and not never.should_reuse(base)
     assert rescale((1.0, 2.0, 3.0), 2.0) == 11.0 and rescale((), 0.3) == 0.3
     assert relative_l1(torch.full((3,), 2.0), torch.ones(3)) == 1.0

@@ -37,14 +37,17 @@ def rescale(coefficients: Sequence[float], value: float) -> float:
 class ReuseDecision:
     """Decides, step by step, whether a cached result may stand in for a full computation.
 
-    Each call to :meth:`should_reuse` adds ``|rescale(relative_l1(current, previous))|`` to an accumulator;
+    Each call to :meth:`should_reuse` adds ``rescale(relative_l1(current, previous))`` to an accumulator;
     while the sum stays under ``threshold`` the cached result is reused, otherwise the caller computes and
-    the sum restarts at 0. The absolute value keeps a fitted polynomial that dips below zero for tiny
-    changes from ever making reuse easier, so ``threshold=0`` always means "never reuse".
+    the sum restarts at 0. As in TeaCache4Wan2.1 the rescaled change is added with its sign: where a fitted
+    polynomial is negative (Wan2.1 1.3B: relative changes of about 0.185-0.31) the sum shrinks and more
+    steps are reused, and the published thresholds assume this. ``absolute=True`` adds ``|rescale(...)|``
+    instead (Wan2GP's rule), so a negative fit never makes reuse easier and ``threshold=0`` never reuses.
     """
 
     threshold: float
     coefficients: tuple[float, ...] = ()
+    absolute: bool = False
     accumulated: float = 0.0
     previous: torch.Tensor | None = field(default=None, repr=False)
 
@@ -54,7 +57,8 @@ class ReuseDecision:
         if previous is None or force_compute or previous.shape != current.shape:
             self.accumulated = 0.0
             return False
-        self.accumulated += abs(rescale(self.coefficients, relative_l1(current, previous)))
+        change = rescale(self.coefficients, relative_l1(current, previous))
+        self.accumulated += abs(change) if self.absolute else change
         if self.accumulated < self.threshold:
             return True
         self.accumulated = 0.0

@@ -1,12 +1,14 @@
 """MAGI-1's caption cleaning (the DeepFloyd-IF recipe its T5 was trained with), applied twice per prompt.
 
-Same steps in the same order as the official ``T5Embedder.clean_caption``; HTML tags are stripped with the
-standard library's parser instead of BeautifulSoup (same text for prompts), ``ftfy`` fixes mojibake.
+Same steps in the same order as the official ``T5Embedder.clean_caption``; the HTML text is taken with the
+standard library's parser following BeautifulSoup's ``.text`` (what the official uses, with ``html.parser``):
+script, style, template, rt and rp contents dropped, CDATA kept. ``ftfy`` fixes mojibake.
 """
 
 from __future__ import annotations
 
 import html
+import html.entities
 import re
 import urllib.parse
 from html.parser import HTMLParser
@@ -68,21 +70,112 @@ _AFTER_BASIC = (
 _SEPARATORS = re.compile(r"(?:\-|\_)")
 
 
-class _TextOnly(HTMLParser):
-    """Collects the text of an HTML fragment (entities decoded), like BeautifulSoup's ``.text``."""
+# How BeautifulSoup's ``.text`` (html.parser builder) reads a fragment: strings inside these tags are its
+# Script, Stylesheet, TemplateString, RubyTextString and RubyParenthesisString, left out of ``.text``;
+# void elements close at once (bs4's quirks of ``<br/>`` and ``</br>`` included); a string of ASCII
+# whitespace only becomes one space (or a newline) outside pre / textarea.
+_HIDDEN = frozenset({"script", "style", "template", "rt", "rp"})
+_PRESERVE = frozenset({"pre", "textarea"})
+_VOID = frozenset(
+    "area base br col embed hr img input keygen link menuitem meta param source track wbr basefont bgsound "
+    "command frame image isindex nextid spacer".split()
+)
+_ASCII_SPACES = " \n\t\x0c\r"
+
+
+class _VisibleText(HTMLParser):
+    """Collects an HTML fragment's text as BeautifulSoup's ``.text`` gives it with ``html.parser``.
+
+    Data between two markup events is one string; its tag context decides whether it is kept. Comments,
+    declarations and processing instructions are dropped, CDATA sections kept (even in hidden tags), entity
+    and character references decoded the way bs4 does.
+    """
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+        super().__init__(convert_charrefs=False)
         self.parts: list[str] = []
+        self.open: list[str] = []
+        self.closed_void: list[str] = []
+        self.pending: list[str] = []
+
+    def end_string(self, kept: bool | None = None) -> None:
+        """Close the string collected since the last markup event (bs4's ``endData``)."""
+        if not self.pending:
+            return
+        text, self.pending = "".join(self.pending), []
+        if not text.strip(_ASCII_SPACES) and _PRESERVE.isdisjoint(self.open):
+            text = "\n" if "\n" in text else " "
+        if _HIDDEN.isdisjoint(self.open) if kept is None else kept:
+            self.parts.append(text)
+
+    def handle_starttag(self, tag: str, attrs: list, close_void: bool = True) -> None:
+        self.end_string()
+        self.open.append(tag)
+        if tag in _VOID and close_void:  # closed at once; a later </tag> only cancels this (bs4)
+            self._close(tag)
+            self.closed_void.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        self.handle_starttag(tag, attrs, close_void=False)
+        self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.closed_void:
+            self.closed_void.remove(tag)
+        else:
+            self._close(tag)
+
+    def _close(self, tag: str) -> None:
+        """End the string and close ``tag`` with every tag opened after it (bs4's ``_popToTag``)."""
+        self.end_string()
+        if tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag) :]
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        self.pending.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.end_string()
+
+    def handle_decl(self, decl: str) -> None:
+        self.end_string()
+
+    def handle_pi(self, data: str) -> None:
+        self.end_string()
+
+    def unknown_decl(self, data: str) -> None:
+        self.end_string()
+        if data[:6].upper() == "CDATA[":
+            self.pending.append(data[6:])
+            self.end_string(kept=True)
+
+    def handle_entityref(self, name: str) -> None:
+        entity = html.entities.html5.get(f"{name};") or html.entities.html5.get(name)
+        self.handle_data(entity if entity is not None else f"&{name}")
+
+    def handle_charref(self, name: str) -> None:
+        self.handle_data(_charref(name))
+
+
+def _charref(name: str) -> str:
+    """bs4's reading of ``&#name;``: code points under 256 as Windows-1252 where it defines them."""
+    code = int(name[1:], 16) if name[:1] in "xX" else int(name)
+    if code < 256:
+        try:
+            return bytes([code]).decode("windows-1252")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return chr(code)
+    except (ValueError, OverflowError):
+        return "\N{REPLACEMENT CHARACTER}"
 
 
 def _strip_html(text: str) -> str:
-    parser = _TextOnly()
+    parser = _VisibleText()
     parser.feed(text)
     parser.close()
+    parser.end_string()
     return "".join(parser.parts)
 
 

@@ -6,7 +6,7 @@ The moment the oldest chunk is clean it is decoded by the VAE and handed to ``on
 it is forwarded once more at ``clean_t`` with the null caption and its keys / values go to the
 :class:`~core.magi.kv_cache.ChunkKVCache` that later chunks attend to. A prefix video is encoded, its whole
 chunks go straight to the KV cache, and a partial last prefix chunk is pinned (kept clean) inside the first
-generated chunk.
+generated chunk; when that chunk is clean only its latents after the prefix are decoded (the official rule).
 
 Guidance 1 (the distilled models) is one DiT call per step; for the chunk that is nearly clean the
 distilled recipe blends in its prediction without previous chunks (``nearly_clean_prev_scale``). Guidance
@@ -59,6 +59,15 @@ class ChunkGenerator:
 
     def chunk_latents(self, chunk: int) -> torch.Tensor:
         return self.latents[:, :, chunk * self.width : (chunk + 1) * self.width]
+
+    def finished_latents(self, chunk: int, prefix_frames: int) -> torch.Tensor:
+        """The latents of a clean chunk that are decoded: those after the prefix, as the official loop
+        returns them (a chunk the prefix ends inside decodes only its new frames); an image prefix (one
+        latent frame) keeps its first chunk whole, as the official image-to-video does."""
+        start = chunk * self.width
+        if chunk or prefix_frames != 1:
+            start = max(start, prefix_frames)
+        return self.latents[:, :, start : (chunk + 1) * self.width]
 
     def pin(self) -> None:
         """Keep the partial prefix frames clean inside the first generated chunk."""
@@ -298,9 +307,7 @@ def generate(
         engine.integrate(step, engine.velocity(step, len(plan)))
         engine.pin()
         if step.finished is not None:
-            frames = _decode(vae, engine.chunk_latents(step.finished))
-            if step.finished == full and pinned:
-                frames = frames[pinned * vae.temporal_factor :]
+            frames = _decode(vae, engine.finished_latents(step.finished, prefix_frames))
             if keep_frames:
                 outputs.append(frames)
             if on_chunk is not None:

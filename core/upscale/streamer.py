@@ -3,7 +3,8 @@
 The chunk schedule is the official v1.1 one. The first chunk denoises 6 latent frames from LQ frames
 0-24 and decodes 21 output frames; every later chunk denoises 2 latent frames (RoPE time positions
 continue), reads 8 more LQ frames and decodes 8 output frames. Output frame j matches LQ frame j. The
-video is padded with its last frame to the next length the schedule accepts (8n+1, at least 25, with
+starting noise comes from :class:`~core.upscale.noise.ChunkNoise` (the official whole-video draw on CUDA).
+The video is padded with its last frame to the next length the schedule accepts (8n+1, at least 25, with
 ``8n-3`` covering every input frame) and the output is cut back to the input's frame count.
 
 Only a window of at most 25 LQ frames is held; the self-attention KV cache keeps 3 slabs per layer.
@@ -22,7 +23,9 @@ from core.upscale.color import adain_color_fix
 from core.upscale.config import SparsityConfig
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.loading import FlashVSRModel
+from core.upscale.noise import NOISE_DRAWS, ChunkNoise, default_noise_draw
 from core.upscale.sparse_mask import WINDOW, local_window_mask
+from core.validation import as_choice
 
 FIRST_LATENTS, LATENTS_PER_CHUNK = 6, 2
 FIRST_OUTPUT, OUTPUT_PER_CHUNK = 21, 8
@@ -71,8 +74,12 @@ class FlashVSRStreamer:
         sparsity: SparsityConfig | None = None,
         color_fix: bool = True,
         offload_kv_cache: bool = False,
+        noise_draw: str | None = None,
     ) -> None:
+        """``noise_draw`` is "official" or "per-chunk" (:mod:`core.upscale.noise`); by default the official
+        draw on CUDA and the per-chunk one elsewhere. :attr:`noise_draw` says which one runs."""
         self.model = model
+        self.noise_draw = as_choice("noise draw", noise_draw or default_noise_draw(model.device), NOISE_DRAWS)
         self.sparsity = sparsity or SparsityConfig()
         self.color_fix = color_fix
         self.offload_kv_cache = offload_kv_cache
@@ -97,7 +104,6 @@ class FlashVSRStreamer:
         source = iter(padded_frames(frames, plan.padded))
         window: deque[np.ndarray] = deque()
         window_start = 0
-        generator = torch.Generator("cpu").manual_seed(seed)
         cache = StreamingKVCache(
             model.config.dit.num_layers,
             int(self.sparsity.kv_ratio),
@@ -108,7 +114,7 @@ class FlashVSRStreamer:
         assert decoder is not None
         decoder.reset()
         emitted = 0
-        local_mask = topk = None
+        local_mask = topk = noise = None
         try:
             for chunk in range(plan.chunks):
                 read_until = 25 if chunk == 0 else 8 * chunk + 25
@@ -127,11 +133,11 @@ class FlashVSRStreamer:
                     rows, cols = height // (16 * WINDOW[1]), width // (16 * WINDOW[2])
                     local_mask = local_window_mask(rows, cols, self.sparsity.local_range, model.device)
                     topk = self.sparsity.topk(rows * cols, height, width)
-                noise = torch.randn(
-                    (1, model.config.dit.in_dim, latent_frames, height // 8, width // 8), generator=generator
-                ).to(model.device, model.dtype)
-                velocity = model.dit.forward_chunk(noise, features, offset, cache, topk, local_mask)
-                latents = noise - velocity
+                    shape = (1, model.config.dit.in_dim, height // 8, width // 8)
+                    noise = ChunkNoise(self.noise_draw, seed, shape, plan.padded, model.device, model.dtype)
+                start = noise.chunk(chunk, latent_frames)
+                velocity = model.dit.forward_chunk(start, features, offset, cache, topk, local_mask)
+                latents = start - velocity
                 cond_start = 0 if chunk == 0 else 8 * chunk + 13
                 cond_stop = FIRST_OUTPUT if chunk == 0 else 8 * chunk + 21
                 cond = self._to_tensor([window[i - window_start] for i in range(cond_start, cond_stop)])
