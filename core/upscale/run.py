@@ -74,9 +74,15 @@ def _flashvsr_streamer(
     )
     split_dit(model, pipeline_devices(device, request.pipeline_gpus))
     offload = offload_kv_cache(device)
-    info = {"variant": request.variant, "kv_cache_offloaded": offload, "dtype": _dtype_name(model.dtype)}
-    info["pipeline"] = stage_report(model.dit)
-    return FlashVSRStreamer(model, offload_kv_cache=offload), partial(resize_and_crop, size=size), info
+    streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
+    info = {
+        "variant": request.variant,
+        "kv_cache_offloaded": offload,
+        "dtype": _dtype_name(model.dtype),
+        "noise_draw": streamer.noise_draw,
+        "pipeline": stage_report(model.dit),
+    }
+    return streamer, partial(resize_and_crop, size=size), info
 
 
 def _esrgan_streamer(
