@@ -9,7 +9,6 @@ import torch
 
 from core.hardware import Hardware, detect_hardware
 from core.jobs import Executor, Job, JobQueue, JobStatus
-from core.memory.planner import MemoryPlan
 from core.parallel.dispatch import GpuDispatcher, WorkerStatus
 from core.runner import Runner
 from core.settings import Settings
@@ -29,8 +28,8 @@ class Studio:
 
     One device: a runner in this process. Several: a :class:`GpuDispatcher` with a worker process per GPU
     that sends each job to a free worker or splits a big lone text-to-video job over the idle GPUs
-    (``settings.parallel``: the split modes allowed). ``runners[0]`` stays in this process for planning
-    (memory estimates, :meth:`preview`) and loads nothing unless it runs jobs itself.
+    (``settings.parallel``: the split modes allowed). The runners stay in this process for
+    planning (the estimate of :meth:`planning_runner`) and load nothing unless they run jobs themselves.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -95,12 +94,6 @@ class Studio:
     def check_runnable(self, request: Any) -> None:
         """Refuse (ConfigError) a request this studio's devices cannot run, e.g. a split over more GPUs."""
         task_for(request).check_devices(request, self.devices)
-
-    def preview(self, data: dict[str, Any]) -> MemoryPlan | None:
-        """The memory plan ``data``'s job would get on the worker that would run it now (None for a task
-        that plans as it runs); ConfigError for a request that would be refused."""
-        request = parse_request(data)
-        return task_for(request).preview(self.planning_runner(), request)
 
     def follow(self, job: Job, poll_s: float = 0.5) -> Iterator[Job]:
         """Yield ``job`` each time it changes, until it has finished."""

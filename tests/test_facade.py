@@ -106,7 +106,7 @@ def test_the_estimate_plans_on_an_idle_worker(tmp_path: Path) -> None:
     studio = SimpleNamespace(
         settings=Settings(outputs_dir=tmp_path, dev=True),
         dispatcher=dispatcher,
-        runners=[Planner("gpu0"), Planner("gpu1")],
+        runners=[SimpleNamespace(models=Planner("gpu0")), SimpleNamespace(models=Planner("gpu1"))],
     )
     studio.planning_runner = lambda: Studio.planning_runner(studio)
     values = {"model_id": "tiny-wan", "resolution_label": "64x64", "frame_count": 9, "level": "auto"}

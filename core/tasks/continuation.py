@@ -22,7 +22,6 @@ from core.continuation import ContinueRequest, latent_frames
 from core.device_models import Worker
 from core.job_run import JobRun
 from core.jobs import Job
-from core.memory.planner import MemoryPlan
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.tasks.registry import Task, register
@@ -122,19 +121,6 @@ class ContinueTask(Task):
 
     name = "continue"
     request_type = ContinueRequest
-
-    def preview(self, worker: Worker, request: ContinueRequest) -> MemoryPlan:
-        """The plan for the card's default size: the clip's own size is known only once it is read."""
-        card = request.card
-        size = card.resolution(card.defaults.resolution)
-        return worker.models.plan(
-            card,
-            size.width,
-            size.height,
-            request.base_num_frames,
-            request.memory_level,
-            decode_frames=request.overlap_history + request.add_frames,
-        )
 
     def run(self, worker: Worker, job: Job, request: ContinueRequest) -> dict[str, Any]:
         """Read the clip, continue it, and save the clip (unless ``continuation_only``) and the new frames."""

@@ -14,13 +14,12 @@ import torch
 
 from core.device_models import Worker
 from core.jobs import Job
-from core.memory.planner import MemoryPlan
 from core.validation import ConfigError, from_mapping
 from weights.registry import load_cards
 
 
 class Task:
-    """One kind of job: its request type and how to preview and run it. Subclasses set the class
+    """One kind of job: its request type and how to run it. Subclasses set the class
     attributes and :meth:`run`; the defaults suit a job that runs on one device."""
 
     name: ClassVar[str]
@@ -38,10 +37,6 @@ class Task:
     def run(self, worker: Worker, job: Job, request: Any) -> dict[str, Any]:
         """Run ``request`` (with a concrete seed) on ``worker``; returns the job's record."""
         raise NotImplementedError
-
-    def preview(self, worker: Worker, request: Any) -> MemoryPlan | None:
-        """The memory plan ``request`` would get on ``worker`` now (None: the task plans as it runs)."""
-        return None
 
     def parts(self, request: Any) -> list[Any]:
         """The single-model requests the job runs, validated (one, except for a recipe of several)."""

@@ -15,7 +15,6 @@ from core.job_run import JobRun
 from core.jobs import Job
 from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
-from core.memory.planner import MemoryPlan
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
@@ -219,11 +218,6 @@ class T2VTask(Task):
     name = "t2v"
     request_type = T2VRequest
     splittable = True
-
-    def preview(self, worker: Worker, request: T2VRequest) -> MemoryPlan:
-        return worker.models.plan(
-            request.card, request.width, request.height, request.frames, request.memory_level
-        )
 
     def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
         applied: dict[str, Any] = {}
