@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         dev=args.dev,
         gpus=parse_gpus(args.gpus),
         parallel=args.parallel,
+        keep_queue=True,
     )
     auth = parse_auth(args.auth)
     from core.memory.levels import configure_allocator

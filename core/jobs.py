@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from core.cancel import JobCancelledError
+from core.queue_store import QueueStore
 
 
 class JobStatus(str, Enum):
@@ -150,12 +151,17 @@ Executor = Callable[[Job], dict[str, Any]]
 
 
 class JobQueue:
-    """First-in first-out queue served by one worker thread per executor (one executor per device)."""
+    """First-in first-out queue served by one worker thread per executor (one executor per device).
 
-    def __init__(self, executors: list[Executor]) -> None:
+    With a ``store`` every job is kept on disk until it finishes (:class:`core.queue_store.QueueStore`):
+    a job the app was running or had queued when it stopped is still there at the next start."""
+
+    def __init__(self, executors: list[Executor], store: QueueStore | None = None) -> None:
         self._pending: queue.Queue[Job | None] = queue.Queue()
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._store = store
+        self._closing = False
         self._threads = [
             threading.Thread(target=self._serve, args=(execute,), name=f"worker-{i}", daemon=True)
             for i, execute in enumerate(executors)
@@ -167,6 +173,8 @@ class JobQueue:
         job = Job(request)
         with self._lock:
             self._jobs[job.id] = job
+        if self._store is not None:
+            self._store.add(job.id, request.to_dict())
         self._pending.put(job)
         return job
 
@@ -189,10 +197,14 @@ class JobQueue:
         if job is None or job.finished:
             return False
         job.cancel()
+        if job.finished:  # cancelled while queued: it will never run, so it leaves the store now
+            self._forget(job)
         return True
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel everything and stop the workers."""
+        """Cancel everything and stop the workers. The store keeps what was queued or running, for the
+        next start."""
+        self._closing = True
         for job in self.jobs():
             if not job.finished:
                 job.cancel()
@@ -201,10 +213,19 @@ class JobQueue:
         for thread in self._threads:
             thread.join(timeout)
 
+    def _forget(self, job: Job) -> None:
+        """``job`` has finished: it leaves the store (unless the app is closing, when it stays for the next
+        start)."""
+        if self._store is not None and not self._closing:
+            self._store.finished(job.id)
+
     def _serve(self, execute: Executor) -> None:
         while (job := self._pending.get()) is not None:
             if not job.start():
+                self._forget(job)
                 continue
+            if self._store is not None:
+                self._store.started(job.id)
             try:
                 result = job.context.run(execute, job)
             except JobCancelledError:
@@ -216,3 +237,4 @@ class JobQueue:
                 job.finish(
                     JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result
                 )
+            self._forget(job)

@@ -103,7 +103,7 @@ def base_record(task: str, job_id: str) -> dict[str, Any]:
     } | (_RECORD_EXTRAS.get() or {})
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+def write_json_atomic(path: Path, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

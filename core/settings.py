@@ -21,3 +21,6 @@ class Settings:
     """The modes a job split over several GPUs may use (cfg, cp, ulysses, ring); empty: the default cfg, cp.
     With several GPUs every job runs on one GPU's worker unless its ``multi_gpu`` (auto, one, split) and the
     planner split it."""
+    keep_queue: bool = False
+    """Keep the unfinished jobs on disk (``core.queue_store``) and queue them again at the next start; the
+    app does, tests and library use start empty."""

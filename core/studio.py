@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,10 +12,12 @@ import torch
 from core.hardware import Hardware, detect_hardware
 from core.jobs import Executor, Job, JobQueue, JobStatus
 from core.parallel.dispatch import GpuDispatcher, WorkerStatus
+from core.queue_store import QUEUE_FILE, QueueStore, StoredJob, load_requests, save_requests
 from core.runner import Runner
 from core.settings import Settings
 from core.space import SpaceInfo, detect_space, on_zero_gpu
 from core.tasks import parse_request, task_for
+from core.validation import ConfigError
 
 
 def pick_devices(hardware: Hardware, space: SpaceInfo) -> list[torch.device]:
@@ -39,7 +43,24 @@ class Studio:
         self.devices = pick_devices(self.hardware, self.space)
         self.runners = [Runner(settings, device) for device in self.devices]
         self.dispatcher: GpuDispatcher | None = None
-        self.queue = JobQueue(self._executors())
+        self.store = QueueStore(settings.outputs_dir / QUEUE_FILE) if settings.keep_queue else None
+        saved = self.store.load() if self.store is not None else []
+        self.queue = JobQueue(self._executors(), store=self.store)
+        self._queue_again(saved)
+
+    def _queue_again(self, saved: list[StoredJob]) -> None:
+        """Queue the jobs the app held as queued when it stopped; keep those it was running (and any that
+        can no longer run, e.g. their input file is gone) as interrupted, with the reason."""
+        kept = [job for job in saved if job.status == "interrupted"]
+        for job in saved:
+            if job.status != "queued":
+                continue
+            try:
+                self.submit(job.request)
+            except ConfigError as exc:
+                kept.append(replace(job, status="interrupted", note=f"not queued again: {exc}"))
+        if self.store is not None and kept:
+            self.store.keep_interrupted(kept)
 
     def _executors(self) -> list[Executor]:
         if len(self.devices) > 1:
@@ -94,6 +115,25 @@ class Studio:
     def check_runnable(self, request: Any) -> None:
         """Refuse (ConfigError) a request this studio's devices cannot run, e.g. a split over more GPUs."""
         task_for(request).check_devices(request, self.devices)
+
+    def save_queue(self, path: Path) -> int:
+        """Write the requests of the jobs waiting now to ``path`` (a batch prompt list); how many."""
+        requests = [job.request.to_dict() for job in self.queued_jobs()]
+        save_requests(path, requests)
+        return len(requests)
+
+    def load_queue(self, path: Path) -> list[Job]:
+        """Queue every request of a saved queue, each checked as a single job is; ConfigError names the
+        first one that cannot run (nothing is queued then)."""
+        requests = []
+        for number, data in enumerate(load_requests(path), start=1):
+            try:
+                request = parse_request(data)
+                self.check_runnable(request)
+            except ConfigError as exc:
+                raise ConfigError(f"saved job {number}: {exc}") from exc
+            requests.append(request)
+        return [self.queue.submit(request) for request in requests]
 
     def follow(self, job: Job, poll_s: float = 0.5) -> Iterator[Job]:
         """Yield ``job`` each time it changes, until it has finished."""

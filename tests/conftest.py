@@ -60,6 +60,7 @@ class LaunchedApp:
     """``python app.py`` running on 127.0.0.1 in a subprocess."""
 
     def __init__(self, args: list[str], log: Path) -> None:
+        self.outputs: Path | None = None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
@@ -102,6 +103,7 @@ def launched_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         ["--dev", "--offline", "--models-dir", str(models_dir), "--outputs", str(folder / "outputs")],
         folder / "app.log",
     )
+    app.outputs = folder / "outputs"
     try:
         app.wait_ready()
         yield app

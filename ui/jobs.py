@@ -50,21 +50,19 @@ def cancel_job(facade: Facade, job_id: str, session: str | None) -> str:
 
 
 def track(facade: Facade, job: Job, progress: gr.Progress) -> Iterator[str]:
-    """Follow ``job``: move the progress bar and yield a one-line status each time it changes."""
-    try:
-        for snapshot in facade.follow(job):
-            if snapshot.status == JobStatus.QUEUED:
-                ahead = facade.position(snapshot)
-                text = f"Queued: {ahead} job(s) ahead" if ahead else "Queued: starting next"
-                progress(0, desc=text)
-            else:
-                p = snapshot.progress
-                text = p.describe()
-                progress((p.step, p.total) if p.total else None, desc=text)
-            yield text
-    finally:
-        if not job.finished:
-            job.cancel()
+    """Follow ``job``: move the progress bar and yield a one-line status each time it changes. A page that
+    closes or loses its connection stops following; the job runs on (only Cancel stops it), and its result
+    lands in History and in the System panel's finished jobs."""
+    for snapshot in facade.follow(job):
+        if snapshot.status == JobStatus.QUEUED:
+            ahead = facade.position(snapshot)
+            text = f"Queued: {ahead} job(s) ahead" if ahead else "Queued: starting next"
+            progress(0, desc=text)
+        else:
+            p = snapshot.progress
+            text = p.describe()
+            progress((p.step, p.total) if p.total else None, desc=text)
+        yield text
 
 
 def run_job(

@@ -6,14 +6,23 @@ from core.errors import readable_error
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import SPEEDS, Field, choice_number
 from core.facade.service import Facade, JobFailed
-from core.facade.tables import BATCH_COLUMNS, HISTORY_COLUMNS, QUEUED_COLUMNS, WORKER_COLUMNS
+from core.facade.tables import (
+    BATCH_COLUMNS,
+    FINISHED_COLUMNS,
+    HISTORY_COLUMNS,
+    INTERRUPTED_COLUMNS,
+    QUEUED_COLUMNS,
+    WORKER_COLUMNS,
+)
 from core.jobs import Job, JobStatus
 from core.studio import Studio
 from core.validation import ConfigError
 
 __all__ = [
     "BATCH_COLUMNS",
+    "FINISHED_COLUMNS",
     "HISTORY_COLUMNS",
+    "INTERRUPTED_COLUMNS",
     "QUEUED_COLUMNS",
     "SPEEDS",
     "WORKER_COLUMNS",

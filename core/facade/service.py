@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,37 @@ class Facade:
 
     def queued_rows(self, now: float | None = None) -> list[list[str]]:
         return tables.queued_rows(self.studio, now)
+
+    def finished_rows(self) -> list[list[str]]:
+        return tables.finished_rows(self.studio)
+
+    def interrupted_rows(self) -> list[list[str]]:
+        return tables.interrupted_rows(self.studio)
+
+    def clear_interrupted(self) -> list[list[str]]:
+        if self.studio.store is not None:
+            self.studio.store.clear_interrupted()
+        return self.interrupted_rows()
+
+    def save_queue(self) -> tuple[str | None, str]:
+        """The waiting jobs saved as a file to download (a batch prompt list), and a message."""
+        path = self.settings.outputs_dir / ".studio" / time.strftime("queue-%Y%m%d-%H%M%S.json")
+        count = self.studio.save_queue(path)
+        if not count:
+            return None, "No job is waiting: nothing to save."
+        return str(path), (
+            f"Saved {count} waiting job(s). Load the file here again, or run it headless with "
+            f"`python -m core.batch {path.name}`."
+        )
+
+    def load_queue(self, path: str | None) -> str:
+        """Queue every job of a saved queue file."""
+        if not path:
+            raise ConfigError("choose a saved queue file (.json) to load")
+        jobs = self.studio.load_queue(Path(path))
+        if not jobs:
+            return "The file holds no job."
+        return f"Queued {len(jobs)} job(s): {', '.join(job.id for job in jobs)}."
 
     def shown(self, value: Any) -> Any:
         """``value`` as the UI may show it (a Space's server paths cut, see ``core.space.for_display``)."""

@@ -21,6 +21,9 @@ TAB_NAMES = {
 }
 WORKER_COLUMNS = ["Worker", "Device", "Job", "Tab", "Progress"]
 QUEUED_COLUMNS = ["Position", "Job", "Tab", "Waiting"]
+FINISHED_COLUMNS = ["Job", "Tab", "Status", "Result"]
+INTERRUPTED_COLUMNS = ["Job", "Tab", "Submitted", "Why"]
+RECENT_JOBS = 20
 HISTORY_COLUMNS = ["created", "task", "model", "prompt", "seed", "path"]
 BATCH_COLUMNS = list(SUMMARY_FIELDS)
 
@@ -43,6 +46,36 @@ def queued_rows(studio: Studio, now: float | None = None) -> list[list[str]]:
     return [
         [str(position), job.id, tab_name(getattr(job.request, "task", None)), f"{now - job.created_at:.0f} s"]
         for position, job in enumerate(studio.queued_jobs(), start=1)
+    ]
+
+
+def finished_rows(studio: Studio) -> list[list[str]]:
+    """The jobs finished since the app started, newest first: their results stay here (and in History)
+    whoever submitted them and whether or not that page is still open."""
+    done = [job for job in studio.queue.jobs() if job.finished]
+    done.sort(key=lambda job: job.finished_at or 0, reverse=True)
+    return [
+        [
+            job.id,
+            tab_name(getattr(job.request, "task", None)),
+            job.status.value,
+            (job.result or {}).get("output") or job.error or "",
+        ]
+        for job in done[:RECENT_JOBS]
+    ]
+
+
+def submitted_at(unix_time: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_time))
+
+
+def interrupted_rows(studio: Studio) -> list[list[str]]:
+    """Jobs the app was running when it last stopped (or could not queue again), with the reason."""
+    if studio.store is None:
+        return []
+    return [
+        [job.id, tab_name(job.request.get("task")), submitted_at(job.submitted), job.note]
+        for job in studio.store.interrupted()
     ]
 
 
