@@ -24,6 +24,7 @@ from typing import Any
 from core.errors import job_error_message
 from core.jobs import Job, JobStatus
 from core.outputs import sidecar_path, slug, write_json_atomic
+from core.settings import Settings
 from core.studio import Studio
 from core.tasks import parse_request
 from core.validation import ConfigError
@@ -263,8 +264,6 @@ def run_batch(studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.settings import Settings
-
     parser = argparse.ArgumentParser(description="Run a prompt list (txt, CSV or JSON) headless.")
     parser.add_argument("file", type=Path)
     parser.add_argument("--outputs", type=Path, default=Settings.outputs_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.batch import main as batch_main
 from core.jobs import JobStatus
 from core.queue_store import INTERRUPTED, QUEUE_FILE, QueueStore
 from core.settings import Settings
@@ -106,6 +107,9 @@ def test_a_queue_saved_to_a_file_loads_again_and_bad_files_are_refused(
             studio.load_queue(bad)
     finally:
         studio.shutdown()
+    headless = tmp_path / "headless"
+    batch_main([str(saved), "--outputs", str(headless), "--models-dir", str(settings.models_dir), "--dev"])
+    assert sorted(p.name[:8] for p in headless.rglob("row-*.mp4")) == ["row-0001", "row-0002"]
 
 
 @pytest.mark.e2e
