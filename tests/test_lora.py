@@ -13,17 +13,17 @@ import torch
 
 pytest.importorskip("peft")
 
-from core.cancel import JobCancelledError  # noqa: E402,F401
-from core.device_models import DeviceModels  # noqa: E402
-from core.jobs import Job  # noqa: E402
-from core.lora import apply_loras, lora_variant, parse_loras, prepare_loras, resolve_lora  # noqa: E402
-from core.lora.keys import to_diffusers  # noqa: E402
-from core.tasks.t2v import T2VRequest, T2VTask, generate_t2v  # noqa: E402
-from core.validation import ConfigError  # noqa: E402
-from lora_files import FORMATS, tiny_lora, write_lora  # noqa: E402
-from weights.registry import get_card  # noqa: E402
+from lora_files import FORMATS, tiny_lora, write_lora
 
-from core.pipelines import load_diffusers_pipeline  # noqa: E402
+from core.cancel import JobCancelledError  # noqa: F401
+from core.device_models import DeviceModels
+from core.jobs import Job
+from core.lora import apply_loras, lora_variant, parse_loras, prepare_loras, resolve_lora
+from core.lora.keys import to_diffusers
+from core.pipelines import load_diffusers_pipeline
+from core.tasks.t2v import T2VRequest, T2VTask, generate_t2v
+from core.validation import ConfigError
+from weights.registry import get_card
 
 
 def job() -> Job:
@@ -91,7 +91,7 @@ def test_alpha_is_applied_as_alpha_over_rank() -> None:
 
 
 def test_lora_for_another_model_is_refused_naming_it(pipe, loras_dir: Path) -> None:
-    with pytest.raises(ConfigError, match="Wan2.1 T2V 14B") as error:
+    with pytest.raises(ConfigError, match=r"Wan2\.1 T2V 14B") as error:
         run_frames(pipe, loras_dir, [{"name": "big"}])
     assert "Tiny Wan" in str(error.value)
 
