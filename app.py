@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Settings.models_dir,
         help="folder for model weights (the standard Hugging Face cache is searched too)",
     )
+    parser.add_argument(
+        "--loras-dir",
+        type=Path,
+        default=Settings.loras_dir,
+        help="folder for LoRA files (.safetensors); LoRAs named by Hub repo or URL are downloaded here",
+    )
     parser.add_argument("--offline", action="store_true", help="never download; use only local weights")
     parser.add_argument("--gpus", default=None, help="GPU indices to use, e.g. 0,1 (default: all visible)")
     parser.add_argument(
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(
         outputs_dir=args.outputs.resolve(),
         models_dir=args.models_dir.resolve(),
+        loras_dir=args.loras_dir.resolve(),
         offline=args.offline,
         dev=args.dev,
         gpus=parse_gpus(args.gpus),

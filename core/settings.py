@@ -14,6 +14,8 @@ class Settings:
 
     outputs_dir: Path = ROOT / "outputs"
     models_dir: Path = ROOT / "weights" / "cache"
+    loras_dir: Path = ROOT / "loras"
+    """User LoRA files (``.safetensors``); LoRAs named by Hub repo or URL are downloaded here."""
     offline: bool = False
     dev: bool = False
     gpus: tuple[int, ...] | None = None

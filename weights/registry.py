@@ -11,6 +11,7 @@ import yaml
 
 from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
 from weights.card_facts import Architecture, CacheFacts, parse_arch, parse_caches
+from weights.few_step import FewStep, parse_few_step
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
 TASKS = ("t2v", "continue", "upscale")
@@ -74,6 +75,8 @@ class ModelCard:
     """The DiT and VAE facts (``weights.card_facts``); every text-to-video and continuation card has them."""
     caches: CacheFacts = field(default_factory=CacheFacts)
     """The step caches' facts for this model (TeaCache fit, MagCache ratios, speed thresholds)."""
+    few_step: FewStep | None = None
+    """The authors' few-step settings (``weights.few_step``); None: the model has no few-step mode."""
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
@@ -126,6 +129,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
     if data.get("arch") is not None:
         data["arch"] = parse_arch(data["arch"], where=where_id)
     data["caches"] = parse_caches(data.get("caches") or {}, where=where_id)
+    data["few_step"] = parse_few_step(data.get("few_step"), where=where_id)
     card = from_mapping(ModelCard, data, where=where_id)
     as_text(f"{where_id} name", card.name, required=True)
     as_int(f"{where_id} fps", card.fps, low=1, high=240)

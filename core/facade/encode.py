@@ -12,6 +12,7 @@ from typing import Any
 
 from core.caches.config import speed_presets
 from core.continuation import whole_blocks
+from core.facade.few_step import few_step_values
 from core.facade.fields import choice_number, whole
 from core.magi.request import is_magi_card
 from core.validation import ConfigError
@@ -115,7 +116,7 @@ def t2v_request(v: Values) -> dict[str, Any]:
         "cache": step_cache(v["speed_preset"], v["method"], v["threshold"]),
         "speed": speed_options(v["attention"], v["compile_choice"], v["turbo"]),
         "multi_gpu": v["multi_gpu"],
-    }
+    } | few_step_values(v)
 
 
 def continue_request(v: Values) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.continuation import FIELD_HELP as CONTINUE_HELP
+from core.facade.few_step import few_step_fields
 from core.facade.fields import SPEEDS, Field, Form, number_choices
 from core.facade.forms import form_for
 from core.facade.text import describe_input
@@ -131,6 +132,7 @@ def t2v_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
             "details.",
             visible=several_gpus,
         ),
+        **few_step_fields(cards),
     }
     return merged(static, form_for("t2v", cards[0].id))
 

@@ -25,6 +25,7 @@ from core.caches import apply_cache
 from core.device_models import DeviceModels
 from core.job_run import JobRun
 from core.jobs import JobCancelledError
+from core.lora import PreparedLora, apply_loras, lora_variant
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
 from core.model_store import ensure_model
@@ -36,7 +37,8 @@ from core.parallel.remote_job import RemoteJob
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
-from core.tasks.t2v import T2VRequest, generate_t2v, save_t2v, t2v_fields
+from core.speed.compile import should_compile
+from core.tasks.t2v import T2VRequest, generate_t2v, prepare_request_loras, save_t2v, t2v_fields
 from weights.registry import ModelCard
 
 
@@ -92,17 +94,38 @@ class RankPipelines:
         self.models = DeviceModels(device, settings)
         self.mesh: DeviceMesh | None = None
         self.speed: dict[str, Any] = {}
+        self.loras: list[dict[str, Any]] = []
 
-    def get(self, card: ModelCard, config: ParallelConfig, level: int, speed: SpeedConfig) -> Any:
+    def get(
+        self,
+        card: ModelCard,
+        config: ParallelConfig,
+        level: int,
+        speed: SpeedConfig,
+        loras: tuple[PreparedLora, ...] = (),
+    ) -> Any:
+        """The rank's pipeline carrying ``loras`` (loaded before compile, swapped in place later)."""
         folder = ensure_model(card, self.settings)
-        load = partial(self._load, config, speed)
-        return self.models.get(card, folder, level, (config, speed), loader=load)
+        hotswap = should_compile(speed.compile, self.device)[0]
+        load = partial(self._load, config, speed, loras, hotswap)
+        variant = (config, speed, lora_variant(loras, hotswap))
+        pipe = self.models.get(card, folder, level, variant, loader=load)
+        self.loras = apply_loras(pipe, loras, card, hotswap)
+        return pipe
 
     def _load(
-        self, config: ParallelConfig, speed: SpeedConfig, card: ModelCard, folder: Path, device: torch.device,
+        self,
+        config: ParallelConfig,
+        speed: SpeedConfig,
+        loras: tuple[PreparedLora, ...],
+        hotswap: bool,
+        card: ModelCard,
+        folder: Path,
+        device: torch.device,
         level: int,
     ) -> Any:
         pipe = load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
+        apply_loras(pipe, loras, card, hotswap)
         self.mesh = build_mesh(config, device)
         if self.mesh is not None and config.context > 1:
             for transformer in denoisers(pipe):
@@ -141,7 +164,8 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     with JobRun("t2v", job, task.request, device) as run:
         request = run.request
         job.report(f"loading model (memory level {task.memory_level})")
-        pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config)
+        loras = prepare_request_loras(RankWorker(settings, device, pipelines.models), job, request)
+        pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config, loras)
         try:
             with (
                 apply_cache(pipe, request.card, request.cache_config) as session,
@@ -154,7 +178,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     dist.all_gather_object(every_rank, session.stats())
     if dist.get_rank() != 0:
         return None
-    applied = {"speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
+    applied = {"loras": pipelines.loras, "speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
     record = split_record(run, task, device, applied)
     job.report("writing video")
     return save_t2v(RankWorker(settings, device, pipelines.models), request, record, frames)

@@ -29,6 +29,7 @@ def is_block_linear(module: torch.nn.Module, name: str) -> bool:
     return (
         isinstance(module, torch.nn.Linear)
         and name.startswith("blocks.")
+        and ".lora_" not in name  # user LoRAs' adapters stay in the compute dtype (hot-swapped)
         and module.in_features % 16 == 0
         and module.out_features % 16 == 0
     )

@@ -13,11 +13,22 @@ from core.caches import CacheConfig, apply_cache, parse_cache_config
 from core.device_models import Worker
 from core.job_run import JobRun
 from core.jobs import Job
+from core.lora import (
+    LoraSpec,
+    PreparedLora,
+    apply_loras,
+    lora_variant,
+    parse_loras,
+    prepare_loras,
+    resolve_lora,
+)
 from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
+from core.speed.compile import should_compile
+from core.tasks.few_step import few_step_record, few_step_settings, first_step_cfg, use_few_step_scheduler
 from core.tasks.registry import Task, register
 from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
 from core.video_io import write_video
@@ -55,6 +66,12 @@ class T2VRequest:
     speed: dict[str, Any] | None = None
     multi_gpu: str = "auto"
     """With several GPUs: "auto" (the planner decides), "one" GPU, or "split" over the idle GPUs."""
+    loras: tuple[LoraSpec, ...] | None = None
+    """User LoRAs: entries {name (a file in the loras folder) or repo + name or url, strength, expert}."""
+    few_step: bool = False
+    """The card's few-step mode: its steps, CFG, shift, scheduler and step-distill LoRAs as defaults."""
+    first_step_guidance: float | None = None
+    """CFG on the first step only at this scale (> 1), CFG 1 after it; for few-step runs at CFG 1."""
 
     task = "t2v"
 
@@ -68,6 +85,12 @@ class T2VRequest:
                 "(fields chunks or seconds, window_size, kv_budget; see docs/magi.md)"
             )
         set_ = object.__setattr__
+        fast = few_step_settings(card, self.few_step)
+        set_(self, "few_step", fast is not None)
+        loras = parse_loras(list(self.loras) if isinstance(self.loras, tuple) else self.loras)
+        if fast is not None and self.loras is None:
+            loras = parse_loras([lora.entry() for lora in fast.loras])
+        set_(self, "loras", loras)
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
@@ -97,13 +120,25 @@ class T2VRequest:
         set_(
             self,
             "steps",
-            as_int("steps", card.defaults.steps if self.steps is None else self.steps, low=1, high=200),
+            as_int(
+                "steps", (fast or card.defaults).steps if self.steps is None else self.steps, low=1, high=200
+            ),
         )
-        guidance = card.defaults.guidance if self.guidance is None else self.guidance
+        guidance = (fast or card.defaults).guidance if self.guidance is None else self.guidance
         set_(self, "guidance", as_float("guidance", guidance, low=0.0, high=30.0))
         guidance_2 = self.guidance_2 if self.guidance_2 is not None else card.defaults.guidance_2
+        if self.guidance_2 is None and fast is not None and guidance_2 is not None:
+            guidance_2 = fast.guidance
         if guidance_2 is not None:
             set_(self, "guidance_2", as_float("guidance 2", guidance_2, low=0.0, high=30.0))
+        if self.flow_shift is None and fast is not None:
+            set_(self, "flow_shift", fast.flow_shift)
+        if self.first_step_guidance is not None:
+            set_(
+                self,
+                "first_step_guidance",
+                as_float("first step guidance", self.first_step_guidance, low=1.0, high=30.0),
+            )
         if self.flow_shift is not None:
             set_(self, "flow_shift", as_float("flow shift", self.flow_shift, low=0.0, high=100.0))
         set_(self, "seed", as_seed(self.seed))
@@ -145,7 +180,7 @@ class T2VRequest:
         return self if self.seed >= 0 else replace(self, seed=random_seed())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, **asdict(self)}
+        return {"task": self.task, **asdict(self), "loras": [lora.to_dict() for lora in self.loras or ()]}
 
 
 def step_callback(job: Job, total: int):
@@ -163,7 +198,9 @@ def step_callback(job: Job, total: int):
 
 def generate_t2v(pipe: Any, request: T2VRequest, job: Job) -> np.ndarray:
     """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3)."""
+    use_few_step_scheduler(pipe, request.card, request.resolved_flow_shift(), request.few_step)
     set_flow_shift(pipe, request.resolved_flow_shift())
+    guidance = request.first_step_guidance or request.guidance
     generator = torch.Generator("cpu").manual_seed(request.seed)
     kwargs: dict[str, Any] = {}
     if getattr(pipe, "transformer_2", None) is not None and request.guidance_2 is not None:
@@ -176,18 +213,39 @@ def generate_t2v(pipe: Any, request: T2VRequest, job: Job) -> np.ndarray:
         width=request.width,
         num_frames=request.frames,
         num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
+        guidance_scale=guidance,
         generator=generator,
         output_type="np",
-        callback_on_step_end=step_callback(job, request.steps),
+        callback_on_step_end=first_step_cfg(step_callback(job, request.steps), request),
         **kwargs,
     )
     return np.asarray(output.frames[0])
 
 
+def prepare_request_loras(worker: Worker, job: Job, request: Any) -> tuple[PreparedLora, ...]:
+    """The request's LoRAs from the loras folder (fetched first when they name a Hub file or URL), read
+    and converted for its model; any Wan-family request with a ``loras`` field (text or image to video)."""
+    resolved = []
+    for spec in request.loras or ():
+        job.report(f"preparing LoRA {spec.name}")
+        resolved.append(
+            resolve_lora(
+                spec,
+                worker.settings.loras_dir,
+                on_progress=lambda p: job.report(
+                    "downloading LoRA", p.bytes_done, p.bytes_total, p.describe()
+                ),
+                should_cancel=lambda: job.cancel_requested,
+            )
+        )
+    job.check_cancelled()
+    return prepare_loras(tuple(resolved), request.card)
+
+
 def t2v_fields(request: T2VRequest, device: torch.device, level: int, plan: str) -> dict[str, Any]:
     """The record's text-to-video fields (after the common ones), for one GPU or a split."""
     return {
+        "few_step": few_step_record(request),
         "width": request.width,
         "height": request.height,
         "frames": request.frames,
@@ -223,10 +281,16 @@ class T2VTask(Task):
         applied: dict[str, Any] = {}
         with JobRun(self.name, job, request, worker.device) as run:
             request = run.request
+            prepared = prepare_request_loras(worker, job, request)
+            hotswap = should_compile(request.speed_config.compile, worker.device)[0]
 
             def generate(pipe: Any) -> np.ndarray:
+                applied["loras"] = apply_loras(pipe, prepared, request.card, hotswap)
                 applied["speed"] = apply_speed(
-                    pipe, request.speed_config, worker.device, models_dir=worker.settings.models_dir,
+                    pipe,
+                    request.speed_config,
+                    worker.device,
+                    models_dir=worker.settings.models_dir,
                     report=job.report,
                 )
                 with apply_cache(pipe, request.card, request.cache_config) as session:
@@ -240,7 +304,7 @@ class T2VTask(Task):
                 (request.width, request.height, request.frames),
                 request.memory_level,
                 generate,
-                variant=request.speed_config,
+                variant=(request.speed_config, lora_variant(prepared, hotswap)),
             )
         record = run.record(
             request.card,

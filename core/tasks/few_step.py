@@ -1,0 +1,75 @@
+"""The few-step mode of a Wan-family run: the card's settings as request defaults, its scheduler, and CFG
+on the first step only (Wan2GP's phases: guidance > 1 for step 1 against the negative prompt, then 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from core.validation import ConfigError
+from weights.few_step import FewStep
+from weights.registry import ModelCard, cards_for
+
+StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
+
+
+def few_step_settings(card: ModelCard, asked: bool) -> FewStep | None:
+    """The card's few-step settings when ``asked`` (a clear error naming the models that have them)."""
+    if not asked:
+        return None
+    if card.few_step is None:
+        having = ", ".join(c.name for c in cards_for("t2v") if c.few_step is not None)
+        raise ConfigError(f"{card.name} has no few-step mode; models with one: {having}")
+    return card.few_step
+
+
+ORIGINAL_SCHEDULER = "_video_studio_scheduler"
+
+
+def use_few_step_scheduler(pipe: Any, card: ModelCard, shift: float, few_step: bool) -> None:
+    """Give ``pipe`` the card's few-step scheduler at ``shift`` for a few-step run, and its own scheduler
+    back for any other run (the loaded pipeline serves both)."""
+    original = getattr(pipe, ORIGINAL_SCHEDULER, None)
+    preset = card.few_step
+    if not few_step or preset is None or preset.scheduler != "euler":
+        if original is not None:
+            pipe.scheduler = original
+            setattr(pipe, ORIGINAL_SCHEDULER, None)
+        return
+    if original is None:
+        setattr(pipe, ORIGINAL_SCHEDULER, pipe.scheduler)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+
+
+def first_step_cfg(callback: StepCallback, request: Any) -> StepCallback:
+    """``callback`` that also turns CFG off after the first step when the request asks for CFG on the
+    first step only (the pipeline then runs the conditional pass alone: guidance 1)."""
+    if request.first_step_guidance is None:
+        return callback
+
+    def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if index == 0:
+            pipe._guidance_scale = 1.0
+            pipe._guidance_scale_2 = 1.0
+        return callback(pipe, index, timestep, tensors)
+
+    return on_step_end
+
+
+def few_step_record(request: Any) -> dict[str, Any] | None:
+    """The record's few-step entry: the card's settings that ran and the first-step CFG (None: off)."""
+    preset = request.card.few_step if request.few_step else None
+    if preset is None:
+        return (
+            None
+            if request.first_step_guidance is None
+            else {"first_step_guidance": request.first_step_guidance}
+        )
+    return {
+        "scheduler": preset.scheduler,
+        "authors_timesteps": list(preset.timesteps),
+        "source": preset.source,
+        "first_step_guidance": request.first_step_guidance,
+    }

