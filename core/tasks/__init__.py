@@ -1,9 +1,9 @@
 """Every task of the studio, registered by name (:mod:`core.tasks.registry`).
 
-Importing this package registers them all: text to video (Wan family), image to video, continuation (SkyReels-V2 DF),
-MAGI-1 (text to video and continuation), upscale (FlashVSR, Real-ESRGAN) and the long-video chain. A new task
-is a module here with a request type and a :class:`~core.tasks.registry.Task` subclass under ``@register``,
-imported below.
+Importing this package registers them all: text to video (Wan family), image to video (Wan family),
+continuation (SkyReels-V2 DF), MAGI-1 (text to video and continuation), upscale (FlashVSR, Real-ESRGAN)
+and the long-video chain. A new task is a module here with a request type and a
+:class:`~core.tasks.registry.Task` subclass under ``@register``, imported below.
 """
 
 from core.tasks import chain, continuation, i2v, magi, t2v, upscale

@@ -40,9 +40,8 @@ def tiny_clip():
 def _scheduler(flow_shift: float):
     from diffusers import UniPCMultistepScheduler
 
-    return UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=flow_shift
-    )
+    flow = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "num_train_timesteps": 1000}
+    return UniPCMultistepScheduler(**flow, flow_shift=flow_shift)
 
 
 def _build_i2v(folder: Path, seed: int, *, last_frame: bool) -> Path:
