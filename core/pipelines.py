@@ -30,9 +30,10 @@ def load_diffusers_pipeline(
     folder as ``WanImageToVideoPipeline``) from ``folder`` in the device's compute dtype (VAE in float32,
     as Wan needs), placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From
     level 4 the DiT(s) load tensor by tensor straight into their offloaded form
-    (``core/memory/low_ram_load.py``); from level 5 pinned in RAM where that leaves room, else mapped from an fp8 cache in ``models_dir``
-    (:func:`core.memory.planner.maps_fp8_dit`; default ``models_dir``: the folder's parent when the
-    folder is ``<models dir>/<card id>``; a model elsewhere without ``models_dir`` keeps its DiT in RAM)."""
+    (``core/memory/low_ram_load.py``); from level 5 pinned in RAM where that leaves room, else mapped
+    from an fp8 cache in ``models_dir`` (:func:`core.memory.planner.maps_fp8_dit`; default
+    ``models_dir``: the folder's parent when the folder is ``<models dir>/<card id>``; a model elsewhere
+    without ``models_dir`` keeps its DiT in RAM)."""
     pipeline_class = getattr(diffusers, pipeline or card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}
     if models_dir is None and Path(folder).name == card.id:
