@@ -36,6 +36,7 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
                 sources = ["upload", "clipboard"]
                 f["image_path"] = gr.Image(**p["image_path"], type="filepath", sources=sources)
                 f["end_image_path"] = gr.Image(**p["end_image_path"], type="filepath", sources=["upload"])
+            f["end_image_note"] = gr.Markdown(**p["end_image_note"])
             with gr.Accordion("Start from a frame of a video", open=False):
                 frame_video = gr.Video(label="Video", sources=["upload"])
                 frame_index = gr.Number(value=-1, precision=0, label="Frame (-1 = the last, 0 = the first)")
@@ -44,7 +45,7 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
             f["negative_text"] = gr.Textbox(**p["negative_text"], lines=2)
             f["resolution_label"] = gr.Dropdown(**p["resolution_label"], allow_custom_value=True)
             preview = gr.Image(label="What the model starts from", interactive=False, height=200)
-            fit_note = gr.Markdown("")
+            fit_note = gr.Markdown(**p["fit_help"])
             f["frame_count"] = gr.Slider(**p["frame_count"])
             with gr.Accordion("Sampling", open=False):
                 f["step_count"] = gr.Slider(**p["step_count"])

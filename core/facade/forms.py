@@ -73,7 +73,8 @@ def i2v_form(card: ModelCard) -> Form:
     mode = end_image_mode(card)
     return t2v_form(card) | {
         "resolution_label": Field(choices=[MATCH_IMAGE, *resolution_field(card).choices], value=MATCH_IMAGE),
-        "end_image_path": Field(visible=mode is not None, info=END_IMAGE_INFO[mode]),
+        "end_image_path": shown(mode is not None),
+        "end_image_note": Field(value=END_IMAGE_INFO[mode]),
     }
 
 

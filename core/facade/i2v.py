@@ -28,7 +28,8 @@ FIT_NOTE = (
 def i2v_static() -> Form:
     """The fields the Image to video tab adds to Text to video's."""
     return {
-        "image_path": Field(label="Start image", info=FIT_NOTE),
+        "image_path": Field(label="Start image"),
+        "fit_help": Field(value=FIT_NOTE),
         "end_image_path": Field(label="End image (last frame)"),
         "multi_gpu": Field(visible=False, value="one"),
     }
