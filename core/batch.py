@@ -29,7 +29,8 @@ from core.tasks import parse_request
 from core.validation import ConfigError
 
 IMAGE_FIELDS = ("image", "end_image")
-TEXT_FIELDS = {"task", "model", "prompt", "negative_prompt", "memory_level", "video", "variant", *IMAGE_FIELDS}
+TEXT_FIELDS = {"task", "model", "prompt", "negative_prompt", "memory_level", "video", "variant"}
+TEXT_FIELDS |= set(IMAGE_FIELDS)
 SUMMARY_FIELDS = ("index", "prompt", "status", "seed", "time_s", "output", "error")
 
 
