@@ -68,6 +68,8 @@ def bad_input_message(block_fn: Any, inputs: list[Any], error: ComponentProcessi
     value = inputs[index] if index < len(inputs) else None
     if isinstance(block, (gr.Number, gr.Slider)):
         return f"{name} must be a number, got {value!r}"
+    if isinstance(block, gr.Image):
+        return f"{name} is not a picture this app can read; use a JPEG, PNG, WebP, GIF, BMP or TIFF file"
     return f"{name} has the wrong type ({value!r}): {cause}"
 
 

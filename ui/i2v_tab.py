@@ -34,8 +34,10 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
             f["about"] = gr.Markdown(**p["about"])
             with gr.Row():
                 sources = ["upload", "clipboard"]
-                f["image_path"] = gr.Image(**p["image_path"], type="filepath", sources=sources)
-                f["end_image_path"] = gr.Image(**p["end_image_path"], type="filepath", sources=["upload"])
+                # image_mode None: the file as uploaded (EXIF, alpha, 16 bits, CMYK are core.image_input's)
+                kept = {"type": "filepath", "image_mode": None}
+                f["image_path"] = gr.Image(**p["image_path"], **kept, sources=sources)
+                f["end_image_path"] = gr.Image(**p["end_image_path"], **kept, sources=["upload"])
             f["end_image_note"] = gr.Markdown(**p["end_image_note"])
             with gr.Accordion("Start from a frame of a video", open=False):
                 frame_video = gr.Video(label="Video", sources=["upload"])
