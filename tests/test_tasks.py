@@ -40,7 +40,8 @@ def test_every_task_is_found_by_its_name_and_the_model() -> None:
     assert type(task_named("upscale", "tiny-esrgan")) is UpscaleTask
     assert type(task_named("chain")) is ChainTask
     assert set(request_types()) == {"chain", "continue", "t2v", "i2v", "upscale"}
-    with pytest.raises(ConfigError, match="unknown task 'paint'; known tasks: chain, continue, t2v, i2v, upscale"):
+    known = "known tasks: chain, continue, t2v, i2v, upscale"
+    with pytest.raises(ConfigError, match=f"unknown task 'paint'; {known}"):
         parse_request({"task": "paint", "model": "tiny-wan"})
 
 
