@@ -55,6 +55,13 @@ def test_a_picture_makes_a_video_of_the_asked_frames_size_and_fps(runner: Runner
     assert read_record(Path(record["path"]))["request"]["image"] == str(start)
 
 
+def test_step_cache_applies_to_image_to_video(runner: Runner, tmp_path: Path) -> None:
+    start = picture(tmp_path / "start.png")
+    cache = {"preset": "faster"}
+    record = run(runner, {"model": "tiny-wan-i2v", "image": str(start), "steps": 6, "cache": cache})
+    assert record["cache"]["method"] == "teacache" and record["cache"]["steps_reused"] > 0
+
+
 def test_first_and_last_frame(runner: Runner, tmp_path: Path) -> None:
     start, end = picture(tmp_path / "a.png"), picture(tmp_path / "b.jpg", color=(20, 20, 220))
     record = run(
