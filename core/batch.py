@@ -29,7 +29,9 @@ from core.studio import Studio
 from core.tasks import parse_request
 from core.validation import ConfigError
 
+IMAGE_FIELDS = ("image", "end_image")
 TEXT_FIELDS = {"task", "model", "prompt", "negative_prompt", "memory_level", "video", "variant"}
+TEXT_FIELDS |= set(IMAGE_FIELDS)
 SUMMARY_FIELDS = ("index", "prompt", "status", "seed", "time_s", "output", "error")
 
 
@@ -54,6 +56,18 @@ def cell_value(name: str, text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def image_row(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A row with an ``image`` is an image-to-video request unless it names its task; its image paths
+    may be relative to the batch file's ``folder``."""
+    if not raw.get("image"):
+        return raw
+    row = {"task": "i2v", **raw}
+    for name in IMAGE_FIELDS:
+        if row.get(name) and not Path(str(row[name])).is_absolute():
+            row[name] = str(folder / str(row[name]))
+    return row
 
 
 def load_rows(path: Path, content: bytes | None = None) -> list[Any]:
@@ -187,7 +201,7 @@ class BatchRun:
         try:
             if not isinstance(raw, dict):
                 raise ConfigError(f"expected an object of request fields, got {type(raw).__name__}")
-            request = parse_request(self.defaults | raw)
+            request = parse_request(self.defaults | image_row(raw, self.prompt_file.parent))
         except (ConfigError, TypeError, ValueError) as exc:
             row.status, row.error = "bad", str(exc)
             return

@@ -148,10 +148,11 @@ class DeviceModels:
         generate: Callable[[Any], T],
         variant: Hashable = None,
         decode_frames: int | None = None,
+        loader: Loader | None = None,
     ) -> tuple[T, MemoryPlan, int]:
-        """Fetch ``card``'s weights, plan memory for ``size`` (width, height, frames), load the model and
-        return ``generate(model)`` with the plan and the level it ran at: an out-of-memory error reloads
-        one level up and tries once more."""
+        """Fetch ``card``'s weights, plan memory for ``size`` (width, height, frames), load the model
+        (with ``loader`` when given, see :meth:`get`) and return ``generate(model)`` with the plan and the
+        level it ran at: an out-of-memory error reloads one level up and tries once more."""
         folder = self.fetch(card, job)
         plan = self.plan(card, *size, memory_level, decode_frames)
         level = [plan.level]
@@ -159,13 +160,13 @@ class DeviceModels:
         def load(new_level: int) -> Any:
             level[0] = new_level
             job.report(f"loading model (memory level {new_level})")
-            return self.get(card, folder, new_level, variant)
+            return self.get(card, folder, new_level, variant, loader)
 
         load(plan.level)
         job.check_cancelled()
         try:
             result = run_with_oom_retry(
-                lambda: generate(self.get(card, folder, level[0], variant)),
+                lambda: generate(self.get(card, folder, level[0], variant, loader)),
                 plan,
                 load,
                 lambda message: job.report(message),

@@ -18,15 +18,23 @@ from weights.store import fp8_cache_dir
 
 
 def load_diffusers_pipeline(
-    card: ModelCard, folder: Path, device: torch.device, level: int = 0, *, models_dir: Path | None = None
+    card: ModelCard,
+    folder: Path,
+    device: torch.device,
+    level: int = 0,
+    *,
+    models_dir: Path | None = None,
+    pipeline: str | None = None,
 ) -> Any:
-    """``card.pipeline`` from ``folder`` in the device's compute dtype (VAE in float32, as Wan needs),
-    placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From level 4 the DiT(s)
-    load tensor by tensor straight into their offloaded form (``core/memory/low_ram_load.py``); from
-    level 5 pinned in RAM where that leaves room, else mapped from an fp8 cache in ``models_dir``
-    (:func:`core.memory.planner.maps_fp8_dit`; default ``models_dir``: the folder's parent when the
-    folder is ``<models dir>/<card id>``; a model elsewhere without ``models_dir`` keeps its DiT in RAM)."""
-    pipeline_class = getattr(diffusers, card.pipeline)
+    """``card.pipeline`` (or the diffusers class named ``pipeline``: image to video loads a TI2V card's
+    folder as ``WanImageToVideoPipeline``) from ``folder`` in the device's compute dtype (VAE in float32,
+    as Wan needs), placed on ``device`` at low-memory ``level`` (see ``core/memory/levels.py``). From
+    level 4 the DiT(s) load tensor by tensor straight into their offloaded form
+    (``core/memory/low_ram_load.py``); from level 5 pinned in RAM where that leaves room, else mapped
+    from an fp8 cache in ``models_dir`` (:func:`core.memory.planner.maps_fp8_dit`; default
+    ``models_dir``: the folder's parent when the folder is ``<models dir>/<card id>``; a model elsewhere
+    without ``models_dir`` keeps its DiT in RAM)."""
+    pipeline_class = getattr(diffusers, pipeline or card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}
     if models_dir is None and Path(folder).name == card.id:
         models_dir = Path(folder).parent

@@ -56,6 +56,36 @@ def test_t2v_through_the_api_makes_the_asked_video(launched_app) -> None:
     assert status.startswith("Done")
 
 
+def test_i2v_through_the_api_with_first_and_last_frame(launched_app, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (90, 120), (200, 30, 30)).save(tmp_path / "start.png")
+    Image.new("RGB", (90, 120), (30, 30, 200)).save(tmp_path / "end.webp")
+    (tmp_path / "notes.png").write_text("not a picture")
+    client = Client(launched_app.url, verbose=False)
+    values = {
+        "model_id": "tiny-wan-flf2v",
+        "image_path": handle_file(str(tmp_path / "start.png")),
+        "end_image_path": handle_file(str(tmp_path / "end.webp")),
+        "prompt_text": "a bird flying over the sea",
+        "negative_text": "",
+        "resolution_label": "Match the image (default size)",
+        "frame_count": 13,
+        "step_count": 2,
+        "guidance_scale": 4.0,
+        "flow_shift": 0,
+        "seed_value": 5,
+    }
+    video, details, status = client.predict(**values, api_name="/i2v")
+    info = probe_video(Path(video))
+    assert (info.frames, info.width, info.height, info.fps) == (13, 48, 64, 16.0)  # portrait, as the picture
+    assert details["image"]["name"] == "start.png" and details["end_image"]["name"] == "end.webp"
+    assert len(details["image"]["sha256"]) == 64 and status.startswith("Done")
+    bad = values | {"image_path": handle_file(str(tmp_path / "notes.png"))}
+    with pytest.raises(Exception, match="not a picture this app can read"):
+        client.predict(**bad, api_name="/i2v")
+
+
 def test_bad_request_is_a_readable_error_and_the_app_keeps_serving(launched_app) -> None:
     client = Client(launched_app.url, verbose=False)
     with pytest.raises(Exception, match="prompt must not be empty"):

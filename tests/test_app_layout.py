@@ -24,16 +24,16 @@ def test_every_result_can_be_sent_to_continue_and_upscale(models_dir: Path, tmp_
     try:
         demo = build_app(studio)
         buttons = [b for b in demo.blocks.values() if isinstance(b, gr.Button)]
-        assert (
-            sum(b.value == "Continue this" for b in buttons) == 4
-        )  # text to video, continue, upscale, long video
-        assert sum(b.value == "Upscale this" for b in buttons) == 4
+        # text to video, image to video, continue, upscale, long video
+        assert sum(b.value == "Continue this" for b in buttons) == 5
+        assert sum(b.value == "Upscale this" for b in buttons) == 5
+        assert sum(b.value == "Last frame → Image to video" for b in buttons) == 5
         targets = {
             demo.blocks[fn.outputs[0]._id].label
             for fn in demo.fns.values()
             if fn.inputs and getattr(fn.inputs[0], "label", None) == "Result" and fn.outputs
         }
-        assert targets == {"Clip to extend", "Input video"}
+        assert targets == {"Clip to extend", "Input video", "Start image"}
     finally:
         studio.shutdown()
 
@@ -49,6 +49,7 @@ def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path
         f"/{name}"
         for name in (
             "t2v",
+            "i2v",
             "continue",
             "upscale",
             "long_video",

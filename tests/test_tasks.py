@@ -32,15 +32,16 @@ CPU = torch.device("cpu")
 
 
 def test_every_task_is_found_by_its_name_and_the_model() -> None:
-    assert task_names() == ["chain", "continue", "t2v", "upscale"]
+    assert task_names() == ["chain", "continue", "t2v", "i2v", "upscale"]
     assert type(task_named("t2v", "tiny-wan")) is T2VTask
     assert type(task_named("t2v", "tiny-magi")) is MagiTextToVideo
     assert type(task_named("continue", "tiny-skyreels-df")) is ContinueTask
     assert type(task_named("continue", "tiny-magi")) is MagiContinue
     assert type(task_named("upscale", "tiny-esrgan")) is UpscaleTask
     assert type(task_named("chain")) is ChainTask
-    assert set(request_types()) == {"chain", "continue", "t2v", "upscale"}
-    with pytest.raises(ConfigError, match="unknown task 'paint'; known tasks: chain, continue, t2v, upscale"):
+    assert set(request_types()) == {"chain", "continue", "t2v", "i2v", "upscale"}
+    known = "known tasks: chain, continue, t2v, i2v, upscale"
+    with pytest.raises(ConfigError, match=f"unknown task 'paint'; {known}"):
         parse_request({"task": "paint", "model": "tiny-wan"})
 
 

@@ -15,6 +15,7 @@ from ui.chain_tab import build_chain_tab
 from ui.compare_tab import build_compare_tab
 from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
+from ui.i2v_tab import build_i2v_tab
 from ui.jobs import cancel_job
 from ui.models_tab import build_models_tab
 from ui.queue_panel import build_queue_panel
@@ -32,6 +33,17 @@ def send_to(tab: str) -> Callable[[str | None], tuple[Any, gr.Tabs]]:
         if not video:
             raise gr.Error("Make a video first.")
         return video, gr.Tabs(selected=tab)
+
+    return send
+
+
+def last_frame_to(facade: Facade) -> Callable[[str | None], tuple[str, gr.Tabs]]:
+    """An event that makes a result video's last frame the Image to video tab's start image."""
+
+    def send(video: str | None) -> tuple[str, gr.Tabs]:
+        if not video:
+            raise gr.Error("Make a video first.")
+        return facade.frame_as_image(video), gr.Tabs(selected="i2v")
 
     return send
 
@@ -56,6 +68,8 @@ def bad_input_message(block_fn: Any, inputs: list[Any], error: ComponentProcessi
     value = inputs[index] if index < len(inputs) else None
     if isinstance(block, (gr.Number, gr.Slider)):
         return f"{name} must be a number, got {value!r}"
+    if isinstance(block, gr.Image):
+        return f"{name} is not a picture this app can read; use a JPEG, PNG, WebP, GIF, BMP or TIFF file"
     return f"{name} has the wrong type ({value!r}): {cause}"
 
 
@@ -85,7 +99,7 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     facade = Facade(studio)
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
     with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
-        gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own GPU.")
+        gr.Markdown("# Video Studio\nText or image to video, continuation and upscaling on your own GPU.")
         if share_warning:
             gr.Markdown(
                 "**Warning:** this app is shared without a password; anyone with the link can use the GPU."
@@ -93,6 +107,8 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Text to video", id="t2v"):
                 t2v = build_t2v_tab(facade)
+            with gr.Tab("Image to video", id="i2v"):
+                image = build_i2v_tab(facade)
             with gr.Tab("Continue video", id="continue"):
                 extend = build_continue_tab(facade)
             with gr.Tab("Upscale", id="upscale"):
@@ -107,15 +123,17 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
                 build_history_tab(facade)
             with gr.Tab("Models", id="models"):
                 build_models_tab(facade.downloads)
-        for result in (t2v, extend.result, upscale.result, long_video):
+        to_image = last_frame_to(facade)
+        for result in (t2v, image.result, extend.result, upscale.result, long_video):
             result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
+            result.to_image.click(to_image, result.video, [image.start_image, tabs], api_name=False)
         with gr.Accordion("System", open=False):
             gr.Markdown(facade.system_summary())
             build_queue_panel(facade)
 
         def cancel_one_job(job_id: str, request: gr.Request) -> str:
-            """Cancel one job by its id (details["job_id"] of a /t2v, /continue, /upscale or /long_video
+            """Cancel one job by its id (details["job_id"] of a /t2v, /i2v, /continue, /upscale or /long_video
             call of this client); its own call then returns the cancelled status. Unlike gradio_client's
             Job.cancel(), which cancels every call of the client to the same endpoint."""
             return cancel_job(facade, job_id, getattr(request, "session_hash", None))

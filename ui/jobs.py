@@ -12,7 +12,7 @@ import gradio as gr
 from core.facade import ConfigError, Facade, Job, JobFailed, JobStatus
 from ui.send import JobOutputs
 
-JOB_ENDPOINTS = "/t2v, /continue, /upscale or /long_video"
+JOB_ENDPOINTS = "/t2v, /i2v, /continue, /upscale or /long_video"
 
 
 def submitting_session(job: Job) -> str | None:

@@ -1,4 +1,4 @@
-"""A tab's result video with buttons that send it on to the Continue and Upscale tabs."""
+"""A tab's result video with buttons that send it on to the Continue, Upscale and Image to video tabs."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ import gradio as gr
 
 
 class SendButtons(NamedTuple):
-    """A result video and the buttons that send it to the Continue and Upscale tabs."""
+    """A result video and the buttons that send it to the Continue and Upscale tabs, and its last frame
+    to Image to video."""
 
     video: gr.Video
     to_continue: gr.Button
     to_upscale: gr.Button
+    to_image: gr.Button
 
 
 def result_video() -> SendButtons:
-    """The "Result" player with "Continue this" and "Upscale this" under it (inside the current column)."""
+    """The "Result" player with "Continue this", "Upscale this" and "Last frame → Image to video" under it
+    (inside the current column)."""
     video = gr.Video(label="Result", interactive=False)
     with gr.Row():
         to_continue = gr.Button("Continue this")
         to_upscale = gr.Button("Upscale this")
-    return SendButtons(video, to_continue, to_upscale)
+        to_image = gr.Button("Last frame → Image to video")
+    return SendButtons(video, to_continue, to_upscale, to_image)
 
 
 class TabIO(NamedTuple):

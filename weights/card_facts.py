@@ -23,15 +23,17 @@ MODULATIONS = ("temb", "timestep_proj")
 class ParamCounts:
     """Exact parameter counts in billions: the diffusers/transformers modules built from the Hub configs
     on the meta device. ``dit`` is one expert; ``wide`` the DiT params that layerwise casting leaves in
-    the compute dtype at memory level 5 (counted with ``core.memory.low_ram_load.plan_dtypes``)."""
+    the compute dtype at memory level 5 (counted with ``core.memory.low_ram_load.plan_dtypes``);
+    ``image_encoder`` the CLIP vision encoder of Wan2.1 image to video (0: none)."""
 
     dit: float
     wide: float
     text_encoder: float
     vae: float
+    image_encoder: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("dit", "wide", "text_encoder", "vae"):
+        for name in ("dit", "wide", "text_encoder", "vae", "image_encoder"):
             as_float(f"params.{name}", getattr(self, name), low=0)
         if self.wide > self.dit:
             raise ConfigError(f"params.wide ({self.wide}) cannot exceed params.dit ({self.dit})")

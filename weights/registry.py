@@ -14,7 +14,7 @@ from weights.card_facts import Architecture, CacheFacts, parse_arch, parse_cache
 from weights.few_step import FewStep, parse_few_step
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
-TASKS = ("t2v", "continue", "upscale")
+TASKS = ("t2v", "i2v", "continue", "upscale")
 HUBS = ("huggingface", "modelscope")
 
 
@@ -85,8 +85,8 @@ class ModelCard:
         as_choice(f"model {self.id}: prefer", self.prefer, HUBS)
         if not (self.huggingface or self.modelscope or self.builder):
             raise ConfigError(f"model {self.id}: needs a huggingface or modelscope repo, or a builder")
-        if self.arch is None and (self.serves("t2v") or self.serves("continue")):
-            raise ConfigError(f"model {self.id}: a text-to-video or continuation model needs its arch facts")
+        if self.arch is None and any(self.serves(task) for task in ("t2v", "i2v", "continue")):
+            raise ConfigError(f"model {self.id}: a video generation model needs its arch facts")
         names = [r.name for r in self.resolutions]
         if self.defaults.resolution not in names:
             raise ConfigError(

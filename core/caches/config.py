@@ -105,8 +105,12 @@ def calibration_for(card: ModelCard) -> Calibration:
     return Calibration(teacache=card.caches.teacache, mag_ratios=card.caches.mag_ratios)
 
 
+STEP_CACHE_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+"""Pipelines whose DiT (``WanTransformer3DModel``) the step caches hook."""
+
+
 def _check_supported(method: str, card: ModelCard) -> None:
-    if card.pipeline != "WanPipeline":
+    if card.pipeline not in STEP_CACHE_PIPELINES:
         raise ConfigError(f"step caches support Wan pipelines only; {card.name} uses {card.pipeline}")
     calibration = calibration_for(card)
     if method == "teacache" and calibration.teacache is None:

@@ -102,7 +102,14 @@ UPSCALE_KEYS = (
 )
 CHAIN_KEYS = ("seed", "frames", "width", "height", "fps", "time_s", "parts", "job_folder", "output")
 
-KEYS = {"t2v": T2V_KEYS, "continue": CONTINUE_KEYS, "upscale": UPSCALE_KEYS, "long_video": CHAIN_KEYS}
+I2V_KEYS = (*T2V_KEYS[:-1], "image", "end_image", "output")
+KEYS = {
+    "t2v": T2V_KEYS,
+    "i2v": I2V_KEYS,
+    "continue": CONTINUE_KEYS,
+    "upscale": UPSCALE_KEYS,
+    "long_video": CHAIN_KEYS,
+}
 MAGI_KEYS = {"t2v": MAGI_T2V_KEYS, "continue": MAGI_CONTINUE_KEYS}
 
 
@@ -117,7 +124,7 @@ def summary(task: str, record: Mapping[str, Any]) -> str:
     """The cache's line for the status: text to video's step cache (or MAGI-1's chunk cache and KV
     budget), a continuation's FlowCache; none for the other tabs."""
     stats = record.get("cache") or {}
-    if task not in MAGI_KEYS or not stats:
+    if task not in (*MAGI_KEYS, "i2v") or not stats:
         return ""
     if "chunk_steps_reused" in stats or "kv_budget_tokens" in stats:
         return chunk_cache_summary(stats)

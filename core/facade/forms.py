@@ -11,6 +11,7 @@ from core.facade.fields import Field, Form, number_choices, shown
 from core.facade.text import chunks_label, seconds_label, upscale_engine
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import MAX_WINDOW, chunk_frames, default_window, is_magi_card
+from core.tasks.i2v import end_image_mode
 from core.tasks.t2v import snap_frames
 from weights.registry import ModelCard, get_card
 
@@ -57,6 +58,26 @@ def t2v_form(card: ModelCard) -> Form:
     }
 
 
+MATCH_IMAGE = "Match the image (default size)"
+"""The resolution choice that takes the model's default size in the picture's orientation."""
+END_IMAGE_INFO = {
+    "required": "This model makes the clip between the start and end images: add both.",
+    "optional": "Optional: the clip ends on this picture.",
+    None: "This model takes no end image (Wan2.1 FLF2V and Wan2.2 I2V A14B do).",
+}
+
+
+def i2v_form(card: ModelCard) -> Form:
+    """Text to video's form for ``card`` plus its size choices (the picture's shape first) and whether it
+    takes an end image."""
+    mode = end_image_mode(card)
+    return t2v_form(card) | {
+        "resolution_label": Field(choices=[MATCH_IMAGE, *resolution_field(card).choices], value=MATCH_IMAGE),
+        "end_image_path": shown(mode is not None),
+        "end_image_note": Field(value=END_IMAGE_INFO[mode]),
+    }
+
+
 def continue_form(card: ModelCard) -> Form:
     """Continue video: the diffusion-forcing options, or MAGI-1's window and KV budget."""
     return sampling_fields(card) | {"forcing": shown(not is_magi_card(card))}
@@ -97,6 +118,7 @@ def split_field(model_id: str | None, several_gpus: bool) -> Field:
 
 FORMS: dict[str, Callable[[ModelCard], Form]] = {
     "t2v": t2v_form,
+    "i2v": i2v_form,
     "continue": continue_form,
     "long_video": chain_form,
     "upscale": upscale_form,

@@ -137,6 +137,13 @@ def t2v_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
     return merged(static, form_for("t2v", cards[0].id))
 
 
+def i2v_inputs(cards: list[ModelCard], several_gpus: bool, static: Form) -> Props:
+    """The Image to video form: Text to video's fields (one GPU) with ``static``, the images' fields."""
+    base = t2v_inputs(cards, several_gpus)
+    model = form_for("i2v", cards[0].id)
+    return merged(static, {name: Field(**props) for name, props in base.items()} | model)
+
+
 def continue_inputs(cards: list[ModelCard]) -> Props:
     """The Continue video form: the diffusion-forcing fields with the request's help texts."""
     first = cards[0]

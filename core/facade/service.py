@@ -10,7 +10,7 @@ from typing import Any
 
 from core.batch import BatchRun
 from core.errors import job_error_message
-from core.facade import details, encode, inputs, tables
+from core.facade import details, encode, i2v, inputs, tables
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
 from core.facade.forms import form_for
@@ -118,6 +118,8 @@ class Facade:
         dev = self.settings.dev
         if task == "t2v":
             return inputs.t2v_inputs(cards_for("t2v", dev=dev), self.several_gpus)
+        if task == "i2v":
+            return inputs.i2v_inputs(cards_for("i2v", dev=dev), self.several_gpus, i2v.i2v_static())
         if task == "continue":
             return inputs.continue_inputs(cards_for("continue", dev=dev))
         if task == "upscale":
@@ -161,16 +163,28 @@ class Facade:
             frames = int(values["frame_count"])
             if frames > card.max_frames:
                 return seconds_label(frames, card)
-            width, height = encode.resolution_size(card, values["resolution_label"])
+            label = values["resolution_label"]
+            if task == "i2v":
+                width, height = i2v.estimate_size(card.id, label, values.get("image_path"))
+            else:
+                width, height = encode.resolution_size(card, label)
             return describe_plan(runner.models.plan(card, width, height, frames, values["level"]))
         except ConfigError as exc:
             return f"⚠️ {exc}"
+
+    def crop_preview(self, image: str | None, model_id: str, label: Any) -> tuple[Any, str]:
+        """The start image as the model will see it, and a line saying what the fit did."""
+        return i2v.crop_preview(image, model_id, label)
+
+    def frame_as_image(self, video: str | None, index: int = -1) -> str:
+        """Frame ``index`` (-1: the last) of a video as a picture file, for a start image."""
+        return i2v.frame_as_image(video, self.settings.outputs_dir, index)
 
     # --- jobs -----------------------------------------------------------------------------------------
 
     def request(self, task: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """The request dict for a job tab's values (raises ConfigError for what cannot be read)."""
-        return encode.ENCODERS[task](values)
+        return (encode.ENCODERS | {"i2v": i2v.i2v_request})[task](values)
 
     def submit(self, data: dict[str, Any]) -> Job:
         """Queue a request dict (raises ConfigError with a readable message)."""

@@ -56,10 +56,10 @@ def apply_memory_level(
             vae.enable_tiling()
             vae.enable_slicing()
         vae.to(device)
-    text_encoder = getattr(pipe, "text_encoder", None)
-    if text_encoder is not None:
-        text_encoder.to(CPU if level >= TEXT_ENCODER_ON_CPU else device)
-    placed = {id(m) for m in (*denoisers(pipe), vae, text_encoder)}
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "image_encoder")]
+    for encoder in (e for e in encoders if e is not None):  # image to video's CLIP goes with the T5
+        encoder.to(CPU if level >= TEXT_ENCODER_ON_CPU else device)
+    placed = {id(m) for m in (*denoisers(pipe), vae, *encoders)}
     for component in getattr(pipe, "components", {}).values():
         if isinstance(component, torch.nn.Module) and id(component) not in placed:
             component.to(device)

@@ -1,4 +1,4 @@
-"""Peak GPU memory and host RAM for one text-to-video run at one memory level, before it runs.
+"""Peak GPU memory and host RAM for one text- or image-to-video run at one memory level, before it runs.
 
 Weights come from the exact parameter counts and shapes on the model card (``arch``); the measured
 figures the constants are fitted to are data in ``presets/memory_calibration.yaml``. Activations of one
@@ -9,7 +9,9 @@ needs more activation memory per token than the 14B. Token chunking (level 6) le
 ``c_chunk`` units per token held whole (block input, output, attention keys and values) plus
 ``c_slice`` units of one slice's feed-forward (``DEFAULT_CHUNK_TOKENS x ffn_dim x bytes``), both fitted
 by least squares to the measured level-6 peaks; never more than unchunked. The VAE
-decode peak is scaled by frame area from the measured 480p figures.
+decode peak is scaled by frame area from the measured 480p figures; an image-to-video run's encode of its
+condition video (as many frames, before the denoising) stays below it. Wan2.1 image to video adds its CLIP
+image encoder, which the levels place with the text encoder (GPU, then host RAM from level 2).
 
 Host RAM: below level 4 diffusers loads every weight into RAM in the compute dtype first. From level 4
 the low-RAM loader (``low_ram_load.py``) streams the DiT tensor by tensor into its final form (fp8 at
@@ -332,7 +334,9 @@ def estimate_for_shape(
     compute_bytes = 2 if on_gpu else 4
     dit_total = dit_weights_gib(shape, level, compute_bytes)
     text_encoder = shape.text_encoder_params * BILLION * compute_bytes / GIB
+    image_encoder = shape.image_encoder_params * BILLION * compute_bytes / GIB
     vae = shape.vae_params * BILLION * 4 / GIB
+    whole = vae + image_encoder  # loaded whole into RAM at every level (never mapped)
     activations = _activations_gib(shape, cal, level, tokens, compute_bytes)
     output = _output_gib(decode_frames or frames, height, width)
     untiled = cal.vae_gib_per_pixel * width * height
@@ -342,21 +346,22 @@ def estimate_for_shape(
     mapped = (text_encoder if low_ram else 0.0) + (dit_total if mapped_dit else 0.0)
     resident_encoder = 0.0 if low_ram else text_encoder
     if mapped_dit:
-        load_ram = cal.process_ram_gib + fp8_cache_write_gib(shape, compute_bytes) + vae
+        load_ram = cal.process_ram_gib + fp8_cache_write_gib(shape, compute_bytes) + whole
     elif low_ram:
-        load_ram = cal.process_ram_gib + low_ram_load_gib(shape, level, compute_bytes, pinned=on_gpu) + vae
+        load_ram = cal.process_ram_gib + low_ram_load_gib(shape, level, compute_bytes, pinned=on_gpu) + whole
     else:
-        load_ram = cal.process_ram_gib + dit_weights_gib(shape, 0, compute_bytes) + text_encoder + vae
+        load_ram = cal.process_ram_gib + dit_weights_gib(shape, 0, compute_bytes) + text_encoder + whole
     if not on_gpu:
-        steady = cal.process_ram_gib + dit_total + resident_encoder + vae + max(activations, decode)
-        host = dit_total + resident_encoder + vae
+        steady = cal.process_ram_gib + dit_total + resident_encoder + whole + max(activations, decode)
+        host = dit_total + resident_encoder + whole
         ram = max(load_ram, steady)
         return MemoryEstimate(
             level, device_type, 0.0, ram, 0.0, dit_total, activations, decode, host, load_ram, tokens,
             0.0, dit_total, mapped,
         )  # fmt: skip
-    gpu_weights = vae + (text_encoder if level < TEXT_ENCODER_ON_CPU else 0.0)
-    host_weights = resident_encoder if level >= TEXT_ENCODER_ON_CPU else 0.0
+    encoders_on_gpu = level < TEXT_ENCODER_ON_CPU  # the image encoder goes with the text encoder
+    gpu_weights = vae + (text_encoder + image_encoder if encoders_on_gpu else 0.0)
+    host_weights = 0.0 if encoders_on_gpu else resident_encoder + image_encoder
     dit_gpu, dit_host = (dit_total, 0.0) if level < GROUP_OFFLOAD else (0.0, dit_total)
     if level < GROUP_OFFLOAD:
         gpu_weights += dit_total

@@ -21,6 +21,8 @@ class ModelShape:
     wide_params: float = 0.0
     text_encoder_params: float = 0.0
     vae_params: float = 0.0
+    image_encoder_params: float = 0.0
+    """The CLIP image encoder of Wan2.1 image to video; placed with the text encoder by the level."""
     vae_stride: tuple[int, int, int] = (4, 8, 8)
     patch: tuple[int, int, int] = (1, 2, 2)
     prefetch_blocks: int = 2
@@ -47,6 +49,7 @@ def card_shape(card: ModelCard, offload: dict[str, float]) -> ModelShape:
         wide_params=arch.params.wide,
         text_encoder_params=arch.params.text_encoder,
         vae_params=arch.params.vae,
+        image_encoder_params=arch.params.image_encoder,
         vae_stride=arch.vae_stride,
         patch=arch.patch,
         prefetch_blocks=int(offload["prefetch_blocks"]),

@@ -3,6 +3,7 @@ the task that runs it on a worker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from core.caches import CacheConfig, apply_cache, parse_cache_config
-from core.device_models import Worker
+from core.device_models import Loader, Worker
 from core.job_run import JobRun
 from core.jobs import Job
 from core.lora import (
@@ -74,11 +75,12 @@ class T2VRequest:
     """CFG on the first step only at this scale (> 1), CFG 1 after it; for few-step runs at CFG 1."""
 
     task = "t2v"
+    model_kind = "a text-to-video"
 
     def __post_init__(self) -> None:
         card = get_card(self.model)
-        if card.task != "t2v":
-            raise ConfigError(f"model {self.model} is not a text-to-video model")
+        if not card.serves(self.task):
+            raise ConfigError(f"model {self.model} is not {self.model_kind} model")
         if is_magi_card(card):
             raise ConfigError(
                 f"{card.name} makes whole chunks: send it as a request dict through parse_request "
@@ -196,13 +198,14 @@ def step_callback(job: Job, total: int):
     return on_step_end
 
 
-def generate_t2v(pipe: Any, request: T2VRequest, job: Job) -> np.ndarray:
-    """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3)."""
+def generate_t2v(pipe: Any, request: T2VRequest, job: Job, **inputs: Any) -> np.ndarray:
+    """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3);
+    ``inputs``: further pipeline arguments (image to video's images)."""
     use_few_step_scheduler(pipe, request.card, request.resolved_flow_shift(), request.few_step)
     set_flow_shift(pipe, request.resolved_flow_shift())
     guidance = request.first_step_guidance or request.guidance
     generator = torch.Generator("cpu").manual_seed(request.seed)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(inputs)
     if getattr(pipe, "transformer_2", None) is not None and request.guidance_2 is not None:
         kwargs["guidance_scale_2"] = request.guidance_2
     job.report("encoding prompt")
@@ -261,12 +264,64 @@ def save_t2v(worker: Worker, request: T2VRequest, record: dict[str, Any], frames
     """Write ``frames`` as the job's mp4 with ``record`` embedded, then its sidecar."""
     return save_output(
         worker.settings.outputs_dir,
-        "t2v",
+        request.task,
         request.prompt,
         request.seed,
         record,
         lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
     )
+
+
+def run_wan(
+    worker: Worker,
+    job: Job,
+    request: T2VRequest,
+    generate: Callable[[Any, T2VRequest], np.ndarray],
+    *,
+    loader: Loader | None = None,
+    variant: Hashable = None,
+    fields: Callable[[T2VRequest], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run a Wan-family ``request`` on one device: concrete seed, speed options and step cache on the
+    pipeline, ``generate(pipe, request)`` within the memory plan, then the record (with ``fields`` of the
+    seeded request) and the saved video. Text and image to video share it."""
+    applied: dict[str, Any] = {}
+    with JobRun(request.task, job, request, worker.device) as run:
+        request = run.request
+        prepared = prepare_request_loras(worker, job, request)
+        hotswap = should_compile(request.speed_config.compile, worker.device)[0]
+
+        def on_pipe(pipe: Any) -> np.ndarray:
+            applied["loras"] = apply_loras(pipe, prepared, request.card, hotswap)
+            applied["speed"] = apply_speed(
+                pipe, request.speed_config, worker.device, models_dir=worker.settings.models_dir,
+                report=job.report,
+            )
+            with apply_cache(pipe, request.card, request.cache_config) as session:
+                frames = generate(pipe, request)
+            applied["cache"] = session.stats()
+            return frames
+
+        frames, plan, level = worker.models.run_planned(
+            job,
+            request.card,
+            (request.width, request.height, request.frames),
+            request.memory_level,
+            on_pipe,
+            variant=(request.speed_config if variant is None else variant, lora_variant(prepared, hotswap)),
+            loader=loader,
+        )
+    record = run.record(
+        request.card,
+        **t2v_fields(request, worker.device, level, plan.reason),
+        **(fields(request) if fields else {}),
+        **applied,
+        dtype=run.dtype,
+        **run.measured(),
+        status="done",
+    )
+    job.report("writing video")
+    return save_t2v(worker, request, record, frames)
 
 
 @register
@@ -278,41 +333,4 @@ class T2VTask(Task):
     splittable = True
 
     def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        applied: dict[str, Any] = {}
-        with JobRun(self.name, job, request, worker.device) as run:
-            request = run.request
-            prepared = prepare_request_loras(worker, job, request)
-            hotswap = should_compile(request.speed_config.compile, worker.device)[0]
-
-            def generate(pipe: Any) -> np.ndarray:
-                applied["loras"] = apply_loras(pipe, prepared, request.card, hotswap)
-                applied["speed"] = apply_speed(
-                    pipe,
-                    request.speed_config,
-                    worker.device,
-                    models_dir=worker.settings.models_dir,
-                    report=job.report,
-                )
-                with apply_cache(pipe, request.card, request.cache_config) as session:
-                    frames = generate_t2v(pipe, request, job)
-                applied["cache"] = session.stats()
-                return frames
-
-            frames, plan, level = worker.models.run_planned(
-                job,
-                request.card,
-                (request.width, request.height, request.frames),
-                request.memory_level,
-                generate,
-                variant=(request.speed_config, lora_variant(prepared, hotswap)),
-            )
-        record = run.record(
-            request.card,
-            **t2v_fields(request, worker.device, level, plan.reason),
-            **applied,
-            dtype=run.dtype,
-            **run.measured(),
-            status="done",
-        )
-        job.report("writing video")
-        return save_t2v(worker, request, record, frames)
+        return run_wan(worker, job, request, lambda pipe, seeded: generate_t2v(pipe, seeded, job))

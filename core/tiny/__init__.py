@@ -16,6 +16,7 @@ from core.tiny.flashvsr import build_tiny_flashvsr
 from core.tiny.magi import build_tiny_magi
 from core.tiny.skyreels import build_tiny_skyreels_df
 from core.tiny.wan import build_tiny_wan
+from core.tiny.wan_i2v import build_tiny_wan_flf2v, build_tiny_wan_i2v, build_tiny_wan_ti2v
 from weights.card_facts import Architecture
 from weights.store import BUILT_MARKER
 
@@ -25,6 +26,9 @@ BUILDERS: dict[str, Callable[..., Path]] = {
     "tiny-skyreels-df": build_tiny_skyreels_df,
     "tiny-flashvsr": build_tiny_flashvsr,
     "tiny-esrgan": build_tiny_esrgan,
+    "tiny-wan-i2v": build_tiny_wan_i2v,
+    "tiny-wan-flf2v": build_tiny_wan_flf2v,
+    "tiny-wan-ti2v": build_tiny_wan_ti2v,
 }
 """A card's ``builder`` name -> the function that writes that model into a folder."""
 
