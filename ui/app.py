@@ -85,7 +85,10 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     facade = Facade(studio)
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
     with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
-        gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own GPU.")
+        gr.Markdown("# Video Studio\nText to video, continuation and upscaling on your own machine.")
+        notice = facade.lineup_notice()
+        if notice:
+            gr.Markdown(notice, elem_id="lineup-notice")
         if share_warning:
             gr.Markdown(
                 "**Warning:** this app is shared without a password; anyone with the link can use the GPU."

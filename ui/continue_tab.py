@@ -65,9 +65,8 @@ def build_continue_tab(facade: Facade) -> TabIO:
     def show_estimate(*values: Any) -> str:
         return facade.estimate("continue", dict(zip(ESTIMATE_INPUTS, values, strict=True)))
 
-    watched = [f[name] for name in ESTIMATE_INPUTS]
-    for trigger in watched:
-        trigger.change(show_estimate, watched, estimate, api_name=False)
+    # on page load too, so the estimate shows before any field changes
+    gr.on(None, show_estimate, [f[name] for name in ESTIMATE_INPUTS], estimate, api_name=False)
 
     def run(
         model_id: str,

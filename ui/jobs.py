@@ -127,8 +127,9 @@ def load_form(fields: Mapping[str, Any], props: Mapping[str, dict[str, Any]]) ->
 
 
 def wire_model_form(facade: Facade, task: str, fields: Mapping[str, Any]) -> None:
-    """Choosing another model loads its form (the facade's fields for the tab ``task``) into ``fields``;
-    every model of a tab changes the same fields, so the first one's names are the outputs."""
+    """Choosing another model, and opening the page, loads the model's form (the facade's fields for the
+    tab ``task``: its limits, e.g. the frames slider's) into ``fields``; every model of a tab changes the
+    same fields, so the first one's names are the outputs."""
     model = fields["model_id"]
     changing = [fields[name] for name in facade.form(task, model.value) if name in fields]
-    model.change(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)
+    gr.on(None, lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)

@@ -62,6 +62,10 @@ class ModelCard:
     allow_patterns: tuple[str, ...] = ()
     params_billion: float = 0.0
     min_vram_gb: float = 0.0
+    download_gb: float = 0.0
+    """About how much the download weighs (the repo's files the card fetches, at their stored precision)."""
+    runs_on_cpu: bool = False
+    """Whether the model is light enough to be useful on a machine without a CUDA GPU."""
     dev: bool = False
     builder: str | None = None
     prefer: str = "huggingface"
@@ -134,6 +138,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         as_int(f"{where_id} width", res.width, low=16, high=8192)
         as_int(f"{where_id} height", res.height, low=16, high=8192)
     as_float(f"{where_id} params_billion", card.params_billion, low=0)
+    as_float(f"{where_id} download_gb", card.download_gb, low=0)
     as_int(f"{where_id} order", card.order)
     return card
 

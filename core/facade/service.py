@@ -13,6 +13,7 @@ from core.facade import details, encode, inputs, tables
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
 from core.facade.forms import form_for
+from core.facade.lineup import FULL, Lineup, decide_lineup
 from core.facade.text import (
     MAGI_MEMORY_NOTE,
     chunks_label,
@@ -30,7 +31,8 @@ from core.space import for_display
 from core.studio import Studio
 from core.tasks import request_types
 from core.validation import ConfigError
-from weights.registry import cards_for, get_card, load_cards
+from weights.registry import ModelCard, get_card, load_cards
+from weights.store import model_status
 
 Props = dict[str, dict[str, Any]]
 
@@ -43,7 +45,8 @@ class Facade:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.settings = studio.settings
-        self.downloads = ModelDownloads(self.settings, self.settings.dev, self.in_space)
+        self.lineup = studio_lineup(studio)
+        self.downloads = ModelDownloads(self.settings, self.lineup.mode != FULL, self.in_space)
 
     # --- the machine ----------------------------------------------------------------------------------
 
@@ -56,6 +59,10 @@ class Facade:
     def several_gpus(self) -> bool:
         """Whether jobs run on several GPUs (a worker per GPU): the split choices apply."""
         return getattr(self.studio, "dispatcher", None) is not None
+
+    def lineup_notice(self) -> str:
+        """What the page says about the models it opened on (no GPU, --dev), '' on a GPU that fits."""
+        return self.lineup.notice()
 
     def system_summary(self) -> str:
         """The hardware, and where outputs go (a Space's local paths mean nothing to its visitors)."""
@@ -79,18 +86,18 @@ class Facade:
 
     def models(self, task: str) -> list[tuple[str, str]]:
         """(name, id) of the models serving ``task`` in this app."""
-        return [(c.name, c.id) for c in cards_for(task, dev=self.settings.dev)]
+        return [(c.name, c.id) for c in self.lineup.cards(task)]
 
     def inputs(self, task: str) -> Props:
-        """The job tab ``task``'s (its API name) inputs when the app starts."""
-        dev = self.settings.dev
+        """The job tab ``task``'s (its API name) inputs when the app starts, on the lineup's first model."""
+        cards = self.lineup.cards
         if task == "t2v":
-            return inputs.t2v_inputs(cards_for("t2v", dev=dev), self.several_gpus)
+            return inputs.t2v_inputs(cards("t2v"), self.several_gpus)
         if task == "continue":
-            return inputs.continue_inputs(cards_for("continue", dev=dev))
+            return inputs.continue_inputs(cards("continue"))
         if task == "upscale":
-            return inputs.upscale_inputs(cards_for("upscale", dev=dev), self.several_gpus)
-        return inputs.chain_inputs(*(cards_for(t, dev=dev) for t in ("t2v", "continue", "upscale")))
+            return inputs.upscale_inputs(cards("upscale"), self.several_gpus)
+        return inputs.chain_inputs(*(cards(t) for t in ("t2v", "continue", "upscale")))
 
     def form(self, task: str, model_id: str | None) -> Props:
         """The fields that change when the tab's model becomes ``model_id``."""
@@ -170,7 +177,7 @@ class Facade:
         return list(request_types())
 
     def history_models(self) -> list[str]:
-        return sorted(c.id for c in load_cards().values() if self.settings.dev or not c.dev)
+        return sorted(c.id for c in load_cards().values() if self.lineup.mode != FULL or not c.dev)
 
     def history(self, task: str | None, model: str | None, text: str | None) -> list[list[Any]]:
         return tables.history_rows(self.settings.outputs_dir, self.studio.space, task, model, text)
@@ -221,6 +228,19 @@ class Facade:
         job = self.job(job_id) if job_id else None
         preview = job.preview if job is not None else None
         return preview if preview and preview != shown else None
+
+
+def studio_lineup(studio: Studio) -> Lineup:
+    """The model lists for ``studio``'s machine (its GPUs, --dev, a ZeroGPU Space's lent GPU)."""
+    settings = studio.settings
+    hardware = getattr(studio, "hardware", None)
+    space = getattr(studio, "space", None)
+    gpus = [gpu.total_gb for gpu in hardware.gpus] if hardware is not None else []
+
+    def is_ready(card: ModelCard) -> bool:
+        return model_status(card, settings).state == "ready"
+
+    return decide_lineup(settings.dev, gpus, bool(space and space.zero_gpu), is_ready)
 
 
 def finish_message(job: Job) -> str:
