@@ -110,8 +110,19 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
                 build_history_tab(facade)
             with gr.Tab("Models", id="models"):
                 build_models_tab(facade.downloads)
+
+        def send_to_continue(video: str | None, model: str | None) -> tuple[Any, Any, gr.Tabs]:
+            """ "Continue this": the video, a continuation model that suits it, the Continue tab."""
+            sent, tab = send_to("continue")(video)
+            return sent, facade.continuation_for(video, model), tab
+
         for result in (t2v, extend.result, upscale.result, long_video):
-            result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
+            result.to_continue.click(
+                send_to_continue,
+                [result.video, extend.model],
+                [extend.source, extend.model, tabs],
+                api_name=False,
+            )
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
         with gr.Accordion("System", open=False):
             gr.Markdown(facade.system_summary())

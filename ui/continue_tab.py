@@ -95,4 +95,4 @@ def build_continue_tab(facade: Facade) -> TabIO:
         yield from run_job(facade, "continue", values, outputs, progress)
 
     wire_job(facade, start, cancel, run, f, outputs, api_name="continue")
-    return TabIO(f["video_path"], outputs.result)
+    return TabIO(f["video_path"], outputs.result, f["model_id"])

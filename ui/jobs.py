@@ -81,14 +81,20 @@ def run_job(
     yield {out.job_id: job.id, out.details: {"job_id": job.id}, out.status: "Queued."}
     shown = None
     for text in track(facade, job, progress):
-        update = {out.job_id: job.id, out.status: text}
+        # the stage in the details too, so an API client sees what a long preparation is doing
+        update = {out.job_id: job.id, out.status: text, out.details: {"job_id": job.id, "stage": text}}
         preview = facade.with_preview(job.id, shown)
         if preview:
             shown = update[out.result.video] = preview
         yield update
     try:
         details, message = facade.outcome(task, data, job)
-    except JobFailed as exc:
+    except JobFailed as exc:  # the status line says so too, never the last stage it reached
+        yield {
+            out.job_id: None,
+            out.status: f"Failed: {exc}",
+            out.details: {"job_id": job.id, "error": str(exc)},
+        }
         raise gr.Error(str(exc), title="Generation failed") from exc
     video = (job.result or {}).get("path")
     yield {out.job_id: None, out.result.video: video, out.details: details, out.status: message}

@@ -203,7 +203,10 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
         ),
     }
     model = form_for("upscale", cards[0].id, several_gpus) if cards else {}
-    return merged(static, {"split_gpus": model.get("split_gpus", Field(visible=False)), "about": model.get("about", Field())})
+    return merged(
+        static,
+        {"split_gpus": model.get("split_gpus", Field(visible=False)), "about": model.get("about", Field())},
+    )
 
 
 def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[ModelCard]) -> Props:

@@ -66,7 +66,7 @@ class Lineup:
         if self.mode == FULL:
             return ""
         if self.mode == DEV:
-            return "**Developer mode (`--dev`)**: every tab opens on a tiny test model (random weights, noise)."
+            return "**Developer mode (`--dev`)**: every tab opens on a tiny test model (random weights)."
         if self.gpu_gb is None:
             why = "No CUDA GPU was found"
         else:

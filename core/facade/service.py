@@ -31,6 +31,7 @@ from core.space import for_display
 from core.studio import Studio
 from core.tasks import request_types
 from core.validation import ConfigError
+from core.video_io import read_record
 from weights.registry import ModelCard, get_card, load_cards
 from weights.store import model_status
 
@@ -115,6 +116,18 @@ class Facade:
         """What the clip becomes for the continuation model, or why it cannot be used."""
         card = get_card(model_id)
         return describe_input(video, card, encode.overlap_frames(card, overlap))
+
+    def continuation_for(self, video: str | None, current: str | None) -> str | None:
+        """The continuation model to open for ``video`` (sent by "Continue this"): a tiny model for a
+        tiny model's clip (a real one would need more frames than it has), else ``current``."""
+        try:
+            made_by = get_card(str(read_record(Path(video))["model"])) if video else None
+        except (ConfigError, KeyError, OSError, ValueError, TypeError):
+            return current  # not made here, or no record: keep the user's choice
+        if made_by is None or not made_by.dev or (current and get_card(current).dev):
+            return current
+        tiny = [card.id for card in self.lineup.cards("continue") if card.dev]
+        return tiny[0] if tiny else current
 
     def upscale_size(self, video: str | None, scale: Any, max_width: float | None, model: str | None) -> str:
         return size_preview(video, scale, max_width, model)
