@@ -196,6 +196,12 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
             info="NVENC's CQ when this GPU encodes H.264, else x264's CRF (35 .. 12)",
         ),
         "seed_value": Field(value=0, label="Seed (-1 = random)"),
+        "fit_value": Field(
+            choices=[("Pad (keep the whole picture)", "pad"), ("Crop (centre)", "crop")],
+            value="pad",
+            label="Fit to FlashVSR's 128-pixel multiple",
+            info="Pad: the model sees a padded frame and the output keeps the scaled size exactly",
+        ),
         "split_gpus": Field(
             value=False,
             label="Split the upscaler over 2 GPUs",

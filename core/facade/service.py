@@ -129,8 +129,10 @@ class Facade:
         tiny = [card.id for card in self.lineup.cards("continue") if card.dev]
         return tiny[0] if tiny else current
 
-    def upscale_size(self, video: str | None, scale: Any, max_width: float | None, model: str | None) -> str:
-        return size_preview(video, scale, max_width, model)
+    def upscale_size(
+        self, video: str | None, scale: Any, max_width: float | None, model: str | None, fit: str = "pad"
+    ) -> str:
+        return size_preview(video, scale, max_width, model, fit)
 
     def estimate(self, task: str, values: Mapping[str, Any]) -> str:
         """The memory plan, as text, for the worker that would run the job (``t2v`` or ``continue``)."""
