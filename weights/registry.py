@@ -103,6 +103,21 @@ class ModelCard:
             raise ConfigError(f"{self.name} has no arch facts; add them to presets/models/ ({self.id})")
         return self.arch
 
+    @property
+    def hardware_label(self) -> str:
+        """What the model needs to run, e.g. "GPU 8 GB+" ("any CPU" for the tiny test models)."""
+        if self.dev:
+            return "any CPU (seconds)"
+        return "GPU or CPU" if self.runs_on_cpu else f"GPU {self.min_vram_gb:g} GB+"
+
+    @property
+    def download_label(self) -> str:
+        """About how much its download weighs ("built locally" for the tiny test models, "?" unknown)."""
+        if self.builder:
+            return "built locally"
+        size = self.download_gb
+        return "?" if not size else f"~{size * 1024:.0f} MB" if size < 1 else f"~{size:g} GB"
+
     def serves(self, task: str) -> bool:
         """Whether the model can run ``task`` (its main task or one of ``tasks``)."""
         return task == self.task or task in self.tasks

@@ -20,13 +20,12 @@ TAB_TASKS = tuple(TAB_NAMES)
 
 
 def needs_text(card: ModelCard) -> str:
-    """What a model needs and weighs, e.g. "a GPU with 8 GB or more · about 29 GB to download"."""
+    """What a model needs and weighs, e.g. "a CUDA GPU with 8 GB or more · about 29 GB to download"."""
     if card.dev:
         return "runs anywhere (CPU: seconds) · built locally, nothing to download"
     where = "a GPU or the CPU" if card.runs_on_cpu else f"a CUDA GPU with {card.min_vram_gb:g} GB or more"
-    size = card.download_gb
-    weight = f"about {size * 1024:.0f} MB" if 0 < size < 1 else f"about {size:g} GB"
-    return f"{where} · {weight} to download" if size else where
+    size = card.download_label
+    return f"{where} · {size.replace('~', 'about ')} to download" if size != "?" else where
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def upscale_engine(model_id: str | None) -> str:
 
 
 def size_preview(
-    video: str | None, scale: Any, max_width: float | None, model_id: str | None, fit: str | None = "pad"
+    video: str | None, scale: Any, max_width: float | None, model_id: str | None, fit: str | None = "crop"
 ) -> str:
     """The output size the upscale will have with ``model_id`` (FlashVSR's when None), or why it cannot."""
     if not video:
@@ -81,7 +81,7 @@ def size_preview(
         info = probe_source(Path(video))
         align = ENGINE_ALIGN[upscale_engine(model_id)]
         narrow = int(max_width) if max_width else None
-        size = plan_size(info.width, info.height, int(scale), narrow, align, fit or "pad")
+        size = plan_size(info.width, info.height, int(scale), narrow, align, fit or "crop")
     except (ConfigError, ValueError, OSError) as exc:
         return f"Cannot upscale this video: {exc}"
     audio = "with its audio" if info.has_audio else "no audio"
