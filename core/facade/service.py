@@ -26,12 +26,12 @@ from core.history import delete_result, rerun_settings
 from core.jobs import Job, JobStatus
 from core.magi.request import is_magi_card
 from core.metrics import compare_videos, side_by_side
-from core.outputs import reserved_output_path
+from core.outputs import base_record, reserved_output_path
 from core.space import for_display
 from core.studio import Studio
 from core.tasks import request_types
 from core.validation import ConfigError
-from core.video_io import read_record
+from core.video_io import METADATA_KEY, read_record
 from weights.registry import ModelCard, get_card, load_cards
 from weights.store import model_status
 
@@ -224,7 +224,10 @@ class Facade:
             result = compare_videos(Path(video_a), Path(video_b))
             title = f"{Path(video_a).stem} vs {Path(video_b).stem}"
             with reserved_output_path(folder, "compare", title) as output:
-                together = side_by_side(Path(video_a), Path(video_b), output)
+                record = base_record("compare", "") | {"a": Path(video_a).name, "b": Path(video_b).name}
+                record |= {"output": output.name, **result.summary()}
+                metadata = {METADATA_KEY: record, "title": title}
+                together = side_by_side(Path(video_a), Path(video_b), output, metadata)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"Cannot compare these videos: {exc}") from exc
         return tables.comparison_points(result), result.summary(), str(together)
