@@ -93,3 +93,22 @@ def test_pad_keeps_the_whole_picture_of_a_4_3_clip() -> None:
     assert (model_frame[480:] == model_frame[479:480]).all()  # padded with the edge row
     assert cut_back(model_frame[None], pad).shape == (1, 480, 640, 3)
     assert "padded to 640x512" in pad.describe()
+
+
+def test_a_file_error_names_the_file_not_its_temp_path(tmp_path: Path) -> None:
+    import av
+
+    from core.errors import readable_error
+    from core.metrics import lpips_unavailable_reason
+
+    bad = tmp_path / "gradio" / "0123abcd" / "clip.mp4"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a video" * 100)
+    try:
+        av.open(str(bad))
+    except av.FFmpegError as exc:
+        text = readable_error(exc)
+    assert text.startswith("InvalidDataError: clip.mp4: Invalid data") and "re-export" in text
+    assert "Errno" not in text and str(bad.parent) not in text
+    reason = lpips_unavailable_reason()
+    assert reason is None or "ModuleNotFoundError" not in reason

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.batch import BatchRun
+from core.error_text import error_text
 from core.errors import job_error_message
 from core.facade import details, encode, inputs, tables
 from core.facade.downloads import ModelDownloads
@@ -229,7 +230,7 @@ class Facade:
                 metadata = {METADATA_KEY: record, "title": title}
                 together = side_by_side(Path(video_a), Path(video_b), output, metadata)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"Cannot compare these videos: {exc}") from exc
+            raise ConfigError(f"Cannot compare these videos: {error_text(exc)}") from exc
         return tables.comparison_points(result), result.summary(), str(together)
 
     def batch(self, prompt_file: str, model: str | None) -> Iterator[tuple[list[list[Any]], str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.error_text import error_text
 from core.magi.request import chunk_frames, context_frames, is_magi_card
 from core.memory.levels import LEVELS
 from core.memory.planner import MemoryPlan
@@ -83,7 +84,7 @@ def size_preview(
         narrow = int(max_width) if max_width else None
         size = plan_size(info.width, info.height, int(scale), narrow, align, fit or "crop")
     except (ConfigError, ValueError, OSError) as exc:
-        return f"Cannot upscale this video: {exc}"
+        return f"Cannot upscale this video: {error_text(exc)}"
     audio = "with its audio" if info.has_audio else "no audio"
     return (
         f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "
