@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
-from core.facade.lineup import DEV, FULL, LIGHT, decide_lineup
+from core.lineup import DEV, FULL, LIGHT, decide_lineup
 from core.upscale.sizing import cut_back, plan_size, resize_and_crop
 from weights.failure import download_failure_message
 from weights.registry import get_card
@@ -112,3 +114,14 @@ def test_a_file_error_names_the_file_not_its_temp_path(tmp_path: Path) -> None:
     assert "Errno" not in text and str(bad.parent) not in text
     reason = lpips_unavailable_reason()
     assert reason is None or "ModuleNotFoundError" not in reason
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU default")
+def test_the_batch_command_runs_a_prompt_list_without_model(tmp_path: Path, capsys) -> None:
+    from core.batch import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a lighthouse at night\n", encoding="utf-8")
+    main([str(prompts), "--outputs", str(tmp_path / "out"), "--models-dir", str(tmp_path / "m"), "--offline"])
+    out = capsys.readouterr().out
+    assert "use tiny-wan" in out and "done" in out and "bad" not in out

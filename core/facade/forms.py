@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core.facade.fields import Field, Form, number_choices, shown
-from core.facade.lineup import needs_text
 from core.facade.text import chunks_label, seconds_label, upscale_engine
+from core.lineup import needs_text
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import MAX_WINDOW, chunk_frames, default_window, is_magi_card
 from core.tasks.t2v import snap_frames

@@ -14,7 +14,6 @@ from core.facade import details, encode, inputs, tables
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
 from core.facade.forms import form_for
-from core.facade.lineup import FULL, Lineup, decide_lineup
 from core.facade.text import (
     MAGI_MEMORY_NOTE,
     chunks_label,
@@ -25,6 +24,7 @@ from core.facade.text import (
 )
 from core.history import delete_result, rerun_settings
 from core.jobs import Job, JobStatus
+from core.lineup import FULL, Lineup, machine_lineup
 from core.magi.request import is_magi_card
 from core.metrics import compare_videos, side_by_side
 from core.outputs import base_record, reserved_output_path
@@ -33,8 +33,7 @@ from core.studio import Studio
 from core.tasks import request_types
 from core.validation import ConfigError
 from core.video_io import METADATA_KEY, read_record
-from weights.registry import ModelCard, get_card, load_cards
-from weights.store import model_status
+from weights.registry import get_card, load_cards
 
 Props = dict[str, dict[str, Any]]
 
@@ -251,15 +250,8 @@ class Facade:
 
 def studio_lineup(studio: Studio) -> Lineup:
     """The model lists for ``studio``'s machine (its GPUs, --dev, a ZeroGPU Space's lent GPU)."""
-    settings = studio.settings
-    hardware = getattr(studio, "hardware", None)
     space = getattr(studio, "space", None)
-    gpus = [gpu.total_gb for gpu in hardware.gpus] if hardware is not None else []
-
-    def is_ready(card: ModelCard) -> bool:
-        return model_status(card, settings).state == "ready"
-
-    return decide_lineup(settings.dev, gpus, bool(space and space.zero_gpu), is_ready)
+    return machine_lineup(studio.settings, getattr(studio, "hardware", None), bool(space and space.zero_gpu))
 
 
 def finish_message(job: Job) -> str:

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.hardware import Hardware
+from core.settings import Settings
 from weights.registry import ModelCard, cards_for
+from weights.store import model_status
 
 FULL, DEV, LIGHT = "full", "dev", "light"
 TAB_NAMES = {"t2v": "Text to video", "continue": "Continue video", "upscale": "Upscale"}
@@ -97,3 +100,14 @@ def decide_lineup(
     light = Lineup(LIGHT, gpu_gb)
     fitting = [c for task in TAB_TASKS for c in cards_for(task) if light.fits(c)]
     return Lineup(LIGHT, gpu_gb, frozenset(c.id for c in fitting if is_ready(c)))
+
+
+def machine_lineup(settings: Settings, hardware: Hardware | None, lends_gpu: bool = False) -> Lineup:
+    """The lineup for this machine's ``hardware`` (None: unknown, as no GPU) and ``settings`` (--dev, the
+    models folder the real models' weights are looked for in)."""
+
+    def is_ready(card: ModelCard) -> bool:
+        return model_status(card, settings).state == "ready"
+
+    gpus = [gpu.total_gb for gpu in hardware.gpus] if hardware is not None else []
+    return decide_lineup(settings.dev, gpus, lends_gpu, is_ready)
