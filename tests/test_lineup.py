@@ -125,3 +125,17 @@ def test_the_batch_command_runs_a_prompt_list_without_model(tmp_path: Path, caps
     main([str(prompts), "--outputs", str(tmp_path / "out"), "--models-dir", str(tmp_path / "m"), "--offline"])
     out = capsys.readouterr().out
     assert "use tiny-wan" in out and "done" in out and "bad" not in out
+
+
+def test_run_sh_help_lists_its_own_options_and_the_launch_line_names_share() -> None:
+    import subprocess
+
+    from app import launch_message
+    from core.settings import ROOT
+
+    out = subprocess.run(
+        ["bash", str(ROOT / "installer" / "run.sh"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(flag in out for flag in ("--update", "--cpu", "--dry-run", "--shortcut", "--dev"))
+    line = launch_message("http://127.0.0.1:7860/", None)
+    assert "--share" in line and "share=True" not in line
