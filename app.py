@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     studio = Studio(settings)
     log.info(studio.hardware.summary())
-    lineup = machine_lineup(settings, studio.hardware, studio.space.zero_gpu)
+    lineup = machine_lineup(settings, studio.hardware, studio.space.is_space)
     if lineup.mode != "full":
         first = ", ".join(lineup.cards(task)[0].name for task in ("t2v", "continue", "upscale"))
         log.info(f"The tabs open on models that run here ({first}); the real ones stay in each tab's list.")

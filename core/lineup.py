@@ -89,9 +89,10 @@ class Lineup:
 def decide_lineup(
     dev: bool, gpu_memory_gb: list[float], lends_gpu: bool, is_ready: Callable[[ModelCard], bool]
 ) -> Lineup:
-    """The lineup for a machine whose GPUs have ``gpu_memory_gb`` (``lends_gpu``: a ZeroGPU Space lends one
-    per job, so it counts as fitting), with ``--dev`` or not; ``is_ready`` says whether a model's weights
-    are here (asked only in light mode, for the real models that fit)."""
+    """The lineup for a machine whose GPUs have ``gpu_memory_gb``, with ``--dev`` or not. ``lends_gpu``: a
+    Space, whose owner chose its hardware for the real models (ZeroGPU lends a GPU per job), counts as
+    fitting. ``is_ready`` says whether a model's weights are here (asked in light mode, for the real models
+    that fit)."""
     gpu_gb = max(gpu_memory_gb) if gpu_memory_gb else None
     if dev:
         return Lineup(DEV, gpu_gb)

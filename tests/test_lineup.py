@@ -58,7 +58,7 @@ def test_dev_opens_every_tab_on_a_tiny_model_even_on_a_big_gpu() -> None:
     assert all(lineup.cards(t)[0].dev for t in ("t2v", "continue", "upscale"))
 
 
-def test_a_zero_gpu_space_is_full() -> None:
+def test_a_space_is_full() -> None:
     assert decide_lineup(False, [], True, lambda card: False).mode == FULL
 
 

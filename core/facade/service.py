@@ -249,9 +249,10 @@ class Facade:
 
 
 def studio_lineup(studio: Studio) -> Lineup:
-    """The model lists for ``studio``'s machine (its GPUs, --dev, a ZeroGPU Space's lent GPU)."""
+    """The model lists for ``studio``'s machine (its GPUs, --dev; a Space runs on the hardware its owner
+    chose for the real models, e.g. ZeroGPU's lent GPU)."""
     space = getattr(studio, "space", None)
-    return machine_lineup(studio.settings, getattr(studio, "hardware", None), bool(space and space.zero_gpu))
+    return machine_lineup(studio.settings, getattr(studio, "hardware", None), bool(space and space.is_space))
 
 
 def finish_message(job: Job) -> str:
