@@ -94,3 +94,17 @@ def test_the_first_page_renders_and_says_what_runs_here(plain_app: LaunchedApp, 
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape[:2] == (1600, 1280)
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # a rendered page, not a blank one
+
+
+def test_a_failed_job_leaves_failed_in_the_status_not_its_last_stage(plain_app: LaunchedApp) -> None:
+    job = Client(plain_app.url, verbose=False).submit(
+        model_id="wan2.1-t2v-1.3b",
+        prompt_text="a cat",
+        resolution_label="480p landscape (832x480)",
+        frame_count=9,
+        api_name="/t2v",
+    )
+    with pytest.raises(Exception, match="offline"):
+        job.result()
+    *_, (_, details, status) = job.outputs()
+    assert status.startswith("Failed:") and "offline" in status and "error" in details

@@ -139,3 +139,20 @@ def test_run_sh_help_lists_its_own_options_and_the_launch_line_names_share() -> 
     assert all(flag in out for flag in ("--update", "--cpu", "--dry-run", "--shortcut", "--dev"))
     line = launch_message("http://127.0.0.1:7860/", None)
     assert "--share" in line and "share=True" not in line
+
+
+def test_continue_this_opens_a_tiny_continuation_model_for_a_tiny_clip(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from core.facade import Facade
+    from core.settings import Settings
+    from core.video_io import METADATA_KEY, write_video
+
+    frames = np.zeros((5, 48, 64, 3), dtype=np.uint8)
+    tiny_clip = write_video(tmp_path / "tiny.mp4", frames, 16, {METADATA_KEY: {"model": "tiny-wan"}})
+    other = write_video(tmp_path / "other.mp4", frames, 16)
+    facade = Facade(SimpleNamespace(settings=Settings(outputs_dir=tmp_path, models_dir=tmp_path / "m")))
+    real = "skyreels-v2-df-1.3b-540p"
+    assert facade.continuation_for(str(tiny_clip), real) == "tiny-skyreels-df"
+    assert facade.continuation_for(str(other), real) == real  # no record: the user's choice stays
+    assert facade.continuation_for(None, real) == real
