@@ -88,6 +88,15 @@ def parse_gpus(text: str | None) -> tuple[int, ...] | None:
         raise SystemExit(f"--gpus needs indices such as 0,1; got {text!r}") from None
 
 
+def launch_message(local_url: str | None, share_url: str | None) -> str:
+    """Where the app is served, and how to share it (this app's --share flag, not Gradio's launch())."""
+    if share_url:
+        return f"Running on {local_url} and, publicly, on {share_url}"
+    return (
+        f"Running on {local_url} (open it in a browser; --share adds a public link, --help lists the flags)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -105,11 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     from core.memory.levels import configure_allocator
 
     configure_allocator()
+    from core.lineup import machine_lineup
     from core.studio import Studio
     from ui.app import build_app
 
     studio = Studio(settings)
     log.info(studio.hardware.summary())
+    lineup = machine_lineup(settings, studio.hardware, studio.space.is_space)
+    if lineup.mode != "full":
+        first = ", ".join(lineup.cards(task)[0].name for task in ("t2v", "continue", "upscale"))
+        log.info(f"The tabs open on models that run here ({first}); the real ones stay in each tab's list.")
     unprotected_share = args.share and not auth
     if unprotected_share:
         log.warning("WARNING: --share without --auth: anyone with the link can use this GPU.")
@@ -123,7 +137,11 @@ def main(argv: list[str] | None = None) -> None:
             auth=auth or None,
             allowed_paths=[str(settings.outputs_dir)],
             show_error=True,  # what the handlers do not turn into gr.Error still reaches the user readably
+            quiet=True,  # Gradio's own lines suggest share=True in launch(); ours name the flags
+            prevent_thread_lock=True,
         )
+        log.info(launch_message(demo.local_url, demo.share_url))
+        demo.block_thread()
     finally:
         studio.shutdown()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from core.errors import job_error_message
 from core.jobs import Job, JobStatus
+from core.lineup import machine_lineup
 from core.outputs import sidecar_path, slug, write_json_atomic
 from core.settings import Settings
 from core.studio import Studio
@@ -282,7 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("file", type=Path)
     parser.add_argument("--outputs", type=Path, default=Settings.outputs_dir)
     parser.add_argument("--models-dir", type=Path, default=Settings.models_dir)
-    parser.add_argument("--model", help="model for rows that name none")
+    parser.add_argument(
+        "--model", help="model for rows that name none (default: the one Text to video opens on here)"
+    )
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--dev", action="store_true", help="allow the dev (tiny) models")
     args = parser.parse_args(argv)
@@ -291,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     studio = Studio(settings)
     try:
-        batch = BatchRun(studio, args.file, {"model": args.model} if args.model else None)
+        model = args.model or machine_lineup(settings, studio.hardware).cards("t2v")[0].id
+        print(f"rows that name no model use {model}")
+        batch = BatchRun(studio, args.file, {"model": model})
         for rows in batch.run():
             done = sum(r.status in ("done", "skipped") for r in rows)
             print(f"\r{done}/{len(rows)} rows finished", end="", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.error_text import error_text
 from core.parallel.pool import WorkerCrashedError
 from core.parallel.split import SplitOutOfMemoryError
 from core.validation import ConfigError
@@ -33,7 +34,7 @@ def _subclass_names(classes: Sequence[type]) -> set[str]:
 
 def readable_error(exc: BaseException) -> str:
     """``exc``'s message; an unexpected exception keeps its class name (it helps bug reports)."""
-    text = str(exc)
+    text = error_text(exc)
     if isinstance(exc, USER_ERRORS) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from core.cancel import JobCancelledError
+from core.error_text import error_text
 from core.queue_store import QueueStore
 
 
@@ -232,7 +233,7 @@ class JobQueue:
                 job.finish(JobStatus.CANCELLED, error="cancelled")
             except Exception as exc:  # a failed job must never take the worker down
                 traceback.print_exc()
-                job.finish(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+                job.finish(JobStatus.FAILED, error=f"{type(exc).__name__}: {error_text(exc)}")
             else:
                 job.finish(
                     JobStatus.CANCELLED if result.get("status") == "cancelled" else JobStatus.DONE, result

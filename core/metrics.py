@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -41,6 +42,8 @@ def lpips_unavailable_reason() -> str | None:
     try:
         import lpips  # noqa: F401
         import torchvision  # noqa: F401
+    except ModuleNotFoundError as exc:
+        return f"the optional {exc.name} package is not installed (.venv/bin/pip install lpips torchvision)"
     except Exception as exc:  # a broken torchvision raises more than ImportError
         return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     return None
@@ -146,13 +149,13 @@ def compare_videos(path_a: Path, path_b: Path, with_lpips: bool = True) -> Compa
     return compare_frames(read_frames(Path(path_a)), read_frames(Path(path_b)), with_lpips)
 
 
-def side_by_side(path_a: Path, path_b: Path, output: Path) -> Path:
+def side_by_side(path_a: Path, path_b: Path, output: Path, metadata: dict[str, Any] | None = None) -> Path:
     """One video of A (left) beside B (right, resized to A) over their common frames, at A's frame rate:
-    the two always play in step. Written atomically to ``output``."""
+    the two always play in step. Written atomically to ``output`` (with ``metadata``, e.g. its record)."""
     a, b = read_frames(Path(path_a)), read_frames(Path(path_b))
     count = min(len(a), len(b))
     frames = np.concatenate([a[:count], match_to(a, b[:count])], axis=2)
-    return write_video(output, frames, probe_video(Path(path_a)).fps or 24.0)
+    return write_video(output, frames, probe_video(Path(path_a)).fps or 24.0, metadata)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,7 +85,8 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
     if frames < min_frames:
         raise ConfigError(
             f"{path.name} is too short: {frames} frames at {card.fps} fps ({frames / card.fps:.2f} s); "
-            f"the chosen overlap needs at least {min_frames} frames"
+            f"the chosen overlap needs at least {min_frames} frames. Use a longer clip or fewer overlap "
+            "frames; a tiny test model's clip continues with a tiny model (Tiny SkyReels)"
         )
     return InputVideo(
         path=path,

@@ -337,7 +337,9 @@ $TORCH_INDEX_BASE/cpu is unreachable. Use Python 3.11 (PYTHON=python3.11) or all
     echo "$TORCH_BUILD" >"$choice_file"
     # Later installs (requirements, flash-attn-4; --upgrade with --update) must keep this torch build:
     # an unpinned torch from PyPI would be the multi-GB CUDA build on a machine without a GPU.
-    "$VENV_PY" -c 'import torch; print(f"torch=={torch.__version__}")' >"$TORCH_PIN"
+    # Read from the package metadata: importing torch before numpy is installed prints torch's
+    # "Failed to initialize NumPy" warning (the CPU wheel is installed without its dependencies).
+    "$VENV_PY" -c 'from importlib.metadata import version; print("torch==" + version("torch"))' >"$TORCH_PIN"
 }
 
 install_flash_attn() {

@@ -4,6 +4,7 @@
 #   --cpu       use the CPU build of torch even with an NVIDIA GPU
 #   --dry-run   print the torch choice and stop
 #   --shortcut  add a launcher to ~/.local/share/applications (with the other arguments given) and stop
+#   --help      this list, then app.py's flags
 # Every other argument goes to app.py (--host --port --share --auth --outputs --models-dir --offline ...).
 set -euo pipefail
 
@@ -42,10 +43,27 @@ DESKTOP
     echo "Shortcut written: $file"
 }
 
+# run.sh's own options (the comment at the top of this file), then app.py's flags once it is installed.
+print_help() {
+    sed -n '2,8p' "$ROOT/installer/run.sh" | sed 's/^# \{0,1\}//'
+    echo
+    if [[ -x "$ROOT/.venv/bin/python" ]]; then
+        echo "app.py's flags:"
+        (cd "$ROOT" && "$ROOT/.venv/bin/python" app.py --help)
+    else
+        echo "app.py's flags (--host --port --share --auth --outputs --models-dir --offline --gpus --parallel"
+        echo "--dev) are listed in README.md; after the first run: .venv/bin/python app.py --help"
+    fi
+}
+
 main() {
     local install_args=() app_args=() shortcut_args=() shortcut=0 dry_run=0 arg
     for arg in "$@"; do
         case "$arg" in
+            -h | --help)
+                print_help
+                return
+                ;;
             --update | --cpu) install_args+=("$arg") ;;
             --dry-run) dry_run=1 ;;
             --shortcut)

@@ -136,4 +136,4 @@ def test_downloads_refuse_a_second_start_and_report_cancel(tmp_path: Path, monke
     assert "Where" in downloads.headers and downloads.can_delete
     space = ModelDownloads(downloads.settings, dev=True, in_space=True)
     assert "Where" not in space.headers and not space.can_delete
-    assert all(len(row) == 4 for row in space.rows())
+    assert all(len(row) == 6 for row in space.rows())

@@ -33,6 +33,8 @@ def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:
     assert "**256x256**" in text and "30 frames" in text and "with its audio" in text
     assert "**128x128**" in size_preview(str(clip_64), 4, 32, None)
     assert "Cannot upscale" in size_preview(str(clip_64), 2, 40, None)
+    padded = size_preview(str(clip_64), 2, 40, None, "pad")  # 80x80 kept, the model sees 128x128
+    assert "**80x80**" in padded and "padded to 128x128" in padded
     assert "choose a video" in size_preview(None, 4, None, None)
 
 
@@ -52,7 +54,7 @@ def test_tab_builds_with_the_dev_models(tmp_path: Path) -> None:
         source = build_upscale_tab(Facade(studio)).source
     model = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Model")
     assert isinstance(source, gr.Video) and source.label == "Input video"
-    assert model.value == "flashvsr-v1.1"
+    assert model.value == "tiny-esrgan"  # --dev opens every tab on a tiny model
     assert ("Tiny FlashVSR (test model)", "tiny-flashvsr") in model.choices
     assert ("Real-ESRGAN general v3 (fastest)", "realesr-general-x4v3") in model.choices
 
@@ -65,9 +67,10 @@ def build_with(studio) -> tuple[gr.Blocks, gr.Checkbox]:
 
 
 def test_the_two_gpu_split_shows_only_with_several_gpus_and_flashvsr(tmp_path: Path) -> None:
-    settings = Settings(outputs_dir=tmp_path, dev=True)
-    _, alone = build_with(SimpleNamespace(settings=settings, dispatcher=None))
-    _, two_gpus = build_with(SimpleNamespace(settings=settings, dispatcher=object()))
+    settings = Settings(outputs_dir=tmp_path)
+    gpus = SimpleNamespace(gpus=[SimpleNamespace(total_gb=80.0)] * 2)  # the tab opens on FlashVSR
+    _, alone = build_with(SimpleNamespace(settings=settings, dispatcher=None, hardware=gpus))
+    _, two_gpus = build_with(SimpleNamespace(settings=settings, dispatcher=object(), hardware=gpus))
     assert alone.visible is False and two_gpus.visible is True and two_gpus.value is False
     assert split_control("tiny-flashvsr", gpus=True) == {"visible": True}
     hidden = {"visible": False, "value": False}
@@ -79,8 +82,9 @@ def test_the_split_is_an_optional_trailing_api_input(tmp_path: Path, clip_64: Pa
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=object())
     demo, _ = build_with(studio)
     parameters = demo.get_api_info()["named_endpoints"]["/upscale"]["parameters"]
-    assert [p["parameter_name"] for p in parameters][-2:] == ["seed_value", "split_gpus"]
-    assert parameters[-1]["parameter_has_default"] and parameters[-1]["parameter_default"] is False
+    assert [p["parameter_name"] for p in parameters][-3:] == ["seed_value", "split_gpus", "fit_value"]
+    assert parameters[-2]["parameter_has_default"] and parameters[-2]["parameter_default"] is False
+    assert parameters[-1]["parameter_default"] == "pad"
     submitted = []
 
     def run_job(facade, task, values, outputs, progress):

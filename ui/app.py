@@ -99,7 +99,10 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
     facade = Facade(studio)
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
     with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
-        gr.Markdown("# Video Studio\nText or image to video, continuation and upscaling on your own GPU.")
+        gr.Markdown("# Video Studio\nText or image to video, continuation and upscaling on your own machine.")
+        notice = facade.lineup_notice()
+        if notice:
+            gr.Markdown(notice, elem_id="lineup-notice")
         if share_warning:
             gr.Markdown(
                 "**Warning:** this app is shared without a password; anyone with the link can use the GPU."
@@ -124,8 +127,19 @@ def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
             with gr.Tab("Models", id="models"):
                 build_models_tab(facade.downloads)
         to_image = last_frame_to(facade)
+
+        def send_to_continue(video: str | None, model: str | None) -> tuple[Any, Any, gr.Tabs]:
+            """ "Continue this": the video, a continuation model that suits it, the Continue tab."""
+            sent, tab = send_to("continue")(video)
+            return sent, facade.continuation_for(video, model), tab
+
         for result in (t2v, image.result, extend.result, upscale.result, long_video):
-            result.to_continue.click(send_to("continue"), result.video, [extend.source, tabs], api_name=False)
+            result.to_continue.click(
+                send_to_continue,
+                [result.video, extend.model],
+                [extend.source, extend.model, tabs],
+                api_name=False,
+            )
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
             result.to_image.click(to_image, result.video, [image.start_image, tabs], api_name=False)
         with gr.Accordion("System", open=False):

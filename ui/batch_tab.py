@@ -36,7 +36,7 @@ def build_batch_tab(facade: Facade) -> None:
     with gr.Row():
         start = gr.Button("Run", variant="primary")
         stop = gr.Button("Stop")
-    status = gr.Markdown()
+    status = gr.Markdown(label="Status")
     table = gr.Dataframe(headers=BATCH_COLUMNS, label="Rows", interactive=False)
     event = start.click(run, [prompt_file, model], [table, status], api_name="batch")
     stop.click(None, cancels=[event], api_name=False)

@@ -26,6 +26,8 @@ def build_compare_tab(facade: Facade) -> None:
         video_b = gr.Video(label="Video B", sources=["upload"])
     button = gr.Button("Compare", variant="primary")
     synced = gr.Video(label="A | B side by side (plays in step)", interactive=False)
-    plot = gr.LinePlot(x="frame", y="value", color="metric", title="Per frame", label="Per-frame metrics")
+    plot = gr.LinePlot(
+        x="frame", y="value", color="metric", title="Per frame", label="Per-frame metrics", x_axis_format="d"
+    )
     means = gr.JSON(label="Averages (PSNR of identical frames is reported as 100 dB)")
     button.click(run_compare, [video_a, video_b], [plot, means, synced], api_name="compare")

@@ -65,9 +65,8 @@ def build_continue_tab(facade: Facade) -> TabIO:
     def show_estimate(*values: Any) -> str:
         return facade.estimate("continue", dict(zip(ESTIMATE_INPUTS, values, strict=True)))
 
-    watched = [f[name] for name in ESTIMATE_INPUTS]
-    for trigger in watched:
-        trigger.change(show_estimate, watched, estimate, api_name=False)
+    # on page load too, so the estimate shows before any field changes
+    gr.on(None, show_estimate, [f[name] for name in ESTIMATE_INPUTS], estimate, api_name=False)
 
     def run(
         model_id: str,
@@ -96,4 +95,4 @@ def build_continue_tab(facade: Facade) -> TabIO:
         yield from run_job(facade, "continue", values, outputs, progress)
 
     wire_job(facade, start, cancel, run, f, outputs, api_name="continue")
-    return TabIO(f["video_path"], outputs.result)
+    return TabIO(f["video_path"], outputs.result, f["model_id"])

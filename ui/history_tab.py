@@ -64,7 +64,7 @@ def build_history_tab(facade: Facade) -> None:
                 rerun_button = gr.Button("Rerun settings")
                 delete_button = None if facade.in_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
-            status = gr.Markdown()
+            status = gr.Markdown(label="Message")
     filters = [task, model, text]
     refresh_button.click(refresh, filters, table, api_name="history")
     gr.on(None, refresh, filters, table, api_name=False)  # on page load and on every filter change

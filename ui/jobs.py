@@ -79,14 +79,20 @@ def run_job(
     yield {out.job_id: job.id, out.details: {"job_id": job.id}, out.status: "Queued."}
     shown = None
     for text in track(facade, job, progress):
-        update = {out.job_id: job.id, out.status: text}
+        # the stage in the details too, so an API client sees what a long preparation is doing
+        update = {out.job_id: job.id, out.status: text, out.details: {"job_id": job.id, "stage": text}}
         preview = facade.with_preview(job.id, shown)
         if preview:
             shown = update[out.result.video] = preview
         yield update
     try:
         details, message = facade.outcome(task, data, job)
-    except JobFailed as exc:
+    except JobFailed as exc:  # the status line says so too, never the last stage it reached
+        yield {
+            out.job_id: None,
+            out.status: f"Failed: {exc}",
+            out.details: {"job_id": job.id, "error": str(exc)},
+        }
         raise gr.Error(str(exc), title="Generation failed") from exc
     video = (job.result or {}).get("path")
     yield {out.job_id: None, out.result.video: video, out.details: details, out.status: message}
@@ -125,8 +131,9 @@ def load_form(fields: Mapping[str, Any], props: Mapping[str, dict[str, Any]]) ->
 
 
 def wire_model_form(facade: Facade, task: str, fields: Mapping[str, Any]) -> None:
-    """Choosing another model loads its form (the facade's fields for the tab ``task``) into ``fields``;
-    every model of a tab changes the same fields, so the first one's names are the outputs."""
+    """Choosing another model, and opening the page, loads the model's form (the facade's fields for the
+    tab ``task``: its limits, e.g. the frames slider's) into ``fields``; every model of a tab changes the
+    same fields, so the first one's names are the outputs."""
     model = fields["model_id"]
     changing = [fields[name] for name in facade.form(task, model.value) if name in fields]
-    model.change(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)
+    gr.on(None, lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)

@@ -40,7 +40,7 @@ def build_models_tab(downloads: ModelDownloads) -> None:
         download_btn = gr.Button("Download", variant="primary")
         cancel_btn = gr.Button("Cancel")
         delete_btn = gr.Button("Delete", variant="stop") if downloads.can_delete else None
-    message = gr.Markdown()
+    message = gr.Markdown(label="Message")
 
     refresh.click(downloads.rows, None, table, api_name="list_models")
     gr.on(None, downloads.rows, None, table, api_name=False)  # on page load

@@ -33,6 +33,8 @@ class TabIO(NamedTuple):
 
     source: gr.Video
     result: SendButtons
+    model: gr.Dropdown | None = None
+    """The tab's model choice ("Continue this" opens a model that suits the clip)."""
 
 
 class JobOutputs(NamedTuple):

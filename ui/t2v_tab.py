@@ -77,9 +77,8 @@ def build_t2v_tab(facade: Facade) -> SendButtons:
     def show_estimate(*values: Any) -> str:
         return facade.estimate("t2v", dict(zip(ESTIMATE_INPUTS, values, strict=True)))
 
-    watched = [f[name] for name in ESTIMATE_INPUTS]
-    for trigger in watched:
-        trigger.change(show_estimate, watched, estimate, api_name=False)
+    # on page load too, so the estimate shows before any field changes
+    gr.on(None, show_estimate, [f[name] for name in ESTIMATE_INPUTS], estimate, api_name=False)
 
     def run(
         model_id: str,

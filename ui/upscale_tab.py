@@ -12,7 +12,7 @@ from core.facade import Facade
 from ui.jobs import run_job, wire_job, wire_model_form
 from ui.send import TabIO, job_buttons, job_outputs
 
-PREVIEW_INPUTS = ("video_path", "scale_value", "max_width_value", "model_id")
+PREVIEW_INPUTS = ("video_path", "scale_value", "max_width_value", "model_id", "fit_value")
 
 
 def build_upscale_tab(facade: Facade) -> TabIO:
@@ -27,6 +27,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
             f["scale_value"] = gr.Radio(**p["scale_value"])
             f["variant_value"] = gr.Dropdown(**p["variant_value"])
             f["max_width_value"] = gr.Number(**p["max_width_value"], precision=0)
+            f["fit_value"] = gr.Radio(**p["fit_value"])
             with gr.Accordion("Export", open=False):
                 f["quality_value"] = gr.Slider(**p["quality_value"])
                 f["seed_value"] = gr.Number(**p["seed_value"])
@@ -36,7 +37,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
         with gr.Column(scale=1):
             outputs = job_outputs()
     watched = [f[name] for name in PREVIEW_INPUTS]
-    for trigger in ("video_path", "scale_value", "max_width_value", "model_id"):
+    for trigger in PREVIEW_INPUTS:
         f[trigger].change(facade.upscale_size, watched, preview, api_name=False)
     wire_model_form(facade, "upscale", f)
 
@@ -49,6 +50,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
         quality_value: float,
         seed_value: float,
         split_gpus: bool = False,
+        fit_value: str = "pad",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -61,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             rows = list_models(settings, dev=args.dev)
             width = max(len(r.card_id) for r in rows)
+            print(
+                f"{'MODEL':<{width}}  {'STATE':<7}  {'ON DISK':>10}  {'DOWNLOAD':>13}  {'NEEDS':<17}  FOLDER"
+            )
             for row in rows:
-                print(f"{row.card_id:<{width}}  {row.state:<7}  {row.size_label:>10}  {row.folder or ''}")
+                card = get_card(row.card_id)
+                sizes = f"{row.size_label:>10}  {card.download_label:>13}  {card.hardware_label:<17}"
+                print(f"{row.card_id:<{width}}  {row.state:<7}  {sizes}  {row.folder or ''}")
         elif args.command == "download":
             folder = ensure_model(get_card(args.model), settings, on_progress=LinePrinter())
             print(f"ready: {folder}")

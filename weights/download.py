@@ -20,6 +20,7 @@ from pathlib import Path
 
 from core.cancel import JobCancelledError
 from core.validation import ConfigError
+from weights.failure import download_failure_message
 from weights.progress import DownloadProgress, ProgressMeter, human_bytes
 from weights.registry import ModelCard
 from weights.sources import Listing, RemoteFile, Source, SourceError, sources_for
@@ -231,7 +232,7 @@ def download_model(
     with exclusive(folder, should_cancel):
         if (folder / READY_MARKER).is_file():
             return folder
-        errors: list[str] = []
+        errors: list[BaseException] = []
         for source in sources_for(card.huggingface, card.modelscope, card.prefer):
             try:
                 listing = source.list_files(card.allow_patterns)
@@ -241,12 +242,8 @@ def download_model(
                 callbacks = {"on_progress": on_progress, "should_cancel": should_cancel}
                 RepoFetch(source, listing, folder, callbacks).run()
             except SourceError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
                 continue
             mark_ready(folder, source, listing)
             return folder
-    raise DownloadError(
-        f"Could not download {card.name}. "
-        + " | ".join(errors or ["it names no hub repo"])
-        + f". Nothing was marked ready; what arrived is kept in {folder} and resumes next time."
-    )
+    raise DownloadError(download_failure_message(card, folder, errors))

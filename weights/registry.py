@@ -63,6 +63,10 @@ class ModelCard:
     allow_patterns: tuple[str, ...] = ()
     params_billion: float = 0.0
     min_vram_gb: float = 0.0
+    download_gb: float = 0.0
+    """About how much the download weighs (the repo's files the card fetches, at their stored precision)."""
+    runs_on_cpu: bool = False
+    """Whether the model is light enough to be useful on a machine without a CUDA GPU."""
     dev: bool = False
     builder: str | None = None
     prefer: str = "huggingface"
@@ -102,6 +106,21 @@ class ModelCard:
             raise ConfigError(f"{self.name} has no arch facts; add them to presets/models/ ({self.id})")
         return self.arch
 
+    @property
+    def hardware_label(self) -> str:
+        """What the model needs to run, e.g. "GPU 8 GB+" ("any CPU" for the tiny test models)."""
+        if self.dev:
+            return "any CPU (seconds)"
+        return "GPU or CPU" if self.runs_on_cpu else f"GPU {self.min_vram_gb:g} GB+"
+
+    @property
+    def download_label(self) -> str:
+        """About how much its download weighs ("built locally" for the tiny test models, "?" unknown)."""
+        if self.builder:
+            return "built locally"
+        size = self.download_gb
+        return "?" if not size else f"~{size * 1024:.0f} MB" if size < 1 else f"~{size:g} GB"
+
     def serves(self, task: str) -> bool:
         """Whether the model can run ``task`` (its main task or one of ``tasks``)."""
         return task == self.task or task in self.tasks
@@ -138,6 +157,7 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         as_int(f"{where_id} width", res.width, low=16, high=8192)
         as_int(f"{where_id} height", res.height, low=16, high=8192)
     as_float(f"{where_id} params_billion", card.params_billion, low=0)
+    as_float(f"{where_id} download_gb", card.download_gb, low=0)
     as_int(f"{where_id} order", card.order)
     return card
 

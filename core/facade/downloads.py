@@ -15,7 +15,7 @@ from weights.download import DownloadError
 from weights.progress import DownloadProgress, human_bytes
 from weights.store import delete_model, list_models, model_status
 
-HEADERS = ["Model", "Id", "State", "Size", "Where"]
+HEADERS = ["Model", "Id", "State", "Size on disk", "Download", "Needs", "Where"]
 
 
 class ModelDownloads:
@@ -49,11 +49,13 @@ class ModelDownloads:
         return f"Weights live in {where}; copies in the Hugging Face cache are reused.{offline}"
 
     def rows(self) -> list[list[str]]:
-        """One table row per model: name, id, missing / partial / ready, size on disk, and where it was
-        found unless in a Space (its folders mean nothing to visitors)."""
+        """One table row per model: name, id, missing / partial / ready, size on disk, the download's size,
+        what it needs to run, and where it was found unless in a Space (its folders mean nothing to
+        visitors)."""
         rows = []
         for s in list_models(self.settings, dev=self.dev):
-            row = [s.name, s.card_id, s.state, s.size_label]
+            card = registry.get_card(s.card_id)
+            row = [s.name, s.card_id, s.state, s.size_label, card.download_label, card.hardware_label]
             rows.append(row if self.in_space else [*row, f"{s.where}: {s.folder}" if s.folder else ""])
         return rows
 

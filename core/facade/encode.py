@@ -188,6 +188,7 @@ def upscale_request(v: Values) -> dict[str, Any]:
         "quality": v["quality_value"],
         "seed": v["seed_value"],
         "pipeline_gpus": 2 if v["split_gpus"] else 1,
+        "fit": v.get("fit_value") or "pad",
     }
 
 

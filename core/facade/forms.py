@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from core.facade.fields import Field, Form, number_choices, shown
 from core.facade.text import chunks_label, seconds_label, upscale_engine
+from core.lineup import needs_text
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.magi.request import MAX_WINDOW, chunk_frames, default_window, is_magi_card
 from core.tasks.i2v import end_image_mode
@@ -19,6 +20,11 @@ from weights.registry import ModelCard, get_card
 def default_chunks(card: ModelCard) -> int:
     """The chunks a MAGI-1 form starts at (its default frames in whole chunks; 4 for other models)."""
     return max(1, card.defaults.frames // chunk_frames(card)) if is_magi_card(card) else 4
+
+
+def about_field(card: ModelCard) -> Field:
+    """The model's description and what it needs (GPU memory, download size)."""
+    return Field(value=f"{card.description}\n\nNeeds: {needs_text(card)}.")
 
 
 def resolution_field(card: ModelCard) -> Field:
@@ -35,7 +41,7 @@ def sampling_fields(card: ModelCard) -> Form:
         "step_count": Field(value=d.steps),
         "guidance_scale": Field(value=d.guidance),
         "negative_text": Field(value=d.negative_prompt, visible=not magi),
-        "about": Field(value=card.description),
+        "about": about_field(card),
         "flow_shift": shown(not magi),
         "memory": shown(not magi),
         "magi_options": shown(magi),
@@ -102,7 +108,7 @@ def upscale_form(card: ModelCard) -> Form:
     flashvsr = upscale_engine(card.id) == "flashvsr"
     info = "FlashVSR is tuned for 4x" if flashvsr else f"the model upscales x{native}"
     return {
-        "about": Field(value=card.description),
+        "about": about_field(card),
         "scale_value": number_choices([s for s in (2, 4) if s <= native], native, info=info),
         "variant_value": shown(flashvsr),
     }

@@ -188,7 +188,7 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
     """The Upscale form (no model installed: an empty dropdown and a note)."""
     static = {
         "model_id": models_field(cards),
-        "about": Field(value=cards[0].description if cards else "No upscaling model installed."),
+        "about": Field(value=None if cards else "No upscaling model installed."),
         "scale_value": number_choices([2, 4], 4, label="Scale", info=UPSCALE_SCALE_INFO),
         "variant_value": Field(
             choices=[(VARIANT_LABELS[v], v) for v in VARIANTS], value=VARIANTS[0], label="Variant"
@@ -205,6 +205,12 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
             info="NVENC's CQ when this GPU encodes H.264, else x264's CRF (35 .. 12)",
         ),
         "seed_value": Field(value=0, label="Seed (-1 = random)"),
+        "fit_value": Field(
+            choices=[("Pad (keep the whole picture)", "pad"), ("Crop (centre)", "crop")],
+            value="pad",
+            label="Fit to FlashVSR's 128-pixel multiple",
+            info="Pad: the model sees a padded frame and the output keeps the scaled size exactly",
+        ),
         "split_gpus": Field(
             value=False,
             label="Split the upscaler over 2 GPUs",
@@ -212,7 +218,10 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
         ),
     }
     model = form_for("upscale", cards[0].id, several_gpus) if cards else {}
-    return merged(static, {"split_gpus": model.get("split_gpus", Field(visible=False))})
+    return merged(
+        static,
+        {"split_gpus": model.get("split_gpus", Field(visible=False)), "about": model.get("about", Field())},
+    )
 
 
 def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[ModelCard]) -> Props:
@@ -222,7 +231,9 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
         "model_id": models_field(t2v, "Text-to-video model"),
         "prompt_text": Field(label="Prompt"),
         "resolution_label": Field(label="Resolution"),
-        "frame_count": Field(minimum=1, step=4, label="First clip frames"),
+        "frame_count": Field(
+            minimum=1, maximum=max(c.max_frames for c in t2v), step=4, label="First clip frames"
+        ),
         "step_count": Field(minimum=1, maximum=100, step=1, label="Steps"),
         "seed_value": Field(value=-1, label="Seed (-1 = random)"),
         "continue_id": Field(

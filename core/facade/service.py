@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.batch import BatchRun
+from core.error_text import error_text
 from core.errors import job_error_message
 from core.facade import details, encode, i2v, inputs, tables
 from core.facade.downloads import ModelDownloads
@@ -24,14 +25,16 @@ from core.facade.text import (
 )
 from core.history import delete_result, rerun_settings
 from core.jobs import Job, JobStatus
+from core.lineup import FULL, Lineup, machine_lineup
 from core.magi.request import is_magi_card
 from core.metrics import compare_videos, side_by_side
-from core.outputs import reserved_output_path
+from core.outputs import base_record, reserved_output_path
 from core.space import for_display
 from core.studio import Studio
 from core.tasks import request_types
 from core.validation import ConfigError
-from weights.registry import cards_for, get_card, load_cards
+from core.video_io import METADATA_KEY, read_record
+from weights.registry import get_card, load_cards
 
 Props = dict[str, dict[str, Any]]
 
@@ -44,7 +47,8 @@ class Facade:
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.settings = studio.settings
-        self.downloads = ModelDownloads(self.settings, self.settings.dev, self.in_space)
+        self.lineup = studio_lineup(studio)
+        self.downloads = ModelDownloads(self.settings, self.lineup.mode != FULL, self.in_space)
 
     # --- the machine ----------------------------------------------------------------------------------
 
@@ -57,6 +61,10 @@ class Facade:
     def several_gpus(self) -> bool:
         """Whether jobs run on several GPUs (a worker per GPU): the split choices apply."""
         return getattr(self.studio, "dispatcher", None) is not None
+
+    def lineup_notice(self) -> str:
+        """What the page says about the models it opened on (no GPU, --dev), '' on a GPU that fits."""
+        return self.lineup.notice()
 
     def system_summary(self) -> str:
         """The hardware, and where outputs go (a Space's local paths mean nothing to its visitors)."""
@@ -111,20 +119,20 @@ class Facade:
 
     def models(self, task: str) -> list[tuple[str, str]]:
         """(name, id) of the models serving ``task`` in this app."""
-        return [(c.name, c.id) for c in cards_for(task, dev=self.settings.dev)]
+        return [(c.name, c.id) for c in self.lineup.cards(task)]
 
     def inputs(self, task: str) -> Props:
-        """The job tab ``task``'s (its API name) inputs when the app starts."""
-        dev = self.settings.dev
+        """The job tab ``task``'s (its API name) inputs when the app starts, on the lineup's first model."""
+        cards = self.lineup.cards
         if task == "t2v":
-            return inputs.t2v_inputs(cards_for("t2v", dev=dev), self.several_gpus)
+            return inputs.t2v_inputs(cards("t2v"), self.several_gpus)
         if task == "i2v":
-            return inputs.i2v_inputs(cards_for("i2v", dev=dev), self.several_gpus, i2v.i2v_static())
+            return inputs.i2v_inputs(cards("i2v"), self.several_gpus, i2v.i2v_static())
         if task == "continue":
-            return inputs.continue_inputs(cards_for("continue", dev=dev))
+            return inputs.continue_inputs(cards("continue"))
         if task == "upscale":
-            return inputs.upscale_inputs(cards_for("upscale", dev=dev), self.several_gpus)
-        return inputs.chain_inputs(*(cards_for(t, dev=dev) for t in ("t2v", "continue", "upscale")))
+            return inputs.upscale_inputs(cards("upscale"), self.several_gpus)
+        return inputs.chain_inputs(*(cards(t) for t in ("t2v", "continue", "upscale")))
 
     def form(self, task: str, model_id: str | None) -> Props:
         """The fields that change when the tab's model becomes ``model_id``."""
@@ -143,8 +151,22 @@ class Facade:
         card = get_card(model_id)
         return describe_input(video, card, encode.overlap_frames(card, overlap))
 
-    def upscale_size(self, video: str | None, scale: Any, max_width: float | None, model: str | None) -> str:
-        return size_preview(video, scale, max_width, model)
+    def continuation_for(self, video: str | None, current: str | None) -> str | None:
+        """The continuation model to open for ``video`` (sent by "Continue this"): a tiny model for a
+        tiny model's clip (a real one would need more frames than it has), else ``current``."""
+        try:
+            made_by = get_card(str(read_record(Path(video))["model"])) if video else None
+        except (ConfigError, KeyError, OSError, ValueError, TypeError):
+            return current  # not made here, or no record: keep the user's choice
+        if made_by is None or not made_by.dev or (current and get_card(current).dev):
+            return current
+        tiny = [card.id for card in self.lineup.cards("continue") if card.dev]
+        return tiny[0] if tiny else current
+
+    def upscale_size(
+        self, video: str | None, scale: Any, max_width: float | None, model: str | None, fit: str = "pad"
+    ) -> str:
+        return size_preview(video, scale, max_width, model, fit)
 
     def estimate(self, task: str, values: Mapping[str, Any]) -> str:
         """The memory plan, as text, for the worker that would run the job (``t2v`` or ``continue``)."""
@@ -216,7 +238,7 @@ class Facade:
         return list(request_types())
 
     def history_models(self) -> list[str]:
-        return sorted(c.id for c in load_cards().values() if self.settings.dev or not c.dev)
+        return sorted(c.id for c in load_cards().values() if self.lineup.mode != FULL or not c.dev)
 
     def history(self, task: str | None, model: str | None, text: str | None) -> list[list[Any]]:
         return tables.history_rows(self.settings.outputs_dir, self.studio.space, task, model, text)
@@ -248,9 +270,12 @@ class Facade:
             result = compare_videos(Path(video_a), Path(video_b))
             title = f"{Path(video_a).stem} vs {Path(video_b).stem}"
             with reserved_output_path(folder, "compare", title) as output:
-                together = side_by_side(Path(video_a), Path(video_b), output)
+                record = base_record("compare", "") | {"a": Path(video_a).name, "b": Path(video_b).name}
+                record |= {"output": output.name, **result.summary()}
+                metadata = {METADATA_KEY: record, "title": title}
+                together = side_by_side(Path(video_a), Path(video_b), output, metadata)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"Cannot compare these videos: {exc}") from exc
+            raise ConfigError(f"Cannot compare these videos: {error_text(exc)}") from exc
         return tables.comparison_points(result), result.summary(), str(together)
 
     def batch(self, prompt_file: str, model: str | None) -> Iterator[tuple[list[list[Any]], str]]:
@@ -267,6 +292,13 @@ class Facade:
         job = self.job(job_id) if job_id else None
         preview = job.preview if job is not None else None
         return preview if preview and preview != shown else None
+
+
+def studio_lineup(studio: Studio) -> Lineup:
+    """The model lists for ``studio``'s machine (its GPUs, --dev; a Space runs on the hardware its owner
+    chose for the real models, e.g. ZeroGPU's lent GPU)."""
+    space = getattr(studio, "space", None)
+    return machine_lineup(studio.settings, getattr(studio, "hardware", None), bool(space and space.is_space))
 
 
 def finish_message(job: Job) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.error_text import error_text
 from core.magi.request import chunk_frames, context_frames, is_magi_card
 from core.memory.levels import LEVELS
 from core.memory.planner import MemoryPlan
@@ -71,16 +72,19 @@ def upscale_engine(model_id: str | None) -> str:
     return ENGINES.get(get_card(model_id).pipeline, "flashvsr") if model_id else "flashvsr"
 
 
-def size_preview(video: str | None, scale: Any, max_width: float | None, model_id: str | None) -> str:
+def size_preview(
+    video: str | None, scale: Any, max_width: float | None, model_id: str | None, fit: str | None = "crop"
+) -> str:
     """The output size the upscale will have with ``model_id`` (FlashVSR's when None), or why it cannot."""
     if not video:
         return "Output size: choose a video."
     try:
         info = probe_source(Path(video))
         align = ENGINE_ALIGN[upscale_engine(model_id)]
-        size = plan_size(info.width, info.height, int(scale), int(max_width) if max_width else None, align)
+        narrow = int(max_width) if max_width else None
+        size = plan_size(info.width, info.height, int(scale), narrow, align, fit or "crop")
     except (ConfigError, ValueError, OSError) as exc:
-        return f"Cannot upscale this video: {exc}"
+        return f"Cannot upscale this video: {error_text(exc)}"
     audio = "with its audio" if info.has_audio else "no audio"
     return (
         f"Output: **{size.width}x{size.height}**, {info.frames} frames at {info.fps:g} fps, {audio} "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.upscale.config import VARIANTS
+from core.upscale.sizing import FITS
 from core.validation import ConfigError, as_choice, as_int, as_seed, as_text, random_seed
 from weights.registry import ModelCard, get_card
 
@@ -30,6 +31,9 @@ class UpscaleRequest:
     seed: int = 0
     pipeline_gpus: int = 1
     """2: the DiT's blocks split over two GPUs (``core.upscale.pipeline_split``)."""
+    fit: str = "crop"
+    """How the scaled frame meets FlashVSR's 128-pixel multiple: ``crop`` (centre) or ``pad`` (nothing of
+    the picture lost; ``core.upscale.sizing``)."""
 
     task = "upscale"
 
@@ -60,6 +64,7 @@ class UpscaleRequest:
         else:
             set_(self, "max_input_width", as_int("max input width", self.max_input_width, low=32, high=8192))
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
+        set_(self, "fit", as_choice("fit", self.fit, FITS))
         set_(self, "seed", as_seed(self.seed))
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
         if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":

@@ -35,7 +35,7 @@ from core.upscale.frame_reader import FrameReader, SourceInfo, probe_source
 from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_report
 from core.upscale.request import UpscaleRequest
-from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
+from core.upscale.sizing import ENGINE_ALIGN, OutputSize, cut_back, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
 from core.video_io import VideoWriter
 from weights.registry import ModelCard
@@ -90,6 +90,7 @@ def _esrgan_streamer(
 ) -> tuple[ESRGANStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The Real-ESRGAN streamer, its per-frame narrowing and what the record says about it."""
     dtype = ESRGAN_CUDA_DTYPE if models.device.type == "cuda" else torch.float32
+
     def load(card: ModelCard, folder: Path, device: torch.device, level: int) -> SRNetwork:
         return load_network(folder / card.extra["file"]).to(device, dtype)
 
@@ -116,7 +117,7 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
     device = worker.device
     source = probe_source(Path(request.video))
     align = ENGINE_ALIGN[request.engine]
-    size = plan_size(source.width, source.height, request.scale, request.max_input_width, align)
+    size = plan_size(source.width, source.height, request.scale, request.max_input_width, align, request.fit)
     encoder = choose_encoder(request.quality, device.index if device.type == "cuda" else None)
     record = run.record(
         card,
@@ -155,7 +156,7 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
                     on_chunk=lambda done, total: job.report(stage, done, total),
                 )
                 for frames in chunks:
-                    writer.write(frames)
+                    writer.write(cut_back(np.asarray(frames), size))
                     job.check_cancelled()
         except JobCancelledError:
             return _keep_partial(writer, source, request, record | {"status": "cancelled"}, run)

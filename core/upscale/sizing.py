@@ -1,9 +1,12 @@
 """Output size as the FlashVSR deployment picks it, and the per-frame resize to that size.
 
 The input is optionally narrowed to ``max_input_width`` (aspect kept, rounded to whole pixels), scaled by
-2 or 4, and the result cut down to multiples of ``align`` on both sides with a centre crop: 128 for
-FlashVSR (the sparse attention works on 128-pixel windows), 2 for Real-ESRGAN (H.264 needs even sides).
-FlashVSR frames are resized once, bicubic, straight from the original to the scaled size, then cropped.
+2 or 4, and the result brought to multiples of ``align`` on both sides: 128 for FlashVSR (the sparse
+attention works on 128-pixel windows), 2 for Real-ESRGAN (H.264 needs even sides). ``fit`` says how:
+``crop`` cuts the scaled frame down with a centre crop (a 4:3 clip can lose a fifth of its height), ``pad``
+extends it right and bottom (edge pixels) for the model and cuts the output back to the scaled size, so
+nothing of the picture is lost. FlashVSR frames are resized once, bicubic, straight from the original to
+the scaled size, then cropped or padded.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from PIL import Image
 from core.validation import ConfigError
 
 ALIGN = 128
+FITS = ("pad", "crop")
+"""How the scaled frame meets the model's multiple: pad it (and cut the output back), or centre-crop it."""
 ENGINE_ALIGN = {"flashvsr": ALIGN, "esrgan": 2}
 """Output sides are multiples of this per engine: FlashVSR's attention windows, H.264's even sides."""
 
@@ -31,25 +36,57 @@ class OutputSize:
     width: int
     height: int
     align: int = ALIGN
+    fit: str = "crop"
+
+    @property
+    def model_width(self) -> int:
+        """The frame width the model runs on (the output's, or padded up to ``align``)."""
+        return -(-self.width // self.align) * self.align if self.fit == "pad" else self.width
+
+    @property
+    def model_height(self) -> int:
+        return -(-self.height // self.align) * self.align if self.fit == "pad" else self.height
 
     def describe(self) -> str:
         """One line for the user, e.g. ``640x360 x4 -> 2560x1440, cropped to 2560x1408``."""
         text = f"{self.input_width}x{self.input_height} -> {self.scaled_width}x{self.scaled_height}"
-        if (self.width, self.height) != (self.scaled_width, self.scaled_height):
+        if (self.model_width, self.model_height) != (self.width, self.height):
+            text += f", padded to {self.model_width}x{self.model_height} for the model and cut back"
+        elif (self.width, self.height) != (self.scaled_width, self.scaled_height):
             text += f", centre-cropped to {self.width}x{self.height} (multiples of {self.align})"
         return text
 
 
 def plan_size(
-    width: int, height: int, scale: int, max_input_width: int | None = None, align: int = ALIGN
+    width: int,
+    height: int,
+    scale: int,
+    max_input_width: int | None = None,
+    align: int = ALIGN,
+    fit: str = "crop",
 ) -> OutputSize:
-    """The narrowed, the scaled and the ``align``-aligned output size of a ``width`` x ``height`` input."""
+    """The narrowed, the scaled and the output size of a ``width`` x ``height`` input: cut down to
+    multiples of ``align`` (``fit="crop"``), or the scaled size itself (even sides) with the model's frame
+    padded up to ``align`` (``fit="pad"``)."""
     if width < 1 or height < 1:
         raise ConfigError(f"invalid video size {width}x{height}")
     base_w, base_h = width, height
     if max_input_width is not None and width > max_input_width:
         base_w, base_h = max_input_width, max(1, round(height * max_input_width / width))
     scaled_w, scaled_h = base_w * scale, base_h * scale
+    if fit == "pad":
+        return OutputSize(
+            width,
+            height,
+            base_w,
+            base_h,
+            scaled_w,
+            scaled_h,
+            scaled_w // 2 * 2,
+            scaled_h // 2 * 2,
+            align,
+            fit,
+        )
     out_w, out_h = scaled_w // align * align, scaled_h // align * align
     if out_w == 0 or out_h == 0:
         raise ConfigError(
@@ -60,8 +97,18 @@ def plan_size(
 
 
 def resize_and_crop(frame: np.ndarray, size: OutputSize) -> np.ndarray:
-    """uint8 (H, W, 3) input frame -> uint8 (size.height, size.width, 3)."""
+    """uint8 (H, W, 3) input frame -> uint8 (size.model_height, size.model_width, 3): cropped, or padded
+    right and bottom with its edge pixels."""
     image = Image.fromarray(frame).resize((size.scaled_width, size.scaled_height), Image.Resampling.BICUBIC)
+    if size.fit == "pad":
+        scaled = np.asarray(image)[: size.height, : size.width]
+        extra = ((0, size.model_height - size.height), (0, size.model_width - size.width), (0, 0))
+        return np.pad(scaled, extra, mode="edge")
     left = (size.scaled_width - size.width) // 2
     top = (size.scaled_height - size.height) // 2
     return np.asarray(image.crop((left, top, left + size.width, top + size.height)))
+
+
+def cut_back(frames: np.ndarray, size: OutputSize) -> np.ndarray:
+    """Output frames (T, H, W, 3) of a padded run cut back to the output size (unchanged otherwise)."""
+    return frames[:, : size.height, : size.width]
