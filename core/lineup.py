@@ -81,7 +81,7 @@ class Lineup:
         for task in TAB_TASKS:
             real = [c for c in cards_for(task) if not c.dev]
             if real:
-                lightest = min(real, key=lambda c: (c.min_vram_gb, c.download_gb))
+                lightest = min(real, key=lambda c: (c.min_vram_gb, c.download_gb, c.order))
                 lines.append(f"- {TAB_NAMES[task]}: {lightest.name}, {needs_text(lightest)}")
         return "\n".join(lines)
 

@@ -145,3 +145,9 @@ def test_a_new_wan_model_generates_its_video_end_to_end(settings: Settings) -> N
     arch = get_card(ALT).arch
     assert (config["num_attention_heads"], config["attention_head_dim"], config["num_layers"]) == (3, 16, 1)
     assert config["ffn_dim"] == arch.ffn_dim and tuple(config["patch_size"]) == arch.patch
+
+
+def test_every_real_card_states_its_download_size() -> None:
+    """The Models tab, the first-run notice and the README quote it: no real model without one."""
+    missing = [card.id for card in load_cards().values() if not card.dev and card.download_gb <= 0]
+    assert missing == []
