@@ -51,6 +51,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "parallel; the default); each job picks auto (split a big job alone on idle GPUs), one or split",
     )
     parser.add_argument("--dev", action="store_true", help="show the tiny test models")
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FOLDER",
+        help="a folder whose videos batch rows may name by path (repeat for more); without it rows may "
+        "name only files uploaded with the batch or inside the outputs folder",
+    )
     return parser.parse_args(argv)
 
 
@@ -92,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         dev=args.dev,
         gpus=parse_gpus(args.gpus),
         parallel=args.parallel,
+        allowed_dirs=tuple(folder.resolve() for folder in args.allow_dir),
     )
     auth = parse_auth(args.auth)
     from core.memory.levels import configure_allocator

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.batch_files import resolve_row_files
 from core.errors import job_error_message
 from core.jobs import Job, JobStatus
 from core.outputs import sidecar_path, slug, write_json_atomic
@@ -158,9 +159,17 @@ def other_batch(path: Path, sha256: str) -> str | None:
 class BatchRun:
     """One pass over a prompt list: :meth:`run` yields the rows each time one changes."""
 
-    def __init__(self, studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        studio: Studio,
+        prompt_file: Path,
+        defaults: dict[str, Any] | None = None,
+        uploads: list[Path] | None = None,
+    ) -> None:
         self.studio = studio
         self.prompt_file = Path(prompt_file)
+        self.uploads = [Path(upload) for upload in uploads or ()]
+        """Files uploaded with the batch: rows name them by file name (``core.batch_files``)."""
         self._batch_dir: Path | None = None  # named from the file's content when run() reads it
         self.sha256 = ""
         self.defaults = dict(defaults or {})
@@ -186,7 +195,11 @@ class BatchRun:
         try:
             if not isinstance(raw, dict):
                 raise ConfigError(f"expected an object of request fields, got {type(raw).__name__}")
-            request = parse_request(self.defaults | raw)
+            settings = self.studio.settings
+            row_fields = resolve_row_files(
+                self.defaults | raw, self.uploads, settings.outputs_dir, settings.allowed_dirs
+            )
+            request = parse_request(row_fields)
         except (ConfigError, TypeError, ValueError) as exc:
             row.status, row.error = "bad", str(exc)
             return
@@ -254,9 +267,14 @@ class BatchRun:
                     job.cancel()
 
 
-def run_batch(studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> BatchRun:
+def run_batch(
+    studio: Studio,
+    prompt_file: Path,
+    defaults: dict[str, Any] | None = None,
+    uploads: list[Path] | None = None,
+) -> BatchRun:
     """Run a whole batch to the end; returns the run (rows, batch folder, jobs submitted)."""
-    batch = BatchRun(studio, prompt_file, defaults)
+    batch = BatchRun(studio, prompt_file, defaults, uploads)
     for _ in batch.run():
         pass
     return batch
@@ -272,9 +290,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="model for rows that name none")
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--dev", action="store_true", help="allow the dev (tiny) models")
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FOLDER",
+        help="a folder whose videos rows may name (besides the outputs folder and the prompt list's own)",
+    )
     args = parser.parse_args(argv)
+    allowed = (args.file.resolve().parent, *(folder.resolve() for folder in args.allow_dir))
     settings = Settings(
-        outputs_dir=args.outputs, models_dir=args.models_dir, offline=args.offline, dev=args.dev
+        outputs_dir=args.outputs,
+        models_dir=args.models_dir,
+        offline=args.offline,
+        dev=args.dev,
+        allowed_dirs=allowed,
     )
     studio = Studio(settings)
     try:

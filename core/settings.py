@@ -21,3 +21,5 @@ class Settings:
     """The modes a job split over several GPUs may use (cfg, cp, ulysses, ring); empty: the default cfg, cp.
     With several GPUs every job runs on one GPU's worker unless its ``multi_gpu`` (auto, one, split) and the
     planner split it."""
+    allowed_dirs: tuple[Path, ...] = ()
+    """Folders (besides the outputs folder) whose files batch rows may name (``--allow-dir``)."""

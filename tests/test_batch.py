@@ -122,7 +122,8 @@ def test_magi_rows_take_magi_fields_and_refuse_wan_ones(magi_models_dir, studio,
 
 def test_rows_get_the_machine_check_that_single_jobs_get(studio, tmp_path: Path) -> None:
     """An upscale split over 2 GPUs on a one-GPU studio is refused when queued, in a batch as alone."""
-    video = tmp_path / "clip.mp4"
+    video = studio.settings.outputs_dir / "clip.mp4"  # rows may name files in the outputs folder
+    video.parent.mkdir(parents=True, exist_ok=True)
     video.touch()  # refused before anything reads it
     row = {"task": "upscale", "model": "tiny-flashvsr", "video": str(video), "pipeline_gpus": 2}
     prompts = tmp_path / "split.json"

@@ -207,9 +207,13 @@ class Facade:
             raise ConfigError(f"Cannot compare these videos: {exc}") from exc
         return tables.comparison_points(result), result.summary(), str(together)
 
-    def batch(self, prompt_file: str, model: str | None) -> Iterator[tuple[list[list[Any]], str]]:
-        """Run a prompt list: (the progress rows, a status line) after each change."""
-        batch = BatchRun(self.studio, Path(prompt_file), {"model": model} if model else None)
+    def batch(
+        self, prompt_file: str, model: str | None, files: list[str] | None = None
+    ) -> Iterator[tuple[list[list[Any]], str]]:
+        """Run a prompt list: (the progress rows, a status line) after each change. ``files``: uploaded
+        with the list; its rows name them by file name."""
+        defaults = {"model": model} if model else None
+        batch = BatchRun(self.studio, Path(prompt_file), defaults, [Path(f) for f in files or ()])
         try:
             for rows in batch.run():
                 yield self.shown(tables.batch_rows(rows)), self.shown(tables.batch_status(batch))
