@@ -30,8 +30,14 @@ def test_server_paths_are_refused_alike_whether_or_not_they_exist(tmp_path: Path
     real.write_bytes(b"not for batches")
     (outputs / "link.mp4").symlink_to(real)
     messages = set()
-    for video in (str(real), str(elsewhere / "missing.mp4"), "/etc/passwd", "../elsewhere/secret.mp4",
-                  str(outputs / "link.mp4"), str(outputs / ".." / "elsewhere" / "secret.mp4")):
+    for video in (
+        str(real),
+        str(elsewhere / "missing.mp4"),
+        "/etc/passwd",
+        "../elsewhere/secret.mp4",
+        str(outputs / "link.mp4"),
+        str(outputs / ".." / "elsewhere" / "secret.mp4"),
+    ):
         with pytest.raises(ConfigError) as refused:
             resolve_row_files({"video": video}, [], outputs)
         messages.add(str(refused.value))
@@ -50,7 +56,9 @@ def test_uploads_outputs_and_allowed_folders_are_accepted(tmp_path: Path) -> Non
     mine = str(allowed / "b.mp4")
     with pytest.raises(ConfigError):
         resolve_row_files({"video": mine}, [], outputs)
-    assert resolve_row_files({"video": mine}, [], outputs, [allowed])["video"] == str(allowed.resolve() / "b.mp4")
+    assert resolve_row_files({"video": mine}, [], outputs, [allowed])["video"] == str(
+        allowed.resolve() / "b.mp4"
+    )
     assert resolve_row_files({"prompt": "no file"}, [], outputs) == {"prompt": "no file"}
 
 
