@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
 from pathlib import Path
 
 from core.parallel.config import parse_parallel_flag
@@ -82,6 +84,31 @@ def parse_auth(pairs: list[str]) -> list[tuple[str, str]]:
     return logins
 
 
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (None: Gradio's default, 127.0.0.1 or ``GRADIO_SERVER_NAME``) is this machine only."""
+    name = (host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str | None, share: bool, auth: list[tuple[str, str]]) -> str:
+    """The warning for an app others can reach without a login ("" when it is protected or local)."""
+    if auth:
+        return ""
+    if share:
+        return "shared through a public link without --auth: anyone with the link can use this GPU"
+    if not is_loopback(host):
+        return (
+            "listening beyond this machine without --auth: anyone who can reach it can use the GPU and "
+            "list, download and delete every result; add --auth USER:PASS"
+        )
+    return ""
+
+
 def parse_gpus(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
@@ -107,16 +134,19 @@ def main(argv: list[str] | None = None) -> None:
     from core.memory.levels import configure_allocator
 
     configure_allocator()
+    from starlette.middleware import Middleware
+
     from core.studio import Studio
     from ui.app import build_app
+    from ui.login_throttle import LoginThrottle
 
     studio = Studio(settings)
     log.info(studio.hardware.summary())
-    unprotected_share = args.share and not auth
-    if unprotected_share:
-        log.warning("WARNING: --share without --auth: anyone with the link can use this GPU.")
+    warning = exposure_warning(args.host, args.share, auth)
+    if warning:
+        log.warning("\n%s\nWARNING: %s.\n%s", "!" * 78, warning, "!" * 78)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_app(studio, share_warning=unprotected_share)
+    demo = build_app(studio, warning=warning)
     try:
         demo.queue(default_concurrency_limit=16).launch(
             server_name=args.host,
@@ -125,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             auth=auth or None,
             allowed_paths=[str(settings.outputs_dir)],
             show_error=True,  # what the handlers do not turn into gr.Error still reaches the user readably
+            app_kwargs={"middleware": [Middleware(LoginThrottle)]} if auth else None,
         )
     finally:
         studio.shutdown()
