@@ -51,7 +51,7 @@ def protected_app(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def error_of(call) -> str:
-    with pytest.raises(Exception) as failed:  # noqa: PT011 - gradio_client's AppError
+    with pytest.raises(Exception) as failed:  # gradio_client raises AppError
         call()
     return str(failed.value)
 
@@ -101,7 +101,7 @@ def test_a_raw_rest_call_missing_inputs_names_them(open_app: LaunchedApp) -> Non
 
 def test_outputs_are_not_executable(open_app: LaunchedApp) -> None:
     client = Client(open_app.url, verbose=False)
-    video, _, status = client.predict(prompt_text="a cat", step_count=1, api_name="/t2v")
+    _, _, status = client.predict(prompt_text="a cat", step_count=1, api_name="/t2v")
     assert status.startswith("Done")
     outputs = open_app.log.parent / "outputs"
     made = [p for p in outputs.rglob("*") if p.is_file()]
