@@ -16,6 +16,8 @@ import pytest
 from conftest import LaunchedApp
 from conftest_upscale import make_clip
 from gradio_client import Client, handle_file
+from test_compare_stream import audio_only
+from test_continue_input import phone_clip
 
 from core.batch_files import refusal
 
@@ -124,3 +126,15 @@ def test_failed_logins_are_throttled(protected_app: LaunchedApp) -> None:
     time.sleep(1.2)  # two failures: the wait is 1 s
     assert login(protected_app, "secret") == 200
     assert login(protected_app, "wrong") == 400  # a success clears the count: no wait before this
+
+
+def test_compare_reads_upright_and_refuses_audio_only_files(open_app: LaunchedApp, tmp_path: Path) -> None:
+    client = Client(open_app.url, verbose=False)
+    stored = handle_file(str(phone_clip(tmp_path / "stored.mp4", 0)))
+    portrait = handle_file(str(phone_clip(tmp_path / "portrait.mp4", 90)))
+    _, means, _ = client.predict(stored, portrait, api_name="/compare")
+    assert means["psnr_db"] < 20 and any("sizes differ (80x60 vs 60x80)" in n for n in means["notes"])
+    song = handle_file(str(audio_only(tmp_path / "song.mp4")))
+    message = error_of(lambda: client.predict(stored, song, api_name="/compare"))
+    assert "song.mp4 has no video track" in message
+    assert "IndexError" not in message and str(tmp_path) not in message and "/tmp" not in message

@@ -24,7 +24,7 @@ from core.facade.text import (
 from core.history import delete_result, rerun_settings
 from core.jobs import Job, JobStatus
 from core.magi.request import is_magi_card
-from core.metrics import compare_videos, side_by_side
+from core.metrics import compare_videos
 from core.outputs import reserved_output_path
 from core.space import for_display
 from core.studio import Studio
@@ -199,12 +199,14 @@ class Facade:
         """The plot points, the means (with notes) of B against A, and both in one synced video."""
         folder = self.settings.outputs_dir / "compare"
         try:
-            result = compare_videos(Path(video_a), Path(video_b))
             title = f"{Path(video_a).stem} vs {Path(video_b).stem}"
             with reserved_output_path(folder, "compare", title) as output:
-                together = side_by_side(Path(video_a), Path(video_b), output)
-        except (OSError, ValueError) as exc:
+                result = compare_videos(Path(video_a), Path(video_b), output=output)
+        except OSError as exc:  # its text would name server paths
+            raise ConfigError(f"Cannot compare these videos: {exc.strerror or type(exc).__name__}") from exc
+        except ValueError as exc:
             raise ConfigError(f"Cannot compare these videos: {exc}") from exc
+        together = output
         return tables.comparison_points(result), result.summary(), str(together)
 
     def batch(

@@ -99,7 +99,12 @@ class RankPipelines:
         return self.models.get(card, folder, level, (config, speed), loader=load)
 
     def _load(
-        self, config: ParallelConfig, speed: SpeedConfig, card: ModelCard, folder: Path, device: torch.device,
+        self,
+        config: ParallelConfig,
+        speed: SpeedConfig,
+        card: ModelCard,
+        folder: Path,
+        device: torch.device,
         level: int,
     ) -> Any:
         pipe = load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)

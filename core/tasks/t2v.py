@@ -226,7 +226,10 @@ class T2VTask(Task):
 
             def generate(pipe: Any) -> np.ndarray:
                 applied["speed"] = apply_speed(
-                    pipe, request.speed_config, worker.device, models_dir=worker.settings.models_dir,
+                    pipe,
+                    request.speed_config,
+                    worker.device,
+                    models_dir=worker.settings.models_dir,
                     report=job.report,
                 )
                 with apply_cache(pipe, request.card, request.cache_config) as session:
