@@ -167,9 +167,15 @@ def iter_upright(path: str | Path) -> Iterator[np.ndarray]:
     """Every frame of ``path`` as uint8 RGB (H, W, 3), upright, at its stored size, one at a time. Problems
     are ConfigErrors naming only the file's name: unreadable, no video track, damaged after N frames
     (raised once the frames before the damage were yielded)."""
-    for _, frame in _decode(Path(path), None):
-        assert frame is not None
+    for _, frame in timed_frames(path):
         yield frame
+
+
+def timed_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
+    """:func:`iter_upright` with each frame's time in seconds from the first (variable frame rates kept)."""
+    for time, frame in _decode(Path(path), None):
+        assert frame is not None
+        yield time, frame
 
 
 def _decode(

@@ -144,9 +144,8 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
         path = new_output_path(worker.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
-        writer = VideoWriter(
-            path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
-        )
+        title = {"title": f"{Path(request.video).name} x{request.scale}"}
+        writer = VideoWriter(path, source.fps, title, encoder=encoder, timed=True)
         try:
             with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
                 chunks = streamer.run(
@@ -156,7 +155,7 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
                     on_chunk=lambda done, total: job.report(stage, done, total),
                 )
                 for frames in chunks:
-                    writer.write(frames)
+                    writer.write(frames, reader.take_times(len(frames), source.fps))
                     job.check_cancelled()
         except JobCancelledError:
             return _keep_partial(writer, source, request, record | {"status": "cancelled"}, run)
@@ -201,7 +200,7 @@ def _keep_partial(
     if kept is None:
         return record
     record |= {"output": kept.name, "audio": source.has_audio, "partial": True}
-    add_record_and_audio(kept, Path(request.video), record, duration=writer.frames_written / source.fps)
+    add_record_and_audio(kept, Path(request.video), record, duration=writer.duration)
     write_json_atomic(sidecar_path(kept), record)
     record["path"] = str(kept)
     return record
