@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_allocator()
     from starlette.middleware import Middleware
 
+    from core.stale_outputs import claim_outputs, clean_stale
     from core.studio import Studio
     from ui.app import build_app
     from ui.login_throttle import LoginThrottle
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     warning = exposure_warning(args.host, args.share, auth)
     if warning:
         log.warning("\n%s\nWARNING: %s.\n%s", "!" * 78, warning, "!" * 78)
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    _outputs_lock, alone = claim_outputs(settings.outputs_dir)  # held until the process ends
+    for kept in clean_stale(settings.outputs_dir, alone):
+        log.info("An interrupted job's frames were kept as %s", kept.name)
     demo = build_app(studio, warning=warning)
     try:
         demo.queue(default_concurrency_limit=16).launch(

@@ -21,6 +21,13 @@ import numpy as np
 from core.encoders import NVENC, X264, Encoder
 
 METADATA_KEY = "comment"
+FRAGMENTED = {
+    "movflags": "use_metadata_tags+empty_moov+default_base_moof",
+    "frag_duration": "1000000",
+    "flush_packets": "1",
+}
+"""mp4 options of a fragmented file: the header first, then a fragment every second (between keyframes
+too: x264 puts one only every 250 frames), each written through to the file as it is made."""
 TIME_BASE = Fraction(1, 90000)
 """The clock of a timed writer's frames (MPEG's 90 kHz)."""
 
@@ -57,12 +64,16 @@ class VideoWriter:
         crf: int = 18,
         encoder: Encoder | None = None,
         timed: bool = False,
+        fragmented: bool = False,
     ) -> None:
         self.path = Path(path)
         self.fps = fps
         self.timed = timed
         """Frames carry their own times (``write(frames, times)``): a variable frame rate is kept."""
         self.last_time: float | None = None
+        self.fragmented = fragmented
+        """Fragmented mp4 (a fragment a second): a crash keeps the frames of every finished fragment
+        (``core.stale_outputs`` recovers them at the next start)."""
         self.metadata = metadata or {}
         self.encoder = encoder or Encoder(X264, {"crf": str(crf), "preset": "medium"})
         self.frames_written = 0
@@ -72,9 +83,8 @@ class VideoWriter:
 
     def _open(self, width: int, height: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        container = av.open(
-            str(self.temp_path), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
-        )
+        options = FRAGMENTED if self.fragmented else {"movflags": "use_metadata_tags"}
+        container = av.open(str(self.temp_path), mode="w", format="mp4", options=options)
         for key, value in self.metadata.items():
             container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         stream = container.add_stream(self.encoder.codec, rate=Fraction(self.fps).limit_denominator(1001))
@@ -82,6 +92,8 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         if self.timed:
             stream.codec_context.time_base = TIME_BASE
+        if self.fragmented:  # fragments carry no edit list: B-frames' delay would start the video late
+            stream.codec_context.max_b_frames = 0
         stream.options = dict(self.encoder.options)
         if self.encoder.codec != NVENC:
             # x264's frame threads, not PyAV's default slice threads: 81 frames of 832x480 encode in
@@ -111,6 +123,7 @@ class VideoWriter:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             if self.timed and times is not None:
                 video_frame.pts, video_frame.time_base = self._pts(times[index]), TIME_BASE
+                video_frame.duration = round(1 / (self.fps * TIME_BASE))  # the last frame's, in the file
             self._container.mux(self._stream.encode(video_frame))
             self.frames_written += 1
 

@@ -37,7 +37,7 @@ from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_repor
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
-from core.video_io import VideoWriter
+from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
 from weights.store import is_offline
 
@@ -144,8 +144,12 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
         path = new_output_path(worker.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
-        title = {"title": f"{Path(request.video).name} x{request.scale}"}
-        writer = VideoWriter(path, source.fps, title, encoder=encoder, timed=True)
+        metadata = {
+            "title": f"{Path(request.video).name} x{request.scale}",
+            METADATA_KEY: record
+            | {"status": "interrupted", "output": path.name, "source_frames": source.frames},
+        }  # what a crash leaves says what it was (``core.stale_outputs``); the finished file gets the final
+        writer = VideoWriter(path, source.fps, metadata, encoder=encoder, timed=True, fragmented=True)
         try:
             with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
                 chunks = streamer.run(
