@@ -73,7 +73,11 @@ class ResultEntry:
             text = f"{self.task} x{scale} of {name}" if scale else f"{self.task} of {name}"
         else:
             text = ""
-        return f"{text} ({self._partial_note()})" if self.partial else text
+        text = f"{text} ({self._partial_note()})" if self.partial else text
+        part = self.record.get("chain_part")
+        if isinstance(part, dict):
+            text = f"[part {part.get('index')}/{part.get('of')} of an unfinished long video] {text}"
+        return text
 
     def _partial_note(self) -> str:
         written = self.record.get("frames_written", self.record.get("frames"))
@@ -124,6 +128,8 @@ def list_results(
     """Results under ``outputs_dir`` (any depth), newest first; filters match task and model exactly (a
     long video matches each of its models) and ``text`` anywhere in the shown prompt, ignoring case."""
     entries = [e for s in Path(outputs_dir).rglob("*.json") if (e := read_entry(s)) is not None]
+    finished = {str(e.record.get("job_folder")) for e in entries if e.task == "chain"}
+    entries = [e for e in entries if not ("chain_part" in e.record and str(e.path.parent) in finished)]
     if task:
         entries = [e for e in entries if e.task == task]
     if model:
