@@ -138,3 +138,18 @@ def test_compare_reads_upright_and_refuses_audio_only_files(open_app: LaunchedAp
     message = error_of(lambda: client.predict(stored, song, api_name="/compare"))
     assert "song.mp4 has no video track" in message
     assert "IndexError" not in message and str(tmp_path) not in message and "/tmp" not in message
+
+
+def test_text_to_video_sizes_beyond_the_model_are_refused_before_the_job(open_app: LaunchedApp) -> None:
+    client = Client(open_app.url, verbose=False)
+    for width, height in ((768, 768), (1024, 1024), (576, 1024)):
+        message = error_of(
+            lambda w=width, h=height: client.predict(
+                prompt_text="a cat", resolution_label=f"{w}x{h}", step_count=1, api_name="/t2v"
+            )
+        )
+        assert "between 16 and 512" in message and "shape" not in message
+    _, details, _ = client.predict(
+        prompt_text="a cat", resolution_label="512x512", frame_count=5, step_count=1, api_name="/t2v"
+    )
+    assert (details["width"], details["height"]) == (512, 512)
