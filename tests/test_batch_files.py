@@ -7,12 +7,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from core.batch import run_batch
 from core.batch_files import refusal, resolve_row_files
 from core.validation import ConfigError
+from core.video_io import write_video
 
 pytest_plugins = ["tests.conftest_workflow"]
 
@@ -63,11 +65,10 @@ def test_uploads_outputs_and_allowed_folders_are_accepted(tmp_path: Path) -> Non
 
 
 def test_a_batch_row_naming_a_server_file_is_bad_and_runs_nothing(studio, tmp_path: Path) -> None:
-    secret = tmp_path / "secret.mp4"
-    secret.write_bytes(b"x")
+    secret = write_video(tmp_path / "secret.mp4", np.zeros((3, 32, 32, 3), np.uint8), 8)
     upload = tmp_path / "upload" / "clip.mp4"
     upload.parent.mkdir()
-    upload.write_bytes(b"x")
+    write_video(upload, np.zeros((3, 32, 32, 3), np.uint8), 8)
     prompts = tmp_path / "rows.json"
     rows = [split_row(str(secret)), split_row(str(tmp_path / "none.mp4")), split_row("clip.mp4")]
     prompts.write_text(json.dumps(rows), encoding="utf-8")

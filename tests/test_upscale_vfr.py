@@ -16,6 +16,7 @@ from test_upscale_run import stream_seconds
 from core.jobs import Job
 from core.tasks import task_for
 from core.upscale.request import UpscaleRequest
+from core.validation import ConfigError
 from core.video_io import probe_video
 
 pytest_plugins = ["conftest_upscale"]
@@ -86,3 +87,13 @@ def test_a_clip_damaged_part_way_says_so_and_keeps_what_was_upscaled(
     assert "Errno" not in message and str(tmp_path) not in message
     partial = next((upscale_runner.settings.outputs_dir).glob("*_partial.mp4"))
     assert probe_video(partial).frames == 30
+
+
+def test_outputs_beyond_4k_are_refused_when_asked(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "hd.mp4", 2, 1920, 1080, audio=False)
+    with pytest.raises(
+        ConfigError, match=r"1920x1080 x4 would be 7680x4224, more than 4K .* width of \d+ or less"
+    ):
+        UpscaleRequest(model="tiny-flashvsr", video=str(clip), scale=4)
+    assert UpscaleRequest(model="tiny-flashvsr", video=str(clip), scale=2).scale == 2
+    assert UpscaleRequest(model="tiny-flashvsr", video=str(clip), scale=4, max_input_width=900).scale == 4
