@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from core.jobs import Job, JobCancelledError
 from core.memory.planner import offload_kv_cache
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
+from core.upscale.cancel_checks import cancel_checks
 from core.upscale.config import PROMPT_FILE
 from core.upscale.esrgan import SRNetwork, load_network
 from core.upscale.esrgan_stream import ESRGANStreamer
@@ -151,7 +153,8 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
         }  # what a crash leaves says what it was (``core.stale_outputs``); the finished file gets the final
         writer = VideoWriter(path, source.fps, metadata, encoder=encoder, timed=True, fragmented=True)
         try:
-            with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
+            checks = cancel_checks(streamer.model, job) if request.engine == "flashvsr" else nullcontext()
+            with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader, checks:
                 chunks = streamer.run(
                     reader,
                     source.frames,
