@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
 from pathlib import Path
 
 from core.parallel.config import parse_parallel_flag
@@ -57,6 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "parallel; the default); each job picks auto (split a big job alone on idle GPUs), one or split",
     )
     parser.add_argument("--dev", action="store_true", help="show the tiny test models")
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FOLDER",
+        help="a folder whose videos batch rows may name by path (repeat for more); without it rows may "
+        "name only files uploaded with the batch or inside the outputs folder",
+    )
     return parser.parse_args(argv)
 
 
@@ -77,6 +88,31 @@ def parse_auth(pairs: list[str]) -> list[tuple[str, str]]:
             raise SystemExit(f"--auth needs USER:PASS, got {pair!r}")
         logins.append((user, password))
     return logins
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (None: Gradio's default, 127.0.0.1 or ``GRADIO_SERVER_NAME``) is this machine only."""
+    name = (host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1").strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str | None, share: bool, auth: list[tuple[str, str]]) -> str:
+    """The warning for an app others can reach without a login ("" when it is protected or local)."""
+    if auth:
+        return ""
+    if share:
+        return "shared through a public link without --auth: anyone with the link can use this GPU"
+    if not is_loopback(host):
+        return (
+            "listening beyond this machine without --auth: anyone who can reach it can use the GPU and "
+            "list, download and delete every result; add --auth USER:PASS"
+        )
+    return ""
 
 
 def parse_gpus(text: str | None) -> tuple[int, ...] | None:
@@ -109,26 +145,33 @@ def main(argv: list[str] | None = None) -> None:
         gpus=parse_gpus(args.gpus),
         parallel=args.parallel,
         keep_queue=True,
+        allowed_dirs=tuple(folder.resolve() for folder in args.allow_dir),
     )
     auth = parse_auth(args.auth)
     from core.memory.levels import configure_allocator
 
     configure_allocator()
+    from starlette.middleware import Middleware
+
     from core.lineup import machine_lineup
+    from core.stale_outputs import claim_outputs, clean_stale
     from core.studio import Studio
     from ui.app import build_app
+    from ui.login_throttle import LoginThrottle
 
+    _outputs_lock, alone = claim_outputs(settings.outputs_dir)  # held until the process ends
+    for kept in clean_stale(settings.outputs_dir, alone):  # before the studio queues saved jobs again
+        log.info("An interrupted job's frames were kept as %s", kept.name)
     studio = Studio(settings)
     log.info(studio.hardware.summary())
     lineup = machine_lineup(settings, studio.hardware, studio.space.is_space)
     if lineup.mode != "full":
         first = ", ".join(lineup.cards(task)[0].name for task in ("t2v", "continue", "upscale"))
         log.info(f"The tabs open on models that run here ({first}); the real ones stay in each tab's list.")
-    unprotected_share = args.share and not auth
-    if unprotected_share:
-        log.warning("WARNING: --share without --auth: anyone with the link can use this GPU.")
-    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_app(studio, share_warning=unprotected_share)
+    warning = exposure_warning(args.host, args.share, auth)
+    if warning:
+        log.warning("\n%s\nWARNING: %s.\n%s", "!" * 78, warning, "!" * 78)
+    demo = build_app(studio, warning=warning)
     try:
         demo.queue(default_concurrency_limit=16).launch(
             server_name=args.host,
@@ -139,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             show_error=True,  # what the handlers do not turn into gr.Error still reaches the user readably
             quiet=True,  # Gradio's own lines suggest share=True in launch(); ours name the flags
             prevent_thread_lock=True,
+            app_kwargs={"middleware": [Middleware(LoginThrottle)]} if auth else None,
         )
         log.info(launch_message(demo.local_url, demo.share_url))
         demo.block_thread()

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.batch_files import resolve_row_files
 from core.errors import job_error_message
 from core.jobs import Job, JobStatus
 from core.lineup import machine_lineup
@@ -59,16 +60,10 @@ def cell_value(name: str, text: str) -> Any:
         return text
 
 
-def image_row(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """A row with an ``image`` is an image-to-video request unless it names its task; its image paths
-    may be relative to the batch file's ``folder``."""
-    if not raw.get("image"):
-        return raw
-    row = {"task": "i2v", **raw}
-    for name in IMAGE_FIELDS:
-        if row.get(name) and not Path(str(row[name])).is_absolute():
-            row[name] = str(folder / str(row[name]))
-    return row
+def image_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """A row with an ``image`` is an image-to-video request unless it names its task (its files are
+    checked and resolved like a video's: :func:`core.batch_files.resolve_row_files`)."""
+    return {"task": "i2v", **raw} if raw.get("image") else raw
 
 
 def load_rows(path: Path, content: bytes | None = None) -> list[Any]:
@@ -174,9 +169,17 @@ def other_batch(path: Path, sha256: str) -> str | None:
 class BatchRun:
     """One pass over a prompt list: :meth:`run` yields the rows each time one changes."""
 
-    def __init__(self, studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        studio: Studio,
+        prompt_file: Path,
+        defaults: dict[str, Any] | None = None,
+        uploads: list[Path] | None = None,
+    ) -> None:
         self.studio = studio
         self.prompt_file = Path(prompt_file)
+        self.uploads = [Path(upload) for upload in uploads or ()]
+        """Files uploaded with the batch: rows name them by file name (``core.batch_files``)."""
         self._batch_dir: Path | None = None  # named from the file's content when run() reads it
         self.sha256 = ""
         self.defaults = dict(defaults or {})
@@ -202,7 +205,17 @@ class BatchRun:
         try:
             if not isinstance(raw, dict):
                 raise ConfigError(f"expected an object of request fields, got {type(raw).__name__}")
-            request = parse_request(self.defaults | image_row(raw, self.prompt_file.parent))
+            settings = self.studio.settings
+            folder = self.prompt_file.parent.resolve()
+            base = folder if folder in {Path(d).resolve() for d in settings.allowed_dirs} else None
+            row_fields = resolve_row_files(
+                image_row(self.defaults | raw),
+                self.uploads,
+                settings.outputs_dir,
+                settings.allowed_dirs,
+                relative_to=base,
+            )
+            request = parse_request(row_fields)
         except (ConfigError, TypeError, ValueError) as exc:
             row.status, row.error = "bad", str(exc)
             return
@@ -270,9 +283,14 @@ class BatchRun:
                     job.cancel()
 
 
-def run_batch(studio: Studio, prompt_file: Path, defaults: dict[str, Any] | None = None) -> BatchRun:
+def run_batch(
+    studio: Studio,
+    prompt_file: Path,
+    defaults: dict[str, Any] | None = None,
+    uploads: list[Path] | None = None,
+) -> BatchRun:
     """Run a whole batch to the end; returns the run (rows, batch folder, jobs submitted)."""
-    batch = BatchRun(studio, prompt_file, defaults)
+    batch = BatchRun(studio, prompt_file, defaults, uploads)
     for _ in batch.run():
         pass
     return batch
@@ -288,9 +306,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--dev", action="store_true", help="allow the dev (tiny) models")
+    parser.add_argument(
+        "--allow-dir",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FOLDER",
+        help="a folder whose videos rows may name (besides the outputs folder and the prompt list's own)",
+    )
     args = parser.parse_args(argv)
+    allowed = (args.file.resolve().parent, *(folder.resolve() for folder in args.allow_dir))
     settings = Settings(
-        outputs_dir=args.outputs, models_dir=args.models_dir, offline=args.offline, dev=args.dev
+        outputs_dir=args.outputs,
+        models_dir=args.models_dir,
+        offline=args.offline,
+        dev=args.dev,
+        allowed_dirs=allowed,
     )
     studio = Studio(settings)
     try:

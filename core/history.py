@@ -73,7 +73,11 @@ class ResultEntry:
             text = f"{self.task} x{scale} of {name}" if scale else f"{self.task} of {name}"
         else:
             text = ""
-        return f"{text} ({self._partial_note()})" if self.partial else text
+        text = f"{text} ({self._partial_note()})" if self.partial else text
+        part = self.record.get("chain_part")
+        if isinstance(part, dict):
+            text = f"[part {part.get('index')}/{part.get('of')} of an unfinished long video] {text}"
+        return text
 
     def _partial_note(self) -> str:
         written = self.record.get("frames_written", self.record.get("frames"))
@@ -124,6 +128,8 @@ def list_results(
     """Results under ``outputs_dir`` (any depth), newest first; filters match task and model exactly (a
     long video matches each of its models) and ``text`` anywhere in the shown prompt, ignoring case."""
     entries = [e for s in Path(outputs_dir).rglob("*.json") if (e := read_entry(s)) is not None]
+    finished = {str(e.record.get("job_folder")) for e in entries if e.task == "chain"}
+    entries = [e for e in entries if not ("chain_part" in e.record and str(e.path.parent) in finished)]
     if task:
         entries = [e for e in entries if e.task == task]
     if model:
@@ -134,14 +140,29 @@ def list_results(
     return sorted(entries, key=lambda e: e.record.get("unix_time", 0), reverse=True)
 
 
+SHOWN_NAME_CHARS = 80
+"""A path a caller passed is echoed in errors cut to this many characters of its file name."""
+
+
+def shown_name(video: str | Path) -> str:
+    """``video``'s file name for an error message: never the folder, never more than a line."""
+    name = Path(str(video)).name
+    return repr(name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS] + "…")
+
+
 def find_result(outputs_dir: Path, video: str | Path) -> ResultEntry:
-    """The entry of ``video``, which must be a result inside ``outputs_dir``."""
-    path = Path(video).resolve()
-    if not path.is_relative_to(Path(outputs_dir).resolve()):
-        raise ValueError(f"{video} is not in the outputs folder")
-    entry = read_entry(path.with_suffix(".json"))
+    """The entry of ``video``, which must be a result inside ``outputs_dir``. Any path that is not one
+    (outside, missing, too long for the file system) is a ValueError naming only its file name."""
+    try:
+        path = Path(video).resolve()
+        inside = path.is_relative_to(Path(outputs_dir).resolve())
+        entry = read_entry(path.with_suffix(".json")) if inside else None
+    except (OSError, ValueError):  # e.g. a name too long for the file system, a NUL byte
+        inside, entry = True, None
+    if not inside:
+        raise ValueError(f"{shown_name(video)} is not in the outputs folder")
     if entry is None:
-        raise ValueError(f"{video} is not a result with a generation record")
+        raise ValueError(f"{shown_name(video)} is not a result with a generation record")
     return entry
 
 

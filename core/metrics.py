@@ -2,7 +2,10 @@
 
 Identical frames have an infinite PSNR; we report :data:`MAX_PSNR` (100 dB) instead so averages, JSON
 and plots stay finite. Videos of different sizes or lengths are compared over their common frames after
-resizing B to A's size; :attr:`Comparison.notes` says when that happened.
+resizing B to A's size; :attr:`Comparison.notes` says when that happened. Both videos are streamed
+through the upright reader (``core.video_input.iter_upright``: rotation metadata honoured), one frame of
+each at a time, so memory does not grow with length or size; a file damaged part way is compared up to
+the damage, with a note.
 """
 
 from __future__ import annotations
@@ -10,15 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from skimage.transform import resize
 
-from core.video_io import probe_video, read_frames, write_video
+from core.validation import ConfigError
+from core.video_input import iter_upright, stream_info
+from core.video_io import VideoWriter
 
 MAX_PSNR = 100.0
 
@@ -49,28 +55,30 @@ def lpips_unavailable_reason() -> str | None:
     return None
 
 
-def lpips_per_frame(a: np.ndarray, b: np.ndarray) -> list[float]:
-    """LPIPS (AlexNet) per frame pair; call only when :func:`lpips_unavailable_reason` is None."""
-    import lpips
-    import torch
+class LpipsScorer:
+    """LPIPS (AlexNet) of one frame pair at a time, the network built once; call only when
+    :func:`lpips_unavailable_reason` is None."""
 
-    model = lpips.LPIPS(net="alex", verbose=False)
+    def __init__(self) -> None:
+        import lpips
 
-    def tensor(frames: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        self.model = lpips.LPIPS(net="alex", verbose=False)
 
-    with torch.no_grad():
-        return [float(v) for v in model(tensor(a), tensor(b)).flatten()]
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+        import torch
+
+        def tensor(frame: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+        with torch.no_grad():
+            return float(self.model(tensor(a), tensor(b)).flatten()[0])
 
 
-def match_to(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """``other`` (T, H, W, 3) uint8 resized to ``reference``'s frame size."""
-    if other.shape[1:] == reference.shape[1:]:
-        return other
-    resized = resize(
-        other, (other.shape[0], *reference.shape[1:]), order=1, anti_aliasing=True, preserve_range=True
-    )
-    return np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+def resize_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One uint8 (H, W, 3) frame at ``width`` x ``height`` (bilinear, antialiased when shrinking)."""
+    if frame.shape[:2] == (height, width):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BILINEAR))
 
 
 @dataclass
@@ -120,42 +128,121 @@ class Comparison:
 
 def compare_frames(a: np.ndarray, b: np.ndarray, with_lpips: bool = True) -> Comparison:
     """Compare uint8 frame stacks ``a`` and ``b`` (T, H, W, 3) over their common frames."""
-    notes = []
-    count = min(len(a), len(b))
-    if len(a) != len(b):
-        notes.append(f"lengths differ ({len(a)} vs {len(b)} frames): compared the first {count}")
-    if a.shape[1:] != b.shape[1:]:
-        notes.append(
-            f"sizes differ ({a.shape[2]}x{a.shape[1]} vs {b.shape[2]}x{b.shape[1]}): "
-            f"B resized to {a.shape[2]}x{a.shape[1]}"
-        )
-    a, b = a[:count], match_to(a, b[:count])
-    pairs = list(zip(a, b, strict=True))
-    result = Comparison(count, [psnr(x, y) for x, y in pairs], [ssim(x, y) for x, y in pairs])
-    reason = lpips_unavailable_reason() if with_lpips else "not asked for"
-    if reason is None:
-        try:
-            result.lpips = lpips_per_frame(a, b)
-        except Exception as exc:  # e.g. backbone weights cannot be downloaded offline
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    if reason is not None:
-        result.notes.append(f"LPIPS unavailable: {reason}")
-    result.notes[:0] = notes
-    return result
+    return compare_streams(FrameStream("A", iter(a)), FrameStream("B", iter(b)), with_lpips)
 
 
-def compare_videos(path_a: Path, path_b: Path, with_lpips: bool = True) -> Comparison:
-    """Decode both videos and compare B against A."""
-    return compare_frames(read_frames(Path(path_a)), read_frames(Path(path_b)), with_lpips)
+def compare_videos(
+    path_a: Path,
+    path_b: Path,
+    with_lpips: bool = True,
+    output: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Comparison:
+    """Stream both videos (upright, one frame of each at a time) and compare B against A; with ``output``
+    also write A | B there (see :func:`side_by_side`, ``metadata`` embedded) in the same pass."""
+    a, b = FrameStream("A", iter_upright(path_a)), FrameStream("B", iter_upright(path_b))
+    if output is None:
+        return compare_streams(a, b, with_lpips)
+    with VideoWriter(output, stream_info(Path(path_a))[2] or 24.0, metadata) as writer:
+        return compare_streams(a, b, with_lpips, lambda x, y: writer.write(joined(x, y)))
 
 
 def side_by_side(path_a: Path, path_b: Path, output: Path, metadata: dict[str, Any] | None = None) -> Path:
     """One video of A (left) beside B (right, resized to A) over their common frames, at A's frame rate:
-    the two always play in step. Written atomically to ``output`` (with ``metadata``, e.g. its record)."""
-    a, b = read_frames(Path(path_a)), read_frames(Path(path_b))
-    count = min(len(a), len(b))
-    frames = np.concatenate([a[:count], match_to(a, b[:count])], axis=2)
-    return write_video(output, frames, probe_video(Path(path_a)).fps or 24.0, metadata)
+    the two always play in step. Streamed, and written atomically to ``output`` (with ``metadata``, e.g.
+    its record)."""
+    a, b = FrameStream("A", iter_upright(path_a)), FrameStream("B", iter_upright(path_b))
+    with VideoWriter(output, stream_info(Path(path_a))[2] or 24.0, metadata) as writer:
+        compare_streams(a, b, with_lpips=False, on_pair=lambda x, y: writer.write(joined(x, y)), score=False)
+    return Path(output)
+
+
+def joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A | B as one frame (1, H, 2W, 3), cut to an even height as H.264 needs."""
+    both = np.concatenate([a, b], axis=1)
+    return both[None, : both.shape[0] - both.shape[0] % 2]
+
+
+@dataclass
+class FrameStream:
+    """One side's frames, drawn one at a time: counts them and stops at damage after the first frame
+    (the damage is noted; a file that gives no frame at all is an error)."""
+
+    label: str
+    frames: Iterator[np.ndarray]
+    count: int = 0
+    damage: str = ""
+
+    def next(self) -> np.ndarray | None:
+        if self.damage:
+            return None
+        try:
+            frame = next(self.frames)
+        except StopIteration:
+            return None
+        except ConfigError as exc:
+            if self.count == 0:
+                raise
+            self.damage = f"{self.label} stops after {self.count} frames: {exc}"
+            return None
+        self.count += 1
+        return frame
+
+    def drain(self) -> int:
+        """Count the frames left (decoded and dropped); returns the total."""
+        while self.next() is not None:
+            pass
+        return self.count
+
+
+def compare_streams(
+    a: FrameStream,
+    b: FrameStream,
+    with_lpips: bool = True,
+    on_pair: Callable[[np.ndarray, np.ndarray], object] | None = None,
+    score: bool = True,
+) -> Comparison:
+    """Compare B against A pair by pair over their common frames (B resized to A's size per frame); memory
+    holds one frame of each. ``on_pair`` sees each (A, resized B) pair."""
+    frame_a, frame_b = a.next(), b.next()
+    for stream, frame in ((a, frame_a), (b, frame_b)):
+        if frame is None:
+            raise ConfigError(f"video {stream.label} has no video frames")
+    assert frame_a is not None and frame_b is not None
+    (height, width), (b_height, b_width) = frame_a.shape[:2], frame_b.shape[:2]
+    notes = []
+    if (height, width) != (b_height, b_width):
+        notes.append(
+            f"sizes differ ({width}x{height} vs {b_width}x{b_height}): B resized to {width}x{height}"
+        )
+    reason = (lpips_unavailable_reason() if with_lpips else "not asked for") if score else None
+    lpips_of = LpipsScorer() if score and reason is None else None
+    result = Comparison(0, [], [], [] if lpips_of else None)
+    while frame_a is not None and frame_b is not None:
+        frame_b = resize_frame(frame_b, width, height)
+        if score:
+            result.psnr.append(psnr(frame_a, frame_b))
+            result.ssim.append(ssim(frame_a, frame_b))
+        if lpips_of is not None and result.lpips is not None:
+            try:
+                result.lpips.append(lpips_of(frame_a, frame_b))
+            except Exception as exc:  # e.g. backbone weights cannot be downloaded offline
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                lpips_of, result.lpips = None, None
+        if on_pair is not None:
+            on_pair(frame_a, frame_b)
+        result.frames += 1
+        frame_a, frame_b = a.next(), b.next()
+    pairs = result.frames
+    if frame_a is not None or frame_b is not None:
+        a.drain(), b.drain()
+    if a.count != b.count:
+        notes.insert(0, f"lengths differ ({a.count} vs {b.count} frames): compared the first {pairs}")
+    notes += [stream.damage for stream in (a, b) if stream.damage]
+    if reason is not None and score:
+        notes.append(f"LPIPS unavailable: {reason}")
+    result.notes[:0] = notes
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,8 @@ from core.video_io import METADATA_KEY, partial_path_for, temp_path_for
 
 APP_NAME = "video-studio"
 APP_VERSION = "0.1.0"
+FILE_MODE = 0o644
+"""Output files are data: readable, never executable (``os.open``'s default 0o777 made them 0755)."""
 _RECORD_EXTRAS: ContextVar[dict[str, Any] | None] = ContextVar("record_extras", default=None)
 
 
@@ -52,7 +54,7 @@ def new_output_path(
             return path
         temp = temp_path_for(path)
         try:
-            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
         except FileExistsError:
             continue
         if _taken(path):  # another job finished this name between the check and the reservation

@@ -26,3 +26,5 @@ class Settings:
     keep_queue: bool = False
     """Keep the unfinished jobs on disk (``core.queue_store``) and queue them again at the next start; the
     app does, tests and library use start empty."""
+    allowed_dirs: tuple[Path, ...] = ()
+    """Folders (besides the outputs folder) whose files batch rows may name (``--allow-dir``)."""

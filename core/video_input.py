@@ -74,7 +74,7 @@ def open_input(path: str | Path, card: ModelCard, min_frames: int = 1) -> InputV
             f"{path.name}: unsupported file type {path.suffix or '(none)'}; "
             f"use one of {', '.join(VIDEO_SUFFIXES)}"
         )
-    times = [time for time, _ in _decode(path, None)]
+    times = [time for time, _ in _decode(path, None, frames=False)]
     width, height, fps, has_audio, rotation = stream_info(path)
     if rotation in (90, 270):
         width, height = height, width
@@ -164,8 +164,26 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray | None]]:
-    """(seconds from the first frame, upright rgb frame scaled to ``size``, or None when size is None)."""
+def iter_upright(path: str | Path) -> Iterator[np.ndarray]:
+    """Every frame of ``path`` as uint8 RGB (H, W, 3), upright, at its stored size, one at a time. Problems
+    are ConfigErrors naming only the file's name: unreadable, no video track, damaged after N frames
+    (raised once the frames before the damage were yielded)."""
+    for _, frame in timed_frames(path):
+        yield frame
+
+
+def timed_frames(path: str | Path) -> Iterator[tuple[float, np.ndarray]]:
+    """:func:`iter_upright` with each frame's time in seconds from the first (variable frame rates kept)."""
+    for time, frame in _decode(Path(path), None):
+        assert frame is not None
+        yield time, frame
+
+
+def _decode(
+    path: Path, size: tuple[int, int] | None, frames: bool = True
+) -> Iterator[tuple[float, np.ndarray | None]]:
+    """(seconds from the first frame, upright rgb frame scaled to ``size`` when given; None when not
+    ``frames``)."""
     with _open(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
@@ -176,7 +194,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, n
             for frame in container.decode(stream):
                 time = frame.time if frame.time is not None else index * step
                 start = time if start is None else start
-                yield time - start, None if size is None else upright_rgb(frame, size)
+                yield time - start, upright_rgb(frame, size) if frames else None
                 index += 1
         except av.FFmpegError as exc:
             raise ConfigError(f"{path.name} is damaged after {index} frames ({_reason(exc)})") from exc

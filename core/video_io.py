@@ -21,6 +21,15 @@ import numpy as np
 from core.encoders import NVENC, X264, Encoder
 
 METADATA_KEY = "comment"
+FRAGMENTED = {
+    "movflags": "use_metadata_tags+empty_moov+default_base_moof",
+    "frag_duration": "1000000",
+    "flush_packets": "1",
+}
+"""mp4 options of a fragmented file: the header first, then a fragment every second (between keyframes
+too: x264 puts one only every 250 frames), each written through to the file as it is made."""
+TIME_BASE = Fraction(1, 90000)
+"""The clock of a timed writer's frames (MPEG's 90 kHz)."""
 
 
 def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
@@ -54,9 +63,17 @@ class VideoWriter:
         metadata: dict[str, Any] | None = None,
         crf: int = 18,
         encoder: Encoder | None = None,
+        timed: bool = False,
+        fragmented: bool = False,
     ) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.timed = timed
+        """Frames carry their own times (``write(frames, times)``): a variable frame rate is kept."""
+        self.last_time: float | None = None
+        self.fragmented = fragmented
+        """Fragmented mp4 (a fragment a second): a crash keeps the frames of every finished fragment
+        (``core.stale_outputs`` recovers them at the next start)."""
         self.metadata = metadata or {}
         self.encoder = encoder or Encoder(X264, {"crf": str(crf), "preset": "medium"})
         self.frames_written = 0
@@ -66,14 +83,17 @@ class VideoWriter:
 
     def _open(self, width: int, height: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        container = av.open(
-            str(self.temp_path), mode="w", format="mp4", options={"movflags": "use_metadata_tags"}
-        )
+        options = FRAGMENTED if self.fragmented else {"movflags": "use_metadata_tags"}
+        container = av.open(str(self.temp_path), mode="w", format="mp4", options=options)
         for key, value in self.metadata.items():
             container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
         stream = container.add_stream(self.encoder.codec, rate=Fraction(self.fps).limit_denominator(1001))
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
+        if self.timed:
+            stream.codec_context.time_base = TIME_BASE
+        if self.fragmented:  # fragments carry no edit list: B-frames' delay would start the video late
+            stream.codec_context.max_b_frames = 0
         stream.options = dict(self.encoder.options)
         if self.encoder.codec != NVENC:
             # x264's frame threads, not PyAV's default slice threads: 81 frames of 832x480 encode in
@@ -81,18 +101,39 @@ class VideoWriter:
             stream.thread_type = "AUTO"
         self._container, self._stream = container, stream
 
-    def write(self, frames: np.ndarray) -> None:
-        """Append frames shaped (T, H, W, 3), uint8 or float in [0, 1]. H and W must be even."""
+    @property
+    def duration(self) -> float:
+        """Seconds the written frames cover (the last one shown for one nominal frame period)."""
+        if self.last_time is not None:
+            return self.last_time + 1.0 / self.fps
+        return self.frames_written / self.fps
+
+    def write(self, frames: np.ndarray, times: list[float] | None = None) -> None:
+        """Append frames shaped (T, H, W, 3), uint8 or float in [0, 1]. H and W must be even. A ``timed``
+        writer takes each frame's time in seconds from the first (``times``, increasing)."""
         frames = to_uint8_frames(np.asarray(frames))
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames shaped (T, H, W, 3), got {frames.shape}")
         if self._container is None:
             self._open(frames.shape[2], frames.shape[1])
         assert self._container is not None and self._stream is not None
-        for frame in frames:
+        if self.timed and (times is None or len(times) != len(frames)):
+            raise ValueError("a timed writer needs one time per frame")
+        for index, frame in enumerate(frames):
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if self.timed and times is not None:
+                video_frame.pts, video_frame.time_base = self._pts(times[index]), TIME_BASE
+                video_frame.duration = round(1 / (self.fps * TIME_BASE))  # the last frame's, in the file
             self._container.mux(self._stream.encode(video_frame))
             self.frames_written += 1
+
+    def _pts(self, time: float) -> int:
+        """``time`` in :data:`TIME_BASE` ticks, kept after the previous frame's (pts must increase)."""
+        pts = round(time / TIME_BASE)
+        if self.last_time is not None:
+            pts = max(pts, round(self.last_time / TIME_BASE) + 1)
+        self.last_time = float(pts * TIME_BASE)
+        return pts
 
     def _close_container(self) -> None:
         if self._container is not None:

@@ -6,12 +6,13 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from core.batch import batch_folder, load_rows, main, run_batch
 from core.validation import ConfigError
-from core.video_io import probe_video, read_record
+from core.video_io import probe_video, read_record, write_video
 
 pytest_plugins = ["tests.conftest_workflow", "tests.conftest_magi_app"]
 
@@ -122,8 +123,8 @@ def test_magi_rows_take_magi_fields_and_refuse_wan_ones(magi_models_dir, studio,
 
 def test_rows_get_the_machine_check_that_single_jobs_get(studio, tmp_path: Path) -> None:
     """An upscale split over 2 GPUs on a one-GPU studio is refused when queued, in a batch as alone."""
-    video = tmp_path / "clip.mp4"
-    video.touch()  # refused before anything reads it
+    video = studio.settings.outputs_dir / "clip.mp4"  # rows may name files in the outputs folder
+    write_video(video, np.zeros((3, 32, 32, 3), np.uint8), 8)
     row = {"task": "upscale", "model": "tiny-flashvsr", "video": str(video), "pipeline_gpus": 2}
     prompts = tmp_path / "split.json"
     prompts.write_text(json.dumps([row]), encoding="utf-8")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.continuation import ContinueRequest
+from core.history import list_results
 from core.jobs import JobQueue, JobStatus
 from core.magi.request import MagiRequest
 from core.runner import Runner
@@ -86,6 +87,14 @@ def test_chain_can_end_with_an_upscale(settings: Settings) -> None:
     info = probe_video(Path(record["path"]))
     assert [p["task"] for p in record["parts"]] == ["t2v", "upscale"]
     assert (info.frames, info.width, info.height) == (5, 128, 128)
+    (listed,) = list_results(settings.outputs_dir)  # the parts of a finished chain are not results
+    assert listed.task == "chain"
+    Path(record["path"]).with_suffix(".json").unlink()  # as if killed before the chain was saved
+    parts = list_results(settings.outputs_dir)
+    assert sorted(e.prompt.split("]")[0] for e in parts) == [
+        "[part 1/2 of an unfinished long video",
+        "[part 2/2 of an unfinished long video",
+    ]
 
 
 def test_a_magi_chain_continues_magi_output_with_magi(runner: Runner) -> None:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from core.batch import image_row
+from core.batch_files import resolve_row_files
 from core.frame_grab import extract_frame
 from core.jobs import Job
 from core.memory.estimate import estimate_memory
@@ -140,9 +141,14 @@ def test_last_frame_becomes_a_start_image(runner: Runner, tmp_path: Path) -> Non
 
 
 def test_batch_row_with_an_image_is_image_to_video(tmp_path: Path) -> None:
-    row = image_row({"prompt": "x", "model": "tiny-wan-i2v", "image": "pics/a.png"}, tmp_path)
-    assert row["task"] == "i2v" and row["image"] == str(tmp_path / "pics" / "a.png")
-    assert image_row({"prompt": "x"}, tmp_path) == {"prompt": "x"}
+    """The image is checked and found like a row's video: relative to the prompt list's folder on the
+    command line (an allowed folder), refused with the one message anywhere else."""
+    row = image_row({"prompt": "x", "model": "tiny-wan-i2v", "image": "a.png"})
+    assert row["task"] == "i2v" and image_row({"prompt": "x"}) == {"prompt": "x"}
     picture(tmp_path / "a.png")
-    request = parse_request(image_row({"prompt": "x", "model": "tiny-wan-i2v", "image": "a.png"}, tmp_path))
+    found = resolve_row_files(row, [], tmp_path / "outputs", [tmp_path], relative_to=tmp_path)
+    assert found["image"] == str((tmp_path / "a.png").resolve())
+    request = parse_request(found)
     assert isinstance(request, I2VRequest) and json.dumps(request.to_dict())
+    with pytest.raises(ConfigError, match="image: not a file this batch may use"):
+        resolve_row_files(row | {"image": "/etc/hostname"}, [], tmp_path / "outputs", [tmp_path])

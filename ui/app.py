@@ -78,6 +78,17 @@ class StudioBlocks(gr.Blocks):
     type names the input; a handler's error is its message (with the class name only for unexpected
     ones), never Gradio's "has not enabled verbose error reporting"."""
 
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        """Too few inputs (a raw REST call): which are missing, by API name, without Gradio's dump of
+        component objects and memory addresses."""
+        if len(inputs) < len(block_fn.inputs):
+            missing = [input_name(block_fn, index) for index in range(len(inputs), len(block_fn.inputs))]
+            raise gr.Error(
+                f"missing input(s): {', '.join(missing)} (got {len(inputs)} of {len(block_fn.inputs)}); "
+                "pass every input in order (gradio_client fills in the defaults)",
+                title="Bad request",
+            )
+
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
@@ -94,19 +105,20 @@ class StudioBlocks(gr.Blocks):
             raise gr.Error(readable_error(exc), title=title) from exc
 
 
-def build_app(studio: Studio, share_warning: bool = False) -> gr.Blocks:
-    """The whole Gradio app for ``studio``, which it reaches through the facade."""
+def build_app(studio: Studio, share_warning: bool = False, warning: str = "") -> gr.Blocks:
+    """The whole Gradio app for ``studio``, which it reaches through the facade; ``warning``: shown at
+    the top of the page (e.g. reachable by others without a login)."""
     facade = Facade(studio)
     # Uploads live in Gradio's temp folder: swept hourly of files older than a day, and at shutdown.
     with StudioBlocks(title="Video Studio", delete_cache=UPLOAD_SWEEP) as demo:
         gr.Markdown("# Video Studio\nText or image to video, continuation and upscaling on your own machine.")
+        if share_warning and not warning:
+            warning = "this app is shared without a password; anyone with the link can use the GPU"
+        if warning:
+            gr.Markdown(f"## ⚠️ Warning: {warning}.", elem_id="exposure-warning")
         notice = facade.lineup_notice()
         if notice:
             gr.Markdown(notice, elem_id="lineup-notice")
-        if share_warning:
-            gr.Markdown(
-                "**Warning:** this app is shared without a password; anyone with the link can use the GPU."
-            )
         with gr.Tabs() as tabs:
             with gr.Tab("Text to video", id="t2v"):
                 t2v = build_t2v_tab(facade)

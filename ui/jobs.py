@@ -13,6 +13,8 @@ from core.facade import ConfigError, Facade, Job, JobFailed, JobStatus
 from ui.send import JobOutputs
 
 JOB_ENDPOINTS = "/t2v, /i2v, /continue, /upscale or /long_video"
+MAX_JOB_ID_CHARS = 64
+"""Job ids are short ("job-12"): a longer one is refused without being looked up or echoed."""
 
 
 def submitting_session(job: Job) -> str | None:
@@ -32,10 +34,11 @@ def cancel_job(facade: Facade, job_id: str, session: str | None) -> str:
         raise gr.Error(
             f"job_id is empty: pass details['job_id'] of a {JOB_ENDPOINTS} call", title="Bad request"
         )
-    job = facade.job(job_id)
+    job = facade.job(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
     if job is None:
+        shown = repr(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else f"of {len(job_id)} characters"
         raise gr.Error(
-            f"no job {job_id!r}; job ids are in details['job_id'] of {JOB_ENDPOINTS}", title="Unknown job"
+            f"no job {shown}; job ids are in details['job_id'] of {JOB_ENDPOINTS}", title="Unknown job"
         )
     owner = submitting_session(job)
     if owner is not None and owner != session:

@@ -53,9 +53,12 @@ class Architecture:
     vae_stride: tuple[int, int, int]
     experts: int = 1
     params: ParamCounts | None = None
+    rope_max_seq_len: int = 1024
+    """The DiT's rotary table: at most this many tokens along each axis (latent frames, rows, columns);
+    diffusers' Wan default. A larger size fails inside the model, so requests are checked against it."""
 
     def __post_init__(self) -> None:
-        for name in ("heads", "head_dim", "layers", "ffn_dim", "experts"):
+        for name in ("heads", "head_dim", "layers", "ffn_dim", "experts", "rope_max_seq_len"):
             as_int(f"arch.{name}", getattr(self, name), low=1)
         for name in ("patch", "vae_stride"):
             value = getattr(self, name)
@@ -74,6 +77,11 @@ class Architecture:
     def pixels_per_token(self) -> int:
         """Pixels per token side: VAE stride times patch."""
         return self.vae_stride[1] * self.patch[1]
+
+    @property
+    def max_side(self) -> int:
+        """The widest (and tallest) frame in pixels the rotary table covers."""
+        return self.rope_max_seq_len * self.pixels_per_token
 
     @property
     def frames_per_latent(self) -> int:

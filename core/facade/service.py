@@ -27,7 +27,7 @@ from core.history import delete_result, rerun_settings
 from core.jobs import Job, JobStatus
 from core.lineup import FULL, Lineup, machine_lineup
 from core.magi.request import is_magi_card
-from core.metrics import compare_videos, side_by_side
+from core.metrics import compare_videos
 from core.outputs import base_record, reserved_output_path
 from core.space import for_display
 from core.studio import Studio
@@ -267,20 +267,27 @@ class Facade:
         """The plot points, the means (with notes) of B against A, and both in one synced video."""
         folder = self.settings.outputs_dir / "compare"
         try:
-            result = compare_videos(Path(video_a), Path(video_b))
             title = f"{Path(video_a).stem} vs {Path(video_b).stem}"
             with reserved_output_path(folder, "compare", title) as output:
-                record = base_record("compare", "") | {"a": Path(video_a).name, "b": Path(video_b).name}
-                record |= {"output": output.name, **result.summary()}
+                record = base_record("compare", "") | {
+                    "a": Path(video_a).name,
+                    "b": Path(video_b).name,
+                    "output": output.name,
+                }
                 metadata = {METADATA_KEY: record, "title": title}
-                together = side_by_side(Path(video_a), Path(video_b), output, metadata)
-        except (OSError, ValueError) as exc:
+                result = compare_videos(Path(video_a), Path(video_b), output=output, metadata=metadata)
+        except (OSError, ValueError) as exc:  # its text would name server paths: error_text cuts them
             raise ConfigError(f"Cannot compare these videos: {error_text(exc)}") from exc
+        together = output
         return tables.comparison_points(result), result.summary(), str(together)
 
-    def batch(self, prompt_file: str, model: str | None) -> Iterator[tuple[list[list[Any]], str]]:
-        """Run a prompt list: (the progress rows, a status line) after each change."""
-        batch = BatchRun(self.studio, Path(prompt_file), {"model": model} if model else None)
+    def batch(
+        self, prompt_file: str, model: str | None, files: list[str] | None = None
+    ) -> Iterator[tuple[list[list[Any]], str]]:
+        """Run a prompt list: (the progress rows, a status line) after each change. ``files``: uploaded
+        with the list; its rows name them by file name."""
+        defaults = {"model": model} if model else None
+        batch = BatchRun(self.studio, Path(prompt_file), defaults, [Path(f) for f in files or ()])
         try:
             for rows in batch.run():
                 yield self.shown(tables.batch_rows(rows)), self.shown(tables.batch_status(batch))

@@ -22,7 +22,7 @@ import torch
 
 from core.device_models import DeviceModels, Worker
 from core.jobs import Job
-from core.outputs import base_record, new_output_path, save_output
+from core.outputs import base_record, new_output_path, record_extras, save_output
 from core.settings import Settings
 from core.tasks.registry import Task, parse_request, register, task_for
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
@@ -206,7 +206,9 @@ def run_chain(worker: Worker, job: Job, request: ChainRequest) -> dict[str, Any]
 
     def run_part(part_request: Any) -> dict[str, Any]:
         part_job = PartJob(job, len(parts) + 1, count)
-        record = task_for(part_request).run(part_worker, part_job, part_request)
+        mark = {"chain_part": {"index": len(parts) + 1, "of": count, "job_id": job.id}}
+        with record_extras(mark):  # History shows it as a part, and hides it once the chain is done
+            record = task_for(part_request).run(part_worker, part_job, part_request)
         parts.append(record)
         return record
 

@@ -97,11 +97,12 @@ class T2VRequest:
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
         preset = card.resolution(card.defaults.resolution)
+        side = min(4096, card.architecture().max_side)  # the DiT's rotary table covers this many pixels
         width = as_int(
-            "width", preset.width if self.width is None else self.width, low=card.size_multiple, high=4096
+            "width", preset.width if self.width is None else self.width, low=card.size_multiple, high=side
         )
         height = as_int(
-            "height", preset.height if self.height is None else self.height, low=card.size_multiple, high=4096
+            "height", preset.height if self.height is None else self.height, low=card.size_multiple, high=side
         )
         for name, value in (("width", width), ("height", height)):
             if value % card.size_multiple:

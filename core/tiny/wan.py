@@ -113,7 +113,8 @@ def tiny_wan_transformer(arch: Architecture | None) -> dict[str, Any]:
     if arch.vae_stride != TINY_VAE_STRIDE:
         raise ConfigError(f"the tiny Wan VAE has stride {TINY_VAE_STRIDE}, not {arch.vae_stride}")
     sized = dict(num_attention_heads=arch.heads, attention_head_dim=arch.head_dim, num_layers=arch.layers)
-    return {**TINY_TRANSFORMER, **sized, "ffn_dim": arch.ffn_dim, "patch_size": arch.patch}
+    sized |= {"ffn_dim": arch.ffn_dim, "patch_size": arch.patch, "rope_max_seq_len": arch.rope_max_seq_len}
+    return {**TINY_TRANSFORMER, **sized}
 
 
 def build_tiny_wan(folder: Path, seed: int = 0, arch: Architecture | None = None) -> Path:

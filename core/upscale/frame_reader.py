@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from core.video_input import stream_info, upright_rgb
+from core.video_input import stream_info, timed_frames
 
 _DONE = object()
 
@@ -38,7 +39,10 @@ def probe_source(path: Path) -> SourceInfo:
 
 
 class FrameReader:
-    """Iterate decoded RGB frames (after ``transform``) with at most ``buffer`` frames decoded ahead."""
+    """Iterate decoded RGB frames (after ``transform``) with at most ``buffer`` frames decoded ahead.
+    Each frame's time (seconds from the first) waits in :attr:`times` until :meth:`take_times` hands it
+    to the writer: a variable frame rate survives the model. A file damaged part way raises the reader's
+    ConfigError ("damaged after N frames") once the frames before the damage were read."""
 
     def __init__(
         self, path: Path, transform: Callable[[np.ndarray], np.ndarray] | None = None, buffer: int = 16
@@ -47,6 +51,8 @@ class FrameReader:
         self.transform = transform
         self._queue: queue.Queue[object] = queue.Queue(maxsize=buffer)
         self._stop = threading.Event()
+        self.times: deque[float] = deque()
+        self._last: float | None = None
         self._thread = threading.Thread(target=self._decode, name="frame-reader", daemon=True)
         self._thread.start()
 
@@ -61,13 +67,12 @@ class FrameReader:
 
     def _decode(self) -> None:
         try:
-            with av.open(str(self.path)) as container:
-                for frame in container.decode(container.streams.video[0]):
-                    image = upright_rgb(frame)
-                    if self.transform is not None:
-                        image = self.transform(image)
-                    if not self._put(image):
-                        return
+            for time, image in timed_frames(self.path):
+                if self.transform is not None:
+                    image = self.transform(image)
+                self.times.append(time)
+                if not self._put(image):
+                    return
         except Exception as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
             return
@@ -81,6 +86,18 @@ class FrameReader:
             if isinstance(item, Exception):
                 raise item
             yield item  # type: ignore[misc]
+
+    def take_times(self, count: int, fps: float) -> list[float]:
+        """The times of the next ``count`` output frames: the source's, then (for padding past the end)
+        one ``1/fps`` step after another."""
+        taken = []
+        for _ in range(count):
+            if self.times:
+                self._last = self.times.popleft()
+            else:
+                self._last = 0.0 if self._last is None else self._last + 1.0 / fps
+            taken.append(self._last)
+        return taken
 
     def close(self) -> None:
         """Stop decoding and wait for the thread."""

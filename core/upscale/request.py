@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from core.upscale.config import VARIANTS
-from core.upscale.sizing import FITS
+from core.upscale.sizing import ENGINE_ALIGN, FITS, plan_size
 from core.validation import ConfigError, as_choice, as_int, as_seed, as_text, random_seed
+from core.video_input import stream_info
 from weights.registry import ModelCard, get_card
+
+
+def upright_size(video: Path) -> tuple[int, int]:
+    """The video's width and height as shown (a phone clip's rotation applied); ConfigError if unreadable."""
+    width, height, _, _, rotation = stream_info(video)
+    return (height, width) if rotation in (90, 270) else (width, height)
+
 
 SCALES = (2, 4)
 ENGINES = {"FlashVSR": "flashvsr", "ESRGAN": "esrgan"}
@@ -67,6 +75,8 @@ class UpscaleRequest:
         set_(self, "fit", as_choice("fit", self.fit, FITS))
         set_(self, "seed", as_seed(self.seed))
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
+        width, height = upright_size(Path(video))
+        plan_size(width, height, scale, self.max_input_width, ENGINE_ALIGN[ENGINES[card.pipeline]])
         if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
             raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from core.jobs import Job, JobCancelledError
 from core.memory.planner import offload_kv_cache
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
+from core.upscale.cancel_checks import cancel_checks
 from core.upscale.config import PROMPT_FILE
 from core.upscale.esrgan import SRNetwork, load_network
 from core.upscale.esrgan_stream import ESRGANStreamer
@@ -37,7 +39,7 @@ from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_repor
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, cut_back, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
-from core.video_io import VideoWriter
+from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
 from weights.store import is_offline
 
@@ -144,11 +146,15 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
         stage = f"upscaling to {size.width}x{size.height}"
         job.report(stage)
         path = new_output_path(worker.settings.outputs_dir, "upscale", Path(request.video).stem, request.seed)
-        writer = VideoWriter(
-            path, source.fps, {"title": f"{Path(request.video).name} x{request.scale}"}, encoder=encoder
-        )
+        metadata = {
+            "title": f"{Path(request.video).name} x{request.scale}",
+            METADATA_KEY: record
+            | {"status": "interrupted", "output": path.name, "source_frames": source.frames},
+        }  # what a crash leaves says what it was (``core.stale_outputs``); the finished file gets the final
+        writer = VideoWriter(path, source.fps, metadata, encoder=encoder, timed=True, fragmented=True)
         try:
-            with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader:
+            checks = cancel_checks(streamer.model, job) if request.engine == "flashvsr" else nullcontext()
+            with FrameReader(Path(request.video), transform, READ_AHEAD_FRAMES) as reader, checks:
                 chunks = streamer.run(
                     reader,
                     source.frames,
@@ -156,7 +162,8 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
                     on_chunk=lambda done, total: job.report(stage, done, total),
                 )
                 for frames in chunks:
-                    writer.write(cut_back(np.asarray(frames), size))
+                    times = reader.take_times(len(frames), source.fps)
+                    writer.write(cut_back(np.asarray(frames), size), times)
                     job.check_cancelled()
         except JobCancelledError:
             return _keep_partial(writer, source, request, record | {"status": "cancelled"}, run)
@@ -201,7 +208,7 @@ def _keep_partial(
     if kept is None:
         return record
     record |= {"output": kept.name, "audio": source.has_audio, "partial": True}
-    add_record_and_audio(kept, Path(request.video), record, duration=writer.frames_written / source.fps)
+    add_record_and_audio(kept, Path(request.video), record, duration=writer.duration)
     write_json_atomic(sidecar_path(kept), record)
     record["path"] = str(kept)
     return record

@@ -23,6 +23,10 @@ FITS = ("pad", "crop")
 """How the scaled frame meets the model's multiple: pad it (and cut the output back), or centre-crop it."""
 ENGINE_ALIGN = {"flashvsr": ALIGN, "esrgan": 2}
 """Output sides are multiples of this per engine: FlashVSR's attention windows, H.264's even sides."""
+MAX_OUTPUT_PIXELS = 3840 * 2160
+"""The largest output: 4K UHD (8.3 MP a frame). Beyond it H.264 leaves its highest common level (5.1/5.2
+decoders, browsers and NVENC's 4096-pixel limit on older cards), and a FlashVSR frame of 8K needs four
+times 4K's activation memory for no viewer that plays it."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,13 @@ def plan_size(
         raise ConfigError(
             f"{width}x{height} x{scale} is {scaled_w}x{scaled_h}, smaller than {align} pixels on a side; "
             "use a larger scale or input"
+        )
+    if out_w * out_h > MAX_OUTPUT_PIXELS:
+        fit = int(width * (MAX_OUTPUT_PIXELS / (out_w * out_h)) ** 0.5) // 2 * 2
+        raise ConfigError(
+            f"{width}x{height} x{scale} would be {out_w}x{out_h}, more than 4K (3840x2160), the largest "
+            f"output this app writes; {'choose x2, or ' if scale > 2 else ''}set a max input width of {fit} "
+            "or less"
         )
     return OutputSize(width, height, base_w, base_h, scaled_w, scaled_h, out_w, out_h, align)
 
