@@ -13,6 +13,7 @@ from core.errors import job_error_message
 from core.facade import details, encode, i2v, inputs, tables
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
+from core.facade.form_memory import FormMemory
 from core.facade.forms import form_for
 from core.facade.text import (
     MAGI_MEMORY_NOTE,
@@ -45,6 +46,7 @@ class Facade:
         self.studio = studio
         self.settings = studio.settings
         self.downloads = ModelDownloads(self.settings, self.settings.dev, self.in_space)
+        self.memory = FormMemory(self.inputs, self.form, self.settings.outputs_dir)
 
     # --- the machine ----------------------------------------------------------------------------------
 
