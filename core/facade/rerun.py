@@ -33,7 +33,7 @@ def speed_label(preset: Any) -> str:
 
 
 def step_cache_values(cache: Any) -> Values:
-    """The Speed radio, Advanced method and threshold for a t2v ``cache`` (``encode.step_cache``'s inverse)."""
+    """The Speed radio, Advanced method and threshold of a t2v ``cache`` (``encode.step_cache`` undone)."""
     cache = cache if isinstance(cache, dict) else {}
     method = cache.get("method") or "auto"
     return {
