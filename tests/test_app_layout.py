@@ -57,6 +57,7 @@ def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path
             "compare",
             "history",
             "rerun_settings",
+            "rerun_form",
             "delete_result",
             "list_models",
             "download_model",

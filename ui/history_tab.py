@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -15,7 +15,15 @@ def history_frame(facade: Facade, task: str | None, model: str | None, text: str
     return pd.DataFrame(facade.history(task, model, text), columns=HISTORY_COLUMNS)
 
 
-def build_history_tab(facade: Facade) -> None:
+class RerunIO(NamedTuple):
+    """ "Use these settings again": the events that put a tab's form (``{"tab", "values", "notes"}``) into
+    ``form``, for the app to fill that tab after them."""
+
+    form: gr.JSON
+    events: list[Any]
+
+
+def build_history_tab(facade: Facade) -> RerunIO:
     """Create the tab inside the caller's ``gr.Tab``. In a Space there is no Delete: its visitors share
     one outputs folder, so nobody may remove another's results."""
 
@@ -62,15 +70,29 @@ def build_history_tab(facade: Facade) -> None:
         with gr.Column():
             with gr.Row():
                 rerun_button = gr.Button("Rerun settings")
+                use_button = gr.Button("Use these settings again", variant="primary")
                 delete_button = None if facade.in_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
             status = gr.Markdown()
+            with gr.Accordion("Use the settings of a video made by this app", open=False):
+                dropped = gr.File(
+                    label="Drop an mp4 made by this app, or the .json beside it",
+                    file_types=[".mp4", ".json"],
+                    type="filepath",
+                )
+                use_file = gr.Button("Use its settings")
+            form = gr.JSON(visible=False)
     filters = [task, model, text]
     refresh_button.click(refresh, filters, table, api_name="history")
     gr.on(None, refresh, filters, table, api_name=False)  # on page load and on every filter change
     table.select(pick, table, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
+    events = [
+        use_button.click(facade.memory.rerun_result, selected, form, api_name=False),
+        use_file.click(facade.memory.rerun_file, dropped, form, api_name="rerun_form"),
+    ]
     if delete_button is not None:
         delete_button.click(
             delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
         )
+    return RerunIO(form, events)

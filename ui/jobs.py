@@ -4,15 +4,29 @@ into gr.Progress and the tab's outputs (updates keyed by component), report the 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio.context import Context
 
 from core.facade import ConfigError, Facade, Job, JobFailed, JobStatus
 from ui.send import JobOutputs
 
 JOB_ENDPOINTS = "/t2v, /i2v, /continue, /upscale or /long_video"
+
+
+class JobForm(NamedTuple):
+    """A job tab as ``ui.remember`` fills it: its fields by name, its start button, its API inputs."""
+
+    fields: Mapping[str, Any]
+    start: gr.Button
+    inputs: dict[str, Any]
+
+
+JOB_FORMS: weakref.WeakKeyDictionary[Any, dict[str, JobForm]] = weakref.WeakKeyDictionary()
+"""Each app's job tabs by API name, as ``wire_job`` wired them (read by ``ui.remember``)."""
 
 
 def submitting_session(job: Job) -> str | None:
@@ -110,6 +124,9 @@ def wire_job(
     named by ``run``'s parameters (the endpoint's names and order); ``cancel`` cancels the job whose id
     is in the state."""
     inputs = [fields[name] for name in api_parameters(run)]
+    JOB_FORMS.setdefault(Context.root_block, {})[api_name] = JobForm(
+        fields, start, dict(zip(api_parameters(run), inputs, strict=True))
+    )
     start.click(run, inputs, list(out.wired), api_name=api_name, concurrency_limit=16)
     cancel.click(
         lambda jid: "Cancelling…" if facade.cancel(jid) else "Nothing to cancel.",
@@ -126,7 +143,8 @@ def load_form(fields: Mapping[str, Any], props: Mapping[str, dict[str, Any]]) ->
 
 def wire_model_form(facade: Facade, task: str, fields: Mapping[str, Any]) -> None:
     """Choosing another model loads its form (the facade's fields for the tab ``task``) into ``fields``;
-    every model of a tab changes the same fields, so the first one's names are the outputs."""
+    every model of a tab changes the same fields, so the first one's names are the outputs. Only the
+    user's choice does: a model put there by remembered settings or a rerun comes with its form."""
     model = fields["model_id"]
     changing = [fields[name] for name in facade.form(task, model.value) if name in fields]
-    model.change(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)
+    model.input(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)

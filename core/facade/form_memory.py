@@ -22,6 +22,9 @@ class FormMemory:
 
     ``inputs(task)`` and ``form(task, model_id)`` are the facade's start-up fields and per-model fields."""
 
+    storage_key = memory.STORAGE_KEY
+    storage_secret = memory.STORAGE_SECRET
+
     def __init__(
         self,
         inputs: Callable[[str], Props],
