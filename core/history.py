@@ -92,6 +92,11 @@ class ResultEntry:
     def created(self) -> str:
         return str(self.record.get("created", ""))
 
+    @property
+    def size_bytes(self) -> int:
+        """The mp4's and its sidecar's size on disk."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_suffix(".json")) if p.is_file())
+
     def row(self) -> dict[str, Any]:
         """The fields a history table shows."""
         return {
@@ -132,6 +137,22 @@ def list_results(
         needle = text.lower()
         entries = [e for e in entries if needle in e.prompt.lower()]
     return sorted(entries, key=lambda e: e.record.get("unix_time", 0), reverse=True)
+
+
+SORT_ORDERS = ("newest", "oldest", "largest", "model")
+"""How History can order the results."""
+
+
+def sort_results(entries: list[ResultEntry], order: str = "newest") -> list[ResultEntry]:
+    """``entries`` newest first, oldest first, largest on disk first, or by model (then newest)."""
+    newest = sorted(entries, key=lambda e: e.record.get("unix_time", 0), reverse=True)
+    if order == "oldest":
+        return newest[::-1]
+    if order == "largest":
+        return sorted(newest, key=lambda e: e.size_bytes, reverse=True)
+    if order == "model":
+        return sorted(newest, key=lambda e: e.model)
+    return newest
 
 
 def find_result(outputs_dir: Path, video: str | Path) -> ResultEntry:

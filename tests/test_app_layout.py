@@ -56,6 +56,7 @@ def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path
             "batch",
             "compare",
             "history",
+            "history_gallery",
             "rerun_settings",
             "rerun_form",
             "delete_result",

@@ -34,6 +34,13 @@ def build_history_tab(facade: Facade) -> RerunIO:
         path = str(table.iloc[event.index[0]]["path"])
         return facade.result_file(path), path
 
+    def show_gallery(task: str | None, model: str | None, text: str | None, order: str) -> Any:
+        items, paths, line = facade.history_gallery(task, model, text, order)
+        return items, line, paths
+
+    def pick_shown(paths: list[str], event: gr.SelectData) -> tuple[str, str]:
+        return facade.result_file(paths[event.index]), paths[event.index]
+
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
             raise gr.Error("Pick a result in the table first.")
@@ -61,8 +68,15 @@ def build_history_tab(facade: Facade) -> RerunIO:
         models = [("any model", "")] + [(m, m) for m in facade.history_models()]
         model = gr.Dropdown(models, value="", label="Model")
         text = gr.Textbox(label="Prompt contains")
+        order = gr.Dropdown(list(facade.history_orders), value="newest", label="Sort the gallery")
         refresh_button = gr.Button("Refresh")
-    table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Results (click a row)", interactive=False)
+    with gr.Row():
+        with gr.Column(scale=3):
+            table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Results (click a row)", interactive=False)
+        with gr.Column(scale=2):
+            total = gr.Markdown()
+            gallery = gr.Gallery(label="Gallery (click a result)", columns=3, height=420, allow_preview=False)
+            gallery_paths = gr.State([])
     with gr.Row():
         with gr.Column():
             video = gr.Video(label="Selected result", interactive=False)
@@ -86,6 +100,11 @@ def build_history_tab(facade: Facade) -> RerunIO:
     refresh_button.click(refresh, filters, table, api_name="history")
     gr.on(None, refresh, filters, table, api_name=False)  # on page load and on every filter change
     table.select(pick, table, [video, selected], api_name=False)
+    shown = [gallery, total, gallery_paths]
+    refresh_button.click(show_gallery, [*filters, order], shown, api_name="history_gallery")
+    order.change(show_gallery, [*filters, order], shown, api_name=False)
+    gr.on(None, show_gallery, [*filters, order], shown, api_name=False)  # page load, filter changes
+    gallery.select(pick_shown, gallery_paths, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
     events = [
         use_button.click(facade.memory.rerun_result, selected, form, api_name=False),
@@ -94,5 +113,5 @@ def build_history_tab(facade: Facade) -> RerunIO:
     if delete_button is not None:
         delete_button.click(
             delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
-        )
+        ).then(show_gallery, [*filters, order], shown, api_name=False)
     return RerunIO(form, events)
