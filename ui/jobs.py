@@ -124,9 +124,9 @@ def wire_job(
     named by ``run``'s parameters (the endpoint's names and order); ``cancel`` cancels the job whose id
     is in the state."""
     inputs = [fields[name] for name in api_parameters(run)]
-    JOB_FORMS.setdefault(Context.root_block, {})[api_name] = JobForm(
-        fields, start, dict(zip(api_parameters(run), inputs, strict=True))
-    )
+    if Context.root_block is not None:  # inside an app's Blocks, as always but in a bare test
+        form = JobForm(fields, start, dict(zip(api_parameters(run), inputs, strict=True)))
+        JOB_FORMS.setdefault(Context.root_block, {})[api_name] = form
     start.click(run, inputs, list(out.wired), api_name=api_name, concurrency_limit=16)
     cancel.click(
         lambda jid: "Cancelling…" if facade.cancel(jid) else "Nothing to cancel.",
