@@ -141,6 +141,26 @@ def write_summary(batch_dir: Path, rows: list[BatchRow]) -> None:
     os.replace(temp, Path(batch_dir) / "summary.csv")
 
 
+def mark_deleted(outputs_dir: Path, video: Path) -> list[Path]:
+    """Mark the rows of every batch summary (``batches/*/summary.json`` and ``.csv``) whose output is
+    ``video`` as ``deleted`` (the row stays, so the summary still lists every prompt); returns the
+    summaries changed."""
+    changed = []
+    target = Path(video).resolve()
+    for summary in sorted((Path(outputs_dir) / "batches").glob("*/summary.json")):
+        try:
+            rows = [BatchRow(**row) for row in json.loads(summary.read_text(encoding="utf-8"))["rows"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        hits = [row for row in rows if row.output and Path(row.output).resolve() == target]
+        for row in hits:
+            row.status, row.error = "deleted", "deleted from History"
+        if hits:
+            write_summary(summary.parent, rows)
+            changed.append(summary)
+    return changed
+
+
 def content_hash(content: bytes) -> str:
     """The sha256 of a prompt list's bytes (hex); its first 8 characters name the batch folder."""
     return hashlib.sha256(content).hexdigest()

@@ -96,6 +96,11 @@ class ResultEntry:
     def created(self) -> str:
         return str(self.record.get("created", ""))
 
+    @property
+    def size_bytes(self) -> int:
+        """The mp4's and its sidecar's size on disk."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_suffix(".json")) if p.is_file())
+
     def row(self) -> dict[str, Any]:
         """The fields a history table shows."""
         return {
@@ -148,6 +153,22 @@ def shown_name(video: str | Path) -> str:
     """``video``'s file name for an error message: never the folder, never more than a line."""
     name = Path(str(video)).name
     return repr(name if len(name) <= SHOWN_NAME_CHARS else name[:SHOWN_NAME_CHARS] + "…")
+
+
+SORT_ORDERS = ("newest", "oldest", "largest", "model")
+"""How History can order the results."""
+
+
+def sort_results(entries: list[ResultEntry], order: str = "newest") -> list[ResultEntry]:
+    """``entries`` newest first, oldest first, largest on disk first, or by model (then newest)."""
+    newest = sorted(entries, key=lambda e: e.record.get("unix_time", 0), reverse=True)
+    if order == "oldest":
+        return newest[::-1]
+    if order == "largest":
+        return sorted(newest, key=lambda e: e.size_bytes, reverse=True)
+    if order == "model":
+        return sorted(newest, key=lambda e: e.model)
+    return newest
 
 
 def find_result(outputs_dir: Path, video: str | Path) -> ResultEntry:

@@ -19,6 +19,7 @@ from ui.i2v_tab import build_i2v_tab
 from ui.jobs import cancel_job
 from ui.models_tab import build_models_tab
 from ui.queue_panel import build_queue_panel
+from ui.remember import wire_rerun_fill, wire_settings_memory
 from ui.t2v_tab import build_t2v_tab
 from ui.upscale_tab import build_upscale_tab
 
@@ -135,7 +136,7 @@ def build_app(studio: Studio, share_warning: bool = False, warning: str = "") ->
             with gr.Tab("Compare", id="compare"):
                 build_compare_tab(facade)
             with gr.Tab("History", id="history"):
-                build_history_tab(facade)
+                rerun = build_history_tab(facade)
             with gr.Tab("Models", id="models"):
                 build_models_tab(facade.downloads)
         to_image = last_frame_to(facade)
@@ -154,6 +155,8 @@ def build_app(studio: Studio, share_warning: bool = False, warning: str = "") ->
             )
             result.to_upscale.click(send_to("upscale"), result.video, [upscale.source, tabs], api_name=False)
             result.to_image.click(to_image, result.video, [image.start_image, tabs], api_name=False)
+        wire_settings_memory(facade, demo)
+        wire_rerun_fill(facade, demo, rerun.events, rerun.form, tabs)
         with gr.Accordion("System", open=False):
             gr.Markdown(facade.system_summary())
             build_queue_panel(facade)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -15,7 +15,15 @@ def history_frame(facade: Facade, task: str | None, model: str | None, text: str
     return pd.DataFrame(facade.history(task, model, text), columns=HISTORY_COLUMNS)
 
 
-def build_history_tab(facade: Facade) -> None:
+class RerunIO(NamedTuple):
+    """ "Use these settings again": the events that put a tab's form (``{"tab", "values", "notes"}``) into
+    ``form``, for the app to fill that tab after them."""
+
+    form: gr.JSON
+    events: list[Any]
+
+
+def build_history_tab(facade: Facade) -> RerunIO:
     """Create the tab inside the caller's ``gr.Tab``. In a Space there is no Delete: its visitors share
     one outputs folder, so nobody may remove another's results."""
 
@@ -25,6 +33,13 @@ def build_history_tab(facade: Facade) -> None:
     def pick(table: pd.DataFrame, event: gr.SelectData) -> tuple[str, str]:
         path = str(table.iloc[event.index[0]]["path"])
         return facade.result_file(path), path
+
+    def show_gallery(task: str | None, model: str | None, text: str | None, order: str) -> Any:
+        items, paths, line = facade.history_gallery(task, model, text, order)
+        return items, line, paths
+
+    def pick_shown(paths: list[str], event: gr.SelectData) -> tuple[str, str]:
+        return facade.result_file(paths[event.index]), paths[event.index]
 
     def settings_of(path: str | None) -> dict[str, Any]:
         if not path:
@@ -53,8 +68,15 @@ def build_history_tab(facade: Facade) -> None:
         models = [("any model", "")] + [(m, m) for m in facade.history_models()]
         model = gr.Dropdown(models, value="", label="Model")
         text = gr.Textbox(label="Prompt contains")
+        order = gr.Dropdown(list(facade.history_orders), value="newest", label="Sort the gallery")
         refresh_button = gr.Button("Refresh")
-    table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Results (click a row)", interactive=False)
+    with gr.Row():
+        with gr.Column(scale=3):
+            table = gr.Dataframe(headers=HISTORY_COLUMNS, label="Results (click a row)", interactive=False)
+        with gr.Column(scale=2):
+            total = gr.Markdown()
+            gallery = gr.Gallery(label="Gallery (click a result)", columns=3, height=420, allow_preview=False)
+            gallery_paths = gr.State([])
     with gr.Row():
         with gr.Column():
             video = gr.Video(label="Selected result", interactive=False)
@@ -62,15 +84,34 @@ def build_history_tab(facade: Facade) -> None:
         with gr.Column():
             with gr.Row():
                 rerun_button = gr.Button("Rerun settings")
+                use_button = gr.Button("Use these settings again", variant="primary")
                 delete_button = None if facade.in_space else gr.Button("Delete", variant="stop")
             request = gr.JSON(label="Request that made it (submit it again to reproduce the video)")
             status = gr.Markdown(label="Message")
+            with gr.Accordion("Use the settings of a video made by this app", open=False):
+                dropped = gr.File(
+                    label="Drop an mp4 made by this app, or the .json beside it",
+                    file_types=[".mp4", ".json"],
+                    type="filepath",
+                )
+                use_file = gr.Button("Use its settings")
+            form = gr.JSON(visible=False)
     filters = [task, model, text]
     refresh_button.click(refresh, filters, table, api_name="history")
     gr.on(None, refresh, filters, table, api_name=False)  # on page load and on every filter change
     table.select(pick, table, [video, selected], api_name=False)
+    shown = [gallery, total, gallery_paths]
+    refresh_button.click(show_gallery, [*filters, order], shown, api_name="history_gallery")
+    order.change(show_gallery, [*filters, order], shown, api_name=False)
+    gr.on(None, show_gallery, [*filters, order], shown, api_name=False)  # page load, filter changes
+    gallery.select(pick_shown, gallery_paths, [video, selected], api_name=False)
     rerun_button.click(settings_of, selected, request, api_name="rerun_settings")
+    events = [
+        use_button.click(facade.memory.rerun_result, selected, form, api_name=False),
+        use_file.click(facade.memory.rerun_file, dropped, form, api_name="rerun_form"),
+    ]
     if delete_button is not None:
         delete_button.click(
             delete, [selected, *filters], [table, video, selected, status], api_name="delete_result"
-        )
+        ).then(show_gallery, [*filters, order], shown, api_name=False)
+    return RerunIO(form, events)

@@ -4,10 +4,12 @@ into gr.Progress and the tab's outputs (updates keyed by component), report the 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio.context import Context
 
 from core.facade import ConfigError, Facade, Job, JobFailed, JobStatus
 from ui.send import JobOutputs
@@ -15,6 +17,18 @@ from ui.send import JobOutputs
 JOB_ENDPOINTS = "/t2v, /i2v, /continue, /upscale or /long_video"
 MAX_JOB_ID_CHARS = 64
 """Job ids are short ("job-12"): a longer one is refused without being looked up or echoed."""
+
+
+class JobForm(NamedTuple):
+    """A job tab as ``ui.remember`` fills it: its fields by name, its start button, its API inputs."""
+
+    fields: Mapping[str, Any]
+    start: gr.Button
+    inputs: dict[str, Any]
+
+
+JOB_FORMS: weakref.WeakKeyDictionary[Any, dict[str, JobForm]] = weakref.WeakKeyDictionary()
+"""Each app's job tabs by API name, as ``wire_job`` wired them (read by ``ui.remember``)."""
 
 
 def submitting_session(job: Job) -> str | None:
@@ -119,6 +133,9 @@ def wire_job(
     named by ``run``'s parameters (the endpoint's names and order); ``cancel`` cancels the job whose id
     is in the state."""
     inputs = [fields[name] for name in api_parameters(run)]
+    if Context.root_block is not None:  # inside an app's Blocks, as always but in a bare test
+        form = JobForm(fields, start, dict(zip(api_parameters(run), inputs, strict=True)))
+        JOB_FORMS.setdefault(Context.root_block, {})[api_name] = form
     start.click(run, inputs, list(out.wired), api_name=api_name, concurrency_limit=16)
     cancel.click(
         lambda jid: "Cancelling…" if facade.cancel(jid) else "Nothing to cancel.",
@@ -134,9 +151,10 @@ def load_form(fields: Mapping[str, Any], props: Mapping[str, dict[str, Any]]) ->
 
 
 def wire_model_form(facade: Facade, task: str, fields: Mapping[str, Any]) -> None:
-    """Choosing another model, and opening the page, loads the model's form (the facade's fields for the
-    tab ``task``: its limits, e.g. the frames slider's) into ``fields``; every model of a tab changes the
-    same fields, so the first one's names are the outputs."""
+    """Choosing another model loads its form (the facade's fields for the tab ``task``) into ``fields``;
+    every model of a tab changes the same fields, so the first one's names are the outputs. Only the
+    user's choice does: a model put there by remembered settings or a rerun comes with its form, and the
+    page's load brings the opening model's form (``ui.remember``)."""
     model = fields["model_id"]
     changing = [fields[name] for name in facade.form(task, model.value) if name in fields]
-    gr.on(None, lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)
+    model.input(lambda m: load_form(fields, facade.form(task, m)), model, changing, api_name=False)

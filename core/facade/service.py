@@ -8,12 +8,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from core.batch import BatchRun
+from core.batch import BatchRun, mark_deleted
 from core.error_text import error_text
 from core.errors import job_error_message
-from core.facade import details, encode, i2v, inputs, tables
+from core.facade import details, encode, gallery, i2v, inputs, tables
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
+from core.facade.form_memory import FormMemory
 from core.facade.forms import form_for
 from core.facade.text import (
     MAGI_MEMORY_NOTE,
@@ -23,7 +24,7 @@ from core.facade.text import (
     seconds_label,
     size_preview,
 )
-from core.history import delete_result, rerun_settings
+from core.history import SORT_ORDERS, delete_result, rerun_settings
 from core.jobs import Job, JobStatus
 from core.lineup import FULL, Lineup, machine_lineup
 from core.magi.request import is_magi_card
@@ -43,12 +44,14 @@ class Facade:
     """What the tabs need from one studio: forms, previews, jobs, models, history, compare, batch."""
 
     magi_memory_note = MAGI_MEMORY_NOTE
+    history_orders = SORT_ORDERS
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
         self.settings = studio.settings
         self.lineup = studio_lineup(studio)
         self.downloads = ModelDownloads(self.settings, self.lineup.mode != FULL, self.in_space)
+        self.memory = FormMemory(self.inputs, self.form, self.settings.outputs_dir)
 
     # --- the machine ----------------------------------------------------------------------------------
 
@@ -243,6 +246,12 @@ class Facade:
     def history(self, task: str | None, model: str | None, text: str | None) -> list[list[Any]]:
         return tables.history_rows(self.settings.outputs_dir, self.studio.space, task, model, text)
 
+    def history_gallery(
+        self, task: str | None, model: str | None, text: str | None, order: str
+    ) -> tuple[list[tuple[str, str]], list[str], str]:
+        """Thumbnails with captions (model, prompt, size), their paths, and the count with total size."""
+        return gallery.gallery(self.settings.outputs_dir, self.studio.space, (task, model, text), order)
+
     def result_file(self, path: str) -> str:
         """The file of a history table's path (relative to the outputs folder in a Space)."""
         return str(self.settings.outputs_dir / path)
@@ -259,9 +268,11 @@ class Facade:
         outputs = self.settings.outputs_dir
         try:
             removed = delete_result(outputs, outputs / path)
+            summaries = mark_deleted(outputs, removed[0])
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc)) from exc
-        return "Deleted " + ", ".join(p.name for p in removed)
+        marked = f"; marked deleted in {len(summaries)} batch summary(ies)" if summaries else ""
+        return "Deleted " + ", ".join(p.name for p in removed) + marked
 
     def compare(self, video_a: str, video_b: str) -> tuple[dict[str, list[Any]], dict[str, object], str]:
         """The plot points, the means (with notes) of B against A, and both in one synced video."""

@@ -295,7 +295,10 @@ def run_wan(
         def on_pipe(pipe: Any) -> np.ndarray:
             applied["loras"] = apply_loras(pipe, prepared, request.card, hotswap)
             applied["speed"] = apply_speed(
-                pipe, request.speed_config, worker.device, models_dir=worker.settings.models_dir,
+                pipe,
+                request.speed_config,
+                worker.device,
+                models_dir=worker.settings.models_dir,
                 report=job.report,
             )
             with apply_cache(pipe, request.card, request.cache_config) as session:
