@@ -32,6 +32,14 @@ from core.video_rewrite import rewrite_video, video_metadata
 INTERPOLATORS = ("rife", "flow", "blend")
 """The method names a request may give."""
 
+INTERPOLATION_CHOICES = (
+    ("No interpolation", ""),
+    ("Motion-compensated blending (optical flow), 2x fps", "flow"),
+    ("Frame blending, 2x fps", "blend"),
+    ("RIFE (not installed)", "rife"),
+)
+"""The forms' choices: label, method ("" = none)."""
+
 FLOW_SIZE = 320
 """The flow is estimated on frames scaled so that their long side is at most this (then scaled back up)."""
 

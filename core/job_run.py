@@ -41,12 +41,16 @@ class JobRun:
 
     def record(self, card: ModelCard, **fields: Any) -> dict[str, Any]:
         """The record's common start (app, task, job, model, request, seed), then ``fields``."""
-        return base_record(self.task, self.job.id) | {
-            "model": card.id,
-            "model_name": card.name,
-            "request": self.request.to_dict(),
-            "seed": self.request.seed,
-        } | fields
+        return (
+            base_record(self.task, self.job.id)
+            | {
+                "model": card.id,
+                "model_name": card.name,
+                "request": self.request.to_dict(),
+                "seed": self.request.seed,
+            }
+            | fields
+        )
 
     def measured(self) -> dict[str, Any]:
         """Time since the run started and the peak memory (GB) of the ``with`` block."""

@@ -62,9 +62,7 @@ def new_output_path(
 
 
 @contextlib.contextmanager
-def reserved_output_path(
-    outputs_dir: Path, task: str, title: str, seed: int | None = None
-) -> Iterator[Path]:
+def reserved_output_path(outputs_dir: Path, task: str, title: str, seed: int | None = None) -> Iterator[Path]:
     """:func:`new_output_path` for a block that writes the video. Afterwards, finished or failed, the
     reservation goes (a writer with its own temporary file, e.g. the audio remux, leaves it behind). Safe
     against a job taking the name meanwhile: :func:`new_output_path` re-checks the name after reserving."""

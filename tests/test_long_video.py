@@ -186,3 +186,26 @@ def test_preview_changes_no_frame(models_dir: Path, tmp_path: Path) -> None:
     assert len(shown) == 2  # after steps 4 and 8 of 9
     without = generate_t2v(pipe, request, job)
     assert np.array_equal(with_preview, without)
+
+
+def test_long_video_form_sends_part_prompts_and_interpolation() -> None:
+    from core.facade.encode import chain_request
+
+    values = {
+        "model_id": "tiny-wan",
+        "prompt_text": "a boat",
+        "resolution_label": "64x64",
+        "frame_count": 9,
+        "step_count": 1,
+        "seed_value": 1,
+        "continue_id": "tiny-skyreels-df",
+        "continuation_count": 2,
+        "seconds_each": 1,
+        "upscale_id": "",
+        "factor": "4",
+    }
+    assert "prompts" not in chain_request(values | {"part_prompts": "\n  \n"})
+    sent = chain_request(values | {"part_prompts": "a boat\n\na storm\n", "interpolation": "flow"})
+    assert sent["prompts"] == ["a boat", "", "a storm"] and sent["interpolate"] == "flow"
+    chain = parse_request(sent)
+    assert [chain.part_prompt(i) for i in range(3)] == ["a boat", "a boat", "a storm"]

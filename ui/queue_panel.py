@@ -69,8 +69,9 @@ def build_interrupted(facade: Facade) -> None:
             wrap=True,
         )
         clear = gr.Button("Clear this list", size="sm")
-    clear.click(lambda: (facade.clear_interrupted(), gr.update(visible=False)), None, [table, group],
-                api_name=False)
+    clear.click(
+        lambda: (facade.clear_interrupted(), gr.update(visible=False)), None, [table, group], api_name=False
+    )
 
 
 def build_save_load(facade: Facade) -> None:

@@ -34,8 +34,7 @@ from core.video_io import to_uint8_frames
 from weights.registry import ModelCard
 
 MEMORY_HINT = (
-    "; MAGI-1 ran out of GPU memory: a smaller window size, a KV budget or a smaller "
-    "resolution needs less"
+    "; MAGI-1 ran out of GPU memory: a smaller window size, a KV budget or a smaller resolution needs less"
 )
 
 

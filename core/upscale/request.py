@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.interpolate import check_interpolator
 from core.upscale.config import VARIANTS
 from core.validation import ConfigError, as_choice, as_int, as_seed, as_text, random_seed
 from weights.registry import ModelCard, get_card
@@ -30,6 +31,8 @@ class UpscaleRequest:
     seed: int = 0
     pipeline_gpus: int = 1
     """2: the DiT's blocks split over two GPUs (``core.upscale.pipeline_split``)."""
+    interpolate: str | None = None
+    """A frame interpolation method (``core.interpolate``) run on the result: frames and fps doubled."""
 
     task = "upscale"
 
@@ -62,6 +65,10 @@ class UpscaleRequest:
         set_(self, "quality", as_int("quality", self.quality, low=1, high=10))
         set_(self, "seed", as_seed(self.seed))
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
+        if self.interpolate:
+            check_interpolator(self.interpolate)
+        else:
+            set_(self, "interpolate", None)
         if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
             raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
 

@@ -90,6 +90,7 @@ def _esrgan_streamer(
 ) -> tuple[ESRGANStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The Real-ESRGAN streamer, its per-frame narrowing and what the record says about it."""
     dtype = ESRGAN_CUDA_DTYPE if models.device.type == "cuda" else torch.float32
+
     def load(card: ModelCard, folder: Path, device: torch.device, level: int) -> SRNetwork:
         return load_network(folder / card.extra["file"]).to(device, dtype)
 
