@@ -82,9 +82,11 @@ def test_the_split_is_an_optional_trailing_api_input(tmp_path: Path, clip_64: Pa
     studio = SimpleNamespace(settings=Settings(outputs_dir=tmp_path, dev=True), dispatcher=object())
     demo, _ = build_with(studio)
     parameters = demo.get_api_info()["named_endpoints"]["/upscale"]["parameters"]
-    assert [p["parameter_name"] for p in parameters][-3:] == ["seed_value", "split_gpus", "fit_value"]
-    assert parameters[-2]["parameter_has_default"] and parameters[-2]["parameter_default"] is False
-    assert parameters[-1]["parameter_default"] == "pad"
+    names = [p["parameter_name"] for p in parameters][-4:]
+    assert names == ["seed_value", "split_gpus", "fit_value", "interpolation"]
+    assert parameters[-3]["parameter_has_default"] and parameters[-3]["parameter_default"] is False
+    assert parameters[-2]["parameter_default"] == "pad"
+    assert parameters[-1]["parameter_has_default"] and parameters[-1]["parameter_default"] == ""
     submitted = []
 
     def run_job(facade, task, values, outputs, progress):

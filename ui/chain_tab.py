@@ -30,6 +30,8 @@ def build_chain_tab(facade: Facade) -> SendButtons:
             f["seconds_each"] = gr.Slider(**p["seconds_each"])
             f["upscale_id"] = gr.Dropdown(**p["upscale_id"])
             f["factor"] = gr.Radio(**p["factor"])
+            f["part_prompts"] = gr.Textbox(**p["part_prompts"], lines=3)
+            f["interpolation"] = gr.Dropdown(**p["interpolation"])
             start, cancel = job_buttons("Make long video")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -46,6 +48,8 @@ def build_chain_tab(facade: Facade) -> SendButtons:
         seconds_each: float,
         upscale_id: str,
         factor: str,
+        part_prompts: str = "",
+        interpolation: str = "",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -32,6 +32,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
                 f["quality_value"] = gr.Slider(**p["quality_value"])
                 f["seed_value"] = gr.Number(**p["seed_value"])
             f["split_gpus"] = gr.Checkbox(**p["split_gpus"])
+            f["interpolation"] = gr.Dropdown(**p["interpolation"])
             preview = gr.Markdown(facade.upscale_size(None, 4, None, None))
             upscale, cancel = job_buttons("Upscale")
         with gr.Column(scale=1):
@@ -51,6 +52,7 @@ def build_upscale_tab(facade: Facade) -> TabIO:
         seed_value: float,
         split_gpus: bool = False,
         fit_value: str = "pad",
+        interpolation: str = "",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

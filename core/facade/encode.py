@@ -171,7 +171,16 @@ def chain_request(v: Values) -> dict[str, Any]:
         "continue_model": v["continue_id"],
         "upscale_model": v["upscale_id"] or None,
         **({} if factor is None else {"upscale_scale": choice_number(factor)}),
+        **part_prompts(v.get("part_prompts")),
+        "interpolate": v.get("interpolation") or None,
     }
+
+
+def part_prompts(text: str | None) -> dict[str, Any]:
+    """The per-part prompts box (one line per part; a blank line keeps the part before's) as ``prompts``;
+    nothing when it is empty."""
+    lines = (text or "").strip("\n").splitlines()
+    return {"prompts": [line.strip() for line in lines]} if any(line.strip() for line in lines) else {}
 
 
 def upscale_request(v: Values) -> dict[str, Any]:
@@ -189,6 +198,7 @@ def upscale_request(v: Values) -> dict[str, Any]:
         "seed": v["seed_value"],
         "pipeline_gpus": 2 if v["split_gpus"] else 1,
         "fit": v.get("fit_value") or "pad",
+        "interpolate": v.get("interpolation") or None,
     }
 
 

@@ -11,6 +11,7 @@ from core.facade.few_step import few_step_fields
 from core.facade.fields import SPEEDS, Field, Form, number_choices
 from core.facade.forms import form_for
 from core.facade.text import describe_input
+from core.interpolate import INTERPOLATION_CHOICES
 from core.magi.request import FIELD_HELP as MAGI_HELP
 from core.memory.levels import AUTO, LEVELS
 from core.speed.config import ATTENTION_CHOICES
@@ -216,11 +217,22 @@ def upscale_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
             label="Split the upscaler over 2 GPUs",
             info="Half of FlashVSR's blocks on a second GPU, for long 4K jobs that do not fit one",
         ),
+        "interpolation": interpolation_field(),
     }
     model = form_for("upscale", cards[0].id, several_gpus) if cards else {}
     return merged(
         static,
         {"split_gpus": model.get("split_gpus", Field(visible=False)), "about": model.get("about", Field())},
+    )
+
+
+def interpolation_field() -> Field:
+    """Frame interpolation at the end (doubles frames and fps)."""
+    return Field(
+        choices=list(INTERPOLATION_CHOICES),
+        value="",
+        label="Frame interpolation",
+        info="A frame between every two: 16 -> 32 fps, same length, sound kept",
     )
 
 
@@ -247,5 +259,12 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
             label="Then upscale with",
         ),
         "factor": number_choices([2, 4], 4, label="Upscale factor"),
+        "part_prompts": Field(
+            value="",
+            label="Prompt per part (optional)",
+            info="One line per part: the first clip, then each continuation; a blank or missing line keeps "
+            "the prompt of the part before",
+        ),
+        "interpolation": interpolation_field(),
     }
     return merged(static, form_for("long_video", first.id))

@@ -109,10 +109,15 @@ class ChunkPreview:
             self.segment(count).unlink(missing_ok=True)
 
     def _sweep(self) -> None:
-        if self.folder.is_dir():
-            for old in self.folder.glob("*.mp4"):
-                if time.time() - old.stat().st_mtime > PREVIEW_MAX_AGE_S:
-                    old.unlink(missing_ok=True)
+        sweep_previews(self.folder)
+
+
+def sweep_previews(folder: Path) -> None:
+    """Delete the previews in ``folder`` older than an hour."""
+    if folder.is_dir():
+        for old in folder.glob("*.mp4"):
+            if time.time() - old.stat().st_mtime > PREVIEW_MAX_AGE_S:
+                old.unlink(missing_ok=True)
 
 
 def join_segments(segments: list[Path], target: Path) -> Path:

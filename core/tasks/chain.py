@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,15 +21,27 @@ from typing import Any
 
 import torch
 
+from core.color_match import lab_stats, match_video_tail
 from core.device_models import DeviceModels, Worker
+from core.interpolate import INTERPOLATORS, check_interpolator, interpolate_video
 from core.jobs import Job
-from core.outputs import base_record, new_output_path, record_extras, save_output
+from core.outputs import (
+    base_record,
+    new_output_path,
+    record_extras,
+    save_output,
+    sidecar_path,
+    write_json_atomic,
+)
 from core.settings import Settings
 from core.tasks.registry import Task, parse_request, register, task_for
-from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int
+from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int, as_seed, as_text
 from core.video_input import resampled_count
-from core.video_io import probe_video, temp_path_for
+from core.video_io import probe_video, read_frames, temp_path_for
 from weights.registry import cards_for
+
+DEFAULT_COLOR_MATCH = 0.8
+"""Colour matching's default strength in a chain (on; 0 turns it off)."""
 
 
 @dataclass(frozen=True)
@@ -45,20 +58,39 @@ class ChainRequest:
     seconds: float = 0.0
     upscale_model: str | None = None
     upscale_scale: int = 4
+    prompts: tuple[str, ...] | None = None
+    """One prompt per part, in order (the first clip, then each continuation); a blank or missing one keeps
+    the prompt of the part before (the first clip's: ``t2v``'s prompt; a continuation's: ``continue_prompt``,
+    which defaults to the first clip's)."""
+    seeds: tuple[int, ...] | None = None
+    """One seed per part, in order; -1 or missing: the first clip's ``t2v`` seed, a continuation's derived
+    from the first clip's (its seed + the part's index)."""
+    color_match: float = DEFAULT_COLOR_MATCH
+    """How far each continuation's new frames are moved to the first clip's colour and brightness (LAB
+    mean and spread; 0 = off, 1 = fully)."""
+    interpolate: str | None = None
+    """A frame interpolation method run on the final video (doubles its frames and fps), or None."""
 
     task = "chain"
 
     def __post_init__(self) -> None:
         if not isinstance(self.t2v, dict):
             raise ConfigError("chain: t2v must be a text-to-video request mapping")
-        first = self.first
         set_ = object.__setattr__
         set_(self, "continuations", as_int("continuations", self.continuations, low=0, high=20))
+        set_(self, "prompts", self._per_part("prompts", self.prompts, lambda i, v: as_text(f"prompt {i}", v)))
+        set_(self, "seeds", self._per_part("seeds", self.seeds, lambda i, v: as_seed(v)))
+        set_(self, "color_match", as_float("color_match", self.color_match, low=0.0, high=1.0))
+        if self.interpolate is not None:
+            set_(self, "interpolate", as_choice("interpolate", self.interpolate, INTERPOLATORS))
+        first = self.first
         set_(self, "seconds", as_float("seconds per continuation", self.seconds, low=0.0, high=60.0))
         continue_ids = [card.id for card in cards_for("continue", dev=True)]
         model = self.continue_model or (first.model if first.model in continue_ids else continue_ids[0])
         set_(self, "continue_model", as_choice("continue model", model, continue_ids))
         set_(self, "continue_prompt", self.continue_prompt or first.prompt)
+        if self.interpolate is not None:
+            check_interpolator(self.interpolate)
         if self.upscale_model is not None:
             upscale_ids = [card.id for card in cards_for("upscale", dev=True)]
             as_choice("upscale model", self.upscale_model, upscale_ids)
@@ -98,10 +130,43 @@ class ChainRequest:
             f"needs at least {need} frames; {fix}"
         )
 
+    def _per_part(self, name: str, values: Any, check: Callable[[int, Any], Any]) -> tuple[Any, ...] | None:
+        """``values`` (a list, one per part) checked, as a tuple; None stays None."""
+        if values is None:
+            return None
+        if isinstance(values, str) or not isinstance(values, (list, tuple)):
+            raise ConfigError(
+                f"chain: {name} must be a list, one per part (the first clip, then each continuation)"
+            )
+        parts = 1 + self.continuations
+        if len(values) > parts:
+            raise ConfigError(
+                f"chain: {len(values)} {name} for {parts} parts (the first clip and {self.continuations} "
+                f"continuations): give at most {parts}, or raise continuations"
+            )
+        return tuple(check(index + 1, value) for index, value in enumerate(values))
+
+    def part_prompt(self, index: int) -> str:
+        """The prompt of part ``index`` (0: the first clip): its own, else the last one given before it."""
+        given = [p for p in (self.prompts or ())[1 : index + 1] if p]
+        if index == 0:
+            return (self.prompts or ("",))[0] or self.t2v.get("prompt", "")
+        return given[-1] if given else str(self.continue_prompt)
+
+    def part_seed(self, index: int, first_seed: int) -> int:
+        """The seed of continuation part ``index`` (from 1): its own, else derived from ``first_seed``."""
+        seeds = self.seeds or ()
+        if index < len(seeds) and seeds[index] >= 0:
+            return seeds[index]
+        return (first_seed + index) % (MAX_SEED + 1)
+
     @cached_property
     def first(self) -> Any:
         """The text-to-video part, validated once."""
-        return parse_request(self.t2v | {"task": "t2v"})
+        own = {"prompt": self.part_prompt(0)}
+        if self.seeds and self.seeds[0] >= 0:
+            own["seed"] = self.seeds[0]
+        return parse_request(self.t2v | own | {"task": "t2v"})
 
     def continuation(self, index: int, video: str) -> Any:
         """Continuation part ``index`` (from 0), extending ``video``."""
@@ -110,9 +175,9 @@ class ChainRequest:
                 "task": "continue",
                 "model": self.continue_model,
                 "video": video,
-                "prompt": self.continue_prompt,
+                "prompt": self.part_prompt(index + 1),
                 "seconds": self.seconds,
-                "seed": (self.first.seed + 1 + index) % (MAX_SEED + 1),
+                "seed": self.part_seed(index + 1, self.first.seed),
             }
         )
 
@@ -142,7 +207,10 @@ class ChainRequest:
 
     def with_seed(self) -> ChainRequest:
         """This chain with a concrete seed for its first part (the others derive theirs from it)."""
-        return replace(self, t2v=self.t2v | {"seed": self.first.with_seed().seed})
+        seed = self.first.with_seed().seed
+        return replace(
+            self, t2v=self.t2v | {"seed": seed}, seeds=((seed, *self.seeds[1:]) if self.seeds else None)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, **asdict(self)}
@@ -213,11 +281,27 @@ def run_chain(worker: Worker, job: Job, request: ChainRequest) -> dict[str, Any]
         return record
 
     video = run_part(first)["path"]
+    reference = lab_stats(read_frames(Path(video))) if request.color_match else None
     for index in range(request.continuations):
-        video = run_part(request.continuation(index, video))["path"]
+        record = run_part(request.continuation(index, video))
+        video = record["path"]
+        if reference is not None and record.get("added_frames"):
+            job.report(f"part {len(parts)}/{count}: matching colours")
+            match_video_tail(Path(video), record["added_frames"], reference, request.color_match, record)
+            write_json_atomic(sidecar_path(Path(video)), record)
     if request.upscale_model is not None:
         video = run_part(request.upscale(video))["path"]
-    return save_chain(worker.settings.outputs_dir, job, request, Path(video), parts)
+    interpolation = None
+    if request.interpolate is not None:
+        source = Path(video)
+        video = str(source.with_name(f"{source.stem}-{request.interpolate}{source.suffix}"))
+        interpolation = interpolate_video(
+            source,
+            Path(video),
+            request.interpolate,
+            on_frame=lambda n: job.report(f"interpolating frames ({request.interpolate})", n, 0),
+        ).to_dict()
+    return save_chain(worker.settings.outputs_dir, job, request, Path(video), parts, interpolation)
 
 
 @register
@@ -236,11 +320,19 @@ class ChainTask(Task):
 
 def part_summary(record: dict[str, Any]) -> dict[str, Any]:
     """What the chain's record keeps of one part (its file by name: it lies in the job folder)."""
-    return {k: record.get(k) for k in ("task", "model", "frames", "added_frames", "time_s", "output")}
+    keys = ("task", "model", "prompt", "seed", "frames", "added_frames", "time_s", "output", "color_match")
+    summary = {k: record.get(k) for k in keys}
+    request = record.get("request") or {}
+    return summary | {k: request.get(k) for k in ("prompt", "seed") if summary[k] is None}
 
 
 def save_chain(
-    outputs: Path, job: Job, request: ChainRequest, video: Path, parts: list[dict[str, Any]]
+    outputs: Path,
+    job: Job,
+    request: ChainRequest,
+    video: Path,
+    parts: list[dict[str, Any]],
+    interpolation: dict[str, Any] | None = None,
 ) -> dict:
     """Copy the final part into ``outputs`` (atomically) with a record listing every part."""
     info = probe_video(video)
@@ -252,6 +344,8 @@ def save_chain(
         "height": info.height,
         "fps": info.fps,
         "parts": [part_summary(part) for part in parts],
+        "color_match": {"strength": request.color_match, "reference": "part 1 (the first clip)"},
+        "interpolation": interpolation,
         "time_s": round(sum(part.get("time_s", 0.0) for part in parts), 3),
         "job_folder": str(video.parent),
         "status": "done",

@@ -24,6 +24,7 @@ from core.job_run import JobRun
 from core.jobs import Job
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
+from core.preview import LatentPreview
 from core.tasks.registry import Task, register
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
 from core.video_io import METADATA_KEY, VideoWriter
@@ -48,9 +49,15 @@ def denoising_calls(pipe: Any, request: ContinueRequest) -> int:
 
 
 def generate_continuation(
-    pipe: Any, request: ContinueRequest, video: InputVideo, context: np.ndarray, job: Job
+    pipe: Any,
+    request: ContinueRequest,
+    video: InputVideo,
+    context: np.ndarray,
+    job: Job,
+    preview: LatentPreview | None = None,
 ) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """The new frames, float in [0, 1] (add_frames, H, W, 3), and the cache stats when a cache was on."""
+    """The new frames, float in [0, 1] (add_frames, H, W, 3), and the cache stats when a cache was on;
+    ``preview`` gets the window's latents after each step (read only)."""
     set_flow_shift(pipe, request.resolved_shift(video.width, video.height))
     total = denoising_calls(pipe, request)
     done = 0
@@ -60,6 +67,8 @@ def generate_continuation(
         done += 1
         job.report("denoising", done, total)
         job.check_cancelled()
+        if preview is not None and done < total:
+            preview.on_step(done, tensors)
         if done == total:
             job.report("decoding video")
         return {}
@@ -130,13 +139,14 @@ class ContinueTask(Task):
             job.report("reading input video")
             video = open_input(request.video, card, min_frames=request.overlap_history)
             context = last_frames(video, request.overlap_history)
+            preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, card.fps)
             job.check_cancelled()
             (new_frames, cache_stats), plan, level = worker.models.run_planned(
                 job,
                 card,
                 (video.width, video.height, request.base_num_frames),
                 request.memory_level,
-                lambda pipe: generate_continuation(pipe, request, video, context, job),
+                lambda pipe: generate_continuation(pipe, request, video, context, job, preview),
                 decode_frames=request.overlap_history + request.add_frames,
             )
         with_clip = not request.continuation_only

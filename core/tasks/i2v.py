@@ -21,6 +21,7 @@ from core.device_models import Loader, Worker
 from core.image_input import image_size, prepare_image
 from core.jobs import Job
 from core.pipelines import load_diffusers_pipeline
+from core.preview import LatentPreview
 from core.tasks.registry import Task, register
 from core.tasks.t2v import T2VRequest, generate_t2v, run_wan
 from core.validation import ConfigError
@@ -113,8 +114,10 @@ class I2VTask(Task):
             inputs["last_image"] = end
             fields["end_image"] = end_info.to_dict() | {"fit": end_fit}
 
+        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+
         def generate(pipe: Any, seeded: I2VRequest) -> np.ndarray:
-            return generate_t2v(pipe, seeded, job, **inputs)
+            return generate_t2v(pipe, seeded, job, preview, **inputs)
 
         return run_wan(
             worker,

@@ -27,6 +27,7 @@ from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
+from core.preview import LatentPreview
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
 from core.speed.compile import should_compile
 from core.tasks.few_step import few_step_record, few_step_settings, first_step_cfg, use_few_step_scheduler
@@ -186,12 +187,15 @@ class T2VRequest:
         return {"task": self.task, **asdict(self), "loras": [lora.to_dict() for lora in self.loras or ()]}
 
 
-def step_callback(job: Job, total: int):
-    """A ``callback_on_step_end`` that reports step i/N and stops the run when the job is cancelled."""
+def step_callback(job: Job, total: int, preview: LatentPreview | None = None):
+    """A ``callback_on_step_end`` that reports step i/N, stops the run when the job is cancelled and
+    feeds ``preview`` the latents (read only)."""
 
     def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         job.report("denoising", index + 1, total)
         job.check_cancelled()
+        if preview is not None and index + 1 < total:
+            preview.on_step(index + 1, tensors)
         if index + 1 == total:
             job.report("decoding video")
         return {}
@@ -199,9 +203,11 @@ def step_callback(job: Job, total: int):
     return on_step_end
 
 
-def generate_t2v(pipe: Any, request: T2VRequest, job: Job, **inputs: Any) -> np.ndarray:
-    """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3);
-    ``inputs``: further pipeline arguments (image to video's images)."""
+def generate_t2v(
+    pipe: Any, request: T2VRequest, job: Job, preview: LatentPreview | None = None, **inputs: Any
+) -> np.ndarray:
+    """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3), with a
+    live ``preview`` when given; ``inputs``: further pipeline arguments (image to video's images)."""
     use_few_step_scheduler(pipe, request.card, request.resolved_flow_shift(), request.few_step)
     set_flow_shift(pipe, request.resolved_flow_shift())
     guidance = request.first_step_guidance or request.guidance
@@ -220,7 +226,7 @@ def generate_t2v(pipe: Any, request: T2VRequest, job: Job, **inputs: Any) -> np.
         guidance_scale=guidance,
         generator=generator,
         output_type="np",
-        callback_on_step_end=first_step_cfg(step_callback(job, request.steps), request),
+        callback_on_step_end=first_step_cfg(step_callback(job, request.steps, preview), request),
         **kwargs,
     )
     return np.asarray(output.frames[0])
@@ -337,4 +343,5 @@ class T2VTask(Task):
     splittable = True
 
     def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        return run_wan(worker, job, request, lambda pipe, seeded: generate_t2v(pipe, seeded, job))
+        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+        return run_wan(worker, job, request, lambda pipe, seeded: generate_t2v(pipe, seeded, job, preview))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.device_models import Worker
+from core.interpolate import interpolate_video
 from core.job_run import JobRun
 from core.jobs import Job
+from core.outputs import sidecar_path, write_json_atomic
 from core.tasks.registry import Task, register
 from core.upscale.request import UpscaleRequest
 from core.upscale.run import run_upscale
@@ -37,4 +40,18 @@ class UpscaleTask(Task):
         )
 
     def run(self, worker: Worker, job: Job, request: UpscaleRequest) -> dict[str, Any]:
-        return run_upscale(worker, JobRun(self.name, job, request, worker.device))
+        record = run_upscale(worker, JobRun(self.name, job, request, worker.device))
+        if request.interpolate and record.get("status") == "done":
+            interpolate_output(job, Path(record["path"]), request.interpolate, record)
+        return record
+
+
+def interpolate_output(job: Job, path: Path, method: str, record: dict[str, Any]) -> None:
+    """Double ``path``'s frames and fps in place with ``method``; ``record`` (embedded and in the
+    sidecar) gets its ``interpolation`` entry and the new frames and fps."""
+    saved = record.pop("path")
+    interpolate_video(
+        path, path, method, record, lambda n: job.report(f"interpolating frames ({method})", n, 0)
+    )
+    write_json_atomic(sidecar_path(path), record)
+    record["path"] = saved

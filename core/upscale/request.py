@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.interpolate import check_interpolator
 from core.upscale.config import VARIANTS
 from core.upscale.sizing import ENGINE_ALIGN, FITS, plan_size
 from core.validation import ConfigError, as_choice, as_int, as_seed, as_text, random_seed
@@ -42,6 +43,8 @@ class UpscaleRequest:
     fit: str = "crop"
     """How the scaled frame meets FlashVSR's 128-pixel multiple: ``crop`` (centre) or ``pad`` (nothing of
     the picture lost; ``core.upscale.sizing``)."""
+    interpolate: str | None = None
+    """A frame interpolation method (``core.interpolate``) run on the result: frames and fps doubled."""
 
     task = "upscale"
 
@@ -77,6 +80,10 @@ class UpscaleRequest:
         set_(self, "pipeline_gpus", as_int("pipeline gpus", self.pipeline_gpus, low=1, high=2))
         width, height = upright_size(Path(video))
         plan_size(width, height, scale, self.max_input_width, ENGINE_ALIGN[ENGINES[card.pipeline]])
+        if self.interpolate:
+            check_interpolator(self.interpolate)
+        else:
+            set_(self, "interpolate", None)
         if self.pipeline_gpus == 2 and ENGINES[card.pipeline] != "flashvsr":
             raise ConfigError(f"pipeline gpus 2 splits FlashVSR's DiT; {card.name} runs on one GPU")
 
