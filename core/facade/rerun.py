@@ -164,6 +164,8 @@ def upscale_values(r: Request) -> Values:
         "quality_value": r.get("quality"),
         "seed_value": r.get("seed", 0),
         "split_gpus": r.get("pipeline_gpus", 1) >= 2,
+        "fit_value": r.get("fit") or "crop",
+        "interpolation": r.get("interpolate") or "",
     }
 
 
@@ -187,6 +189,8 @@ def chain_values(r: Request) -> Values:
         "seconds_each": r.get("seconds"),
         "upscale_id": r.get("upscale_model") or "",
         "factor": str(r.get("upscale_scale", 4)),
+        "part_prompts": "\n".join(r.get("prompts") or ()),
+        "interpolation": r.get("interpolate") or "",
     }
 
 

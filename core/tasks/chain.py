@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.color_match import lab_stats, match_video_tail
@@ -37,7 +38,7 @@ from core.settings import Settings
 from core.tasks.registry import Task, parse_request, register, task_for
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int, as_seed, as_text
 from core.video_input import resampled_count
-from core.video_io import probe_video, read_frames, temp_path_for
+from core.video_io import probe_video, read_frames, temp_path_for, write_video
 from weights.registry import cards_for
 
 DEFAULT_COLOR_MATCH = 0.8
@@ -194,12 +195,15 @@ class ChainRequest:
         )
 
     def planned_parts(self) -> list[Any]:
-        """Every part's request, validated: the later ones built on an empty placeholder clip (gone when
-        this returns; each really extends the part before it), so that a part that cannot run (too short,
-        a scale its model lacks) is refused when the chain is submitted, not once the earlier parts ran."""
+        """Every part's request, validated: the later ones built on a one-frame placeholder clip of the
+        first part's size (gone when this returns; each really extends the part before it), so that a part
+        that cannot run (too short, a scale its model lacks, an upscale past the size cap) is refused when
+        the chain is submitted, not once the earlier parts ran."""
+        first = self.first
         with tempfile.TemporaryDirectory() as folder:
             clip = str(Path(folder) / "part.mp4")
-            Path(clip).touch()
+            size = (first.height or 64, first.width or 64)
+            write_video(Path(clip), np.zeros((1, *size, 3), np.uint8), first.card.fps)
             parts = [self.first, *(self.continuation(index, clip) for index in range(self.continuations))]
             if self.upscale_model is not None:
                 parts.append(self.upscale(clip))
