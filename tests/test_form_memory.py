@@ -153,4 +153,4 @@ def test_stale_stored_settings_are_dropped(facade: Facade) -> None:
     assert props["model_id"]["value"] == "tiny-wan" and "value" not in props.get("level", {})
     off_step = facade.memory.restore("t2v", {"t2v": values | {"frame_count": 10}})[1]
     assert off_step == ["frame_count"]
-    assert facade.memory.restore("t2v", "garbage") == ({}, [])
+    assert facade.memory.restore("t2v", "garbage") == (facade.form("t2v", opening), [])
