@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from core.tasks import parse_request, task_for
 from core.tasks.i2v import I2VRequest, i2v_loader
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
+from tests.lora_files import tiny_lora, write_lora
 from weights.registry import get_card
 
 
@@ -152,3 +154,17 @@ def test_batch_row_with_an_image_is_image_to_video(tmp_path: Path) -> None:
     assert isinstance(request, I2VRequest) and json.dumps(request.to_dict())
     with pytest.raises(ConfigError, match="image: not a file this batch may use"):
         resolve_row_files(row | {"image": "/etc/hostname"}, [], tmp_path / "outputs", [tmp_path])
+
+
+def test_a_lora_applies_to_image_to_video_and_is_recorded(settings: Settings, tmp_path: Path) -> None:
+    """Image to video shares text to video's LoRA path (``run_wan``): a LoRA for the tiny Wan DiT loads
+    into the tiny I2V model's blocks and goes into the record."""
+    folder = tmp_path / "loras"
+    write_lora(folder, "style.safetensors", tiny_lora("comfyui"))
+    runner = Runner(replace(settings, loras_dir=folder), torch.device("cpu"))
+    start = picture(tmp_path / "start.png")
+    record = run(runner, {"model": "tiny-wan-i2v", "image": str(start), "steps": 2,
+                          "loras": [{"name": "style", "strength": 0.7}]})
+    (entry,) = record["loras"]
+    assert (entry["name"], entry["strength"]) == ("style", 0.7) and len(entry["sha256"]) == 64
+    assert probe_video(Path(record["path"])).frames == record["frames"]

@@ -54,6 +54,10 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
                 f["guidance_scale"] = gr.Slider(**p["guidance_scale"])
                 f["flow_shift"] = gr.Number(**p["flow_shift"])
                 f["seed_value"] = gr.Number(**p["seed_value"])
+            with gr.Accordion("Fast mode and LoRAs", open=False):
+                f["few_step"] = gr.Checkbox(**p["few_step"])
+                f["first_step_guidance"] = gr.Number(**p["first_step_guidance"])
+                f["loras_text"] = gr.Textbox(**p["loras_text"])
             f["speed_preset"] = gr.Radio(**p["speed_preset"])
             with gr.Accordion("Advanced speed settings", open=False):
                 f["method"] = gr.Dropdown(**p["method"])
@@ -111,6 +115,9 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
         attention: str = "auto",
         compile_choice: str = "auto",
         turbo: bool = False,
+        few_step: bool = False,
+        first_step_guidance: float | None = None,
+        loras_text: str = "",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -26,7 +26,10 @@ REMEMBERED: dict[str, tuple[str, ...]] = {
         "model_id", "resolution_label", "frame_count", "level", *SAMPLING, *STEP_SPEED, *MAGI,
         "chunks", "chunk_speed", "multi_gpu", "few_step", "first_step_guidance", "loras_text",
     ),
-    "i2v": ("model_id", "resolution_label", "frame_count", "level", *SAMPLING, *STEP_SPEED),
+    "i2v": (
+        "model_id", "resolution_label", "frame_count", "level", *SAMPLING, *STEP_SPEED,
+        "few_step", "first_step_guidance", "loras_text",
+    ),
     "continue": (
         "model_id", "seconds_to_add", "keep", "level", *SAMPLING, *MAGI, "overlap_frames", "ar",
         "block_size", "window_frames", "noise_level", "speed_preset", "cache_threshold",
