@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -26,7 +27,7 @@ from core.settings import Settings
 from core.studio import Studio
 from core.tasks import parse_request
 from core.validation import ConfigError
-from core.video_io import probe_video, read_record
+from core.video_io import probe_video, read_record, write_video
 
 pytest_plugins = ["tests.conftest_parallel"]
 
@@ -131,8 +132,8 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(
     assert {job.result["pid"] for job in pair} == set(dispatcher.pool.pids)
     workers = dispatcher.pool.pids
 
-    clip = dispatcher.settings.outputs_dir.parent / "clip.mp4"
-    clip.write_bytes(b"")
+    blank = np.zeros((2, 32, 32, 3), np.uint8)
+    clip = write_video(dispatcher.settings.outputs_dir.parent / "clip.mp4", blank, 8)
     upscale = {"task": "upscale", "model": "tiny-flashvsr", "video": str(clip), "pipeline_gpus": 2}
     pipeline = studio.submit(upscale)
     both = set()

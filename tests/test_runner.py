@@ -17,8 +17,8 @@ from core.video_io import probe_video, read_frames, read_record
 
 
 def loaded_pipeline(runner: Runner, request: T2VRequest, folder: Path):
-    """The pipeline the runner uses for ``request`` at memory level 0 (loading it if needed)."""
-    return runner.models.get(request.card, folder, 0, variant=request.speed_config)
+    """The pipeline the runner uses for ``request`` (no LoRAs) at memory level 0 (loading it if needed)."""
+    return runner.models.get(request.card, folder, 0, variant=(request.speed_config, ()))
 
 
 def run_job(runner: Runner, data: dict) -> Job:
