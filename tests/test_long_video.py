@@ -14,31 +14,20 @@ from scipy.ndimage import gaussian_filter
 
 from core.color_match import colour_drift, lab_stats, match_frames
 from core.interpolate import BlendInterpolator, FlowInterpolator, interpolate_video
-from core.jobs import Job, JobQueue, JobStatus
+from core.jobs import Job
 from core.pipelines import load_diffusers_pipeline
 from core.preview import LatentPreview
-from core.runner import Runner
 from core.settings import Settings
 from core.tasks import parse_request
 from core.tasks.t2v import generate_t2v
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
+from tests.test_chain import run
 from weights.registry import get_card
 
 pytest_plugins = ["tests.conftest_magi_app"]
 
 T2V = {"model": "tiny-wan", "prompt": "a boat", "width": 64, "height": 64, "frames": 9, "steps": 1, "seed": 4}
-
-
-def run(settings: Settings, data: dict) -> dict:
-    queue = JobQueue([Runner(settings, torch.device("cpu")).execute])
-    job = queue.submit(parse_request(data))
-    version = -1
-    while not job.finished:
-        version = job.wait_for_change(version, 1.0)
-    queue.shutdown()
-    assert job.status == JobStatus.DONE, job.error
-    return job.result
 
 
 def textured(seed: int, frames: int = 6, size: tuple[int, int] = (48, 64)) -> np.ndarray:
