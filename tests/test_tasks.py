@@ -15,7 +15,7 @@ from core.device_models import DeviceModels
 from core.jobs import Job
 from core.magi.request import MagiRequest
 from core.memory.oom import step_up
-from core.memory.planner import offload_kv_cache, plan_level_for_gpus, text_encoder_device
+from core.memory.planner import plan_level_for_gpus, plan_upscale, text_encoder_device
 from core.runner import Runner
 from core.settings import Settings
 from core.tasks import parse_request, registry, request_types, task_for, task_named, task_names
@@ -137,7 +137,16 @@ def test_one_owner_holds_one_model_per_device_whatever_its_family(tmp_path: Path
 
 
 def test_the_planner_holds_the_families_memory_rules() -> None:
-    assert offload_kv_cache(CPU) is False
+    flashvsr = get_card("flashvsr-v1.1")
+    assert plan_upscale(flashvsr, 1408, 768, CPU).fits
+    gpu = torch.device("cuda", 0)
+    assert not plan_upscale(flashvsr, 1408, 768, gpu, free_gb=70, total_gb=80).kv_offload
+    assert plan_upscale(flashvsr, 1408, 768, gpu, free_gb=20, total_gb=24).kv_offload  # the 24 GB rule
+    uhd = plan_upscale(flashvsr, 3840, 2160, gpu, free_gb=70, total_gb=80)
+    assert uhd.fits and uhd.kv_offload and "in RAM to fit" in uhd.reason  # 4K: only with the KV cache in RAM
+    refused = plan_upscale(flashvsr, 3840, 2160, gpu, free_gb=22, total_gb=24)
+    assert not refused.fits and "needs about 46.1 GB" in refused.reason and "choose x2" in refused.reason
+    assert plan_upscale(get_card("realesrgan-x4plus"), 3840, 2160, gpu, free_gb=1, total_gb=8).fits
     assert text_encoder_device(get_card("tiny-magi"), CPU) == CPU
     size = (64, 48, 9)
     assert plan_level_for_gpus(get_card("tiny-wan"), size, None) == 0

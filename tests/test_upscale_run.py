@@ -17,6 +17,7 @@ import core.upscale.run
 from core.encoders import quality_to_crf
 from core.history import list_results
 from core.jobs import Job
+from core.memory.planner import UpscalePlan
 from core.tasks import task_for
 from core.upscale.loading import load_flashvsr
 from core.upscale.request import UpscaleRequest
@@ -178,3 +179,15 @@ def test_a_failed_audio_remux_keeps_the_upscaled_video_and_its_sidecar(
     assert "Input/output error" in record["audio_error"]
     assert probe_video(path).frames == 30 and audio_streams(path) == 0
     assert json.loads(path.with_suffix(".json").read_text())["audio_error"] == record["audio_error"]
+
+
+def test_an_upscale_that_cannot_fit_is_refused_before_loading(
+    clip_64: Path, upscale_runner: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory plan comes first: a size that fits no way is refused with its reason, nothing loaded."""
+    refused = UpscalePlan(False, True, 46.1, "upscaling to 128x128 needs about 46.1 GB ...: choose x2")
+    monkeypatch.setattr("core.upscale.run.plan_upscale", lambda *args, **kwargs: refused)
+    request = UpscaleRequest(model="tiny-flashvsr", video=str(clip_64), scale=2)
+    with pytest.raises(ConfigError, match=r"needs about 46\.1 GB"):
+        task_for(request).run(upscale_runner, Job(request), request)
+    assert upscale_runner.models.loaded_id is None

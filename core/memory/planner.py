@@ -37,6 +37,8 @@ class MemoryPlan:
 
 PIN_SPARE_GIB = 4.0
 """RAM left available when a level-5 fp8 DiT is pinned instead of mapped from its cache file."""
+MARGIN = 1.1
+"""Headroom asked above a streaming upscale's estimate."""
 KV_OFFLOAD_MAX_VRAM_GB = 24.0
 """FlashVSR's deployment rule: its KV cache lives in host memory on cards with this much or less."""
 T5_ENCODER_GB = 19.0
@@ -45,13 +47,54 @@ T5_GPU_HEADROOM_GB = 16.0
 """GPU memory left for MAGI-1's activations and KV cache when T5 joins the DiT there."""
 
 
-def offload_kv_cache(device: torch.device) -> bool:
-    """Whether a streaming upscaler keeps its KV cache in host memory on ``device`` (cards of 24 GB or
-    less, as the FlashVSR deployment does)."""
-    if device.type != "cuda":
-        return False
-    total = torch.cuda.get_device_properties(device).total_memory / 2**30
-    return total <= KV_OFFLOAD_MAX_VRAM_GB
+@dataclass(frozen=True)
+class UpscalePlan:
+    """Whether a streaming upscale fits the GPU, where its KV cache lives, and why."""
+
+    fits: bool
+    kv_offload: bool
+    vram_gb: float
+    reason: str
+
+
+def plan_upscale(
+    card: ModelCard,
+    width: int,
+    height: int,
+    device: torch.device,
+    free_gb: float | None = None,
+    total_gb: float | None = None,
+) -> UpscalePlan:
+    """Plan an upscale to ``width`` x ``height`` on ``device`` before it starts, from the card's
+    ``extra.memory`` facts (GiB = weights + per output megapixel, + the KV cache's per megapixel when it
+    stays on the GPU): the KV cache stays on the GPU where that fits (and the card is over 24 GB, the
+    deployment's rule), goes to RAM where only that fits, and a size that fits neither is refused with the
+    reason. A model without the facts (Real-ESRGAN: tiles, frame by frame) and the CPU always fit."""
+    facts = card.extra.get("memory")
+    if device.type != "cuda" or not facts:
+        return UpscalePlan(True, False, 0.0, "runs frame by frame in bounded chunks")
+    if free_gb is None or total_gb is None:
+        free, total = torch.cuda.mem_get_info(device)
+        free_gb = free / 2**30 + own_reserved_gb(device.index or 0)
+        total_gb = total / 2**30
+    megapixels = width * height / 1e6
+    offloaded = facts["weights_gib"] + facts["per_megapixel_gib"] * megapixels
+    on_gpu = offloaded + facts["kv_per_megapixel_gib"] * megapixels
+    size = f"{width}x{height}"
+    if total_gb > KV_OFFLOAD_MAX_VRAM_GB and on_gpu * MARGIN <= free_gb:
+        return UpscalePlan(True, False, on_gpu, f"about {on_gpu:.1f} GB at {size}, KV cache on the GPU")
+    if offloaded * MARGIN <= free_gb:
+        why = "as on every card of 24 GB or less" if total_gb <= KV_OFFLOAD_MAX_VRAM_GB else "to fit (slower)"
+        reason = f"about {offloaded:.1f} GB at {size}, KV cache in RAM {why}"
+        return UpscalePlan(True, True, offloaded, reason)
+    return UpscalePlan(
+        False,
+        True,
+        offloaded,
+        f"upscaling to {size} needs about {offloaded:.1f} GB of GPU memory even with the KV cache in RAM; "
+        f"GPU {device.index or 0} has {free_gb:.1f} GB free: choose x2, a smaller max input width, or free "
+        "the GPU",
+    )
 
 
 def text_encoder_device(card: ModelCard, device: torch.device) -> torch.device:

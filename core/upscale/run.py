@@ -26,7 +26,7 @@ from core.encoders import choose_encoder
 from core.hardware import compute_dtype
 from core.job_run import JobRun
 from core.jobs import Job, JobCancelledError
-from core.memory.planner import offload_kv_cache
+from core.memory.planner import UpscalePlan, plan_upscale
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.upscale.cancel_checks import cancel_checks
@@ -39,6 +39,7 @@ from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_repor
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, cut_back, plan_size, resize_and_crop
 from core.upscale.streamer import FlashVSRStreamer
+from core.validation import ConfigError
 from core.video_io import METADATA_KEY, VideoWriter
 from weights.registry import ModelCard
 from weights.store import is_offline
@@ -62,7 +63,7 @@ def weights_folder(card: ModelCard, job: Job, worker: Worker) -> Path:
 
 
 def _flashvsr_streamer(
-    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize
+    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize, plan: UpscalePlan
 ) -> tuple[FlashVSRStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The FlashVSR streamer, its per-frame resize and what the record says about it."""
     device = models.device
@@ -75,7 +76,7 @@ def _flashvsr_streamer(
         ),
     )
     split_dit(model, pipeline_devices(device, request.pipeline_gpus))
-    offload = offload_kv_cache(device)
+    offload = plan.kv_offload
     streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
     info = {
         "variant": request.variant,
@@ -88,7 +89,7 @@ def _flashvsr_streamer(
 
 
 def _esrgan_streamer(
-    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize
+    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize, plan: UpscalePlan
 ) -> tuple[ESRGANStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
     """The Real-ESRGAN streamer, its per-frame narrowing and what the record says about it."""
     dtype = ESRGAN_CUDA_DTYPE if models.device.type == "cuda" else torch.float32
@@ -136,11 +137,15 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
         encoder=encoder.describe(),
         device=str(device),
     )
+    plan = plan_upscale(card, size.width, size.height, device)
+    if not plan.fits:  # refused before any weight is read or loaded
+        raise ConfigError(plan.reason)
+    record["memory_plan"] = plan.reason
     with run:
         folder = weights_folder(card, job, worker)
         job.report("loading model")
         make_streamer = _esrgan_streamer if request.engine == "esrgan" else _flashvsr_streamer
-        streamer, transform, info = make_streamer(request, folder, worker.models, size)
+        streamer, transform, info = make_streamer(request, folder, worker.models, size, plan)
         record |= info
         job.check_cancelled()
         stage = f"upscaling to {size.width}x{size.height}"
