@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from core.color_match import colour_drift, lab_stats, match_frames
@@ -198,3 +199,21 @@ def test_long_video_form_sends_part_prompts_and_interpolation() -> None:
     assert sent["prompts"] == ["a boat", "", "a storm"] and sent["interpolate"] == "flow"
     chain = parse_request(sent)
     assert [chain.part_prompt(i) for i in range(3)] == ["a boat", "a boat", "a storm"]
+
+
+def test_a_long_video_can_start_from_an_image(settings: Settings, tmp_path: Path) -> None:
+    """The first part is image to video when the chain's first mapping names an image (and its model
+    takes one); a text-only model with an image, or an image model without one, is refused clearly."""
+    start = tmp_path / "start.png"
+    Image.new("RGB", (96, 64), (30, 120, 200)).save(start)
+    first = {"model": "tiny-wan-i2v", "prompt": "a lake", "image": str(start), "frames": 9, "steps": 1}
+    chain = {"task": "chain", "t2v": first, "continuations": 0, "upscale_model": "tiny-esrgan"}
+    chain |= {"upscale_scale": 2}
+    record = run(settings, chain)
+    (made, upscaled) = record["parts"]
+    assert made["task"] == "i2v" and upscaled["task"] == "upscale"
+    assert probe_video(Path(record["path"])).frames == 9
+    with pytest.raises(ConfigError, match="makes video from text"):
+        parse_request(chain | {"t2v": first | {"model": "tiny-wan"}})
+    with pytest.raises(ConfigError, match="starts from a picture: give a start image"):
+        parse_request(chain | {"t2v": {k: v for k, v in first.items() if k != "image"}})

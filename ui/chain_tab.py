@@ -32,6 +32,8 @@ def build_chain_tab(facade: Facade) -> SendButtons:
             f["factor"] = gr.Radio(**p["factor"])
             f["part_prompts"] = gr.Textbox(**p["part_prompts"], lines=3)
             f["interpolation"] = gr.Dropdown(**p["interpolation"])
+            picture = {"type": "filepath", "image_mode": None, "sources": ["upload"]}  # as uploaded
+            f["start_image"] = gr.Image(**p["start_image"], **picture)
             start, cancel = job_buttons("Make long video")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -50,6 +52,7 @@ def build_chain_tab(facade: Facade) -> SendButtons:
         factor: str,
         part_prompts: str = "",
         interpolation: str = "",
+        start_image: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -162,6 +162,8 @@ def chain_request(v: Values) -> dict[str, Any]:
     else:
         width, height = resolution_size(card, v["resolution_label"])
         t2v |= {"width": width, "height": height, "frames": whole(v["frame_count"])}
+    if v.get("start_image"):
+        t2v["image"] = v["start_image"]
     factor = v["factor"]
     return {
         "task": "chain",

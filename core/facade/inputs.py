@@ -266,5 +266,9 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
             "the prompt of the part before",
         ),
         "interpolation": interpolation_field(),
+        "start_image": Field(
+            value=None,
+            label="Start image (optional: image to video first, with a model that takes an image)",
+        ),
     }
     return merged(static, form_for("long_video", first.id))

@@ -135,7 +135,8 @@ class Facade:
             return inputs.continue_inputs(cards("continue"))
         if task == "upscale":
             return inputs.upscale_inputs(cards("upscale"), self.several_gpus)
-        return inputs.chain_inputs(*(cards(t) for t in ("t2v", "continue", "upscale")))
+        first = cards("t2v") + [c for c in cards("i2v") if not c.serves("t2v")]  # a start image: i2v models
+        return inputs.chain_inputs(first, cards("continue"), cards("upscale"))
 
     def form(self, task: str, model_id: str | None) -> Props:
         """The fields that change when the tab's model becomes ``model_id``."""

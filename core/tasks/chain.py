@@ -39,7 +39,7 @@ from core.tasks.registry import Task, parse_request, register, task_for
 from core.validation import MAX_SEED, ConfigError, as_choice, as_float, as_int, as_seed, as_text
 from core.video_input import resampled_count
 from core.video_io import probe_video, read_frames, temp_path_for, write_video
-from weights.registry import cards_for
+from weights.registry import cards_for, get_card
 
 DEFAULT_COLOR_MATCH = 0.8
 """Colour matching's default strength in a chain (on; 0 turns it off)."""
@@ -47,10 +47,10 @@ DEFAULT_COLOR_MATCH = 0.8
 
 @dataclass(frozen=True)
 class ChainRequest:
-    """Text to video (``t2v``: a text-to-video request mapping), extended ``continuations`` times by
-    ``seconds`` each with ``continue_model`` (default: the text-to-video model when it also continues,
-    as MAGI-1 does, else the first continuation model), then upscaled ``upscale_scale``x if
-    ``upscale_model`` is set."""
+    """Text to video (``t2v``: a text-to-video request mapping; with an ``image``, image to video),
+    extended ``continuations`` times by ``seconds`` each with ``continue_model`` (default: the first
+    part's model when it also continues, as MAGI-1 does, else the first continuation model), then
+    upscaled ``upscale_scale``x if ``upscale_model`` is set."""
 
     t2v: dict[str, Any]
     continuations: int = 1
@@ -163,11 +163,19 @@ class ChainRequest:
 
     @cached_property
     def first(self) -> Any:
-        """The text-to-video part, validated once."""
+        """The first part, validated once: text to video, or image to video when the ``t2v`` mapping names
+        an ``image`` (its model must take one)."""
         own = {"prompt": self.part_prompt(0)}
         if self.seeds and self.seeds[0] >= 0:
             own["seed"] = self.seeds[0]
-        return parse_request(self.t2v | own | {"task": "t2v"})
+        task = "i2v" if self.t2v.get("image") else "t2v"
+        model = self.t2v.get("model")
+        card = get_card(model) if isinstance(model, str) else None
+        if card is not None and not card.serves(task):
+            takes = ", ".join(c.id for c in cards_for(task, dev=True))
+            why = "starts from a picture: give a start image" if task == "t2v" else "makes video from text"
+            raise ConfigError(f"{card.name} {why} (a long video from an image takes one of: {takes})")
+        return parse_request(self.t2v | own | {"task": task})
 
     def continuation(self, index: int, video: str) -> Any:
         """Continuation part ``index`` (from 0), extending ``video``."""
