@@ -3,6 +3,7 @@ damaged part way gives Continue's clear message (issue 34, items 4 and 5)."""
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,10 +84,11 @@ def test_a_clip_damaged_part_way_says_so_and_keeps_what_was_upscaled(
     with pytest.raises(RuntimeError) as failed:
         task_for(request).run(upscale_runner, Job(request), request)
     message = str(failed.value)
-    assert "broken.mp4 is damaged after 30 frames (Invalid data found" in message
+    damaged = re.search(r"broken\.mp4 is damaged after (\d+) frames \(Invalid data found", message)
+    assert damaged, message  # the frame it fails at varies by one with the decoder's threads
     assert "Errno" not in message and str(tmp_path) not in message
     partial = next((upscale_runner.settings.outputs_dir).glob("*_partial.mp4"))
-    assert probe_video(partial).frames == 30
+    assert 20 < probe_video(partial).frames == int(damaged[1]) < 60
 
 
 def test_outputs_beyond_4k_are_refused_when_asked(tmp_path: Path) -> None:
