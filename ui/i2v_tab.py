@@ -12,6 +12,7 @@ import gradio as gr
 from core.facade import Facade
 from ui.jobs import load_form, run_job, wire_job, wire_model_form
 from ui.send import SendButtons, job_buttons, job_outputs
+from ui.wan_controls import fast_mode_controls, sampling_controls, step_speed_controls
 
 ESTIMATE_INPUTS = ("model_id", "resolution_label", "frame_count", "level", "image_path")
 PREVIEW_INPUTS = ("image_path", "model_id", "resolution_label")
@@ -49,23 +50,9 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
             preview = gr.Image(label="What the model starts from", interactive=False, height=200)
             fit_note = gr.Markdown(**p["fit_help"])
             f["frame_count"] = gr.Slider(**p["frame_count"])
-            with gr.Accordion("Sampling", open=False):
-                f["step_count"] = gr.Slider(**p["step_count"])
-                f["guidance_scale"] = gr.Slider(**p["guidance_scale"])
-                f["flow_shift"] = gr.Number(**p["flow_shift"])
-                f["seed_value"] = gr.Number(**p["seed_value"])
-            with gr.Accordion("Fast mode and LoRAs", open=False):
-                f["few_step"] = gr.Checkbox(**p["few_step"])
-                f["first_step_guidance"] = gr.Number(**p["first_step_guidance"])
-                f["loras_text"] = gr.Textbox(**p["loras_text"])
-            f["speed_preset"] = gr.Radio(**p["speed_preset"])
-            with gr.Accordion("Advanced speed settings", open=False):
-                f["method"] = gr.Dropdown(**p["method"])
-                f["threshold"] = gr.Number(**p["threshold"])
-            with gr.Accordion("Speed options", open=False):
-                f["attention"] = gr.Dropdown(**p["attention"])
-                f["compile_choice"] = gr.Radio(**p["compile_choice"])
-                f["turbo"] = gr.Checkbox(**p["turbo"])
+            sampling_controls(p, f)
+            fast_mode_controls(p, f)
+            step_speed_controls(p, f)
             with gr.Accordion("Memory", open=False):
                 f["level"] = gr.Dropdown(**p["level"])
                 estimate = gr.Markdown("")

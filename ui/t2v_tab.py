@@ -11,6 +11,7 @@ import gradio as gr
 from core.facade import Facade
 from ui.jobs import load_form, run_job, wire_job, wire_model_form
 from ui.send import SendButtons, job_buttons, job_outputs
+from ui.wan_controls import fast_mode_controls, sampling_controls, step_speed_controls
 
 ESTIMATE_INPUTS = ("model_id", "resolution_label", "frame_count", "level")
 
@@ -35,24 +36,10 @@ def build_t2v_tab(facade: Facade) -> SendButtons:
                 f["kv_budget"] = gr.Number(**p["kv_budget"], precision=0)
                 f["chunk_speed"] = gr.Radio(**p["chunk_speed"])
                 gr.Markdown(facade.magi_memory_note)
-            with gr.Accordion("Sampling", open=False):
-                f["step_count"] = gr.Slider(**p["step_count"])
-                f["guidance_scale"] = gr.Slider(**p["guidance_scale"])
-                f["flow_shift"] = gr.Number(**p["flow_shift"])
-                f["seed_value"] = gr.Number(**p["seed_value"])
-            with gr.Accordion("Fast mode and LoRAs", open=False):
-                f["few_step"] = gr.Checkbox(**p["few_step"])
-                f["first_step_guidance"] = gr.Number(**p["first_step_guidance"])
-                f["loras_text"] = gr.Textbox(**p["loras_text"])
+            sampling_controls(p, f)
+            fast_mode_controls(p, f)
             with gr.Column(**p["step_speed"]) as f["step_speed"]:
-                f["speed_preset"] = gr.Radio(**p["speed_preset"])
-                with gr.Accordion("Advanced speed settings", open=False):
-                    f["method"] = gr.Dropdown(**p["method"])
-                    f["threshold"] = gr.Number(**p["threshold"])
-                with gr.Accordion("Speed options", open=False):
-                    f["attention"] = gr.Dropdown(**p["attention"])
-                    f["compile_choice"] = gr.Radio(**p["compile_choice"])
-                    f["turbo"] = gr.Checkbox(**p["turbo"])
+                step_speed_controls(p, f)
             with gr.Accordion("Memory", open=False, **p["memory"]) as f["memory"]:
                 f["level"] = gr.Dropdown(**p["level"])
                 estimate = gr.Markdown("")

@@ -1,0 +1,36 @@
+"""The Wan-family controls Text to video and Image to video share: sampling, fast mode and LoRAs, the step
+speed settings. Each adds its components to the tab's field dict ``f`` from the facade's properties ``p``;
+call inside the tab's layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+
+def sampling_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
+    with gr.Accordion("Sampling", open=False):
+        f["step_count"] = gr.Slider(**p["step_count"])
+        f["guidance_scale"] = gr.Slider(**p["guidance_scale"])
+        f["flow_shift"] = gr.Number(**p["flow_shift"])
+        f["seed_value"] = gr.Number(**p["seed_value"])
+
+
+def fast_mode_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
+    with gr.Accordion("Fast mode and LoRAs", open=False):
+        f["few_step"] = gr.Checkbox(**p["few_step"])
+        f["first_step_guidance"] = gr.Number(**p["first_step_guidance"])
+        f["loras_text"] = gr.Textbox(**p["loras_text"])
+
+
+def step_speed_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
+    """The step cache preset, its method and threshold, and the speed options."""
+    f["speed_preset"] = gr.Radio(**p["speed_preset"])
+    with gr.Accordion("Advanced speed settings", open=False):
+        f["method"] = gr.Dropdown(**p["method"])
+        f["threshold"] = gr.Number(**p["threshold"])
+    with gr.Accordion("Speed options", open=False):
+        f["attention"] = gr.Dropdown(**p["attention"])
+        f["compile_choice"] = gr.Radio(**p["compile_choice"])
+        f["turbo"] = gr.Checkbox(**p["turbo"])
