@@ -137,23 +137,22 @@ def compare_videos(
     with_lpips: bool = True,
     output: Path | None = None,
     metadata: dict[str, Any] | None = None,
+    score: bool = True,
 ) -> Comparison:
-    """Stream both videos (upright, one frame of each at a time) and compare B against A; with ``output``
-    also write A | B there (see :func:`side_by_side`, ``metadata`` embedded) in the same pass."""
+    """Stream both videos (upright, one frame of each at a time) and compare B against A (``score``); with
+    ``output`` also write A | B there (see :func:`side_by_side`, ``metadata`` embedded) in the same pass."""
     a, b = FrameStream("A", iter_upright(path_a)), FrameStream("B", iter_upright(path_b))
     if output is None:
-        return compare_streams(a, b, with_lpips)
+        return compare_streams(a, b, with_lpips, score=score)
     with VideoWriter(output, stream_info(Path(path_a))[2] or 24.0, metadata) as writer:
-        return compare_streams(a, b, with_lpips, lambda x, y: writer.write(joined(x, y)))
+        return compare_streams(a, b, with_lpips, lambda x, y: writer.write(joined(x, y)), score=score)
 
 
 def side_by_side(path_a: Path, path_b: Path, output: Path, metadata: dict[str, Any] | None = None) -> Path:
     """One video of A (left) beside B (right, resized to A) over their common frames, at A's frame rate:
     the two always play in step. Streamed, and written atomically to ``output`` (with ``metadata``, e.g.
     its record)."""
-    a, b = FrameStream("A", iter_upright(path_a)), FrameStream("B", iter_upright(path_b))
-    with VideoWriter(output, stream_info(Path(path_a))[2] or 24.0, metadata) as writer:
-        compare_streams(a, b, with_lpips=False, on_pair=lambda x, y: writer.write(joined(x, y)), score=False)
+    compare_videos(path_a, path_b, with_lpips=False, output=output, metadata=metadata, score=False)
     return Path(output)
 
 
