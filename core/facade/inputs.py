@@ -141,8 +141,10 @@ def t2v_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
 def i2v_inputs(cards: list[ModelCard], several_gpus: bool, static: Form) -> Props:
     """The Image to video form: Text to video's fields (one GPU) with ``static``, the images' fields."""
     base = t2v_inputs(cards, several_gpus)
-    model = form_for("i2v", cards[0].id)
-    return merged(static, {name: Field(**props) for name, props in base.items()} | model)
+    model = form_for("i2v", cards[0].id)  # over Text to video's properties, field by field (labels kept)
+    names = [*base, *(name for name in model if name not in base)]
+    fields = {name: Field(**(base.get(name, {}) | model.get(name, Field()).props())) for name in names}
+    return merged(static, fields)
 
 
 def continue_inputs(cards: list[ModelCard]) -> Props:
@@ -240,7 +242,7 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
     """The Long video form: the first model's presets, the continuation and upscale models."""
     first = t2v[0]
     static = {
-        "model_id": models_field(t2v, "Text-to-video model"),
+        "model_id": models_field(t2v, "First clip model (text, or image with a start image)"),
         "prompt_text": Field(label="Prompt"),
         "resolution_label": Field(label="Resolution"),
         "frame_count": Field(
