@@ -208,10 +208,11 @@ def generate_t2v(
 ) -> np.ndarray:
     """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3), with a
     live ``preview`` when given; ``inputs``: further pipeline arguments (image to video's images)."""
-    use_few_step_scheduler(pipe, request.card, request.resolved_flow_shift(), request.few_step)
-    set_flow_shift(pipe, request.resolved_flow_shift())
-    guidance = request.first_step_guidance or request.guidance
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    shift = request.resolved_flow_shift()
+    use_few_step_scheduler(pipe, request.card, shift, request.few_step, request.steps, generator)
+    set_flow_shift(pipe, shift)
+    guidance = request.first_step_guidance or request.guidance
     kwargs: dict[str, Any] = dict(inputs)
     if getattr(pipe, "transformer_2", None) is not None and request.guidance_2 is not None:
         kwargs["guidance_scale_2"] = request.guidance_2
