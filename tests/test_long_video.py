@@ -199,6 +199,12 @@ def test_long_video_form_sends_part_prompts_and_interpolation() -> None:
     assert sent["prompts"] == ["a boat", "", "a storm"] and sent["interpolate"] == "flow"
     chain = parse_request(sent)
     assert [chain.part_prompt(i) for i in range(3)] == ["a boat", "a boat", "a storm"]
+    assert "seeds" not in chain_request(values | {"part_seeds": " , ,"})
+    seeded = parse_request(chain_request(values | {"part_seeds": "7, , 9\n"}))
+    assert seeded.seeds == (7, -1, 9) and seeded.first.seed == 7
+    assert [seeded.part_seed(i, 7) for i in (1, 2)] == [8, 9]  # blank: derived from the first
+    with pytest.raises(ConfigError, match="not a whole number"):
+        chain_request(values | {"part_seeds": "7, x"})
 
 
 def test_a_long_video_can_start_from_an_image(settings: Settings, tmp_path: Path) -> None:
