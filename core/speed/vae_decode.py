@@ -34,6 +34,9 @@ BF16_DECODE_PSNR_DB: dict[str, float] = {}
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
 DECODER_BLOCKS = ("mid_block", "up_blocks")
 """The decoder's children compiled one by one (regional compile, as the DiT's blocks are)."""
+RECOMPILE_LIMIT = 64
+"""Graphs dynamo may keep per compiled function: the up blocks share one ``forward`` over several widths,
+the first and later latent frames and empty and filled caches (the default 8 fell back to eager)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
     if setup.compile:
+        dynamo = torch._dynamo.config
+        dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
         for name in DECODER_BLOCKS:
             for block in _blocks(getattr(decoder, name)):
                 block.compile(dynamic=False)
