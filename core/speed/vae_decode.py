@@ -149,8 +149,9 @@ class PendingFrames:
 
     def __init__(self, frames: torch.Tensor) -> None:
         self.count = frames.shape[0]
+        frames = frames.contiguous()
         if frames.device.type != "cuda":
-            self._host, self._ready = frames.contiguous(), None
+            self._host, self._ready = frames, None
             return
         self._host = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
         self._host.copy_(frames, non_blocking=True)

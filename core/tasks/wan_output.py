@@ -41,6 +41,7 @@ def stage_clock(pipe: Any, stages: dict[str, float], device: torch.device) -> It
     """Time the pipeline call of the block into ``stages``: ``text`` (its ``encode_prompt`` calls) and
     ``denoise`` (the rest of the call)."""
     encode = pipe.encode_prompt
+    wrapped = vars(pipe).get("encode_prompt")  # someone else's wrapper on this pipeline, put back after
     text = [0.0]
 
     def timed_encode(*args: Any, **kwargs: Any) -> Any:
@@ -56,7 +57,10 @@ def stage_clock(pipe: Any, stages: dict[str, float], device: torch.device) -> It
         yield
         synchronize(device)
     finally:
-        del pipe.encode_prompt  # the class's method again
+        if wrapped is None:
+            del pipe.encode_prompt  # the class's method again
+        else:
+            pipe.encode_prompt = wrapped
     stages["text"] = round(text[0], 3)
     stages["denoise"] = round(time.perf_counter() - started - text[0], 3)
 
