@@ -5,6 +5,7 @@ bench), and the writer thread encodes what it is handed."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -128,3 +129,26 @@ def test_background_writer_encodes_in_order_on_its_thread_and_raises_its_error()
             broken.put(lambda: np.zeros((1, 2, 2, 3), np.uint8))
         broken.close()
     broken.close_quietly()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_480p_81_frames_stream_at_full_size_and_bfloat16_is_measured() -> None:
+    """The Wan2.1 VAE's real shape (random weights: the PSNR printed is not the real model's) at 480p, 81
+    frames: float32 streamed = the VAE's own decode (to a level), bfloat16's PSNR and both times printed."""
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan().to(device).eval()
+    latents = torch.randn(1, 16, 21, 60, 104, device=device, generator=torch.Generator(device).manual_seed(0))
+    expected = pipeline_frames(vae, latents)
+    results = {}
+    for fast in (False, True, True):  # the second bfloat16 run is timed after cuDNN's autotuning
+        setup = decode_setup(parse_speed_config({"fast_decode": fast}), vae, latents, device)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        frames = np.concatenate([pending.wait() for pending in decode_stream(vae, latents, setup)])
+        results[fast] = (frames, time.perf_counter() - started)
+    assert results[False][0].shape == expected.shape == (81, 480, 832, 3)
+    assert np.abs(results[False][0].astype(np.int16) - expected).max() <= 1
+    value = psnr(results[True][0], results[False][0])
+    print(f"480p x 81: float32 {results[False][1]:.2f} s, bfloat16 {results[True][1]:.2f} s, {value:.1f} dB")
