@@ -27,7 +27,7 @@ def test_decode_matches_the_authors_taehv(name: str) -> None:
     assert str(golden["reference"]).startswith("madebyollin/taehv@")
     channels, patch, options = CASES[name]
     state = seeded_state(authors_shapes(channels, patch=patch), seed=channels)
-    state["encoder.0.weight"] = torch.zeros(64, 3 * patch * patch, 3, 3)  # the authors' files hold both halves
+    state["encoder.0.weight"] = torch.zeros(64, 3 * patch * patch, 3, 3)  # their files hold both halves
     decoder = TinyVideoDecoder.from_state_dict(state, **options)
     latents = torch.from_numpy(golden[f"{name}_latents"])  # NTCHW, the authors' order
     frames = decoder.decode(latents.transpose(1, 2)).transpose(1, 2)
@@ -44,7 +44,7 @@ def test_a_tiny_file_decodes_wan_frame_counts_and_sizes(tmp_path: Path, channels
     for latent_frames in (1, 3, 21):
         frames = decoder.decode(torch.randn(1, channels, latent_frames, 6, 4))
         assert frames.shape == (1, 3, 4 * (latent_frames - 1) + 1, 6 * side, 4 * side)
-        assert 0 <= frames.min() and frames.max() <= 1
+        assert frames.min() >= 0 and frames.max() <= 1
     cheap = TinyVideoDecoder.load(path, time_upscale=False, space_upscale=(True, True, False))
     assert cheap.decode(torch.randn(1, channels, 5, 6, 4)).shape == (1, 3, 5, 3 * side, 2 * side)
 

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.taehv_weights import authors_shapes, seeded_state  # noqa: E402
+from tests.taehv_weights import authors_shapes, seeded_state
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "reference" / "taehv_decode.npz"
 REFERENCE = ("madebyollin/taehv", "1f14a568f24bf8811e0a0ac601613e04fc1581e8")
@@ -30,7 +30,11 @@ CASES = {
     # name: latent channels, patch, authors' keyword arguments
     "wan21": (16, 1, {}),
     "wan22": (48, 2, {"patch_size": 2}),
-    "wan21_preview": (16, 1, {"decoder_time_upscale": (False, False), "decoder_space_upscale": (True, True, False)}),
+    "wan21_preview": (
+        16,
+        1,
+        {"decoder_time_upscale": (False, False), "decoder_space_upscale": (True, True, False)},
+    ),
 }
 
 
