@@ -91,15 +91,17 @@ class IFBlock(nn.Module):
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``image`` sampled at each pixel plus ``flow`` (x, y in pixels), borders repeated."""
+    """``image`` sampled at each pixel plus ``flow`` (x, y in pixels), borders repeated; in float32 (a
+    half-precision grid is off by up to a pixel on wide frames), returned in ``image``'s dtype."""
+    dtype, image, flow = image.dtype, image.float(), flow.float()
     _, _, height, width = flow.shape
     xs = torch.linspace(-1.0, 1.0, width, device=flow.device).view(1, 1, 1, width).expand(-1, -1, height, -1)
     ys = torch.linspace(-1.0, 1.0, height, device=flow.device).view(1, 1, height, 1).expand(-1, -1, -1, width)
     grid = torch.cat((xs, ys), 1) + torch.cat(
         (flow[:, :1] / ((image.shape[3] - 1.0) / 2.0), flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)), 1
     )
-    grid = grid.permute(0, 2, 3, 1).to(image.dtype)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    grid = grid.permute(0, 2, 3, 1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True).to(dtype)
 
 
 class IFNet(nn.Module):
