@@ -88,18 +88,17 @@ def test_per_part_prompts_and_seeds() -> None:
         )
 
 
-def test_rife_slot_says_what_is_missing() -> None:
-    with pytest.raises(ConfigError, match=r"RIFE frame interpolation is not installed.*'flow'"):
-        parse_request(
-            {
-                "task": "chain",
-                "t2v": T2V,
-                "continuations": 1,
-                "seconds": 1,
-                "continue_model": "tiny-skyreels-df",
-                "interpolate": "rife",
-            }
-        )
+def test_a_chain_takes_rife_and_refuses_unknown_methods() -> None:
+    chain = {
+        "task": "chain",
+        "t2v": T2V,
+        "continuations": 1,
+        "seconds": 1,
+        "continue_model": "tiny-skyreels-df",
+    }
+    assert parse_request(chain | {"interpolate": "rife"}).interpolate == "rife"
+    with pytest.raises(ConfigError, match="interpolate must be one of rife, flow, blend"):
+        parse_request(chain | {"interpolate": "film"})
 
 
 def test_flow_interpolation_follows_motion_better_than_blending() -> None:

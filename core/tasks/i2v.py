@@ -114,7 +114,7 @@ class I2VTask(Task):
             inputs["last_image"] = end
             fields["end_image"] = end_info.to_dict() | {"fit": end_fit}
 
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+        preview = LatentPreview.for_run(worker.settings, job, request.card)
 
         def generate(pipe: Any, seeded: I2VRequest, stages: dict[str, float]) -> torch.Tensor:
             return generate_t2v(pipe, seeded, job, preview, latents=True, stages=stages, **inputs)

@@ -362,7 +362,7 @@ class T2VTask(Task):
     splittable = True
 
     def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+        preview = LatentPreview.for_run(worker.settings, job, request.card)
         return run_wan(
             worker,
             job,
