@@ -63,3 +63,6 @@ ALL_ON = VSRSpeed(
     attention="dense", compile=True, cuda_graphs=True, kv_cache="fp8", kv_prefetch=True, overlap_decode=True
 )
 """Every option on (the bench's "all" row)."""
+
+DEFAULT_SPEED = VSRSpeed()
+"""What the Upscale tab runs: every option off until bench/upscale_speed.py has measured it on a GPU."""
