@@ -52,6 +52,8 @@ class StreamingKVCache:
         """The cached windows of ``layer`` followed by the chunk's new ``keys``/``values``, on their device
         (one concatenation)."""
         fetched = self._fetched.pop(layer, None)
+        if fetched is not None and fetched[0] and fetched[0][0].device != keys.device:
+            fetched = None  # the layer runs on another GPU (pipeline split): fetch it there
         if fetched is not None:
             torch.cuda.current_stream(keys.device).wait_event(fetched[2])
             old_k, old_v = fetched[0], fetched[1]
