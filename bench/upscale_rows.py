@@ -42,6 +42,7 @@ ROWS = {
     "cuda-graphs": Row(speed=VSRSpeed(compile=True, cuda_graphs=True)),
     "overlap": Row(speed=VSRSpeed(overlap_decode=True)),
     "kv-fp8": Row(speed=VSRSpeed(kv_cache="fp8")),
+    "flex": Row(speed=VSRSpeed(attention="flex")),
     "dense": Row(speed=VSRSpeed(attention="dense")),
     "lossless-all": Row(speed=LOSSLESS_ALL),
     "all": Row(speed=ALL_ON),

@@ -19,6 +19,7 @@ from diffusers.models.normalization import RMSNorm
 from torch import nn
 
 from core.kernels.block_sparse_attention import block_sparse_attention
+from core.kernels.flex_block_sparse import block_sparse_attention_flex
 from core.upscale.config import DiTConfig
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.sparse_mask import WINDOW, WINDOW_TOKENS, draft_block_mask, from_windows, to_windows
@@ -38,7 +39,7 @@ class ChunkContext:
     local_mask: torch.Tensor
     cache: StreamingKVCache
     regions: BlockRegions
-    dense: bool = False
+    attention: str = "sparse"
 
     @property
     def windows_per_slab(self) -> int:
@@ -124,13 +125,14 @@ class SelfAttention(Projections):
         heads = [
             split_heads(t.reshape(1, -1, t.shape[-1]), self.num_heads) for t in (q_win, k_win, v_win)
         ]
-        if chunk.dense:
+        if chunk.attention == "dense":
             out = F.scaled_dot_product_attention(*heads)
         else:
             mask = draft_block_mask(
                 q_win, k_win, self.num_heads, chunk.frames // WINDOW[0], chunk.topk, chunk.local_mask
             )
-            out = block_sparse_attention(*heads, mask, block_size=WINDOW_TOKENS)
+            sparse = block_sparse_attention_flex if chunk.attention == "flex" else block_sparse_attention
+            out = sparse(*heads, mask, block_size=WINDOW_TOKENS)
         chunk.cache.append(layer, k_new, v_new, chunk.windows_per_slab)
         return out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
 
@@ -283,10 +285,10 @@ class StreamingWanDiT(nn.Module):
         cache: StreamingKVCache,
         topk: int,
         local_mask: torch.Tensor,
-        dense: bool = False,
+        attention: str = "sparse",
     ) -> torch.Tensor:
         """Velocity for ``latents`` (1, C, f, H/8, W/8) whose first frame is latent frame ``frame_offset``;
-        ``dense`` attends to every cached window instead of the LCSA block-sparse selection."""
+        ``attention`` as :class:`~core.upscale.speed.VSRSpeed` names it (the kernel, or dense)."""
         if self._t is None or self._t_mod is None:
             raise RuntimeError("call prepare(context) before forward_chunk")
         if self.cuda_graphs:  # outputs of the previous chunk's graphs may be overwritten from here on
@@ -297,7 +299,7 @@ class StreamingWanDiT(nn.Module):
         rope = rope_table(self.config.head_dim, frame_offset, frames, height, width, x.device)
         if self.real_rope:
             rope = torch.view_as_real(rope).contiguous()
-        chunk = ChunkContext(frames, height, width, rope, topk, local_mask, cache, self.regions, dense)
+        chunk = ChunkContext(frames, height, width, rope, topk, local_mask, cache, self.regions, attention)
         for layer, block in enumerate(self.blocks):
             if layer < len(lq_features):
                 x = x + lq_features[layer]

@@ -1,7 +1,8 @@
 """Speed options of FlashVSR streaming (issue 31), each switchable on its own; the defaults change nothing.
 
-- ``attention``: ``sparse`` (LCSA block-sparse, official) or ``dense`` (plain SDPA over every cached
-  window; a different output: no top-k selection).
+- ``attention``: ``sparse`` (LCSA block-sparse with our Triton kernel, official maths), ``flex`` (the same
+  block mask through PyTorch's FlexAttention) or ``dense`` (plain SDPA over every cached window; a
+  different output: no top-k selection).
 - ``compile``: regional ``torch.compile`` of the DiT blocks' dense parts and the TC decoder (same maths).
 - ``cuda_graphs``: compile's ``reduce-overhead`` mode; the fixed-shape steady chunk replays CUDA graphs.
 - ``kv_cache``: cached K/V windows in the model dtype (``model``) or fp8 e4m3 with a scale per token and
@@ -20,7 +21,7 @@ from typing import Any
 
 from core.validation import ConfigError, as_choice, from_mapping
 
-ATTENTION_MODES = ("sparse", "dense")
+ATTENTION_MODES = ("sparse", "flex", "dense")
 KV_STORAGES = ("model", "fp8")
 
 
@@ -47,7 +48,7 @@ class VSRSpeed:
     @property
     def lossless(self) -> bool:
         """True when the output is the official maths (other kernels may round differently)."""
-        return self.attention == "sparse" and self.kv_cache == "model"
+        return self.attention != "dense" and self.kv_cache == "model"
 
     def record(self) -> dict[str, Any]:
         """JSON-ready, for the generation record."""

@@ -148,7 +148,7 @@ class FlashVSRStreamer:
                     noise = ChunkNoise(self.noise_draw, seed, shape, plan.padded, model.device, model.dtype)
                 start = noise.chunk(chunk, latent_frames)
                 velocity = model.dit.forward_chunk(
-                    start, features, offset, cache, topk, local_mask, dense=speed.attention == "dense"
+                    start, features, offset, cache, topk, local_mask, attention=speed.attention
                 )
                 latents = start - velocity
                 cond_start = 0 if chunk == 0 else 8 * chunk + 13
