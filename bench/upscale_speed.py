@@ -171,7 +171,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, help="timed clip frames (overrides --seconds)")
     parser.add_argument("--short-frames", type=int, default=81, help="clip of the slow rows (offload, full)")
     parser.add_argument("--warmup-frames", type=int, default=33, help="0: no warm-up run")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="start no row after this many seconds")
+    parser.add_argument("--budget-s", type=float, default=330.0, help="start no row after this many seconds")
     parser.add_argument("--warm-start", default="all", help="rows to rerun in a fresh process ('' for none)")
     parser.add_argument("--profile", default="", help="rows to profile one steady chunk of")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/vsr-models"), help="compile cache here")
