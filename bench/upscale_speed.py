@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.upscale_attention import attention_bench
 from bench.upscale_profile import frames_of, print_profile, profile_chunk
 from bench.upscale_rows import ROWS, Row, random_model, source_pool
-from core.tiny.flashvsr import TINY_CONFIG
 from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.streamer import FlashVSRStreamer
 
@@ -91,7 +90,9 @@ def measure(
     name: str, row: Row, args: argparse.Namespace, references: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    if args.tiny:
+    if args.tiny:  # core.tiny imports every tiny builder (transformers...): not on the GPU machine
+        from core.tiny.flashvsr import TINY_CONFIG
+
         model = random_model(row.variant, torch.device("cpu"), torch.float32, TINY_CONFIG)
     else:
         model = random_model(row.variant, torch.device("cuda"), torch.bfloat16)
