@@ -214,7 +214,7 @@ def ours_row(name: str, setup: Setup, folder: Path, size: tuple[int, int, int], 
     from diffusers import UniPCMultistepScheduler
 
     settings = Settings(
-        outputs_dir=folder / "outputs", models_dir=folder / "models", loras_dir=folder / "loras"
+        outputs_dir=folder / "outputs", models_dir=folder / "models", loras_dir=folder / "loras", offline=True
     )
     lora = random_lora(setup, settings.loras_dir)
     loras = [{"name": lora.name, "strength": 1.0}] if lora else None

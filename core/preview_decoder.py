@@ -34,6 +34,11 @@ def space_stages(latent_side: int, patch: int) -> tuple[bool, bool, bool]:
     return tuple(stage < stages for stage in range(3))  # type: ignore[return-value]
 
 
+_FAILED: set[str] = set()
+"""Preview decoders that failed to fetch or load in this process: not tried again until a restart (a
+broken network would otherwise cost every job its timeout)."""
+
+
 class TinyPreviewDecoder:
     """One run's tiny decoder: the file's weights, built for a preview's size on the latents' device on
     first use."""
@@ -50,13 +55,20 @@ class TinyPreviewDecoder:
         if not card.preview_decoder:
             return None
         facts = preview_decoder(card.preview_decoder)
+        if facts.name in _FAILED:
+            return None
         try:
             path = ensure_preview_decoder(facts, settings)
             if path is None:
                 return None
             return cls(torch.load(path, map_location="cpu", weights_only=True), facts.name)
         except Exception as error:  # a preview never fails the run
-            log.warning("preview decoder %s unavailable, previews stay linear: %s", facts.name, error)
+            _FAILED.add(facts.name)
+            log.warning(
+                "preview decoder %s unavailable, previews stay linear until the app restarts: %s",
+                facts.name,
+                error,
+            )
             return None
 
     def decoder(self, latents: torch.Tensor) -> TinyVideoDecoder:
