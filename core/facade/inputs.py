@@ -270,7 +270,8 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
         "part_seeds": Field(
             value="",
             label="Seed per part (optional)",
-            info="Comma-separated, the first clip first; a blank or -1 derives the part's seed from the first",
+            info="Comma-separated, the first clip first; a blank or -1 derives the part's seed from "
+            "the first",
         ),
         "interpolation": interpolation_field(),
         "start_image": Field(
