@@ -22,8 +22,8 @@ from core.image_input import image_size, prepare_image
 from core.jobs import Job
 from core.pipelines import load_diffusers_pipeline
 from core.preview import LatentPreview
-from core.tasks.registry import Task, register
-from core.tasks.t2v import T2VRequest, generate_t2v, run_wan
+from core.tasks.registry import register
+from core.tasks.t2v import T2VRequest, WanTask, WanWork, generate_t2v
 from core.validation import ConfigError
 from weights.registry import ModelCard, Resolution, get_card
 
@@ -63,8 +63,6 @@ class I2VRequest(T2VRequest):
     def __post_init__(self) -> None:
         card = get_card(self.model)
         set_ = object.__setattr__
-        if self.multi_gpu == "split":
-            raise ConfigError("image to video runs on one GPU: set multi_gpu to auto or one")
         set_(self, "image", str(self.image or "").strip())
         if not self.image:
             raise ConfigError("Choose a start image.")
@@ -97,14 +95,15 @@ def i2v_loader(card: ModelCard, worker: Worker) -> Loader | None:
 
 
 @register
-class I2VTask(Task):
-    """Image to video with ``WanImageToVideoPipeline`` on one device (the GPU split is text to video's
-    only: its ranks run the text-to-video pipeline)."""
+class I2VTask(WanTask):
+    """Image to video with ``WanImageToVideoPipeline`` on one device, or split over idle GPUs: every rank
+    reads the same pictures and computes the same image conditioning (CLIP embeddings, the image's VAE
+    latents, deterministic) before the denoising in lockstep."""
 
     name = "i2v"
     request_type = I2VRequest
 
-    def run(self, worker: Worker, job: Job, request: I2VRequest) -> dict[str, Any]:
+    def work(self, worker: Worker, job: Job, request: I2VRequest, preview: LatentPreview | None) -> WanWork:
         job.report("reading images")
         start, start_info, start_fit = prepare_image(request.image, request.width, request.height)
         inputs: dict[str, Any] = {"image": start}
@@ -114,15 +113,10 @@ class I2VTask(Task):
             inputs["last_image"] = end
             fields["end_image"] = end_info.to_dict() | {"fit": end_fit}
 
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
-
         def generate(pipe: Any, seeded: I2VRequest) -> np.ndarray:
             return generate_t2v(pipe, seeded, job, preview, **inputs)
 
-        return run_wan(
-            worker,
-            job,
-            request,
+        return WanWork(
             generate,
             loader=i2v_loader(request.card, worker),
             variant=(request.speed_config, I2V_PIPELINE),

@@ -334,14 +334,42 @@ def run_wan(
     return save_t2v(worker, request, record, frames)
 
 
+@dataclass(frozen=True)
+class WanWork:
+    """What a Wan-family task runs on a loaded pipeline, on one device or on every rank of a split:
+    ``generate(pipe, seeded_request)``, the pipeline's ``loader`` and ``variant`` (None: the card's own) and
+    the record's extra ``fields`` of the seeded request."""
+
+    generate: Callable[[Any, T2VRequest], np.ndarray]
+    loader: Loader | None = None
+    variant: Hashable = None
+    fields: Callable[[T2VRequest], dict[str, Any]] | None = None
+
+
+class WanTask(Task):
+    """A Wan-family task: :meth:`work` says what runs; one device runs it through :func:`run_wan`, a split's
+    ranks (``core.parallel.split_rank``) run the same work in lockstep."""
+
+    splittable = True
+
+    def work(self, worker: Worker, job: Job, request: Any, preview: LatentPreview | None) -> WanWork:
+        """What ``request`` runs on ``worker`` (a live ``preview`` on one device; None on split ranks)."""
+        raise NotImplementedError
+
+    def run(self, worker: Worker, job: Job, request: Any) -> dict[str, Any]:
+        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+        work = self.work(worker, job, request, preview)
+        return run_wan(
+            worker, job, request, work.generate, loader=work.loader, variant=work.variant, fields=work.fields
+        )
+
+
 @register
-class T2VTask(Task):
+class T2VTask(WanTask):
     """Text to video with a Wan-family diffusers pipeline on one device (or split by the dispatcher)."""
 
     name = "t2v"
     request_type = T2VRequest
-    splittable = True
 
-    def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
-        return run_wan(worker, job, request, lambda pipe, seeded: generate_t2v(pipe, seeded, job, preview))
+    def work(self, worker: Worker, job: Job, request: T2VRequest, preview: LatentPreview | None) -> WanWork:
+        return WanWork(lambda pipe, seeded: generate_t2v(pipe, seeded, job, preview))

@@ -1,0 +1,80 @@
+"""Image to video over 2 CPU processes (gloo): the split gives the single-process frames for the I2V, FLF2V
+and TI2V tiny models (CFG parallel exactly, Ulysses within float noise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.jobs import Job
+from core.parallel.split import SplitGroup
+from core.runner import Runner
+from core.settings import Settings
+from core.tasks import parse_request, t2v
+from core.video_io import probe_video, read_record
+from tests.conftest_parallel import _write_video_and_frames
+
+pytest_plugins = ["tests.conftest_parallel"]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("pictures")
+    start, end = folder / "start.png", folder / "end.png"
+    gradient = np.linspace(0, 255, 120 * 80 * 3).reshape(80, 120, 3).astype(np.uint8)
+    Image.fromarray(gradient).save(start)
+    Image.new("RGB", (120, 80), (20, 20, 220)).save(end)
+    return {"image": str(start), "end_image": str(end)}
+
+
+def request_data(model: str, pictures: dict[str, str]) -> dict:
+    data = {"task": "i2v", "model": model, "prompt": "a cat", "seed": 7, "image": pictures["image"]}
+    return data | ({"end_image": pictures["end_image"]} if model == "tiny-wan-flf2v" else {})
+
+
+@pytest.mark.parametrize(
+    ("model", "modes", "tolerance"),
+    [
+        ("tiny-wan-i2v", ("cfg",), 0.0),
+        ("tiny-wan-flf2v", ("cfg",), 0.0),
+        ("tiny-wan-ti2v", ("cfg",), 0.0),
+        ("tiny-wan-i2v", ("ulysses",), 1e-5),
+    ],
+)
+def test_image_to_video_split_matches_single_process(
+    split_group: SplitGroup,
+    parallel_settings: Settings,
+    pictures: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    modes: tuple[str, ...],
+    tolerance: float,
+) -> None:
+    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    data = request_data(model, pictures)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks run: the image's VAE encode sums in thread order
+    try:
+        reference = Runner(parallel_settings, torch.device("cpu")).execute(Job(parse_request(data)))
+    finally:
+        torch.set_num_threads(threads)
+    job = Job(parse_request(data))
+    record = split_group.run(job, job.request, modes)
+    assert record["task"] == "i2v" and record["parallel"]["world_size"] == 2
+    assert record["image"] == reference["image"] and record.get("end_image") == reference.get("end_image")
+    path = Path(record["path"])
+    assert read_record(path)["request"]["image"] == pictures["image"]
+    info = probe_video(path)
+    assert (info.frames, info.width, info.height) == (
+        reference["frames"],
+        reference["width"],
+        reference["height"],
+    )
+    frames = np.load(path.with_suffix(".npy"))
+    expected = np.load(Path(reference["path"]).with_suffix(".npy"))
+    assert frames.shape == expected.shape
+    assert np.abs(frames - expected).max() <= tolerance
