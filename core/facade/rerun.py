@@ -129,6 +129,7 @@ def continue_values(r: Request) -> Values:
     values = {
         "model_id": card.id,
         "video_path": r.get("video") or None,
+        "image_path": r.get("image") or None,
         "prompt_text": r.get("prompt", ""),
         "seconds_to_add": seconds,
         "keep": not r.get("continuation_only", False),
