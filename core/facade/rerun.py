@@ -115,7 +115,7 @@ def t2v_values(r: Request) -> Values:
 
 def i2v_values(r: Request) -> Values:
     """``/i2v``'s values: Text to video's, the images, Match the image when the request had no size."""
-    values = {k: v for k, v in t2v_values(r).items() if k != "multi_gpu"}
+    values = t2v_values(r)
     if r.get("width") is None:
         values["resolution_label"] = MATCH_IMAGE
     return values | {"image_path": r.get("image") or None, "end_image_path": r.get("end_image") or None}
