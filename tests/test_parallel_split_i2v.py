@@ -78,3 +78,43 @@ def test_image_to_video_split_matches_single_process(
     expected = np.load(Path(reference["path"]).with_suffix(".npy"))
     assert frames.shape == expected.shape
     assert np.abs(frames - expected).max() <= tolerance
+
+
+def perturb_rank_1_conditioning() -> None:
+    """Each rank of the group below: one thread, frames kept; rank 1's image encoder and VAE latents
+    come out shifted (as kernels that disagree would make them), which rank 0's broadcast must undo."""
+    import torch.distributed as dist
+    from diffusers import WanImageToVideoPipeline
+
+    from core.tasks import t2v as t2v_module
+
+    torch.set_num_threads(1)
+    t2v_module.write_video = _write_video_and_frames
+    if dist.get_rank() != 1:
+        return
+    for name in ("encode_image", "prepare_latents"):
+        original = getattr(WanImageToVideoPipeline, name)
+
+        def shifted(self, *args, _original=original, **kwargs):
+            result = _original(self, *args, **kwargs)
+            return tuple(t + 0.5 for t in result) if isinstance(result, tuple) else result + 0.5
+
+        setattr(WanImageToVideoPipeline, name, shifted)
+
+
+def test_every_rank_starts_from_rank_0s_image_conditioning(
+    parallel_settings: Settings, pictures: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    data = request_data("tiny-wan-i2v", pictures)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = Runner(parallel_settings, torch.device("cpu")).execute(Job(parse_request(data)))
+    finally:
+        torch.set_num_threads(threads)
+    with SplitGroup(parallel_settings, 2, rank_setup=perturb_rank_1_conditioning) as group:
+        job = Job(parse_request(data))
+        record = group.run(job, job.request, ("cfg",))
+    frames = np.load(Path(record["path"]).with_suffix(".npy"))
+    assert np.array_equal(frames, np.load(Path(reference["path"]).with_suffix(".npy")))

@@ -2,7 +2,8 @@
 
 The request's task says what runs (:meth:`core.tasks.t2v.WanTask.work`: text or image to video). Every rank
 runs the whole pipeline on identical inputs (same seed, same prompt, same pictures) so all hold the same
-latents; the hooks only change who computes what inside the transformer. Each rank loads at the memory level
+latents (the conditioning steps the task names come from rank 0: ``core.parallel.agree``); the hooks only
+change who computes what inside the transformer. Each rank loads at the memory level
 the parent planned (the same on all ranks) and applies the request's speed options and step cache as the
 single-GPU runner does (``core.parallel.rank_options`` says what changes). Rank 0 reports progress and writes
 the mp4 and its record.
@@ -30,6 +31,7 @@ from core.lora import PreparedLora, apply_loras, lora_variant
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
 from core.model_store import ensure_model
+from core.parallel.agree import rank0_results
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
@@ -183,6 +185,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
             with (
                 apply_cache(pipe, request.card, request.cache_config) as session,
                 cfg_parallel(pipe, task.config, pipelines.mesh),
+                rank0_results(pipe, work.rank0_steps),
             ):
                 frames = work.generate(pipe, request)
         finally:

@@ -28,6 +28,9 @@ from core.validation import ConfigError
 from weights.registry import ModelCard, Resolution, get_card
 
 I2V_PIPELINE = "WanImageToVideoPipeline"
+IMAGE_CONDITIONING = ("encode_image", "prepare_latents")
+"""``WanImageToVideoPipeline``'s steps that make the image conditioning (CLIP embeddings; the noise with
+the image's VAE latents): a split's ranks all take rank 0's results."""
 END_IMAGE_MODES = ("required", "optional")
 """A card's ``extra.end_image``: FLF2V needs the last frame, Wan2.2 I2V takes one; absent: none."""
 
@@ -97,8 +100,8 @@ def i2v_loader(card: ModelCard, worker: Worker) -> Loader | None:
 @register
 class I2VTask(WanTask):
     """Image to video with ``WanImageToVideoPipeline`` on one device, or split over idle GPUs: every rank
-    reads the same pictures and computes the same image conditioning (CLIP embeddings, the image's VAE
-    latents, deterministic) before the denoising in lockstep."""
+    reads the same pictures, and all take rank 0's image conditioning (:data:`IMAGE_CONDITIONING`) before
+    the denoising in lockstep."""
 
     name = "i2v"
     request_type = I2VRequest
@@ -121,4 +124,5 @@ class I2VTask(WanTask):
             loader=i2v_loader(request.card, worker),
             variant=(request.speed_config, I2V_PIPELINE),
             fields=lambda seeded: fields,
+            rank0_steps=IMAGE_CONDITIONING,
         )

@@ -337,13 +337,15 @@ def run_wan(
 @dataclass(frozen=True)
 class WanWork:
     """What a Wan-family task runs on a loaded pipeline, on one device or on every rank of a split:
-    ``generate(pipe, seeded_request)``, the pipeline's ``loader`` and ``variant`` (None: the card's own) and
-    the record's extra ``fields`` of the seeded request."""
+    ``generate(pipe, seeded_request)``, the pipeline's ``loader`` and ``variant`` (None: the card's own),
+    the record's extra ``fields`` of the seeded request, and the pipeline methods whose results a split's
+    ranks take from rank 0 (``rank0_steps``: the conditioning every rank must start from alike)."""
 
     generate: Callable[[Any, T2VRequest], np.ndarray]
     loader: Loader | None = None
     variant: Hashable = None
     fields: Callable[[T2VRequest], dict[str, Any]] | None = None
+    rank0_steps: tuple[str, ...] = ()
 
 
 class WanTask(Task):
