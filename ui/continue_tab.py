@@ -60,6 +60,9 @@ def build_continue_tab(facade: Facade) -> TabIO:
         with gr.Column(scale=1):
             outputs = job_outputs()
     wire_model_form(facade, "continue", f)
+    # one start at a time: choosing a clip clears the picture and the other way round
+    for chosen, other in (("video_path", "image_path"), ("image_path", "video_path")):
+        f[chosen].change(lambda value: None if value else gr.update(), f[chosen], f[other], api_name=False)
     watched_clip = [f[name] for name in CLIP_INPUTS]
     for trigger in watched_clip:
         trigger.change(facade.describe_clip, watched_clip, clip_info, api_name=False)
