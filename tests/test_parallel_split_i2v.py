@@ -43,6 +43,8 @@ def request_data(model: str, pictures: dict[str, str]) -> dict:
         ("tiny-wan-flf2v", ("cfg",), 0.0),
         ("tiny-wan-ti2v", ("cfg",), 0.0),
         ("tiny-wan-i2v", ("ulysses",), 1e-5),
+        ("tiny-wan-ti2v", ("ulysses",), 1e-5),
+        ("tiny-wan-flf2v", ("ring",), 1e-3),
     ],
 )
 def test_image_to_video_split_matches_single_process(
