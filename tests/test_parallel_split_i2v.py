@@ -120,3 +120,53 @@ def test_every_rank_starts_from_rank_0s_image_conditioning(
         record = group.run(job, job.request, ("cfg",))
     frames = np.load(Path(record["path"]).with_suffix(".npy"))
     assert np.array_equal(frames, np.load(Path(reference["path"]).with_suffix(".npy")))
+
+
+def two_experts(card, folder, device, level):
+    """tiny-wan-i2v laid out as Wan2.2 I2V A14B: no image encoder, a second expert for the low-noise half
+    (the DiT with its output halved, so the switch shows) and ``boundary_ratio``."""
+    import copy
+
+    from diffusers import WanImageToVideoPipeline
+
+    from core.pipelines import load_diffusers_pipeline
+
+    pipe = load_diffusers_pipeline(card, folder, device, level)
+    pipe.transformer.register_to_config(image_dim=None)  # Wan2.2's DiT takes no image embedding
+    low_noise = copy.deepcopy(pipe.transformer)
+    low_noise.proj_out.weight.data.mul_(0.5)
+    parts = {**pipe.components, "image_encoder": None, "image_processor": None, "transformer_2": low_noise}
+    moe = WanImageToVideoPipeline(**parts, boundary_ratio=0.5)
+    moe.set_progress_bar_config(disable=True)
+    return moe
+
+
+def use_two_experts() -> None:
+    """This process's image-to-video tasks load :func:`two_experts` (and keep their frames)."""
+    from core.tasks import i2v
+
+    torch.set_num_threads(1)
+    t2v.write_video = _write_video_and_frames
+    i2v.i2v_loader = lambda card, worker: two_experts
+
+
+def test_a_two_expert_image_to_video_model_splits_like_one_process(
+    parallel_settings: Settings, pictures: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.tasks import i2v
+
+    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    monkeypatch.setattr(i2v, "i2v_loader", lambda card, worker: two_experts)
+    data = request_data("tiny-wan-i2v", pictures) | {"guidance_2": 3.0, "steps": 4}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = Runner(parallel_settings, torch.device("cpu")).execute(Job(parse_request(data)))
+    finally:
+        torch.set_num_threads(threads)
+    with SplitGroup(parallel_settings, 2, rank_setup=use_two_experts) as group:
+        job = Job(parse_request(data))
+        record = group.run(job, job.request, ("cfg",))
+    assert record["parallel"]["cfg"] == 2
+    frames = np.load(Path(record["path"]).with_suffix(".npy"))
+    assert np.array_equal(frames, np.load(Path(reference["path"]).with_suffix(".npy")))
