@@ -149,9 +149,15 @@ class RankPipelines:
 
 
 def split_record(
-    run: JobRun, task: SplitTask, device: torch.device, applied: dict[str, Any], work: WanWork
+    run: JobRun,
+    task: SplitTask,
+    device: torch.device,
+    applied: dict[str, Any],
+    work: WanWork,
+    stages: dict[str, float],
 ) -> dict[str, Any]:
-    """The record the job has on one GPU, plus how the request was split and why."""
+    """The record the job has on one GPU, plus how the request was split and why; ``stages``: rank 0's
+    ``text`` and ``denoise`` seconds (the pipeline's own decode, not streamed, is inside ``denoise``)."""
     config, level = task.config, task.memory_level
     plan = (
         f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
@@ -162,6 +168,8 @@ def split_record(
         **t2v_fields(task.request, device, level, plan),
         **(work.fields(run.request) if work.fields else {}),
         **applied,
+        decode={"stream": False, "reason": "split over GPUs: the pipeline's own decode (timed in denoise)"},
+        stages=stages,
         dtype=run.dtype,
         **run.measured(),
         status="done",
@@ -178,6 +186,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     with JobRun(task.request.task, job, task.request, device) as run:
         request = run.request
         work = task_for(request).work(worker, job, request, None)
+        stages: dict[str, float] = {}
         job.report(f"loading model (memory level {task.memory_level})")
         loras = prepare_request_loras(worker, job, request)
         pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config, loras, work)
@@ -187,7 +196,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
                 cfg_parallel(pipe, task.config, pipelines.mesh),
                 rank0_results(pipe, work.rank0_steps),
             ):
-                frames = work.generate(pipe, request)
+                frames = work.generate(pipe, request, stages=stages)
         finally:
             free_memory(device)
     every_rank: list[Any] = [None] * dist.get_world_size()
@@ -195,7 +204,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     if dist.get_rank() != 0:
         return None
     applied = {"loras": pipelines.loras, "speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
-    record = split_record(run, task, device, applied, work)
+    record = split_record(run, task, device, applied, work, stages)
     job.report("writing video")
     return save_t2v(worker, request, record, frames)
 
