@@ -65,5 +65,8 @@ ALL_ON = VSRSpeed(
 )
 """Every option on (the bench's "all" row)."""
 
-DEFAULT_SPEED = VSRSpeed()
-"""What the Upscale tab runs: every option off until bench/upscale_speed.py has measured it on a GPU."""
+DEFAULT_SPEED = VSRSpeed(overlap_decode=True)
+"""What the Upscale tab runs: the options bench/upscale_speed.py measured faster and lossless on a GPU
+(overlap: identical output, 24.7 -> 25.9 fps overall and 24.9 -> 28.4 steady on an H100, docs/benchmarks.md);
+the rest stay off until measured (compile, CUDA graphs, prefetch) or because they change the output
+(fp8 KV, dense, flex)."""
