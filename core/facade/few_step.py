@@ -31,8 +31,8 @@ def few_step_fields(cards: list[ModelCard]) -> dict[str, Field]:
         "first_step_guidance": Field(
             value=None,
             label="CFG on the first step",
-            info="Empty: off. A scale above 1 (e.g. 3.5) runs CFG with the negative prompt for step 1 only, "
-            "then CFG 1: livelier motion for one extra pass.",
+            info="0 or empty: off. A scale above 1 (e.g. 3.5) runs CFG with the negative prompt for step 1 "
+            "only, then CFG 1: livelier motion for one extra pass.",
         ),
         "loras_text": Field(value="", label="LoRAs", info=LORAS_HELP),
     }
