@@ -34,6 +34,8 @@ from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
 from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.parallel.remote_job import RemoteJob
+from core.parallel.shared_prompt import components_skipped, shared_prompt
+from core.parallel.split_decode import split_decode
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
@@ -124,7 +126,14 @@ class RankPipelines:
         device: torch.device,
         level: int,
     ) -> Any:
-        pipe = load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
+        pipe = load_diffusers_pipeline(
+            card,
+            folder,
+            device,
+            level,
+            models_dir=self.settings.models_dir,
+            without=components_skipped(dist.get_rank()),
+        )
         apply_loras(pipe, loras, card, hotswap)
         self.mesh = build_mesh(config, device)
         if self.mesh is not None and config.context > 1:
@@ -170,18 +179,32 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
             with (
                 apply_cache(pipe, request.card, request.cache_config) as session,
                 cfg_parallel(pipe, task.config, pipelines.mesh),
+                shared_prompt(pipe, device),
+                split_decode(pipe) as decoded,
             ):
                 frames = generate_t2v(pipe, request, job)
         finally:
             free_memory(device)
     every_rank: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(every_rank, session.stats())
+    dist.all_gather_object(every_rank, (session.stats(), getattr(pipe, "text_encoder", None) is not None))
     if dist.get_rank() != 0:
         return None
-    applied = {"loras": pipelines.loras, "speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
+    applied = {
+        "loras": pipelines.loras,
+        "speed": pipelines.speed,
+        "cache": merge_cache_stats([stats for stats, _ in every_rank]),
+        "split_work": split_work(every_rank, decoded),
+    }
     record = split_record(run, task, device, applied)
     job.report("writing video")
     return save_t2v(RankWorker(settings, device, pipelines.models), request, record, frames)
+
+
+def split_work(every_rank: list[tuple[Any, bool]], decoded: dict[str, Any]) -> dict[str, Any]:
+    """What the ranks shared besides the DiT steps: which held the text encoder (rank 0 encodes the prompt
+    for all) and how the VAE decode was split (``bands`` 1: every rank decoded the whole video)."""
+    holders = [rank for rank, (_, has_encoder) in enumerate(every_rank) if has_encoder]
+    return {"text_encoder_ranks": holders, "decode": decoded or {"bands": 1}}
 
 
 @dataclass(frozen=True)
