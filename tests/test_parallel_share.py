@@ -1,4 +1,4 @@
-"""What split ranks share besides the DiT: the prompt encoded once on rank 0, the VAE decode split in bands."""
+"""What split ranks share besides the DiT: the prompt encoded once on rank 0, the decode split in bands."""
 
 from __future__ import annotations
 
