@@ -56,11 +56,18 @@ def random_transformer(config: dict[str, Any], device: torch.device, dtype: torc
 
 
 def random_pipeline(
-    card: Any, folder: Path, device: torch.device, level: int = 0, dit: str = "", **_: Any
+    card: Any,
+    folder: Path,
+    device: torch.device,
+    level: int = 0,
+    dit: str = "",
+    without: tuple[str, ...] = (),
+    **_: Any,
 ) -> Any:
     """The Wan2.1 T2V pipeline of ``card`` with random weights: the real transformer (``dit`` overrides
     its size: ``1.3b``, ``14b`` or ``tiny``) and VAE configs, a tiny 4096-wide text encoder (the prompt's
-    content does not matter for timing), at memory ``level``."""
+    content does not matter for timing; none when ``without`` names it, as on split ranks past 0), at
+    memory ``level``."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
 
     from bench.wan_shapes import WAN_COMMON, wan_config
@@ -72,10 +79,14 @@ def random_pipeline(
     config = {**WAN_COMMON, **TINY_DIT} if dit == "tiny" else wan_config(dit)
     dtype = compute_dtype(device)
     transformer = random_transformer(config, device, dtype)
-    with torch.device(device), default_dtype(dtype):
-        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
+    text_encoder = None
+    torch.manual_seed(1)  # the same VAE on a rank that skips the text encoder
+    if "text_encoder" not in without:
+        with torch.device(device), default_dtype(dtype):
+            text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1).eval()
+    torch.manual_seed(2)
     with torch.device(device):
-        vae = AutoencoderKLWan()
+        vae = AutoencoderKLWan().eval()  # built in training mode: dropout would make runs differ
     keep_latents_on_decode(vae)
     pipe = WanPipeline(
         tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
@@ -94,14 +105,28 @@ def random_pipeline(
 
 
 def keep_latents_on_decode(vae: Any) -> None:
-    """Make ``vae.decode`` keep a float32 copy of the latents it is given in :data:`_last_latents`."""
+    """Make ``vae.decode`` keep a float32 copy of the latents it is given in :data:`_last_latents` (after
+    decoding: a keeper outside a split decode then has the last word over the bands' keepers)."""
     decode = vae.decode
 
     def decode_keeping_latents(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        output = decode(latents, *args, **kwargs)
         _last_latents[:] = [latents.float().cpu().numpy()]
-        return decode(latents, *args, **kwargs)
+        return output
 
     vae.decode = decode_keeping_latents
+
+
+@contextmanager
+def split_decode_keeping_latents(pipe: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """The split ranks' :func:`core.parallel.split_decode.split_decode` with :func:`keep_latents_on_decode`
+    outside it, so the whole latents are kept, not a rank's band."""
+    from core.parallel.job_patch import patched
+    from core.parallel.split_decode import split_decode
+
+    with split_decode(pipe, *args, **kwargs) as done, patched(pipe.vae, "decode", pipe.vae.decode):
+        keep_latents_on_decode(pipe.vae)
+        yield done
 
 
 def use_random_weights(folder: Path, dit: str = "") -> None:
@@ -116,6 +141,7 @@ def use_random_weights(folder: Path, dit: str = "") -> None:
 
     device_models.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
     split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
+    split_rank.split_decode = split_decode_keeping_latents
     t2v.write_video = write_video_keeping_frames
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from core.parallel.job_patch import patched
+
 ENCODING_RANK = 0
 TEXT_ENCODER = "text_encoder"
 
@@ -64,8 +66,5 @@ def shared_prompt(pipe: Any, device: torch.device) -> Iterator[None]:
         encoded = original(*args, **kwargs) if dist.get_rank() == ENCODING_RANK else None
         return broadcast_tensors(encoded, 2, kwargs.get("device") or device)
 
-    pipe.encode_prompt = encode_prompt
-    try:
+    with patched(pipe, "encode_prompt", encode_prompt):
         yield
-    finally:
-        del pipe.encode_prompt

@@ -22,6 +22,8 @@ import torch.distributed as dist
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.vae import DecoderOutput
 
+from core.parallel.job_patch import patched
+
 OVERLAP = 4
 """Latent cells each band reaches past an inner edge (32 pixels at the Wan 2.1 VAE's stride 8)."""
 MAX_BAND_SHARE = 0.75
@@ -160,8 +162,5 @@ def split_decode(
         done.update(bands=len(bands or [None]), axis=axis)
         return DecoderOutput(sample=video) if return_dict else (video,)
 
-    vae.decode = decode
-    try:
+    with patched(vae, "decode", decode):
         yield done
-    finally:
-        del vae.decode
