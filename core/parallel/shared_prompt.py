@@ -31,8 +31,9 @@ def components_skipped(rank: int) -> tuple[str, ...]:
 def broadcast_tensors(
     tensors: tuple[torch.Tensor | None, ...] | None, count: int, device: torch.device
 ) -> tuple[torch.Tensor | None, ...]:
-    """``tensors`` (given on :data:`ENCODING_RANK` only, None elsewhere) on every rank: shapes and dtypes
-    first (one object broadcast), then each tensor."""
+    """``tensors`` (given on :data:`ENCODING_RANK` only, None elsewhere) on ``device`` on every rank: shapes
+    and dtypes first (one object broadcast), then each tensor (moved there first on the encoding rank, so a
+    text encoder run on the CPU still sends over the GPUs' backend)."""
     source = dist.get_rank() == ENCODING_RANK
     header: list[Any] = [
         [None if t is None else (tuple(t.shape), t.dtype) for t in tensors] if source and tensors else None
@@ -45,7 +46,7 @@ def broadcast_tensors(
             continue
         shape, dtype = meta
         if source and tensors:
-            tensor = tensors[index].contiguous()
+            tensor = tensors[index].to(device).contiguous()
         else:
             tensor = torch.empty(shape, dtype=dtype, device=device)
         dist.broadcast(tensor, src=ENCODING_RANK)
