@@ -22,6 +22,8 @@ import torch
 from core.hardware import detect_hardware
 from core.magi.models import load_magi_models
 from core.magi.request import MAGI_PIPELINE
+from core.memory.apply import place_encoders
+from core.memory.levels import TEXT_ENCODER_ON_CPU
 from core.memory.oom import run_with_oom_retry
 from core.memory.planner import MemoryPlan, plan_memory
 from core.model_store import ensure_model
@@ -162,7 +164,9 @@ class DeviceModels:
             job.report(f"loading model (memory level {new_level})")
             return self.get(card, folder, new_level, variant, loader)
 
-        load(plan.level)
+        loaded = load(plan.level)
+        if plan.level >= TEXT_ENCODER_ON_CPU:
+            place_encoders(loaded, plan.text_encoder_gpu, self.device)  # kept there between jobs
         job.check_cancelled()
         try:
             result = run_with_oom_retry(

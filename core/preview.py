@@ -1,15 +1,20 @@
-"""A live preview while a Wan-family pipeline denoises: every few steps, the latents projected straight to
-RGB (no VAE) and written as a small playable mp4 shown through :meth:`core.jobs.Job.show_preview`.
+"""A live preview while a Wan-family pipeline denoises: every few steps, the latents turned into RGB
+without the VAE and written as a small playable mp4 shown through :meth:`core.jobs.Job.show_preview`.
+
+When the model's tiny decoder (TAEHV) is at hand the latents are decoded through it
+(:mod:`core.preview_decoder`); otherwise, or if it fails, they are projected linearly.
 
 The projection is a linear map per latent channel: Wan 2.1's VAE latent -> RGB factors and bias as
 published in ComfyUI's ``comfy/latent_formats.py`` (``Wan21``), for the normalised latents the diffusers
 pipelines denoise; a latent space of another width (Wan 2.2 5B's 48 channels, tiny test models) shows the
 channels' mean as grey. One latent frame stands for four video frames, so the preview plays at a quarter
-of the model's fps. It reads the latents only: the run's frames are the same with or without it.
+of the model's fps. It reads the latents only: the run's frames are the same with or without it (and with
+either way of making it).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,12 @@ import torch
 
 from core.jobs import Job
 from core.magi.stream import PREVIEW_DIR, PREVIEW_ENCODER, sweep_previews
+from core.preview_decoder import TinyPreviewDecoder
+from core.settings import Settings
 from core.video_io import VideoWriter
+from weights.registry import ModelCard
+
+log = logging.getLogger(__name__)
 
 WAN21_LATENT_RGB = (
     (-0.1299, -0.1692, 0.2932),
@@ -65,18 +75,38 @@ def latent_rgb(latents: torch.Tensor) -> np.ndarray:
 
 class LatentPreview:
     """Writes ``<job id>-latent-<k>.mp4`` in ``folder`` every ``every`` steps and shows it on ``job``; the
-    one before the previous is deleted as a new one comes (the page may still be fetching the previous)."""
+    one before the previous is deleted as a new one comes (the page may still be fetching the previous).
+    ``decoder``: the tiny decoder to make the frames with (None: the linear projection)."""
 
-    def __init__(self, folder: Path, job: Job, fps: float, every: int = PREVIEW_EVERY) -> None:
-        self.folder, self.job, self.every = Path(folder), job, every
+    def __init__(
+        self,
+        folder: Path,
+        job: Job,
+        fps: float,
+        every: int = PREVIEW_EVERY,
+        decoder: TinyPreviewDecoder | None = None,
+    ) -> None:
+        self.folder, self.job, self.every, self.decoder = Path(folder), job, every, decoder
         self.fps = max(1.0, fps / 4)
         self.count = 0
         sweep_previews(self.folder)
 
     @classmethod
-    def for_outputs(cls, outputs_dir: Path, job: Job, fps: float) -> LatentPreview:
-        """A preview in the outputs folder's previews folder (shared with MAGI-1's chunk previews)."""
-        return cls(Path(outputs_dir) / PREVIEW_DIR, job, fps)
+    def for_run(cls, settings: Settings, job: Job, card: ModelCard) -> LatentPreview:
+        """A preview in the outputs folder's previews folder, through ``card``'s tiny decoder when it is
+        here or can be fetched (see :mod:`core.preview_decoder`)."""
+        folder = Path(settings.outputs_dir) / PREVIEW_DIR
+        return cls(folder, job, card.fps, decoder=TinyPreviewDecoder.for_card(card, settings))
+
+    def frames(self, latents: torch.Tensor) -> np.ndarray:
+        """The preview's frames: through the tiny decoder, else (or once it failed) the linear projection."""
+        if self.decoder is not None:
+            try:
+                return self.decoder.frames(latents)
+            except Exception as error:  # a preview never fails the run
+                log.warning("tiny preview decoder failed, previews stay linear: %s", error)
+                self.decoder = None
+        return latent_rgb(latents)
 
     def path(self, count: int) -> Path:
         return self.folder / f"{self.job.id}-latent-{count}.mp4"
@@ -88,6 +118,6 @@ class LatentPreview:
             return
         self.count += 1
         with VideoWriter(self.path(self.count), self.fps, encoder=PREVIEW_ENCODER) as writer:
-            writer.write(latent_rgb(latents))
+            writer.write(self.frames(latents))
         self.job.show_preview(str(self.path(self.count)))
         self.path(self.count - 2).unlink(missing_ok=True)

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .block_lists import active_key_blocks
+
 
 @triton.jit
 def _block_sparse_fwd(
@@ -78,14 +80,6 @@ def _block_sparse_fwd(
     acc = acc / l_safe[:, None]
     out_ptr = Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
     tl.store(out_ptr, acc.to(Out.dtype.element_ty))
-
-
-def active_key_blocks(block_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per query block: the indices of its allowed key blocks (first ``count`` entries) and that count."""
-    mask = block_mask.to(torch.bool)
-    counts = mask.sum(dim=-1, dtype=torch.int32).contiguous()
-    order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True).to(torch.int32).contiguous()
-    return order, counts
 
 
 def block_sparse_attention_triton(

@@ -64,6 +64,8 @@ def test_public_api_endpoints_are_the_documented_ones(models_dir: Path, tmp_path
             "download_model",
             "cancel_download",
             "delete_model",
+            "list_loras",
+            "download_lora",
             "cancel_job",
         )
     }

@@ -88,18 +88,17 @@ def test_per_part_prompts_and_seeds() -> None:
         )
 
 
-def test_rife_slot_says_what_is_missing() -> None:
-    with pytest.raises(ConfigError, match=r"RIFE frame interpolation is not installed.*'flow'"):
-        parse_request(
-            {
-                "task": "chain",
-                "t2v": T2V,
-                "continuations": 1,
-                "seconds": 1,
-                "continue_model": "tiny-skyreels-df",
-                "interpolate": "rife",
-            }
-        )
+def test_a_chain_takes_rife_and_refuses_unknown_methods() -> None:
+    chain = {
+        "task": "chain",
+        "t2v": T2V,
+        "continuations": 1,
+        "seconds": 1,
+        "continue_model": "tiny-skyreels-df",
+    }
+    assert parse_request(chain | {"interpolate": "rife"}).interpolate == "rife"
+    with pytest.raises(ConfigError, match="interpolate must be one of rife, flow, blend"):
+        parse_request(chain | {"interpolate": "film"})
 
 
 def test_flow_interpolation_follows_motion_better_than_blending() -> None:
@@ -199,6 +198,12 @@ def test_long_video_form_sends_part_prompts_and_interpolation() -> None:
     assert sent["prompts"] == ["a boat", "", "a storm"] and sent["interpolate"] == "flow"
     chain = parse_request(sent)
     assert [chain.part_prompt(i) for i in range(3)] == ["a boat", "a boat", "a storm"]
+    assert "seeds" not in chain_request(values | {"part_seeds": " , ,"})
+    seeded = parse_request(chain_request(values | {"part_seeds": "7, , 9\n"}))
+    assert seeded.seeds == (7, -1, 9) and seeded.first.seed == 7
+    assert [seeded.part_seed(i, 7) for i in (1, 2)] == [8, 9]  # blank: derived from the first
+    with pytest.raises(ConfigError, match="not a whole number"):
+        chain_request(values | {"part_seeds": "7, x"})
 
 
 def test_a_long_video_can_start_from_an_image(settings: Settings, tmp_path: Path) -> None:

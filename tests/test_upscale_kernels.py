@@ -11,6 +11,7 @@ from core.kernels.block_sparse_attention import (
     dense_masked_attention,
     triton_available,
 )
+from core.kernels.flex_block_sparse import block_sparse_attention_flex, flex_block_mask
 from core.upscale.sparse_mask import draft_block_mask, from_windows, local_window_mask, to_windows
 
 
@@ -39,6 +40,18 @@ def test_fallback_with_full_mask_is_plain_attention() -> None:
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     out = block_sparse_attention(q, k, v, full, block_size=16)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_equals_fallback() -> None:
+    """FlexAttention with our mask as full blocks (on the CPU its eager reference, through the mask
+    function) gives the fallback's output, zeros for a query block that sees nothing included."""
+    q, k, v, mask = random_case(5)
+    assert torch.equal(flex_block_mask(mask, q.shape[2], k.shape[2], 16).to_dense().bool(), mask)
+    out = block_sparse_attention_flex(q, k, v, mask, block_size=16)
+    expected = block_sparse_attention_torch(q, k, v, mask, block_size=16)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert torch.count_nonzero(out[0, 0, 16:32]) == 0
 
 
 def test_bad_mask_shape_is_refused() -> None:
@@ -94,3 +107,18 @@ def test_draft_mask_keeps_topk_within_locality() -> None:
     assert (per_slab <= 5).all() and (per_slab >= 1).all()
     tiled = local.repeat(slabs, 3)
     assert not (mask[0] & ~tiled).any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_flex_attention_equals_fallback() -> None:
+    """On CUDA only the listed blocks run (no mask function): the same output as the fallback."""
+    generator = torch.Generator().manual_seed(1)
+    q, k, v = (
+        torch.randn(1, 12, n * 128, 128, generator=generator).to("cuda", torch.bfloat16) for n in (8, 16, 16)
+    )
+    mask = (torch.rand(1, 12, 8, 16, generator=generator) > 0.5).cuda()
+    mask[0, 3, 2] = False
+    out = block_sparse_attention_flex(q, k, v, mask)
+    expected = block_sparse_attention_torch(q.float(), k.float(), v.float(), mask).to(torch.bfloat16)
+    torch.testing.assert_close(out, expected, atol=2e-2, rtol=2e-2)
+    assert torch.count_nonzero(out[0, 3, 256:384]) == 0

@@ -91,12 +91,32 @@ def test_adain_gives_reference_statistics() -> None:
 def test_kv_cache_keeps_the_last_slabs_and_offloads() -> None:
     cache = StreamingKVCache(num_layers=1, max_slabs=3, store_device=torch.device("cpu"))
     first = torch.arange(6.0).view(6, 1, 1).expand(6, 128, 4)
+    new = torch.full((2, 128, 4), 20.0)
+    k, _ = cache.with_new(0, new, new)
+    assert k is new  # nothing cached yet
     cache.append(0, first, first, windows_per_slab=2)
-    assert cache.get(0, torch.device("cpu"))[0].shape[0] == 6
+    assert cache.with_new(0, new, new)[0].shape[0] == 8
     cache.append(0, first[:2] + 10, first[:2] + 10, windows_per_slab=2)
-    k, _ = cache.get(0, torch.device("cpu"))
-    assert k.shape[0] == 6 and k[0, 0, 0] == 2 and k[-1, 0, 0] == 11
+    k, _ = cache.with_new(0, new, new)
+    assert k.shape[0] == 8 and k[0, 0, 0] == 2 and k[5, 0, 0] == 11 and k[-1, 0, 0] == 20
     assert cache.offloaded and cache.nbytes() == 2 * 6 * 128 * 4 * 4
+
+
+def test_kv_cache_fp8_halves_the_bytes_within_fp8_rounding() -> None:
+    torch.manual_seed(0)
+    windows = torch.randn(4, 128, 64, dtype=torch.bfloat16) * 3
+    model = StreamingKVCache(num_layers=1, max_slabs=3, num_heads=2)
+    fp8 = StreamingKVCache(num_layers=1, max_slabs=3, num_heads=2, storage="fp8")
+    for cache in (model, fp8):
+        cache.append(0, windows, windows, windows_per_slab=2)
+    empty = windows[:0]
+    exact, _ = model.with_new(0, empty, empty)
+    rounded, _ = fp8.with_new(0, empty, empty)
+    assert torch.equal(exact, windows) and rounded.dtype == torch.bfloat16
+    relative = ((rounded.float() - windows.float()).abs() / windows.float().abs().clamp(min=0.05)).max()
+    assert 0 < relative <= 0.07  # e4m3: 3 mantissa bits
+    scales = 4 * 128 * 2 * 4  # one float32 per token and head
+    assert fp8.nbytes() == 2 * (windows.numel() + scales) < model.nbytes()
 
 
 def test_reader_reads_ahead_only_a_bounded_buffer(clip_64: Path) -> None:

@@ -17,6 +17,7 @@ from ui.continue_tab import build_continue_tab
 from ui.history_tab import build_history_tab
 from ui.i2v_tab import build_i2v_tab
 from ui.jobs import cancel_job
+from ui.loras_section import build_loras_section
 from ui.models_tab import build_models_tab
 from ui.queue_panel import build_queue_panel
 from ui.remember import wire_rerun_fill, wire_settings_memory
@@ -139,6 +140,7 @@ def build_app(studio: Studio, share_warning: bool = False, warning: str = "") ->
                 rerun = build_history_tab(facade)
             with gr.Tab("Models", id="models"):
                 build_models_tab(facade.downloads)
+                build_loras_section(facade.loras)
         to_image = last_frame_to(facade)
 
         def send_to_continue(video: str | None, model: str | None) -> tuple[Any, Any, gr.Tabs]:

@@ -31,6 +31,7 @@ def build_chain_tab(facade: Facade) -> SendButtons:
             f["upscale_id"] = gr.Dropdown(**p["upscale_id"])
             f["factor"] = gr.Radio(**p["factor"])
             f["part_prompts"] = gr.Textbox(**p["part_prompts"], lines=3)
+            f["part_seeds"] = gr.Textbox(**p["part_seeds"])
             f["interpolation"] = gr.Dropdown(**p["interpolation"])
             picture = {"type": "filepath", "image_mode": None, "sources": ["upload"]}  # as uploaded
             f["start_image"] = gr.Image(**p["start_image"], **picture)
@@ -53,6 +54,7 @@ def build_chain_tab(facade: Facade) -> SendButtons:
         part_prompts: str = "",
         interpolation: str = "",
         start_image: str | None = None,
+        part_seeds: str = "",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

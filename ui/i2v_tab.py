@@ -51,7 +51,7 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
             fit_note = gr.Markdown(**p["fit_help"])
             f["frame_count"] = gr.Slider(**p["frame_count"])
             sampling_controls(p, f)
-            fast_mode_controls(p, f)
+            fast_mode_controls(p, f, facade.loras)
             step_speed_controls(p, f)
             with gr.Accordion("Memory", open=False):
                 f["level"] = gr.Dropdown(**p["level"])

@@ -37,7 +37,7 @@ def build_t2v_tab(facade: Facade) -> SendButtons:
                 f["chunk_speed"] = gr.Radio(**p["chunk_speed"])
                 gr.Markdown(facade.magi_memory_note)
             sampling_controls(p, f)
-            fast_mode_controls(p, f)
+            fast_mode_controls(p, f, facade.loras)
             with gr.Column(**p["step_speed"]) as f["step_speed"]:
                 step_speed_controls(p, f)
             with gr.Accordion("Memory", open=False, **p["memory"]) as f["memory"]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import gradio as gr
 
+from core.facade import LoraFiles, add_to_box
+
 
 def sampling_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
     with gr.Accordion("Sampling", open=False):
@@ -17,11 +19,25 @@ def sampling_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
         f["seed_value"] = gr.Number(**p["seed_value"])
 
 
-def fast_mode_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:
+def fast_mode_controls(p: dict[str, dict[str, Any]], f: dict[str, Any], loras: LoraFiles) -> None:
+    """Few-step mode, first-step CFG, the LoRAs box and a pick from the loras folder that adds to it (its
+    list read again each time it opens, so files downloaded meanwhile show)."""
     with gr.Accordion("Fast mode and LoRAs", open=False):
         f["few_step"] = gr.Checkbox(**p["few_step"])
         f["first_step_guidance"] = gr.Number(**p["first_step_guidance"])
-        f["loras_text"] = gr.Textbox(**p["loras_text"])
+        with gr.Row():
+            f["loras_text"] = gr.Textbox(**p["loras_text"], scale=3)
+            pick = gr.Dropdown(
+                loras.choices(),
+                value=None,
+                label="Add from the loras folder",
+                scale=1,
+                allow_custom_value=False,
+            )
+    pick.focus(lambda: gr.update(choices=loras.choices()), None, pick, api_name=False)
+    pick.select(add_to_box, [f["loras_text"], pick], f["loras_text"], api_name=False).then(
+        lambda: None, None, pick, api_name=False
+    )
 
 
 def step_speed_controls(p: dict[str, dict[str, Any]], f: dict[str, Any]) -> None:

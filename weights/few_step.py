@@ -9,7 +9,9 @@ from typing import Any
 
 from core.validation import ConfigError, as_choice, as_float, as_int, as_text
 
-SCHEDULERS = ("euler", "unipc")
+SCHEDULERS = ("euler", "dmd", "unipc")
+"""euler: Euler on the authors' timesteps (lightx2v, Lightning); dmd: FastVideo's x0-and-renoise sampler
+(``core.few_step_schedulers``); unipc: the pipeline's own scheduler."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,8 @@ class FewStepLora:
 @dataclass(frozen=True)
 class FewStep:
     """The few-step settings: ``steps`` at ``guidance`` (1: no CFG) with ``scheduler`` at ``flow_shift``;
-    ``timesteps``: the authors' list, for the record; ``source``: where the settings come from."""
+    ``timesteps``: the authors' list, sampled when the run takes ``steps`` steps; ``source``: where the
+    settings come from."""
 
     steps: int
     guidance: float
@@ -57,7 +60,12 @@ def parse_few_step(data: dict[str, Any] | None, *, where: str) -> FewStep | None
     as_float(f"{where} few_step flow_shift", preset.flow_shift, low=0.0, high=100.0)
     as_choice(f"{where} few_step scheduler", preset.scheduler, SCHEDULERS)
     as_text(f"{where} few_step trade", preset.trade, required=True)
-    object.__setattr__(preset, "timesteps", tuple(int(t) for t in preset.timesteps))
+    listed = tuple(int(t) for t in preset.timesteps)
+    if listed and (
+        len(listed) != preset.steps or list(listed) != sorted(listed, reverse=True) or listed[0] > 1000
+    ):
+        raise ConfigError(f"{where} few_step timesteps: {preset.steps} descending values of at most 1000")
+    object.__setattr__(preset, "timesteps", listed)
     for lora in preset.loras:
         as_choice(f"{where} few_step lora expert", lora.expert, ("both", "high", "low"))
     return preset

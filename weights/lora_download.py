@@ -13,6 +13,7 @@ import os
 import re
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 from pathlib import Path
 
 from core.validation import ConfigError
@@ -36,13 +37,17 @@ class UrlSource:
         self.file_name = file_name
         self.sha256 = sha256
 
-    def list_files(self, patterns: tuple[str, ...]) -> Listing:
+    def head(self) -> Message:
+        """The headers the server answers a HEAD request with."""
         try:
             request = urllib.request.Request(self.repo_id, method="HEAD")
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-                headers = response.headers
+                return response.headers
         except Exception as exc:
             raise SourceError(f"{self.repo_id}: {first_line(exc)}") from exc
+
+    def list_files(self, patterns: tuple[str, ...]) -> Listing:
+        headers = self.head()
         size = int(headers.get("X-Linked-Size") or headers.get("Content-Length") or 0)
         published = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip('"W/ ').lower()
         digest = self.sha256 or (published if SHA256.fullmatch(published) else None)

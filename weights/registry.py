@@ -12,6 +12,7 @@ import yaml
 from core.validation import ConfigError, as_choice, as_float, as_int, as_text, from_mapping
 from weights.card_facts import Architecture, CacheFacts, parse_arch, parse_caches
 from weights.few_step import FewStep, parse_few_step
+from weights.preview_decoder import preview_decoder
 
 CARDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "models"
 TASKS = ("t2v", "i2v", "continue", "upscale")
@@ -81,6 +82,8 @@ class ModelCard:
     """The step caches' facts for this model (TeaCache fit, MagCache ratios, speed thresholds)."""
     few_step: FewStep | None = None
     """The authors' few-step settings (``weights.few_step``); None: the model has no few-step mode."""
+    preview_decoder: str | None = None
+    """The tiny decoder of its latent space for live previews (``presets/preview_decoders.yaml``)."""
 
     def __post_init__(self) -> None:
         as_choice(f"model {self.id}: task", self.task, TASKS)
@@ -149,6 +152,8 @@ def parse_card(data: dict[str, Any], *, where: str) -> ModelCard:
         data["arch"] = parse_arch(data["arch"], where=where_id)
     data["caches"] = parse_caches(data.get("caches") or {}, where=where_id)
     data["few_step"] = parse_few_step(data.get("few_step"), where=where_id)
+    if data.get("preview_decoder") is not None:
+        preview_decoder(data["preview_decoder"])
     card = from_mapping(ModelCard, data, where=where_id)
     as_text(f"{where_id} name", card.name, required=True)
     as_int(f"{where_id} fps", card.fps, low=1, high=240)

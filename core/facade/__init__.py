@@ -5,6 +5,7 @@ behind it, in the core."""
 from core.errors import readable_error
 from core.facade.downloads import ModelDownloads
 from core.facade.fields import SPEEDS, Field, choice_number
+from core.facade.lora_files import LoraFiles, add_to_box
 from core.facade.service import Facade, JobFailed
 from core.facade.tables import (
     BATCH_COLUMNS,
@@ -32,8 +33,10 @@ __all__ = [
     "Job",
     "JobFailed",
     "JobStatus",
+    "LoraFiles",
     "ModelDownloads",
     "Studio",
+    "add_to_box",
     "choice_number",
     "readable_error",
 ]

@@ -174,6 +174,7 @@ def chain_request(v: Values) -> dict[str, Any]:
         "upscale_model": v["upscale_id"] or None,
         **({} if factor is None else {"upscale_scale": choice_number(factor)}),
         **part_prompts(v.get("part_prompts")),
+        **part_seeds(v.get("part_seeds")),
         "interpolate": v.get("interpolation") or None,
     }
 
@@ -183,6 +184,24 @@ def part_prompts(text: str | None) -> dict[str, Any]:
     nothing when it is empty."""
     lines = (text or "").strip("\n").splitlines()
     return {"prompts": [line.strip() for line in lines]} if any(line.strip() for line in lines) else {}
+
+
+def part_seeds(text: str | None) -> dict[str, Any]:
+    """The per-part seeds box (comma- or line-separated, the first clip first; blank or -1: the part's seed
+    follows from the first one) as ``seeds``; nothing when it is empty."""
+    tokens = [token.strip() for token in re.split(r"[,\n]", text or "")]
+    while tokens and not tokens[-1]:
+        tokens.pop()
+    seeds = []
+    for token in tokens:
+        try:
+            seeds.append(int(token) if token else -1)
+        except ValueError:
+            raise ConfigError(
+                f"Seed per part: {token!r} is not a whole number; give one seed per part (the first clip "
+                "first), separated by commas, or leave a part blank to derive it"
+            ) from None
+    return {"seeds": seeds} if any(seed >= 0 for seed in seeds) else {}
 
 
 def upscale_request(v: Values) -> dict[str, Any]:

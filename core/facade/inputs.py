@@ -267,6 +267,12 @@ def chain_inputs(t2v: list[ModelCard], extend: list[ModelCard], upscale: list[Mo
             info="One line per part: the first clip, then each continuation; a blank or missing line keeps "
             "the prompt of the part before",
         ),
+        "part_seeds": Field(
+            value="",
+            label="Seed per part (optional)",
+            info="Comma-separated, the first clip first; a blank or -1 derives the part's seed from "
+            "the first",
+        ),
         "interpolation": interpolation_field(),
         "start_image": Field(
             value=None,

@@ -188,6 +188,7 @@ def chain_values(r: Request) -> Values:
         "upscale_id": r.get("upscale_model") or "",
         "factor": str(r.get("upscale_scale", 4)),
         "part_prompts": "\n".join(r.get("prompts") or ()),
+        "part_seeds": ", ".join(str(seed) for seed in r.get("seeds") or ()),
         "start_image": t2v.get("image") or None,
         "interpolation": r.get("interpolate") or "",
     }

@@ -16,6 +16,7 @@ from core.facade.downloads import ModelDownloads
 from core.facade.fields import Field
 from core.facade.form_memory import FormMemory
 from core.facade.forms import form_for
+from core.facade.lora_files import LoraFiles
 from core.facade.text import (
     MAGI_MEMORY_NOTE,
     chunks_label,
@@ -51,6 +52,7 @@ class Facade:
         self.settings = studio.settings
         self.lineup = studio_lineup(studio)
         self.downloads = ModelDownloads(self.settings, self.lineup.mode != FULL, self.in_space)
+        self.loras = LoraFiles(self.settings)
         self.memory = FormMemory(self.inputs, self.form, self.settings.outputs_dir)
 
     # --- the machine ----------------------------------------------------------------------------------

@@ -66,6 +66,22 @@ def apply_memory_level(
     log.info("pipeline placed on %s at memory level %d", device, level)
 
 
+def place_encoders(model: Any, on_gpu: bool, device: torch.device) -> int:
+    """From level 2: put a pipeline's text (and image) encoder on ``device`` when the plan keeps it there
+    (``MemoryPlan.text_encoder_gpu``), else in RAM; returns how many moved (0 when each already was where
+    the plan wants it, as for a second job on the same pipeline). Anything without encoders is left."""
+    target = torch.device(device) if on_gpu else CPU
+    moved = 0
+    for name in ("text_encoder", "image_encoder"):
+        encoder = getattr(model, name, None)
+        if not isinstance(encoder, torch.nn.Module):
+            continue
+        if encoder.device != target:  # transformers and diffusers models say where they are
+            encoder.to(target)
+            moved += 1
+    return moved
+
+
 def has_layerwise_casting(model: torch.nn.Module) -> bool:
     """Whether diffusers' layerwise casting hooks are already on ``model``."""
     for module in model.modules():

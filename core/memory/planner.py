@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from core.hardware import GpuInfo, Hardware, detect_hardware
-from core.memory.estimate import Calibration, MemoryEstimate, estimate_memory, load_calibration
-from core.memory.levels import FP8_STORAGE, LEVELS, MAX_LEVEL, parse_override
+from core.memory.estimate import Calibration, MemoryEstimate, estimate_memory, load_calibration, shape_for
+from core.memory.levels import FP8_STORAGE, LEVELS, MAX_LEVEL, TEXT_ENCODER_ON_CPU, parse_override
 from core.validation import ConfigError, as_int
 from weights.registry import ModelCard
 
@@ -29,6 +29,9 @@ class MemoryPlan:
     chosen_by: str
     mapped_gb: float = 0.0
     """Weights mapped from files on disk (page cache), beside ``ram_gb``."""
+    text_encoder_gpu: bool = False
+    """The text (and image) encoder lives on the GPU, and stays there between jobs: below level 2 always;
+    from level 2 when Auto finds room for it beside the level's peak (:func:`keeps_text_encoder`)."""
 
     @property
     def label(self) -> str:
@@ -139,6 +142,33 @@ def maps_fp8_dit(
     return pinned.ram_gib + PIN_SPARE_GIB > ram_available_gib
 
 
+def encoders_gib(card: ModelCard, cal: Calibration) -> float:
+    """The text encoder and (Wan2.1 image to video) CLIP image encoder in bfloat16 on a GPU."""
+    shape = shape_for(card, cal)
+    return (shape.text_encoder_params + shape.image_encoder_params) * 1e9 * 2 / 2**30
+
+
+def keeps_text_encoder(
+    card: ModelCard, est: MemoryEstimate, free_gb: float, cal: Calibration, chosen_by: str
+) -> tuple[bool, str]:
+    """Whether the text encoder lives on the GPU at ``est``'s level, and why: below level 2 it always
+    does; from level 2 an Auto plan keeps it there (encoding on the GPU, never moved between jobs) when
+    the level's peak plus the encoders still fits ``free_gb`` with margin (the 14B A14B pair at level 4
+    on an 80 GB card, say); a level the user chose keeps its rule (the encoder in RAM)."""
+    if est.level < TEXT_ENCODER_ON_CPU:
+        return True, ""
+    if chosen_by != "auto":
+        return False, ""
+    encoders = encoders_gib(card, cal)
+    wants = cal.with_margin(est.vram_gib + encoders)
+    if not encoders or wants > free_gb:
+        return False, ""
+    return (
+        True,
+        f" The text encoder ({encoders:.1f} GB) stays on the GPU: there is room for it beside the peak.",
+    )
+
+
 def own_reserved_gb(index: int) -> float:
     """GPU memory this process's allocator already holds: free for the next run, as the pipeline cache
     drops the old pipeline before loading another (and a kept pipeline is part of the estimate)."""
@@ -198,9 +228,18 @@ def _cpu_plan(estimate: MemoryEstimate, hardware: Hardware, chosen_by: str) -> M
 
 
 def _gpu_plan(
-    est: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration, chosen_by: str, why: str
+    est: MemoryEstimate,
+    gpu: GpuInfo,
+    hardware: Hardware,
+    cal: Calibration,
+    chosen_by: str,
+    why: str,
+    card: ModelCard,
 ) -> MemoryPlan:
     vram_ok = cal.with_margin(est.vram_gib) <= gpu.free_gb
+    resident, kept = keeps_text_encoder(card, est, gpu.free_gb, cal, chosen_by)
+    if resident and est.level >= TEXT_ENCODER_ON_CPU:
+        est = replace(est, vram_gib=est.vram_gib + encoders_gib(card, cal))
     ram_ok = est.ram_gib <= hardware.ram_available_gb
     level = LEVELS[est.level]
     reason = (
@@ -214,7 +253,7 @@ def _gpu_plan(
             if chosen_by == "user" and est.level < MAX_LEVEL
             else f" Even this may run out of GPU memory ({wants}): try fewer frames or a smaller size."
         )
-    reason = (reason + _ram_note(est, hardware)).strip()
+    reason = (reason + kept + _ram_note(est, hardware)).strip()
     return MemoryPlan(
         est.level,
         f"cuda:{gpu.index}",
@@ -226,6 +265,7 @@ def _gpu_plan(
         reason,
         chosen_by,
         est.mapped_gib,
+        resident,
     )
 
 
@@ -271,7 +311,7 @@ def plan_memory(
 
     if forced is not None:
         est = estimate(forced)
-        return _gpu_plan(est, gpu, hardware, cal, chosen_by, "Chosen by you.")
+        return _gpu_plan(est, gpu, hardware, cal, chosen_by, "Chosen by you.", card)
     estimates = [estimate(n) for n in range(MAX_LEVEL + 1)]
     fitting = [e for e in estimates if cal.with_margin(e.vram_gib) <= gpu.free_gb]
     both = [e for e in fitting if e.ram_gib <= hardware.ram_available_gb]
@@ -280,7 +320,7 @@ def plan_memory(
         why = "Everything fits on the GPU."
     else:
         why = _why_not(estimates[chosen.level - 1], gpu, hardware, cal)
-    return _gpu_plan(chosen, gpu, hardware, cal, chosen_by, why)
+    return _gpu_plan(chosen, gpu, hardware, cal, chosen_by, why, card)
 
 
 def _why_not(below: MemoryEstimate, gpu: GpuInfo, hardware: Hardware, cal: Calibration) -> str:

@@ -312,6 +312,8 @@ def run_chain(worker: Worker, job: Job, request: ChainRequest) -> dict[str, Any]
             Path(video),
             request.interpolate,
             on_frame=lambda n: job.report(f"interpolating frames ({request.interpolate})", n, 0),
+            settings=worker.settings,
+            device=worker.device,
         ).to_dict()
     return save_chain(worker.settings.outputs_dir, job, request, Path(video), parts, interpolation)
 

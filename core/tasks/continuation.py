@@ -139,7 +139,7 @@ class ContinueTask(Task):
             job.report("reading input video")
             video = open_input(request.video, card, min_frames=request.overlap_history)
             context = last_frames(video, request.overlap_history)
-            preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, card.fps)
+            preview = LatentPreview.for_run(worker.settings, job, card)
             job.check_cancelled()
             (new_frames, cache_stats), plan, level = worker.models.run_planned(
                 job,

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffusers import FlowMatchEulerDiscreteScheduler
+import torch
 
+from core.few_step_schedulers import DmdScheduler, few_step_scheduler
 from core.validation import ConfigError
 from weights.few_step import FewStep
 from weights.registry import ModelCard, cards_for
@@ -28,19 +29,25 @@ def few_step_settings(card: ModelCard, asked: bool) -> FewStep | None:
 ORIGINAL_SCHEDULER = "_video_studio_scheduler"
 
 
-def use_few_step_scheduler(pipe: Any, card: ModelCard, shift: float, few_step: bool) -> None:
-    """Give ``pipe`` the card's few-step scheduler at ``shift`` for a few-step run, and its own scheduler
+def use_few_step_scheduler(
+    pipe: Any, card: ModelCard, shift: float, few_step: bool, steps: int, generator: torch.Generator
+) -> None:
+    """Give ``pipe`` the card's few-step sampler at ``shift`` for a few-step run (on the authors' timesteps
+    when ``steps`` is their count; DMD draws its fresh noise from ``generator``), and its own scheduler
     back for any other run (the loaded pipeline serves both)."""
     original = getattr(pipe, ORIGINAL_SCHEDULER, None)
     preset = card.few_step
-    if not few_step or preset is None or preset.scheduler != "euler":
+    if not few_step or preset is None or preset.scheduler not in ("euler", "dmd"):
         if original is not None:
             pipe.scheduler = original
             setattr(pipe, ORIGINAL_SCHEDULER, None)
         return
     if original is None:
         setattr(pipe, ORIGINAL_SCHEDULER, pipe.scheduler)
-    pipe.scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
+    listed = preset.timesteps if steps == len(preset.timesteps) else ()
+    pipe.scheduler = few_step_scheduler(preset.scheduler, shift, listed)
+    if isinstance(pipe.scheduler, DmdScheduler):
+        pipe.scheduler.noise_generator = generator
 
 
 def first_step_cfg(callback: StepCallback, request: Any) -> StepCallback:
@@ -67,9 +74,10 @@ def few_step_record(request: Any) -> dict[str, Any] | None:
             if request.first_step_guidance is None
             else {"first_step_guidance": request.first_step_guidance}
         )
+    listed = request.steps == len(preset.timesteps)
     return {
         "scheduler": preset.scheduler,
-        "authors_timesteps": list(preset.timesteps),
+        "timesteps": list(preset.timesteps) if listed else "evenly spaced (steps differ from the authors')",
         "source": preset.source,
         "first_step_guidance": request.first_step_guidance,
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
+import torch
 
 from core.device_models import Loader, Worker
 from core.image_input import image_size, prepare_image
@@ -114,10 +114,10 @@ class I2VTask(Task):
             inputs["last_image"] = end
             fields["end_image"] = end_info.to_dict() | {"fit": end_fit}
 
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
+        preview = LatentPreview.for_run(worker.settings, job, request.card)
 
-        def generate(pipe: Any, seeded: I2VRequest) -> np.ndarray:
-            return generate_t2v(pipe, seeded, job, preview, **inputs)
+        def generate(pipe: Any, seeded: I2VRequest, stages: dict[str, float]) -> torch.Tensor:
+            return generate_t2v(pipe, seeded, job, preview, latents=True, stages=stages, **inputs)
 
         return run_wan(
             worker,
@@ -125,6 +125,6 @@ class I2VTask(Task):
             request,
             generate,
             loader=i2v_loader(request.card, worker),
-            variant=(request.speed_config, I2V_PIPELINE),
+            variant=(request.speed_config.loaded_variant, I2V_PIPELINE),
             fields=lambda seeded: fields,
         )

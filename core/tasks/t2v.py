@@ -32,6 +32,7 @@ from core.speed import SpeedConfig, apply_speed, parse_speed_config
 from core.speed.compile import should_compile
 from core.tasks.few_step import few_step_record, few_step_settings, first_step_cfg, use_few_step_scheduler
 from core.tasks.registry import Task, register
+from core.tasks.wan_output import DecodedVideo, decode_to_video, save_decoded, stage_clock
 from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
 from core.video_io import write_video
 from weights.registry import ModelCard, get_card
@@ -204,32 +205,43 @@ def step_callback(job: Job, total: int, preview: LatentPreview | None = None):
 
 
 def generate_t2v(
-    pipe: Any, request: T2VRequest, job: Job, preview: LatentPreview | None = None, **inputs: Any
-) -> np.ndarray:
+    pipe: Any,
+    request: T2VRequest,
+    job: Job,
+    preview: LatentPreview | None = None,
+    *,
+    latents: bool = False,
+    stages: dict[str, float] | None = None,
+    **inputs: Any,
+) -> Any:
     """Run ``request`` (with a concrete seed) and return float frames in [0, 1] shaped (T, H, W, 3), with a
-    live ``preview`` when given; ``inputs``: further pipeline arguments (image to video's images)."""
-    use_few_step_scheduler(pipe, request.card, request.resolved_flow_shift(), request.few_step)
-    set_flow_shift(pipe, request.resolved_flow_shift())
-    guidance = request.first_step_guidance or request.guidance
+    live ``preview`` when given; ``latents``: return the denoised latents (1, C, F, H, W) undecoded
+    instead; ``stages`` gets the ``text`` and ``denoise`` seconds; ``inputs``: further pipeline arguments
+    (image to video's images)."""
     generator = torch.Generator("cpu").manual_seed(request.seed)
+    shift = request.resolved_flow_shift()
+    use_few_step_scheduler(pipe, request.card, shift, request.few_step, request.steps, generator)
+    set_flow_shift(pipe, shift)
+    guidance = request.first_step_guidance or request.guidance
     kwargs: dict[str, Any] = dict(inputs)
     if getattr(pipe, "transformer_2", None) is not None and request.guidance_2 is not None:
         kwargs["guidance_scale_2"] = request.guidance_2
     job.report("encoding prompt")
-    output = pipe(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt or None,
-        height=request.height,
-        width=request.width,
-        num_frames=request.frames,
-        num_inference_steps=request.steps,
-        guidance_scale=guidance,
-        generator=generator,
-        output_type="np",
-        callback_on_step_end=first_step_cfg(step_callback(job, request.steps, preview), request),
-        **kwargs,
-    )
-    return np.asarray(output.frames[0])
+    with stage_clock(pipe, {} if stages is None else stages, pipe.device):
+        output = pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            height=request.height,
+            width=request.width,
+            num_frames=request.frames,
+            num_inference_steps=request.steps,
+            guidance_scale=guidance,
+            generator=generator,
+            output_type="latent" if latents else "np",
+            callback_on_step_end=first_step_cfg(step_callback(job, request.steps, preview), request),
+            **kwargs,
+        )
+    return output.frames if latents else np.asarray(output.frames[0])
 
 
 def prepare_request_loras(worker: Worker, job: Job, request: Any) -> tuple[PreparedLora, ...]:
@@ -283,22 +295,25 @@ def run_wan(
     worker: Worker,
     job: Job,
     request: T2VRequest,
-    generate: Callable[[Any, T2VRequest], np.ndarray],
+    generate: Callable[[Any, T2VRequest, dict[str, float]], torch.Tensor],
     *,
     loader: Loader | None = None,
     variant: Hashable = None,
     fields: Callable[[T2VRequest], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run a Wan-family ``request`` on one device: concrete seed, speed options and step cache on the
-    pipeline, ``generate(pipe, request)`` within the memory plan, then the record (with ``fields`` of the
-    seeded request) and the saved video. Text and image to video share it."""
+    pipeline, ``generate(pipe, request, stages)`` (the denoised latents; it times ``text`` and ``denoise``
+    into ``stages``) within the memory plan, the latents decoded into the video as the writer encodes it
+    (:func:`core.tasks.wan_output.decode_to_video`), then the record (with ``fields`` of the seeded
+    request, the ``decode`` that ran and the ``stages``) embedded. Text and image to video share it."""
     applied: dict[str, Any] = {}
+    stages: dict[str, float] = {}
     with JobRun(request.task, job, request, worker.device) as run:
         request = run.request
         prepared = prepare_request_loras(worker, job, request)
         hotswap = should_compile(request.speed_config.compile, worker.device)[0]
 
-        def on_pipe(pipe: Any) -> np.ndarray:
+        def on_pipe(pipe: Any) -> DecodedVideo:
             applied["loras"] = apply_loras(pipe, prepared, request.card, hotswap)
             applied["speed"] = apply_speed(
                 pipe,
@@ -308,17 +323,19 @@ def run_wan(
                 report=job.report,
             )
             with apply_cache(pipe, request.card, request.cache_config) as session:
-                frames = generate(pipe, request)
+                latents = generate(pipe, request, stages)
             applied["cache"] = session.stats()
-            return frames
+            outputs = worker.settings.outputs_dir
+            return decode_to_video(job, outputs, request, pipe.vae, latents, request.speed_config, stages)
 
-        frames, plan, level = worker.models.run_planned(
+        loaded = request.speed_config.loaded_variant if variant is None else variant
+        decoded, plan, level = worker.models.run_planned(
             job,
             request.card,
             (request.width, request.height, request.frames),
             request.memory_level,
             on_pipe,
-            variant=(request.speed_config if variant is None else variant, lora_variant(prepared, hotswap)),
+            variant=(loaded, lora_variant(prepared, hotswap)),
             loader=loader,
         )
     record = run.record(
@@ -326,12 +343,14 @@ def run_wan(
         **t2v_fields(request, worker.device, level, plan.reason),
         **(fields(request) if fields else {}),
         **applied,
+        decode=decoded.record(),
+        stages=stages,
         dtype=run.dtype,
         **run.measured(),
-        status="done",
+        status=decoded.status,
     )
     job.report("writing video")
-    return save_t2v(worker, request, record, frames)
+    return save_decoded(decoded, record, request.prompt)
 
 
 @register
@@ -343,5 +362,12 @@ class T2VTask(Task):
     splittable = True
 
     def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        preview = LatentPreview.for_outputs(worker.settings.outputs_dir, job, request.card.fps)
-        return run_wan(worker, job, request, lambda pipe, seeded: generate_t2v(pipe, seeded, job, preview))
+        preview = LatentPreview.for_run(worker.settings, job, request.card)
+        return run_wan(
+            worker,
+            job,
+            request,
+            lambda pipe, seeded, stages: generate_t2v(
+                pipe, seeded, job, preview, latents=True, stages=stages
+            ),
+        )

@@ -42,16 +42,22 @@ class UpscaleTask(Task):
     def run(self, worker: Worker, job: Job, request: UpscaleRequest) -> dict[str, Any]:
         record = run_upscale(worker, JobRun(self.name, job, request, worker.device))
         if request.interpolate and record.get("status") == "done":
-            interpolate_output(job, Path(record["path"]), request.interpolate, record)
+            interpolate_output(worker, job, Path(record["path"]), request.interpolate, record)
         return record
 
 
-def interpolate_output(job: Job, path: Path, method: str, record: dict[str, Any]) -> None:
-    """Double ``path``'s frames and fps in place with ``method``; ``record`` (embedded and in the
-    sidecar) gets its ``interpolation`` entry and the new frames and fps."""
+def interpolate_output(worker: Worker, job: Job, path: Path, method: str, record: dict[str, Any]) -> None:
+    """Double ``path``'s frames and fps in place with ``method`` (on the worker's device); ``record``
+    (embedded and in the sidecar) gets its ``interpolation`` entry and the new frames and fps."""
     saved = record.pop("path")
     interpolate_video(
-        path, path, method, record, lambda n: job.report(f"interpolating frames ({method})", n, 0)
+        path,
+        path,
+        method,
+        record,
+        lambda n: job.report(f"interpolating frames ({method})", n, 0),
+        settings=worker.settings,
+        device=worker.device,
     )
     write_json_atomic(sidecar_path(path), record)
     record["path"] = saved

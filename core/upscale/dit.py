@@ -9,6 +9,7 @@ Normalisation, timestep embedding and RoPE tables come from diffusers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ from diffusers.models.normalization import RMSNorm
 from torch import nn
 
 from core.kernels.block_sparse_attention import block_sparse_attention
+from core.kernels.flex_block_sparse import block_sparse_attention_flex
 from core.upscale.config import DiTConfig
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.sparse_mask import WINDOW, WINDOW_TOKENS, draft_block_mask, from_windows, to_windows
@@ -36,6 +38,8 @@ class ChunkContext:
     topk: int
     local_mask: torch.Tensor
     cache: StreamingKVCache
+    regions: BlockRegions
+    attention: str = "sparse"
 
     @property
     def windows_per_slab(self) -> int:
@@ -75,6 +79,22 @@ def apply_rope(x: torch.Tensor, table: torch.Tensor, num_heads: int) -> torch.Te
     return torch.view_as_real(rotated).reshape(batch, length, dim).to(x.dtype)
 
 
+def apply_rope_real(x: torch.Tensor, table: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """:func:`apply_rope` with the table as real (cos, sin) pairs (L, head_dim/2, 2): what compile traces."""
+    batch, length, dim = x.shape
+    pairs = x.float().reshape(batch, length, num_heads, -1, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    cos, sin = table[None, :, None, :, 0], table[None, :, None, :, 1]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).reshape(batch, length, dim).to(x.dtype)
+
+
+def rotate(x: torch.Tensor, table: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """RoPE with a complex table (eager) or a real one (compiled regions)."""
+    if table.is_complex():
+        return apply_rope(x, table, num_heads)
+    return apply_rope_real(x, table, num_heads)
+
+
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(1, L, heads*d) -> (1, heads, L, d)."""
     return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
@@ -92,28 +112,29 @@ class Projections(nn.Module):
 
 
 class SelfAttention(Projections):
-    """Streaming LCSA self-attention over windows of the current chunk plus the cached ones."""
+    """Streaming LCSA self-attention over windows of the current chunk plus the cached ones.
 
-    def forward(self, x: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
-        f, h, w = chunk.frames, chunk.height, chunk.width
-        q = apply_rope(self.norm_q(self.q(x)), chunk.rope, self.num_heads)
-        k = apply_rope(self.norm_k(self.k(x)), chunk.rope, self.num_heads)
-        q_win, k_new, v_new = (to_windows(t, f, h, w) for t in (q, k, self.v(x)))
-        k_win, v_win = k_new, v_new
-        cached_k, cached_v = chunk.cache.get(layer, x.device)
-        if cached_k is not None and cached_v is not None:
-            k_win, v_win = torch.cat([cached_k, k_new]), torch.cat([cached_v, v_new])
-        mask = draft_block_mask(q_win, k_win, self.num_heads, f // WINDOW[0], chunk.topk, chunk.local_mask)
-        out = block_sparse_attention(
-            split_heads(q_win.reshape(1, -1, q_win.shape[-1]), self.num_heads),
-            split_heads(k_win.reshape(1, -1, k_win.shape[-1]), self.num_heads),
-            split_heads(v_win.reshape(1, -1, v_win.shape[-1]), self.num_heads),
-            mask,
-            block_size=WINDOW_TOKENS,
-        )
+    The projections, norms and RoPE run in :func:`attention_inputs` (a compile region); this module's
+    :meth:`attend` does the part with state: the KV cache, the draft mask and the attention kernel."""
+
+    def attend(
+        self, q_win: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, layer: int, chunk: ChunkContext
+    ) -> torch.Tensor:
+        """Attention output in windows (n, 128, dim) for the chunk's windowed q, k, v."""
+        k_win, v_win = chunk.cache.with_new(layer, k_new, v_new)
+        heads = [
+            split_heads(t.reshape(1, -1, t.shape[-1]), self.num_heads) for t in (q_win, k_win, v_win)
+        ]
+        if chunk.attention == "dense":
+            out = F.scaled_dot_product_attention(*heads)
+        else:
+            mask = draft_block_mask(
+                q_win, k_win, self.num_heads, chunk.frames // WINDOW[0], chunk.topk, chunk.local_mask
+            )
+            sparse = block_sparse_attention_flex if chunk.attention == "flex" else block_sparse_attention
+            out = sparse(*heads, mask, block_size=WINDOW_TOKENS)
         chunk.cache.append(layer, k_new, v_new, chunk.windows_per_slab)
-        out = out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
-        return self.o(from_windows(out, f, h, w))
+        return out.transpose(1, 2).reshape(-1, WINDOW_TOKENS, q_win.shape[-1])
 
 
 class CrossAttention(Projections):
@@ -129,11 +150,14 @@ class CrossAttention(Projections):
         self.cached_k = split_heads(self.norm_k(self.k(context)), self.num_heads)
         self.cached_v = split_heads(self.v(context), self.num_heads)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def context(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cached_k is None or self.cached_v is None:
             raise RuntimeError("call StreamingWanDiT.prepare(context) before running chunks")
+        return self.cached_k, self.cached_v
+
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.norm_q(self.q(x)), self.num_heads)
-        out = F.scaled_dot_product_attention(q, self.cached_k, self.cached_v)
+        out = F.scaled_dot_product_attention(q, keys, values)
         return self.o(out.transpose(1, 2).flatten(2))
 
 
@@ -152,14 +176,51 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def forward(self, x: torch.Tensor, t_mod: torch.Tensor, layer: int, chunk: ChunkContext) -> torch.Tensor:
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.modulation.to(t_mod.dtype) + t_mod
-        ).chunk(6, dim=1)
-        attn_in = self.norm1(x) * (1 + scale_msa) + shift_msa
-        x = x + gate_msa * self.self_attn(attn_in, layer, chunk)
-        x = x + self.cross_attn(self.norm3(x))
-        ffn_in = self.norm2(x) * (1 + scale_mlp) + shift_mlp
-        return x + gate_mlp * self.ffn(ffn_in)
+        regions = chunk.regions
+        f, h, w = chunk.frames, chunk.height, chunk.width
+        q_win, k_win, v_win = regions.inputs(self, x, t_mod, chunk.rope, f, h, w)
+        attended = self.self_attn.attend(q_win, k_win, v_win, layer, chunk)
+        return regions.outputs(self, x, attended, t_mod, *self.cross_attn.context(), f, h, w)
+
+
+def attention_inputs(
+    block: DiTBlock, x: torch.Tensor, t_mod: torch.Tensor, rope: torch.Tensor, f: int, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Modulated norm, q/k/v projections, q/k norms and RoPE, in windows (the first compile region)."""
+    shift, scale = (block.modulation.to(t_mod.dtype) + t_mod)[:, :2].chunk(2, dim=1)
+    attn_in = block.norm1(x) * (1 + scale) + shift
+    sa = block.self_attn
+    q = rotate(sa.norm_q(sa.q(attn_in)), rope, sa.num_heads)
+    k = rotate(sa.norm_k(sa.k(attn_in)), rope, sa.num_heads)
+    return to_windows(q, f, h, w), to_windows(k, f, h, w), to_windows(sa.v(attn_in), f, h, w)
+
+
+def attention_outputs(
+    block: DiTBlock,
+    x: torch.Tensor,
+    attended: torch.Tensor,
+    t_mod: torch.Tensor,
+    cross_k: torch.Tensor,
+    cross_v: torch.Tensor,
+    f: int,
+    h: int,
+    w: int,
+) -> torch.Tensor:
+    """Output projection and gate, cross-attention and the FFN (the second compile region)."""
+    modulation = block.modulation.to(t_mod.dtype) + t_mod
+    gate_msa, shift_mlp, scale_mlp, gate_mlp = modulation[:, 2:].chunk(4, dim=1)
+    x = x + gate_msa * block.self_attn.o(from_windows(attended, f, h, w))
+    x = x + block.cross_attn(block.norm3(x), cross_k, cross_v)
+    ffn_in = block.norm2(x) * (1 + scale_mlp) + shift_mlp
+    return x + gate_mlp * block.ffn(ffn_in)
+
+
+@dataclass(frozen=True)
+class BlockRegions:
+    """The two dense parts of every block, eager or compiled (:mod:`core.upscale.compile_regions`)."""
+
+    inputs: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = attention_inputs
+    outputs: Callable[..., torch.Tensor] = attention_outputs
 
 
 class Head(nn.Module):
@@ -194,6 +255,9 @@ class StreamingWanDiT(nn.Module):
         self.head = Head(config)
         self._t: torch.Tensor | None = None
         self._t_mod: torch.Tensor | None = None
+        self.regions = BlockRegions()
+        self.real_rope = False
+        self.cuda_graphs = False
 
     @torch.no_grad()
     def prepare(self, context: torch.Tensor) -> None:
@@ -221,15 +285,21 @@ class StreamingWanDiT(nn.Module):
         cache: StreamingKVCache,
         topk: int,
         local_mask: torch.Tensor,
+        attention: str = "sparse",
     ) -> torch.Tensor:
-        """Velocity for ``latents`` (1, C, f, H/8, W/8) whose first frame is latent frame ``frame_offset``."""
+        """Velocity for ``latents`` (1, C, f, H/8, W/8) whose first frame is latent frame ``frame_offset``;
+        ``attention`` as :class:`~core.upscale.speed.VSRSpeed` names it (the kernel, or dense)."""
         if self._t is None or self._t_mod is None:
             raise RuntimeError("call prepare(context) before forward_chunk")
+        if self.cuda_graphs:  # outputs of the previous chunk's graphs may be overwritten from here on
+            torch.compiler.cudagraph_mark_step_begin()
         x = self.patch_embedding(latents)
         frames, height, width = x.shape[2:]
         x = x.flatten(2).transpose(1, 2)
         rope = rope_table(self.config.head_dim, frame_offset, frames, height, width, x.device)
-        chunk = ChunkContext(frames, height, width, rope, topk, local_mask, cache)
+        if self.real_rope:
+            rope = torch.view_as_real(rope).contiguous()
+        chunk = ChunkContext(frames, height, width, rope, topk, local_mask, cache, self.regions, attention)
         for layer, block in enumerate(self.blocks):
             if layer < len(lq_features):
                 x = x + lq_features[layer]

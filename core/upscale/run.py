@@ -30,6 +30,7 @@ from core.memory.planner import UpscalePlan, plan_upscale
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.pipelines import free_memory
 from core.upscale.cancel_checks import cancel_checks
+from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.config import PROMPT_FILE
 from core.upscale.esrgan import SRNetwork, load_network
 from core.upscale.esrgan_stream import ESRGANStreamer
@@ -38,6 +39,7 @@ from core.upscale.loading import load_flashvsr
 from core.upscale.pipeline_split import pipeline_devices, split_dit, stage_report
 from core.upscale.request import UpscaleRequest
 from core.upscale.sizing import ENGINE_ALIGN, OutputSize, cut_back, plan_size, resize_and_crop
+from core.upscale.speed import DEFAULT_SPEED
 from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 from core.video_io import METADATA_KEY, VideoWriter
@@ -77,7 +79,8 @@ def _flashvsr_streamer(
     )
     split_dit(model, pipeline_devices(device, request.pipeline_gpus))
     offload = plan.kv_offload
-    streamer = FlashVSRStreamer(model, offload_kv_cache=offload)
+    compile_flashvsr(model, DEFAULT_SPEED, folder.parent)  # the models folder keeps the compile cache
+    streamer = FlashVSRStreamer(model, offload_kv_cache=offload, speed=DEFAULT_SPEED)
     info = {
         "variant": request.variant,
         "kv_cache_offloaded": offload,

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.upscale.color import adain_color_fix
 from core.upscale.config import SparsityConfig
+from core.upscale.decode_stream import ChunkDecoder, PendingFrames
 from core.upscale.kv_cache import StreamingKVCache
 from core.upscale.loading import FlashVSRModel
 from core.upscale.noise import NOISE_DRAWS, ChunkNoise, default_noise_draw
 from core.upscale.sparse_mask import WINDOW, local_window_mask
+from core.upscale.speed import VSRSpeed
 from core.validation import as_choice
 
 FIRST_LATENTS, LATENTS_PER_CHUNK = 6, 2
@@ -75,14 +76,18 @@ class FlashVSRStreamer:
         color_fix: bool = True,
         offload_kv_cache: bool = False,
         noise_draw: str | None = None,
+        speed: VSRSpeed | None = None,
     ) -> None:
         """``noise_draw`` is "official" or "per-chunk" (:mod:`core.upscale.noise`); by default the official
-        draw on CUDA and the per-chunk one elsewhere. :attr:`noise_draw` says which one runs."""
+        draw on CUDA and the per-chunk one elsewhere. :attr:`noise_draw` says which one runs. ``speed``: the
+        run-time options of :class:`VSRSpeed` (attention, KV storage and prefetch, decode overlap; compile
+        is applied to the model by :func:`core.upscale.compile_regions.compile_flashvsr`)."""
         self.model = model
         self.noise_draw = as_choice("noise draw", noise_draw or default_noise_draw(model.device), NOISE_DRAWS)
         self.sparsity = sparsity or SparsityConfig()
         self.color_fix = color_fix
         self.offload_kv_cache = offload_kv_cache
+        self.speed = speed or VSRSpeed()
         self.last_kv_cache_bytes = 0
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
@@ -104,15 +109,21 @@ class FlashVSRStreamer:
         source = iter(padded_frames(frames, plan.padded))
         window: deque[np.ndarray] = deque()
         window_start = 0
+        speed = self.speed
         cache = StreamingKVCache(
             model.config.dit.num_layers,
             int(self.sparsity.kv_ratio),
             torch.device("cpu") if self.offload_kv_cache else None,
+            storage=speed.kv_cache,
+            num_heads=model.config.dit.num_heads,
+            prefetch=speed.kv_prefetch,
         )
         model.lq_projection.reset()
         decoder = model.tc_decoder or model.vae_decoder
         assert decoder is not None
         decoder.reset()
+        decoding = ChunkDecoder(model, self.color_fix, speed.overlap_decode)
+        pending: PendingFrames | None = None
         emitted = 0
         local_mask = topk = noise = None
         try:
@@ -136,26 +147,31 @@ class FlashVSRStreamer:
                     shape = (1, model.config.dit.in_dim, height // 8, width // 8)
                     noise = ChunkNoise(self.noise_draw, seed, shape, plan.padded, model.device, model.dtype)
                 start = noise.chunk(chunk, latent_frames)
-                velocity = model.dit.forward_chunk(start, features, offset, cache, topk, local_mask)
+                velocity = model.dit.forward_chunk(
+                    start, features, offset, cache, topk, local_mask, attention=speed.attention
+                )
                 latents = start - velocity
                 cond_start = 0 if chunk == 0 else 8 * chunk + 13
                 cond_stop = FIRST_OUTPUT if chunk == 0 else 8 * chunk + 21
                 cond = self._to_tensor([window[i - window_start] for i in range(cond_start, cond_stop)])
-                decoded = (
-                    model.tc_decoder.decode(latents, cond)
-                    if model.tc_decoder is not None
-                    else model.vae_decoder.decode(latents)
-                )
-                if self.color_fix:
-                    decoded = adain_color_fix(decoded, cond)
+                submitted = decoding.submit(latents, cond)
                 while window_start < cond_stop:
                     window.popleft()
                     window_start += 1
-                out = self._to_uint8(decoded)[: max(0, frame_count - emitted)]
-                emitted += len(out)
                 self.last_kv_cache_bytes = cache.nbytes()
+                # overlapping: this chunk's frames are collected after the next chunk is queued
+                ready, pending = (pending, submitted) if decoding.overlap else (submitted, None)
+                if ready is not None:
+                    out = decoding.finish(ready)[: max(0, frame_count - emitted)]
+                    emitted += len(out)
+                    if on_chunk is not None:
+                        on_chunk(chunk + (0 if pending is not None else 1), plan.chunks)
+                    if len(out):
+                        yield out
+            if pending is not None:
+                out = decoding.finish(pending)[: max(0, frame_count - emitted)]
                 if on_chunk is not None:
-                    on_chunk(chunk + 1, plan.chunks)
+                    on_chunk(plan.chunks, plan.chunks)
                 if len(out):
                     yield out
         finally:
@@ -178,9 +194,3 @@ class FlashVSRStreamer:
             )
         assert features is not None
         return features
-
-    @staticmethod
-    def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-        """(1, 3, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3), as the official ``tensor2video``."""
-        x = (frames[0].float() + 1.0).mul(127.5).clamp(0, 255)
-        return x.permute(1, 2, 3, 0).to(torch.uint8).cpu().numpy()

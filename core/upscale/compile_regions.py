@@ -1,0 +1,77 @@
+"""Regional ``torch.compile`` of FlashVSR: the two dense parts of every DiT block and the TC decoder.
+
+A DiT block's self-attention has state (the KV cache, the draft mask, the Triton kernel), so each block is
+compiled as two regions around it (:func:`~core.upscale.dit.attention_inputs`,
+:func:`~core.upscale.dit.attention_outputs`): one compiled function serves all 30 blocks, whose weights
+are inputs. The block's own ``forward`` stays eager, so its forward hooks (cancel checks, the two-GPU
+split) still run. Shapes are static: the first chunk (6 latent frames) and the steady one (2) compile once
+each per output size. With ``cuda_graphs`` the DiT regions use compile's ``reduce-overhead`` mode; the
+decoder keeps frames from chunk to chunk and never runs as CUDA graphs.
+
+Inductor's caches go to ``<models>/torch-compile-cache`` (:func:`core.speed.compile.use_compile_cache`),
+so a later run of the app skips most of the first run's compile time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+from core.speed.compile import CACHE_FOLDER, use_compile_cache
+from core.upscale.dit import BlockRegions, attention_inputs, attention_outputs
+from core.upscale.loading import FlashVSRModel
+from core.upscale.speed import VSRSpeed
+
+RECORD = "_vsr_compile_record"
+RECOMPILE_LIMIT = 64
+"""Room for the shapes of several output sizes in one process (torch's default is 8)."""
+
+
+def compile_cache(models_dir: Path) -> Path:
+    """Inductor's caches under ``models_dir``, unless the user chose a folder.
+
+    Inductor writes its default folder into the environment the first time it asks for it (any compile
+    or some imports), which would make that default look like the user's choice: it is replaced."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(models_dir) / CACHE_FOLDER)
+    return use_compile_cache(models_dir)
+
+
+def compile_flashvsr(model: FlashVSRModel, speed: VSRSpeed, models_dir: Path | None = None) -> dict[str, Any]:
+    """Compile ``model``'s regions in place as ``speed`` asks; returns what ran, for the record.
+
+    Compile cannot be undone in place: a second call returns the first call's record and changes nothing.
+    """
+    done = getattr(model.dit, RECORD, None)
+    if done is not None:
+        return done
+    if not speed.compile:
+        return {"compile": False, "cuda_graphs": False}
+    record: dict[str, Any] = {"compile": True}
+    if models_dir is not None:
+        record["cache"] = str(compile_cache(models_dir))
+    graphs = speed.cuda_graphs and model.device.type == "cuda"
+    record["cuda_graphs"] = graphs
+    if speed.cuda_graphs and not graphs:
+        record["cuda_graphs_reason"] = f"needs a CUDA GPU (running on {model.device.type})"
+    dynamo_config = torch._dynamo.config
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+    options: dict[str, Any] = {"fullgraph": True, "dynamic": False}
+    if graphs:
+        options["mode"] = "reduce-overhead"
+    dit = model.dit
+    dit.regions = BlockRegions(
+        torch.compile(attention_inputs, **options), torch.compile(attention_outputs, **options)
+    )
+    dit.real_rope = True  # complex tensors stay out of the compiled graphs
+    dit.cuda_graphs = graphs
+    if model.tc_decoder is not None:  # keeps per-chunk state in a dict: graph breaks allowed there
+        model.tc_decoder._run = torch.compile(model.tc_decoder._run, dynamic=False)
+        record["tc_decoder"] = True
+    setattr(dit, RECORD, record)
+    return record
