@@ -7,8 +7,10 @@ jobs); the plain single-GPU :class:`core.runner.Runner` first, then our
 CFG parallel with guidance, Ulysses without, CFG x Ulysses on 4) or those asked for; each after an untimed
 2-step warm-up job. Every time is measured, none computed: the DiT step between the first and the last
 denoising report, and the whole job from its prompt encoding to the written video (after the model load;
-the split ranks encode the prompt once and decode a band each). The final latents and the frames are
-compared with the one-GPU run of the same seed; issue 32's goals are checked at the end. ``jobs``: Wan2.1
+the split ranks encode the prompt once and decode a band each). The final latents are compared with the
+one-GPU run of the same seed, the frames with those latents decoded whole in float32 (the pipeline's
+decode; the one-GPU job itself streams its decode); issue 32's goals are checked at the end.
+``jobs``: Wan2.1
 1.3B jobs through the app's :class:`core.parallel.dispatch.GpuDispatcher` (each job on one worker,
 ``multi_gpu="one"``) with 1 and then N workers, after one warm-up job per worker. Both use memory level 0,
 SDPA and no compile or step cache. ``--record`` writes the measured speed-ups into
@@ -42,6 +44,7 @@ from bench.random_wan import (
     saved_frames,
     saved_latents,
     use_random_weights,
+    whole_frames,
 )
 from core.jobs import Job, JobQueue, JobStatus
 from core.parallel.config import parse_parallel_flag
@@ -197,10 +200,13 @@ def print_split_table(args: argparse.Namespace, rows: list[Row]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     base = {(case, size): (step, job, rec) for case, gpus, _, size, step, job, _, rec in rows if gpus == 1}
+    device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    whole = {key: whole_frames(saved_latents(plain), device) for key, (_, _, plain) in base.items()}
     for case, gpus, name, size, step, job_s, peak, record in rows:
         base_step, base_job, plain = base[case, size]
         high, cosine = latent_difference(saved_latents(plain), saved_latents(record))
-        frames = np.abs(saved_frames(plain).astype(np.float64) - saved_frames(record)).max()
+        mine = whole[case, size] if gpus == 1 else saved_frames(record)
+        frames = np.abs(whole[case, size].astype(np.float64) - mine).max()
         print(
             f"| {case} | {gpus} | {name} | {size[0]}x{size[1]} | {step:.3f} | {base_step / step:.2f}x | "
             f"{job_s:.1f} | {base_job / job_s:.2f}x | {peak:.1f} | {high:.2e}, {cosine:.6f} | {frames:.2e} |"

@@ -68,7 +68,7 @@ def random_pipeline(
     its size: ``1.3b``, ``14b`` or ``tiny``) and VAE configs, a tiny 4096-wide text encoder (the prompt's
     content does not matter for timing; none when ``without`` names it, as on split ranks past 0), at
     memory ``level``."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+    from diffusers import UniPCMultistepScheduler, WanPipeline
 
     from bench.wan_shapes import WAN_COMMON, wan_config
     from core.hardware import compute_dtype
@@ -84,9 +84,7 @@ def random_pipeline(
     if "text_encoder" not in without:
         with torch.device(device), default_dtype(dtype):
             text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1).eval()
-    torch.manual_seed(2)
-    with torch.device(device):
-        vae = AutoencoderKLWan().eval()  # built in training mode: dropout would make runs differ
+    vae = random_vae(device)
     keep_latents_on_decode(vae)
     pipe = WanPipeline(
         tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
@@ -102,6 +100,38 @@ def random_pipeline(
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return pipe
+
+
+def random_vae(device: torch.device) -> Any:
+    """The Wan2.1 VAE with weights drawn from seed 2 on ``device`` (eval mode: built in training mode, its
+    dropout would make two runs differ)."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(2)
+    with torch.device(device):
+        return AutoencoderKLWan().eval()
+
+
+def whole_frames(latents: np.ndarray, device: torch.device) -> np.ndarray:
+    """Saved latents decoded whole in float32 by :func:`random_vae`, as the pipeline decodes them, and
+    subsampled as :func:`write_video_keeping_frames` keeps frames: the one-GPU reference for the frames."""
+    with torch.no_grad():
+        video = random_vae(device).decode(torch.from_numpy(latents).to(device)).sample
+    frames = (video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1).cpu().numpy()
+    return np.ascontiguousarray(frames[::8, ::4, ::4])
+
+
+def decode_to_video_keeping_latents(
+    job: Any, outputs_dir: Path, request: Any, vae: Any, latents: Any, *args: Any
+) -> Any:
+    """The single-GPU run's streamed decode, keeping the latents beside its video (as the VAE takes them)."""
+    from core.speed.vae_decode import denormalize
+    from core.tasks import wan_output
+
+    decoded = wan_output.decode_to_video(job, outputs_dir, request, vae, latents, *args)
+    kept = denormalize(vae, latents).float().cpu().numpy()
+    np.save(Path(decoded.path).with_suffix(".latents.npy"), kept)
+    return decoded
 
 
 def keep_latents_on_decode(vae: Any) -> None:
@@ -143,6 +173,7 @@ def use_random_weights(folder: Path, dit: str = "") -> None:
     split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
     split_rank.split_decode = split_decode_keeping_latents
     t2v.write_video = write_video_keeping_frames
+    t2v.decode_to_video = decode_to_video_keeping_latents
 
 
 def random_runner(settings: Any, device: torch.device, folder: Path, dit: str = "") -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,8 +136,8 @@ def split_decode(
     """For one job: ``pipe.vae.decode`` decodes this rank's band and returns the whole blended video on every
     rank (each rank must call it, as the pipelines of a split group do in lockstep). With ``ranks`` and no
     process group, one process decodes every band of that plan itself (:func:`decode_bands`: the split
-    result, to compare with). Yields what was done, for the record: ``{"bands": n, "axis": ...}`` once
-    decoded (``bands`` 1 when the plan did not split)."""
+    result, to compare with). Yields what was done, for the record, once decoded: ``bands`` (1 when the
+    plan did not split), ``axis`` and ``seconds``."""
     vae = getattr(pipe, "vae", None)
     grouped = ranks is None
     if grouped:
@@ -151,6 +152,7 @@ def split_decode(
         return original(latents, return_dict=False)[0]
 
     def decode(latents: torch.Tensor, return_dict: bool = True) -> Any:
+        started = time.perf_counter()
         bands = band_plan(tuple(latents.shape), ranks)
         if bands is None:
             video = decode_whole(latents)
@@ -159,7 +161,9 @@ def split_decode(
         else:
             video = decode_bands(decode_whole, latents, bands)
         axis = "width" if not bands or bands[0].axis == -1 else "height"
-        done.update(bands=len(bands or [None]), axis=axis)
+        if video.is_cuda:
+            torch.cuda.synchronize(video.device)
+        done.update(bands=len(bands or [None]), axis=axis, seconds=round(time.perf_counter() - started, 3))
         return DecoderOutput(sample=video) if return_dict else (video,)
 
     with patched(vae, "decode", decode):

@@ -170,6 +170,7 @@ def split_record(
 def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: RankPipelines) -> dict | None:
     """Generate on this rank; rank 0 writes the video and returns the record, the others return None."""
     device = pipelines.device
+    stages: dict[str, float] = {}
     with JobRun("t2v", job, task.request, device) as run:
         request = run.request
         job.report(f"loading model (memory level {task.memory_level})")
@@ -182,7 +183,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
                 shared_prompt(pipe, device),
                 split_decode(pipe) as decoded,
             ):
-                frames = generate_t2v(pipe, request, job)
+                frames = generate_t2v(pipe, request, job, stages=stages)
         finally:
             free_memory(device)
     every_rank: list[Any] = [None] * dist.get_world_size()
@@ -193,18 +194,27 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
         "loras": pipelines.loras,
         "speed": pipelines.speed,
         "cache": merge_cache_stats([stats for stats, _ in every_rank]),
-        "split_work": split_work(every_rank, decoded),
+        "split_work": split_work(every_rank),
+        "decode": {"bands": 1} | {k: v for k, v in decoded.items() if k != "seconds"},
+        "stages": split_stages(stages, decoded),
     }
     record = split_record(run, task, device, applied)
     job.report("writing video")
     return save_t2v(RankWorker(settings, device, pipelines.models), request, record, frames)
 
 
-def split_work(every_rank: list[tuple[Any, bool]], decoded: dict[str, Any]) -> dict[str, Any]:
-    """What the ranks shared besides the DiT steps: which held the text encoder (rank 0 encodes the prompt
-    for all) and how the VAE decode was split (``bands`` 1: every rank decoded the whole video)."""
-    holders = [rank for rank, (_, has_encoder) in enumerate(every_rank) if has_encoder]
-    return {"text_encoder_ranks": holders, "decode": decoded or {"bands": 1}}
+def split_work(every_rank: list[tuple[Any, bool]]) -> dict[str, Any]:
+    """Which ranks held the text encoder (rank 0 encodes the prompt for all)."""
+    return {"text_encoder_ranks": [rank for rank, (_, has_encoder) in enumerate(every_rank) if has_encoder]}
+
+
+def split_stages(stages: dict[str, float], decoded: dict[str, Any]) -> dict[str, float]:
+    """The pipeline call's ``text`` and ``denoise`` seconds, the decode (inside the call on split ranks)
+    taken out of ``denoise`` into ``decode``."""
+    seconds = decoded.get("seconds")
+    if seconds is None or "denoise" not in stages:
+        return stages
+    return stages | {"denoise": round(stages["denoise"] - seconds, 3), "decode": seconds}
 
 
 @dataclass(frozen=True)
