@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.image_input import image_size
 from core.memory.levels import parse_override
 from core.validation import ConfigError, as_float, as_int, as_seed, as_text, random_seed
 from core.video_input import VIDEO_SUFFIXES
@@ -24,7 +25,8 @@ CACHE_PRESETS = {"fast": 0.1, "faster": 0.15}  # FlowCache's SkyReels-V2 "slow" 
 
 FIELD_HELP: dict[str, str] = {
     "model": "SkyReels-V2 Diffusion Forcing model that writes the continuation.",
-    "video": "The clip to extend (mp4, mov, mkv, webm, avi, ts, m2ts).",
+    "video": "The clip to extend (mp4, mov, mkv, webm, avi, ts, m2ts); or give a start image instead.",
+    "image": "A still picture to start from instead of a clip (png, jpg, webp...): the video begins at it.",
     "prompt": "What happens next.",
     "negative_prompt": "What to avoid; empty uses the model's default.",
     "add_frames": "Frames to add (rounded up to a multiple of 4); 0 uses the seconds field.",
@@ -82,6 +84,20 @@ def checked_video_path(video: Any) -> str:
     return text
 
 
+def checked_start(video: Any, image: Any) -> tuple[str, str | None]:
+    """The checked ``(video, image)`` a continuation starts from: exactly one of a clip or a still picture
+    (the other comes back empty / None)."""
+    video_text, image_text = (str(value or "").strip() for value in (video, image))
+    if video_text and image_text:
+        raise ConfigError("Give a clip to extend or a start image, not both: clear one of them.")
+    if not video_text and not image_text:
+        raise ConfigError("Choose a clip to extend or a start image.")
+    if image_text:
+        image_size(image_text)  # a readable picture, else the reason
+        return "", image_text
+    return checked_video_path(video_text), None
+
+
 @dataclass(frozen=True)
 class ContinueRequest:
     """A video-continuation job. Validated on creation; ``seed=-1`` asks for a random seed."""
@@ -104,6 +120,8 @@ class ContinueRequest:
     continuation_only: bool = False
     cache: dict[str, Any] | None = None
     memory_level: str = "auto"
+    image: str | None = None
+    """A still picture to start from instead of ``video`` (SkyReels-V2 DF image to video)."""
 
     task = "continue"
 
@@ -117,7 +135,9 @@ class ContinueRequest:
                 "(fields chunks or seconds, window_size, kv_budget; see docs/magi.md)"
             )
         set_ = object.__setattr__
-        set_(self, "video", checked_video_path(self.video))
+        video, image = checked_start(self.video, self.image)
+        set_(self, "video", video)
+        set_(self, "image", image)
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))

@@ -31,7 +31,7 @@ class Studio:
     """Owns the workers (one per device) and the queue they share.
 
     One device: a runner in this process. Several: a :class:`GpuDispatcher` with a worker process per GPU
-    that sends each job to a free worker or splits a big lone text-to-video job over the idle GPUs
+    that sends each job to a free worker or splits a big lone text- or image-to-video job over the idle GPUs
     (``settings.parallel``: the split modes allowed). The runners stay in this process for
     planning (the estimate of :meth:`planning_runner`) and load nothing unless they run jobs themselves.
     """
@@ -78,7 +78,7 @@ class Studio:
         if self.dispatcher is not None:
             return (
                 f"One worker process per GPU ({names}); the queue sends each job to a free one, and splits "
-                f"a big text-to-video job that runs alone over the idle GPUs "
+                f"a big text- or image-to-video job that runs alone over the idle GPUs "
                 f"({', '.join(self.dispatcher.modes)})."
             )
         return f"One worker on {names}."

@@ -131,6 +131,32 @@ def test_a_t2v_result_continues_and_upscales_through_the_api(launched_app) -> No
     assert details["size_note"] == "64x64 -> 128x128"
 
 
+def test_continue_from_a_start_image_through_the_api(launched_app, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (120, 80), (200, 30, 30)).save(tmp_path / "start.png")
+    client = Client(launched_app.url, verbose=False)
+    values = {
+        "model_id": "tiny-skyreels-df",
+        "video_path": None,  # the clip stays empty: the picture starts the video
+        "image_path": handle_file(str(tmp_path / "start.png")),
+        "prompt_text": "the red wall falls",
+        "seconds_to_add": 1,
+        "step_count": 2,
+        "seed_value": 4,
+    }
+    video, details, status = client.predict(**values, api_name="/continue")
+    info = probe_video(Path(video))
+    assert (info.frames, info.width, info.height, info.fps) == (1 + 24, 48, 32, 24.0)
+    assert details["image"]["name"] == "start.png" and details["added_frames"] == 24
+    assert read_record(Path(video))["request"]["image"].endswith("start.png") and status.startswith("Done")
+    clip = handle_file(video)
+    with pytest.raises(Exception, match="not both"):
+        client.predict(**(values | {"video_path": clip}), api_name="/continue")
+    with pytest.raises(Exception, match="Choose a clip to extend or a start image"):
+        client.predict(**(values | {"image_path": None}), api_name="/continue")
+
+
 def test_history_and_compare_in_the_launched_app(launched_app) -> None:
     client = Client(launched_app.url, verbose=False)
     first, details, _ = client.predict(

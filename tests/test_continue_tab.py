@@ -71,3 +71,33 @@ def test_controls_and_input_description(clip_with_audio: Path, tmp_path: Path) -
     (tmp_path / "x.mp4").write_text("no")
     message = describe_input(str(tmp_path / "x.mp4"), "tiny-skyreels-df", 0)
     assert message.startswith("⚠️ x.mp4 could not be read")
+
+
+def test_a_start_image_beside_the_clip_one_at_a_time(continue_settings: Settings, tmp_path: Path) -> None:
+    from PIL import Image
+
+    studio = Studio(continue_settings)
+    try:
+        with gr.Blocks() as demo:
+            clip = build_continue_tab(Facade(studio)).source
+        image = next(b for b in demo.blocks.values() if isinstance(b, gr.Image))
+        assert image.label == "…or a start image" and image.type == "filepath"
+        clears = {
+            (fn.inputs[0]._id, fn.outputs[0]._id): fn.fn
+            for fn in demo.fns.values()
+            if len(fn.inputs) == 1 and len(fn.outputs) == 1 and fn.inputs[0] in (clip, image)
+        }
+        assert clears[(clip._id, image._id)]("clip.mp4") is None  # a clip clears the picture
+        assert clears[(image._id, clip._id)]("photo.png") is None  # a picture clears the clip
+        assert clears[(clip._id, image._id)](None) == gr.update()  # clearing one leaves the other
+    finally:
+        studio.shutdown()
+    Image.new("RGB", (64, 48)).save(tmp_path / "start.png")
+    values = {"model_id": "tiny-skyreels-df", "video_path": None, "image_path": str(tmp_path / "start.png")}
+    values |= {"prompt_text": "a cat", "negative_text": "", "seconds_to_add": 0.5, "keep": True}
+    values |= {"overlap_frames": 0, "ar": 0, "block_size": 0, "window_frames": 0, "noise_level": 20}
+    values |= {"step_count": 2, "guidance_scale": 6.0, "flow_shift": 0, "seed_value": 5, "level": "auto"}
+    data = continue_request(values | {"speed_preset": "Off", "cache_threshold": None})
+    data.pop("task")
+    request = ContinueRequest(**data)
+    assert (request.video, request.image) == ("", str(tmp_path / "start.png"))

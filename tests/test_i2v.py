@@ -96,9 +96,8 @@ def test_end_image_rules_and_missing_start_image(tmp_path: Path) -> None:
         I2VRequest("tiny-wan-i2v", "x")
     with pytest.raises(ConfigError, match="not an image-to-video model"):
         I2VRequest("tiny-wan", "x", image=start)
-    with pytest.raises(ConfigError, match="one GPU"):
-        I2VRequest("tiny-wan-i2v", "x", image=start, multi_gpu="split")
-    assert task_for(I2VRequest("tiny-wan-i2v", "x", image=start)).splittable is False
+    split = I2VRequest("tiny-wan-i2v", "x", image=start, multi_gpu="split")
+    assert split.multi_gpu == "split" and task_for(split).splittable is True
 
 
 def test_a_non_image_is_refused_with_what_to_do(tmp_path: Path) -> None:

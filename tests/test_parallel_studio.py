@@ -117,7 +117,7 @@ def test_the_planner_places_each_job_on_a_worker_or_a_split(
     two_cpu_studio: Studio, progress_lines: dict[str, list[str]]
 ) -> None:
     studio, dispatcher = two_cpu_studio, two_cpu_studio.dispatcher
-    assert "splits a big text-to-video job" in studio.describe_workers()
+    assert "splits a big text- or image-to-video job" in studio.describe_workers()
     pair = [studio.submit(TINY | {"seed": i, "steps": 4}) for i in (1, 2)]
     watched = set()
     while not all(job.finished for job in pair):
@@ -302,3 +302,17 @@ def test_one_gpu_that_is_not_cuda_0_is_the_current_device_of_the_queue_thread(
     finally:
         studio.shutdown()
     assert job.result["calls"] == [(torch.device("cuda", 1), "worker-0")]
+
+
+def test_an_image_to_video_job_alone_splits_over_the_idle_gpus(
+    two_cpu_studio: Studio, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (96, 64), (200, 40, 40)).save(tmp_path / "start.png")
+    two_cpu_studio.dispatcher.min_split_tokens = 0
+    data = {"task": "i2v", "model": "tiny-wan-i2v", "prompt": "a cat", "steps": 1, "seed": 2}
+    job = finish(two_cpu_studio, two_cpu_studio.submit(data | {"image": str(tmp_path / "start.png")}))
+    assert job.result["task"] == "i2v" and job.result["gpu_plan"]["mode"] == "split"
+    assert job.result["parallel"]["cfg"] == 2 and job.result["image"]["name"] == "start.png"
+    assert probe_video(Path(job.result["path"])).frames == 9

@@ -1,5 +1,5 @@
-"""Continue video tab: a clip, a prompt and how much to add; Continue, Cancel, the result and its details.
-The fields, their help and which apply to the chosen model come from the facade."""
+"""Continue video tab: a clip (or a start image), a prompt and how much to add; Continue, Cancel, the result
+and its details. The fields, their help and which apply to the chosen model come from the facade."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def build_continue_tab(facade: Facade) -> TabIO:
         with gr.Column(scale=1):
             f["model_id"] = gr.Dropdown(**p["model_id"])
             f["about"] = gr.Markdown(**p["about"])
-            f["video_path"] = gr.Video(label="Clip to extend", sources=["upload"])
+            with gr.Row():
+                f["video_path"] = gr.Video(label="Clip to extend", sources=["upload"])
+                f["image_path"] = gr.Image(label="…or a start image", type="filepath", sources=["upload"])
             clip_info = gr.Markdown(**p["clip_info"])
             f["prompt_text"] = gr.Textbox(
                 **p["prompt_text"], lines=3, placeholder="The camera follows the cat outside"
@@ -58,6 +60,9 @@ def build_continue_tab(facade: Facade) -> TabIO:
         with gr.Column(scale=1):
             outputs = job_outputs()
     wire_model_form(facade, "continue", f)
+    # one start at a time: choosing a clip clears the picture and the other way round
+    for chosen, other in (("video_path", "image_path"), ("image_path", "video_path")):
+        f[chosen].change(lambda value: None if value else gr.update(), f[chosen], f[other], api_name=False)
     watched_clip = [f[name] for name in CLIP_INPUTS]
     for trigger in watched_clip:
         trigger.change(facade.describe_clip, watched_clip, clip_info, api_name=False)
@@ -89,6 +94,7 @@ def build_continue_tab(facade: Facade) -> TabIO:
         cache_threshold: float | None = None,
         window: float = 0,
         kv_budget: float = 0,
+        image_path: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -56,6 +56,7 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
             with gr.Accordion("Memory", open=False):
                 f["level"] = gr.Dropdown(**p["level"])
                 estimate = gr.Markdown("")
+                f["multi_gpu"] = gr.Radio(**p["multi_gpu"])
             generate, cancel = job_buttons("Generate")
         with gr.Column(scale=1):
             outputs = job_outputs()
@@ -105,6 +106,7 @@ def build_i2v_tab(facade: Facade) -> ImageTabIO:
         few_step: bool = False,
         first_step_guidance: float | None = None,
         loras_text: str = "",
+        multi_gpu: str = "auto",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects progress through the default
     ) -> Iterator[dict[Any, Any]]:
         values = dict(locals())  # the API's parameters by name, as the facade reads them

@@ -126,6 +126,7 @@ def continue_request(v: Values) -> dict[str, Any]:
         "task": "continue",
         "model": card.id,
         "video": v["video_path"] or "",
+        "image": v.get("image_path") or None,  # a start picture instead of the clip
         "prompt": v["prompt_text"],
         "seconds": v["seconds_to_add"],
         "continuation_only": not v["keep"],

@@ -31,7 +31,6 @@ def i2v_static() -> Form:
         "image_path": Field(label="Start image"),
         "fit_help": Field(value=FIT_NOTE),
         "end_image_path": Field(label="End image (last frame)"),
-        "multi_gpu": Field(visible=False, value="one"),
     }
 
 
@@ -53,7 +52,7 @@ def i2v_request(v: Mapping[str, Any]) -> dict[str, Any]:
     auto = v["resolution_label"] in (None, "", MATCH_IMAGE)
     card = get_card(v["model_id"])
     label = card.resolution(card.defaults.resolution).label if auto else v["resolution_label"]
-    data = t2v_request({**v, "resolution_label": label, "multi_gpu": "one"})
+    data = t2v_request({**v, "resolution_label": label, "multi_gpu": v.get("multi_gpu") or "auto"})
     if auto:
         data |= {"width": None, "height": None}
     return data | {"task": "i2v", "image": v["image_path"], "end_image": v["end_image_path"] or None}

@@ -139,7 +139,7 @@ def t2v_inputs(cards: list[ModelCard], several_gpus: bool) -> Props:
 
 
 def i2v_inputs(cards: list[ModelCard], several_gpus: bool, static: Form) -> Props:
-    """The Image to video form: Text to video's fields (one GPU) with ``static``, the images' fields."""
+    """The Image to video form: Text to video's fields with ``static``, the images' fields."""
     base = t2v_inputs(cards, several_gpus)
     model = form_for("i2v", cards[0].id)  # over Text to video's properties, field by field (labels kept)
     names = [*base, *(name for name in model if name not in base)]

@@ -115,7 +115,7 @@ def t2v_values(r: Request) -> Values:
 
 def i2v_values(r: Request) -> Values:
     """``/i2v``'s values: Text to video's, the images, Match the image when the request had no size."""
-    values = {k: v for k, v in t2v_values(r).items() if k != "multi_gpu"}
+    values = t2v_values(r)
     if r.get("width") is None:
         values["resolution_label"] = MATCH_IMAGE
     return values | {"image_path": r.get("image") or None, "end_image_path": r.get("end_image") or None}
@@ -129,6 +129,7 @@ def continue_values(r: Request) -> Values:
     values = {
         "model_id": card.id,
         "video_path": r.get("video") or None,
+        "image_path": r.get("image") or None,
         "prompt_text": r.get("prompt", ""),
         "seconds_to_add": seconds,
         "keep": not r.get("continuation_only", False),

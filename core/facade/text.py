@@ -57,7 +57,7 @@ def describe_plan(plan: MemoryPlan) -> str:
 def describe_input(video_path: str | None, card: ModelCard, overlap: int) -> str:
     """What the clip becomes for this model (using ``overlap`` frames of its end), or why it cannot."""
     if not video_path:
-        return "Upload a clip (mp4, mov, mkv, webm, avi, ts)."
+        return "Upload a clip (mp4, mov, mkv, webm, avi, ts), or a start image to begin from."
     try:
         if is_magi_card(card):
             video = open_input(video_path, card)

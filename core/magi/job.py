@@ -9,7 +9,8 @@ after the first chunk keeps ``<name>_partial.mp4`` with every chunk made.
 A continuation reads the clip at the card's fps and size (``core.video_input``); its last whole chunks (as
 many as a new chunk attends, at most 4) are the prefix the model continues. The output file is the
 converted clip (written first) followed by the new chunks (or only them), with the clip's sound under the
-clip part (added at the end).
+clip part (added at the end). A start picture instead is a one-frame prefix (MAGI-1's image to video: the
+first chunk is kept whole and starts at the picture); the output is the new chunks.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.device_models import Worker
+from core.image_input import image_size, prepare_image
 from core.job_run import JobRun
 from core.jobs import Job, JobCancelledError
 from core.magi.caching import magi_cache_stats
@@ -29,7 +32,7 @@ from core.magi.request import MagiRequest, context_frames
 from core.magi.stream import PREVIEW_DIR, ChunkPreview, StreamedVideo
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
 from core.validation import ConfigError
-from core.video_input import InputVideo, last_frames, open_input
+from core.video_input import InputVideo, last_frames, open_input, pick_resolution
 from core.video_io import to_uint8_frames
 from weights.registry import ModelCard
 
@@ -40,20 +43,33 @@ MEMORY_HINT = (
 
 @dataclass(frozen=True)
 class Clip:
-    """A continuation's input: the converted clip and the prefix (its last whole chunks) the model sees."""
+    """A continuation's input: the prefix the model sees (float frames in [0, 1]), the output's size, the
+    record's fields, and the converted clip (None for a start picture: nothing goes before the chunks)."""
 
-    video: InputVideo
     prefix: torch.Tensor
+    size: tuple[int, int]
+    fields: dict[str, Any]
+    video: InputVideo | None = None
 
 
 def open_clip(request: MagiRequest, card: ModelCard) -> Clip:
-    """Check the input video and cut its prefix: as many whole chunks as a new chunk attends (at most 4)."""
+    """Check the input video and cut its prefix: as many whole chunks as a new chunk attends (at most 4);
+    a start picture is a one-frame prefix at the card's preset nearest its shape (or the asked size)."""
+    if request.image:
+        preset = pick_resolution(card, *image_size(request.image))
+        width, height = request.size or (preset.width, preset.height)
+        picture, info, fit = prepare_image(request.image, width, height)
+        prefix = torch.from_numpy(np.asarray(picture)[None]).float() / 255.0
+        fields = {"input": f"image {info.name} ({info.width}x{info.height})", "input_frames": 1}
+        image = info.to_dict() | {"fit": fit}
+        return Clip(prefix, (width, height), fields | {"context_frames": 1, "image": image})
     video = open_input(request.video, card)
     if request.size is not None:
         video = replace(video, width=request.size[0], height=request.size[1])
     context = context_frames(card, video.frames, video.path.name)
     prefix = torch.from_numpy(last_frames(video, context)).float() / 255.0
-    return Clip(video, prefix)
+    fields = {"input": video.describe(context), "input_frames": video.frames, "context_frames": context}
+    return Clip(prefix, (video.width, video.height), fields, video)
 
 
 def load_models(worker: Worker, job: Job, card: ModelCard) -> MagiModels:
@@ -83,13 +99,8 @@ def magi_record(
         text_encoder_device=str(models.text.device),
     )
     if clip is not None:
-        with_clip = not request.continuation_only
-        record |= {
-            "input": clip.video.describe(len(clip.prefix)),
-            "input_frames": clip.video.frames,
-            "context_frames": len(clip.prefix),
-            "audio": with_clip and clip.video.has_audio,
-        }
+        with_clip = not request.continuation_only and clip.video is not None
+        record |= clip.fields | {"audio": with_clip and clip.video.has_audio}
     return record
 
 
@@ -121,7 +132,7 @@ def run_magi(worker: Worker, run: JobRun) -> dict[str, Any]:
     if request.task == "continue":
         job.report("reading input video")
         clip = open_clip(request, card)
-    size = (clip.video.width, clip.video.height) if clip is not None else request.size
+    size = clip.size if clip is not None else request.size
     hooks, policy = request.cache_parts()
     stats: dict[str, Any] = {}
     failure: Exception | None = None

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from core.continuation import checked_video_path
+from core.continuation import checked_start
 from core.magi.caching import build_magi_cache
 from core.magi.config import VARIANTS
 from core.magi.schedule import MagiRunConfig
@@ -126,6 +126,8 @@ class MagiRequest:
     cache: dict[str, Any] | None = None
     kv_budget: int = 0
     continuation_only: bool = False
+    image: str | None = None
+    """A continuation's start picture instead of ``video``: a one-frame prefix (MAGI-1's image to video)."""
 
     def __post_init__(self) -> None:
         as_choice("task", self.task, TASKS)
@@ -137,9 +139,11 @@ class MagiRequest:
         set_ = object.__setattr__
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         if self.task == "continue":
-            set_(self, "video", checked_video_path(self.video))
-        elif self.video:
-            raise ConfigError("a text-to-video request takes no input video (use task 'continue')")
+            video, image = checked_start(self.video, self.image)
+            set_(self, "video", video or None)
+            set_(self, "image", image)
+        elif self.video or self.image:
+            raise ConfigError("a text-to-video request takes no input video or image (use task 'continue')")
         set_(self, "chunks", self._checked_chunks(card))
         set_(self, "frames", self.chunks * chunk_frames(card))
         window = self.window_size or default_window(card)

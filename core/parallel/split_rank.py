@@ -1,7 +1,9 @@
-"""One rank of a split request: load the pipeline, apply CFG/context parallel, denoise in lockstep.
+"""One rank of a split Wan-family request: load the pipeline, apply CFG/context parallel, denoise in lockstep.
 
-Every rank runs the whole pipeline on identical inputs (same seed, same prompt) so all of them hold the same
-latents; the hooks only change who computes what inside the transformer. Each rank loads at the memory level
+The request's task says what runs (:meth:`core.tasks.t2v.WanTask.work`: text or image to video). Every rank
+runs the whole pipeline on identical inputs (same seed, same prompt, same pictures) so all hold the same
+latents (the conditioning steps the task names come from rank 0: ``core.parallel.agree``); the hooks only
+change who computes what inside the transformer. Each rank loads at the memory level
 the parent planned (the same on all ranks) and applies the request's speed options and step cache as the
 single-GPU runner does (``core.parallel.rank_options`` says what changes). Rank 0 reports progress and writes
 the mp4 and its record.
@@ -22,13 +24,14 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh
 
 from core.caches import apply_cache
-from core.device_models import DeviceModels
+from core.device_models import DeviceModels, Loader
 from core.job_run import JobRun
 from core.jobs import JobCancelledError
 from core.lora import PreparedLora, apply_loras, lora_variant
 from core.memory.apply import denoisers
 from core.memory.levels import LEVELS
 from core.model_store import ensure_model
+from core.parallel.agree import rank0_results
 from core.parallel.cfg_hook import apply_cfg_parallel, remove_cfg_parallel
 from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
@@ -40,7 +43,8 @@ from core.pipelines import free_memory, load_diffusers_pipeline
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
 from core.speed.compile import should_compile
-from core.tasks.t2v import T2VRequest, generate_t2v, prepare_request_loras, save_t2v, t2v_fields
+from core.tasks import task_for
+from core.tasks.t2v import T2VRequest, WanWork, prepare_request_loras, save_t2v, t2v_fields
 from weights.registry import ModelCard
 
 
@@ -105,12 +109,15 @@ class RankPipelines:
         level: int,
         speed: SpeedConfig,
         loras: tuple[PreparedLora, ...] = (),
+        work: WanWork | None = None,
     ) -> Any:
-        """The rank's pipeline carrying ``loras`` (loaded before compile, swapped in place later)."""
+        """The rank's pipeline carrying ``loras`` (loaded before compile, swapped in place later), opened
+        by ``work``'s loader (default: the card's own pipeline)."""
         folder = ensure_model(card, self.settings)
         hotswap = should_compile(speed.compile, self.device)[0]
-        load = partial(self._load, config, speed, loras, hotswap)
-        variant = (config, speed, lora_variant(loras, hotswap))
+        loader = work.loader if work is not None and work.loader is not None else None
+        load = partial(self._load, config, speed, loras, hotswap, loader)
+        variant = (config, speed, work.variant if work else None, lora_variant(loras, hotswap))
         pipe = self.models.get(card, folder, level, variant, loader=load)
         self.loras = apply_loras(pipe, loras, card, hotswap)
         return pipe
@@ -121,19 +128,19 @@ class RankPipelines:
         speed: SpeedConfig,
         loras: tuple[PreparedLora, ...],
         hotswap: bool,
+        loader: Loader | None,
         card: ModelCard,
         folder: Path,
         device: torch.device,
         level: int,
     ) -> Any:
-        pipe = load_diffusers_pipeline(
-            card,
-            folder,
-            device,
-            level,
-            models_dir=self.settings.models_dir,
-            without=components_skipped(dist.get_rank()),
-        )
+        if loader is None:
+            without = components_skipped(dist.get_rank())
+            pipe = load_diffusers_pipeline(
+                card, folder, device, level, models_dir=self.settings.models_dir, without=without
+            )
+        else:
+            pipe = loader(card, folder, device, level)
         apply_loras(pipe, loras, card, hotswap)
         self.mesh = build_mesh(config, device)
         if self.mesh is not None and config.context > 1:
@@ -147,9 +154,17 @@ class RankPipelines:
 
 
 def split_record(
-    run: JobRun, task: SplitTask, device: torch.device, applied: dict[str, Any]
+    run: JobRun,
+    task: SplitTask,
+    device: torch.device,
+    applied: dict[str, Any],
+    work: WanWork,
+    stages: dict[str, float],
+    decoded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record a text-to-video job on one GPU has, plus how the request was split and why."""
+    """The record the job has on one GPU, plus how the request was split and why; ``stages``: rank 0's
+    ``text``, ``denoise`` and ``decode`` seconds (the pipeline's own decode, not streamed: inside
+    ``denoise`` unless ``decoded``, what :func:`core.parallel.split_decode.split_decode` did, timed it)."""
     config, level = task.config, task.memory_level
     plan = (
         f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
@@ -158,7 +173,10 @@ def split_record(
     return run.record(
         task.request.card,
         **t2v_fields(task.request, device, level, plan),
+        **(work.fields(run.request) if work.fields else {}),
         **applied,
+        decode=split_decode_record(decoded or {}),
+        stages=stages,
         dtype=run.dtype,
         **run.measured(),
         status="done",
@@ -168,22 +186,26 @@ def split_record(
 
 
 def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: RankPipelines) -> dict | None:
-    """Generate on this rank; rank 0 writes the video and returns the record, the others return None."""
+    """Generate on this rank what the request's task gives to run (:meth:`core.tasks.t2v.WanTask.work`);
+    rank 0 writes the video and returns the record, the others return None."""
     device = pipelines.device
-    stages: dict[str, float] = {}
-    with JobRun("t2v", job, task.request, device) as run:
+    worker = RankWorker(settings, device, pipelines.models)
+    with JobRun(task.request.task, job, task.request, device) as run:
         request = run.request
+        work = task_for(request).work(worker, job, request, None)
+        stages: dict[str, float] = {}
         job.report(f"loading model (memory level {task.memory_level})")
-        loras = prepare_request_loras(RankWorker(settings, device, pipelines.models), job, request)
-        pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config, loras)
+        loras = prepare_request_loras(worker, job, request)
+        pipe = pipelines.get(request.card, task.config, task.memory_level, request.speed_config, loras, work)
         try:
             with (
                 apply_cache(pipe, request.card, request.cache_config) as session,
                 cfg_parallel(pipe, task.config, pipelines.mesh),
+                rank0_results(pipe, work.rank0_steps),
                 shared_prompt(pipe, device),
                 split_decode(pipe) as decoded,
             ):
-                frames = generate_t2v(pipe, request, job, stages=stages)
+                frames = work.generate(pipe, request, stages=stages)
         finally:
             free_memory(device)
     every_rank: list[Any] = [None] * dist.get_world_size()
@@ -195,12 +217,18 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
         "speed": pipelines.speed,
         "cache": merge_cache_stats([stats for stats, _ in every_rank]),
         "split_work": split_work(every_rank),
-        "decode": {"bands": 1} | {k: v for k, v in decoded.items() if k != "seconds"},
-        "stages": split_stages(stages, decoded),
     }
-    record = split_record(run, task, device, applied)
+    record = split_record(run, task, device, applied, work, split_stages(stages, decoded), decoded)
     job.report("writing video")
-    return save_t2v(RankWorker(settings, device, pipelines.models), request, record, frames)
+    return save_t2v(worker, request, record, frames)
+
+
+def split_decode_record(decoded: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``decode``: the pipeline's own decode (not streamed), in ``bands`` over the ranks."""
+    bands = decoded.get("bands", 1)
+    how = f"in {bands} bands over the ranks" if bands > 1 else "whole on every rank"
+    reason = f"split over GPUs: the pipeline's own decode, {how}"
+    return {"stream": False, "reason": reason, "bands": bands}
 
 
 def split_work(every_rank: list[tuple[Any, bool]]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The continuation task: input clip -> SkyReels-V2 DF video-to-video -> clip + new frames (+ audio).
+"""The continuation task: input clip -> SkyReels-V2 DF video-to-video -> clip + new frames (+ audio); a
+start image instead of a clip goes through the authors' image-to-video DF pipeline (``continue_image``).
 
 The pipeline sees only the last ``overlap_history`` frames of the clip; it extends them window by window
 (``base_num_frames`` each) and decodes the conditioning frames again with the new ones, so the frames
@@ -8,16 +9,13 @@ clip followed by them (or only them), with the clip's sound under the clip part.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core.audio import add_record_and_audio
-from core.chunk_cache import apply_chunk_cache
 from core.continuation import ContinueRequest, latent_frames
 from core.device_models import Worker
 from core.job_run import JobRun
@@ -25,6 +23,8 @@ from core.jobs import Job
 from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.preview import LatentPreview
+from core.tasks.continue_image import run_from_image
+from core.tasks.forcing import run_forcing
 from core.tasks.registry import Task, register
 from core.video_input import InputVideo, iter_resampled, last_frames, open_input
 from core.video_io import METADATA_KEY, VideoWriter
@@ -59,53 +59,18 @@ def generate_continuation(
     """The new frames, float in [0, 1] (add_frames, H, W, 3), and the cache stats when a cache was on;
     ``preview`` gets the window's latents after each step (read only)."""
     set_flow_shift(pipe, request.resolved_shift(video.width, video.height))
-    total = denoising_calls(pipe, request)
-    done = 0
-
-    def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        nonlocal done
-        done += 1
-        job.report("denoising", done, total)
-        job.check_cancelled()
-        if preview is not None and done < total:
-            preview.on_step(done, tensors)
-        if done == total:
-            job.report("decoding video")
-        return {}
-
-    cache = request.cache
-    session = (
-        apply_chunk_cache(
-            pipe, cache["threshold"], cache["warmup"], request.card.extra.get("flowcache_coefficients")
-        )
-        if cache
-        else contextlib.nullcontext()
+    frames, stats = run_forcing(
+        pipe,
+        request,
+        job,
+        preview,
+        denoising_calls(pipe, request),
+        video=[Image.fromarray(frame) for frame in context],
+        height=video.height,
+        width=video.width,
+        num_frames=request.overlap_history + request.add_frames,
     )
-    job.report("encoding prompt")
-    devices = [pipe.device] if pipe.device.type == "cuda" else []
-    with session, torch.random.fork_rng(devices=devices):
-        torch.manual_seed(request.seed)  # the pipeline's added conditioning noise draws from the global RNG
-        output = pipe(
-            video=[Image.fromarray(frame) for frame in context],
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            height=video.height,
-            width=video.width,
-            num_frames=request.overlap_history + request.add_frames,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
-            generator=torch.Generator("cpu").manual_seed(request.seed),
-            output_type="np",
-            overlap_history=request.overlap_history,
-            addnoise_condition=request.addnoise_condition,
-            base_num_frames=request.base_num_frames,
-            ar_step=request.ar_step,
-            causal_block_size=request.causal_block_size,
-            fps=request.card.fps,
-            callback_on_step_end=on_step_end,
-        )
-    frames = np.asarray(output.frames[0])[2 * len(context) :]
-    return frames, ({"method": "flowcache", **session.stats()} if cache else None)
+    return frames[2 * len(context) :], stats
 
 
 def write_continuation(
@@ -126,13 +91,20 @@ def write_continuation(
 
 @register
 class ContinueTask(Task):
-    """SkyReels-V2 Diffusion Forcing continuation of a clip on one device."""
+    """SkyReels-V2 Diffusion Forcing continuation of a clip (or a start image) on one device."""
 
     name = "continue"
     request_type = ContinueRequest
 
+    def parse(self, data: dict[str, Any]) -> ContinueRequest:
+        """As any task's, a request with a start ``image`` needing no ``video`` field."""
+        return super().parse({"video": ""} | data)
+
     def run(self, worker: Worker, job: Job, request: ContinueRequest) -> dict[str, Any]:
-        """Read the clip, continue it, and save the clip (unless ``continuation_only``) and the new frames."""
+        """Read the clip, continue it, and save the clip (unless ``continuation_only``) and the new frames;
+        a request with a start image runs :func:`core.tasks.continue_image.run_from_image`."""
+        if request.image:
+            return run_from_image(worker, job, request)
         card = request.card
         with JobRun(self.name, job, request, worker.device) as run:
             request = run.request

@@ -15,19 +15,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import torch
-
 from core.device_models import Loader, Worker
 from core.image_input import image_size, prepare_image
 from core.jobs import Job
 from core.pipelines import load_diffusers_pipeline
 from core.preview import LatentPreview
-from core.tasks.registry import Task, register
-from core.tasks.t2v import T2VRequest, generate_t2v, run_wan
+from core.tasks.registry import register
+from core.tasks.t2v import T2VRequest, WanTask, WanWork, generate_t2v
 from core.validation import ConfigError
 from weights.registry import ModelCard, Resolution, get_card
 
 I2V_PIPELINE = "WanImageToVideoPipeline"
+IMAGE_CONDITIONING = ("encode_image", "prepare_latents")
+"""``WanImageToVideoPipeline``'s steps that make the image conditioning (CLIP embeddings; the noise with
+the image's VAE latents): a split's ranks all take rank 0's results."""
 END_IMAGE_MODES = ("required", "optional")
 """A card's ``extra.end_image``: FLF2V needs the last frame, Wan2.2 I2V takes one; absent: none."""
 
@@ -63,8 +64,6 @@ class I2VRequest(T2VRequest):
     def __post_init__(self) -> None:
         card = get_card(self.model)
         set_ = object.__setattr__
-        if self.multi_gpu == "split":
-            raise ConfigError("image to video runs on one GPU: set multi_gpu to auto or one")
         set_(self, "image", str(self.image or "").strip())
         if not self.image:
             raise ConfigError("Choose a start image.")
@@ -97,14 +96,15 @@ def i2v_loader(card: ModelCard, worker: Worker) -> Loader | None:
 
 
 @register
-class I2VTask(Task):
-    """Image to video with ``WanImageToVideoPipeline`` on one device (the GPU split is text to video's
-    only: its ranks run the text-to-video pipeline)."""
+class I2VTask(WanTask):
+    """Image to video with ``WanImageToVideoPipeline`` on one device, or split over idle GPUs: every rank
+    reads the same pictures, and all take rank 0's image conditioning (:data:`IMAGE_CONDITIONING`) before
+    the denoising in lockstep."""
 
     name = "i2v"
     request_type = I2VRequest
 
-    def run(self, worker: Worker, job: Job, request: I2VRequest) -> dict[str, Any]:
+    def work(self, worker: Worker, job: Job, request: I2VRequest, preview: LatentPreview | None) -> WanWork:
         job.report("reading images")
         start, start_info, start_fit = prepare_image(request.image, request.width, request.height)
         inputs: dict[str, Any] = {"image": start}
@@ -114,17 +114,13 @@ class I2VTask(Task):
             inputs["last_image"] = end
             fields["end_image"] = end_info.to_dict() | {"fit": end_fit}
 
-        preview = LatentPreview.for_run(worker.settings, job, request.card)
+        def generate(pipe: Any, seeded: I2VRequest, **decode: Any) -> Any:
+            return generate_t2v(pipe, seeded, job, preview, **decode, **inputs)
 
-        def generate(pipe: Any, seeded: I2VRequest, stages: dict[str, float]) -> torch.Tensor:
-            return generate_t2v(pipe, seeded, job, preview, latents=True, stages=stages, **inputs)
-
-        return run_wan(
-            worker,
-            job,
-            request,
+        return WanWork(
             generate,
             loader=i2v_loader(request.card, worker),
             variant=(request.speed_config.loaded_variant, I2V_PIPELINE),
             fields=lambda seeded: fields,
+            rank0_steps=IMAGE_CONDITIONING,
         )

@@ -295,17 +295,18 @@ def run_wan(
     worker: Worker,
     job: Job,
     request: T2VRequest,
-    generate: Callable[[Any, T2VRequest, dict[str, float]], torch.Tensor],
+    generate: Callable[..., torch.Tensor],
     *,
     loader: Loader | None = None,
     variant: Hashable = None,
     fields: Callable[[T2VRequest], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run a Wan-family ``request`` on one device: concrete seed, speed options and step cache on the
-    pipeline, ``generate(pipe, request, stages)`` (the denoised latents; it times ``text`` and ``denoise``
-    into ``stages``) within the memory plan, the latents decoded into the video as the writer encodes it
-    (:func:`core.tasks.wan_output.decode_to_video`), then the record (with ``fields`` of the seeded
-    request, the ``decode`` that ran and the ``stages``) embedded. Text and image to video share it."""
+    pipeline, ``generate(pipe, request, latents=True, stages=stages)`` (the denoised latents; it times
+    ``text`` and ``denoise`` into ``stages``) within the memory plan, the latents decoded into the video
+    as the writer encodes it (:func:`core.tasks.wan_output.decode_to_video`), then the record (with
+    ``fields`` of the seeded request, the ``decode`` that ran and the ``stages``) embedded. Text and
+    image to video share it."""
     applied: dict[str, Any] = {}
     stages: dict[str, float] = {}
     with JobRun(request.task, job, request, worker.device) as run:
@@ -323,7 +324,7 @@ def run_wan(
                 report=job.report,
             )
             with apply_cache(pipe, request.card, request.cache_config) as session:
-                latents = generate(pipe, request, stages)
+                latents = generate(pipe, request, latents=True, stages=stages)
             applied["cache"] = session.stats()
             outputs = worker.settings.outputs_dir
             return decode_to_video(job, outputs, request, pipe.vae, latents, request.speed_config, stages)
@@ -353,21 +354,46 @@ def run_wan(
     return save_decoded(decoded, record, request.prompt)
 
 
+@dataclass(frozen=True)
+class WanWork:
+    """What a Wan-family task runs on a loaded pipeline, on one device or on every rank of a split:
+    ``generate(pipe, seeded_request, latents=..., stages=...)`` (frames; with ``latents=True`` the denoised
+    latents for the streamed decode, ``text`` and ``denoise`` timed into ``stages``), the pipeline's
+    ``loader`` and ``variant`` (None: the card's own), the record's extra ``fields`` of the seeded request,
+    and the pipeline methods whose results a split's ranks take from rank 0 (``rank0_steps``: the
+    conditioning every rank must start from alike)."""
+
+    generate: Callable[..., Any]
+    loader: Loader | None = None
+    variant: Hashable = None
+    fields: Callable[[T2VRequest], dict[str, Any]] | None = None
+    rank0_steps: tuple[str, ...] = ()
+
+
+class WanTask(Task):
+    """A Wan-family task: :meth:`work` says what runs; one device runs it through :func:`run_wan`, a split's
+    ranks (``core.parallel.split_rank``) run the same work in lockstep."""
+
+    splittable = True
+
+    def work(self, worker: Worker, job: Job, request: Any, preview: LatentPreview | None) -> WanWork:
+        """What ``request`` runs on ``worker`` (a live ``preview`` on one device; None on split ranks)."""
+        raise NotImplementedError
+
+    def run(self, worker: Worker, job: Job, request: Any) -> dict[str, Any]:
+        preview = LatentPreview.for_run(worker.settings, job, request.card)
+        work = self.work(worker, job, request, preview)
+        return run_wan(
+            worker, job, request, work.generate, loader=work.loader, variant=work.variant, fields=work.fields
+        )
+
+
 @register
-class T2VTask(Task):
+class T2VTask(WanTask):
     """Text to video with a Wan-family diffusers pipeline on one device (or split by the dispatcher)."""
 
     name = "t2v"
     request_type = T2VRequest
-    splittable = True
 
-    def run(self, worker: Worker, job: Job, request: T2VRequest) -> dict[str, Any]:
-        preview = LatentPreview.for_run(worker.settings, job, request.card)
-        return run_wan(
-            worker,
-            job,
-            request,
-            lambda pipe, seeded, stages: generate_t2v(
-                pipe, seeded, job, preview, latents=True, stages=stages
-            ),
-        )
+    def work(self, worker: Worker, job: Job, request: T2VRequest, preview: LatentPreview | None) -> WanWork:
+        return WanWork(lambda pipe, seeded, **decode: generate_t2v(pipe, seeded, job, preview, **decode))
