@@ -56,12 +56,19 @@ def random_transformer(config: dict[str, Any], device: torch.device, dtype: torc
 
 
 def random_pipeline(
-    card: Any, folder: Path, device: torch.device, level: int = 0, dit: str = "", **_: Any
+    card: Any,
+    folder: Path,
+    device: torch.device,
+    level: int = 0,
+    dit: str = "",
+    without: tuple[str, ...] = (),
+    **_: Any,
 ) -> Any:
     """The Wan2.1 T2V pipeline of ``card`` with random weights: the real transformer (``dit`` overrides
     its size: ``1.3b``, ``14b`` or ``tiny``) and VAE configs, a tiny 4096-wide text encoder (the prompt's
-    content does not matter for timing), at memory ``level``."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+    content does not matter for timing; none when ``without`` names it, as on split ranks past 0), at
+    memory ``level``."""
+    from diffusers import UniPCMultistepScheduler, WanPipeline
 
     from bench.wan_shapes import WAN_COMMON, wan_config
     from core.hardware import compute_dtype
@@ -72,10 +79,12 @@ def random_pipeline(
     config = {**WAN_COMMON, **TINY_DIT} if dit == "tiny" else wan_config(dit)
     dtype = compute_dtype(device)
     transformer = random_transformer(config, device, dtype)
-    with torch.device(device), default_dtype(dtype):
-        text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1)
-    with torch.device(device):
-        vae = AutoencoderKLWan()
+    text_encoder = None
+    torch.manual_seed(1)  # the same VAE on a rank that skips the text encoder
+    if "text_encoder" not in without:
+        with torch.device(device), default_dtype(dtype):
+            text_encoder = umt5_text_encoder(4096, d_kv=64, d_ff=256, num_layers=1).eval()
+    vae = random_vae(device)
     keep_latents_on_decode(vae)
     pipe = WanPipeline(
         tokenizer=load_tokenizer(Path(folder) / "tokenizer"),
@@ -93,15 +102,61 @@ def random_pipeline(
     return pipe
 
 
+def random_vae(device: torch.device) -> Any:
+    """The Wan2.1 VAE with weights drawn from seed 2 on ``device`` (eval mode: built in training mode, its
+    dropout would make two runs differ)."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(2)
+    with torch.device(device):
+        return AutoencoderKLWan().eval()
+
+
+def whole_frames(latents: np.ndarray, device: torch.device) -> np.ndarray:
+    """Saved latents decoded whole in float32 by :func:`random_vae`, as the pipeline decodes them, and
+    subsampled as :func:`write_video_keeping_frames` keeps frames: the one-GPU reference for the frames."""
+    with torch.no_grad():
+        video = random_vae(device).decode(torch.from_numpy(latents).to(device)).sample
+    frames = (video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1).cpu().numpy()
+    return np.ascontiguousarray(frames[::8, ::4, ::4])
+
+
+def decode_to_video_keeping_latents(
+    job: Any, outputs_dir: Path, request: Any, vae: Any, latents: Any, *args: Any
+) -> Any:
+    """The single-GPU run's streamed decode, keeping the latents beside its video (as the VAE takes them)."""
+    from core.speed.vae_decode import denormalize
+    from core.tasks import wan_output
+
+    decoded = wan_output.decode_to_video(job, outputs_dir, request, vae, latents, *args)
+    kept = denormalize(vae, latents).float().cpu().numpy()
+    np.save(Path(decoded.path).with_suffix(".latents.npy"), kept)
+    return decoded
+
+
 def keep_latents_on_decode(vae: Any) -> None:
-    """Make ``vae.decode`` keep a float32 copy of the latents it is given in :data:`_last_latents`."""
+    """Make ``vae.decode`` keep a float32 copy of the latents it is given in :data:`_last_latents` (after
+    decoding: a keeper outside a split decode then has the last word over the bands' keepers)."""
     decode = vae.decode
 
     def decode_keeping_latents(latents: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        output = decode(latents, *args, **kwargs)
         _last_latents[:] = [latents.float().cpu().numpy()]
-        return decode(latents, *args, **kwargs)
+        return output
 
     vae.decode = decode_keeping_latents
+
+
+@contextmanager
+def split_decode_keeping_latents(pipe: Any, *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """The split ranks' :func:`core.parallel.split_decode.split_decode` with :func:`keep_latents_on_decode`
+    outside it, so the whole latents are kept, not a rank's band."""
+    from core.parallel.job_patch import patched
+    from core.parallel.split_decode import split_decode
+
+    with split_decode(pipe, *args, **kwargs) as done, patched(pipe.vae, "decode", pipe.vae.decode):
+        keep_latents_on_decode(pipe.vae)
+        yield done
 
 
 def use_random_weights(folder: Path, dit: str = "") -> None:
@@ -116,7 +171,9 @@ def use_random_weights(folder: Path, dit: str = "") -> None:
 
     device_models.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
     split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
+    split_rank.split_decode = split_decode_keeping_latents
     t2v.write_video = write_video_keeping_frames
+    t2v.decode_to_video = decode_to_video_keeping_latents
 
 
 def random_runner(settings: Any, device: torch.device, folder: Path, dit: str = "") -> Any:

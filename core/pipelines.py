@@ -25,6 +25,7 @@ def load_diffusers_pipeline(
     *,
     models_dir: Path | None = None,
     pipeline: str | None = None,
+    without: tuple[str, ...] = (),
 ) -> Any:
     """``card.pipeline`` (or the diffusers class named ``pipeline``: image to video loads a TI2V card's
     folder as ``WanImageToVideoPipeline``) from ``folder`` in the device's compute dtype (VAE in float32,
@@ -33,7 +34,8 @@ def load_diffusers_pipeline(
     (``core/memory/low_ram_load.py``); from level 5 pinned in RAM where that leaves room, else mapped
     from an fp8 cache in ``models_dir`` (:func:`core.memory.planner.maps_fp8_dit`; default
     ``models_dir``: the folder's parent when the folder is ``<models dir>/<card id>``; a model elsewhere
-    without ``models_dir`` keeps its DiT in RAM)."""
+    without ``models_dir`` keeps its DiT in RAM). Components named in ``without`` are not loaded (None:
+    a split rank that is handed the prompt embeddings skips the text encoder)."""
     pipeline_class = getattr(diffusers, pipeline or card.pipeline)
     dtypes = {"default": compute_dtype(device), "vae": torch.float32}
     if models_dir is None and Path(folder).name == card.id:
@@ -41,7 +43,8 @@ def load_diffusers_pipeline(
     mapped = models_dir is not None and maps_fp8_dit(card, device.type, available_ram_gib())
     cache = fp8_cache_dir(models_dir, card.id) if mapped else None
     dits = load_components_low_ram(folder, level, dtypes["default"], device, fp8_cache=cache)
-    pipe = pipeline_class.from_pretrained(folder, dtype=dtypes, **dits)
+    skipped = dict.fromkeys(without)
+    pipe = pipeline_class.from_pretrained(folder, dtype=dtypes, **(dits | skipped))
     pipe.set_progress_bar_config(disable=True)
     apply_memory_level(pipe, level, device)
     return pipe

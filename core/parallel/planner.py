@@ -1,4 +1,11 @@
-"""Task level or split: one job per GPU while work is queued, one job over idle GPUs when it runs alone."""
+"""Task level or split: one job per GPU while work is queued, one job over idle GPUs when it runs alone.
+
+The choice reads measured speed-ups (:mod:`core.parallel.speedups`, ``presets/multigpu_speedups.yaml``,
+written by ``bench/multigpu.py --record``): the queued jobs split when they would all finish sooner split one
+after another than one per GPU (:func:`core.parallel.speedups.split_pays`). With no figure for the model,
+GPU count and CFG, fixed rules decide instead: one job per GPU when there are at least as many jobs as idle
+GPUs, else split. Either way a job under ``min_tokens`` never splits, and the layout must fit.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from dataclasses import dataclass
 
 from core.parallel.config import CONTEXT_MODES, ParallelConfig, parse_parallel_flag
 from core.parallel.geometry import ModelGeometry, geometry_for, split_problems, token_count
+from core.parallel.speedups import Figure, cached_figures, split_figure, split_pays, workers_figure
 from core.tasks.t2v import T2VRequest
 
 MIN_SPLIT_TOKENS = 4096
@@ -70,12 +78,14 @@ def plan_parallel(
     modes: tuple[str, ...] = DEFAULT_MODES,
     memory_level: int = 0,
     choice: str = "auto",
+    figures: tuple[Figure, ...] | None = None,
 ) -> ParallelPlan:
     """Plan ``request`` given ``n_jobs_queued`` jobs waiting (itself included) and ``idle_gpus`` free GPUs.
 
     ``modes`` are the split kinds allowed (``--parallel``), ``memory_level`` the level the split ranks would
     run at, ``choice`` the request's ``multi_gpu``: "one" never splits, "split" skips the queue and size
-    checks (a layout must still fit, else the job runs on one GPU and the reason says why).
+    checks (a layout must still fit, else the job runs on one GPU and the reason says why); ``figures``:
+    the measured speed-ups (default: ``presets/multigpu_speedups.yaml``).
     """
     modes = parse_parallel_flag(",".join(modes)) or DEFAULT_MODES
     if choice == "one":
@@ -83,20 +93,32 @@ def plan_parallel(
     if idle_gpus <= 1:
         return ParallelPlan("task", 1, f"{max(idle_gpus, 0)} idle GPU: nothing to split over")
     geometry = geometry or geometry_for(request.card)
+    measured = ""
     if choice != "split":
-        if n_jobs_queued >= idle_gpus:
+        figures = cached_figures() if figures is None else figures
+        figure = split_figure(
+            figures, request.card.id, idle_gpus, request.guidance > 1.0, request.steps, request.height
+        )
+        if figure is None and n_jobs_queued >= idle_gpus:
             return ParallelPlan(
                 "task", 1, f"{n_jobs_queued} jobs for {idle_gpus} GPUs: one job per GPU keeps every GPU busy"
             )
         tokens = token_count(request, geometry)
         if tokens < min_tokens:
             return ParallelPlan("task", 1, f"{tokens} tokens is too small a job to gain from splitting")
+        if figure is not None:
+            workers = workers_figure(figures, request.card.id, idle_gpus)
+            pays = split_pays(figure.speedup, n_jobs_queued, idle_gpus, workers and workers.speedup)
+            measured = f"{figure.describe()}{f', {workers.describe()}' if workers else ''}"
+            if not pays:
+                return ParallelPlan("task", 1, f"{n_jobs_queued} jobs finish sooner one per GPU: {measured}")
     rejected: list[str] = []
     for world_size in range(idle_gpus, 1, -1):
         for config in candidate_configs(world_size, request, geometry, modes):
             problems = split_problems(request, config, geometry, memory_level)
             if not problems:
                 note = f"; not {'; '.join(rejected)}" if rejected else ""
+                note += f"; {measured}" if measured else ""
                 why = "split asked for" if choice == "split" else "one job"
                 return ParallelPlan("split", world_size, f"{why} on {idle_gpus} idle GPUs{note}", config)
             rejected.append(f"{config.describe()}: {' and '.join(problems)}")

@@ -37,6 +37,8 @@ from core.parallel.config import ParallelConfig
 from core.parallel.distributed import build_mesh, enable_context_parallel, init_rank
 from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.parallel.remote_job import RemoteJob
+from core.parallel.shared_prompt import components_skipped, shared_prompt
+from core.parallel.split_decode import split_decode
 from core.pipelines import free_memory, load_diffusers_pipeline
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
@@ -133,7 +135,10 @@ class RankPipelines:
         level: int,
     ) -> Any:
         if loader is None:
-            pipe = load_diffusers_pipeline(card, folder, device, level, models_dir=self.settings.models_dir)
+            without = components_skipped(dist.get_rank())
+            pipe = load_diffusers_pipeline(
+                card, folder, device, level, models_dir=self.settings.models_dir, without=without
+            )
         else:
             pipe = loader(card, folder, device, level)
         apply_loras(pipe, loras, card, hotswap)
@@ -155,9 +160,11 @@ def split_record(
     applied: dict[str, Any],
     work: WanWork,
     stages: dict[str, float],
+    decoded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record the job has on one GPU, plus how the request was split and why; ``stages``: rank 0's
-    ``text`` and ``denoise`` seconds (the pipeline's own decode, not streamed, is inside ``denoise``)."""
+    ``text``, ``denoise`` and ``decode`` seconds (the pipeline's own decode, not streamed: inside
+    ``denoise`` unless ``decoded``, what :func:`core.parallel.split_decode.split_decode` did, timed it)."""
     config, level = task.config, task.memory_level
     plan = (
         f"split over {config.describe()}: the whole pipeline on every GPU at memory level {level} "
@@ -168,7 +175,7 @@ def split_record(
         **t2v_fields(task.request, device, level, plan),
         **(work.fields(run.request) if work.fields else {}),
         **applied,
-        decode={"stream": False, "reason": "split over GPUs: the pipeline's own decode (timed in denoise)"},
+        decode=split_decode_record(decoded or {}),
         stages=stages,
         dtype=run.dtype,
         **run.measured(),
@@ -195,18 +202,47 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
                 apply_cache(pipe, request.card, request.cache_config) as session,
                 cfg_parallel(pipe, task.config, pipelines.mesh),
                 rank0_results(pipe, work.rank0_steps),
+                shared_prompt(pipe, device),
+                split_decode(pipe) as decoded,
             ):
                 frames = work.generate(pipe, request, stages=stages)
         finally:
             free_memory(device)
     every_rank: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(every_rank, session.stats())
+    dist.all_gather_object(every_rank, (session.stats(), getattr(pipe, "text_encoder", None) is not None))
     if dist.get_rank() != 0:
         return None
-    applied = {"loras": pipelines.loras, "speed": pipelines.speed, "cache": merge_cache_stats(every_rank)}
-    record = split_record(run, task, device, applied, work, stages)
+    applied = {
+        "loras": pipelines.loras,
+        "speed": pipelines.speed,
+        "cache": merge_cache_stats([stats for stats, _ in every_rank]),
+        "split_work": split_work(every_rank),
+    }
+    record = split_record(run, task, device, applied, work, split_stages(stages, decoded), decoded)
     job.report("writing video")
     return save_t2v(worker, request, record, frames)
+
+
+def split_decode_record(decoded: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``decode``: the pipeline's own decode (not streamed), in ``bands`` over the ranks."""
+    bands = decoded.get("bands", 1)
+    how = f"in {bands} bands over the ranks" if bands > 1 else "whole on every rank"
+    reason = f"split over GPUs: the pipeline's own decode, {how}"
+    return {"stream": False, "reason": reason, "bands": bands}
+
+
+def split_work(every_rank: list[tuple[Any, bool]]) -> dict[str, Any]:
+    """Which ranks held the text encoder (rank 0 encodes the prompt for all)."""
+    return {"text_encoder_ranks": [rank for rank, (_, has_encoder) in enumerate(every_rank) if has_encoder]}
+
+
+def split_stages(stages: dict[str, float], decoded: dict[str, Any]) -> dict[str, float]:
+    """The pipeline call's ``text`` and ``denoise`` seconds, the decode (inside the call on split ranks)
+    taken out of ``denoise`` into ``decode``."""
+    seconds = decoded.get("seconds")
+    if seconds is None or "denoise" not in stages:
+        return stages
+    return stages | {"denoise": round(stages["denoise"] - seconds, 3), "decode": seconds}
 
 
 @dataclass(frozen=True)
