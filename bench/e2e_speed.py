@@ -257,7 +257,8 @@ def ours_row(name: str, setup: Setup, folder: Path, size: tuple[int, int, int], 
         seconds = time.perf_counter() - start
         stages = dict(record.get("stages") or timers)
     runner.models.unload()
-    return row(name, seconds, stages, timed.steps, timed.guidance, torch_peak())
+    applied = {key: record.get(key) for key in ("speed", "decode", "cache", "memory_level", "memory_plan")}
+    return row(name, seconds, stages, timed.steps, timed.guidance, torch_peak()) | {"record": applied}
 
 
 def torch_peak() -> float:
