@@ -8,9 +8,10 @@ import sys
 from core.settings import ROOT
 
 
-def test_split_bench_times_both_cases_and_matches_the_one_gpu_run() -> None:
-    """A CFG case (CFG parallel) and a CFG-free one (Ulysses), each timed against one process; 128x64 makes
-    the real-shape VAE decode split in two bands."""
+def test_split_bench_times_a_cfg_free_case_and_matches_the_one_gpu_run() -> None:
+    """A CFG-free case (Ulysses, the prompt encoded on rank 0 only) timed against one process; 128x64 makes
+    the real-shape VAE decode split in two bands. (CFG parallel's equality is tests/test_parallel_split.py's;
+    one case keeps this end-to-end run of the bench short.)"""
     command = [sys.executable, "bench/multigpu.py", "split", "--gpus", "2", "--dit", "tiny"]
     command += [
         "--model",
@@ -18,15 +19,14 @@ def test_split_bench_times_both_cases_and_matches_the_one_gpu_run() -> None:
         "--sizes",
         "128x64",
         "--frames",
-        "5",
+        "1",
         "--cases",
-        "2:cfg",
         "2:nocfg",
     ]
     out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 2:")]
     splits = {(row[0].strip(), row[2].strip()): row for row in rows if row[1].strip() == "2"}
-    assert set(splits) == {("2:cfg", "cfg 2"), ("2:nocfg", "ulysses 2")}
+    assert set(splits) == {("2:nocfg", "ulysses 2")}
     for row in splits.values():
         assert float(row[4]) > 0 and float(row[6]) > 0
         high, cosine = (float(value) for value in row[9].split(","))
