@@ -37,13 +37,19 @@ class _NoState(BaseState):
 
 
 class StepCounter:
-    """Stats of one transformer, keyed by branch name."""
+    """Stats of one transformer, keyed by branch name. The block runs are counted in a tensor on the
+    blocks' device: a compiled block adds to it inside its graph, where a Python int would be a constant
+    dynamo guards on and recompiles for at every count (until its recompile limit fails the run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | None = None) -> None:
         self.branches: dict[str, BranchStats] = {}
-        self.block_runs = 0
+        self.runs = torch.zeros((), dtype=torch.int64, device=device)
         self.manager = StateManager(_NoState)
         self.on_steps: Callable[[int], None] | None = None
+
+    @property
+    def block_runs(self) -> int:
+        return int(self.runs)
 
     def branch(self) -> str:
         context = self.manager._context
@@ -66,7 +72,7 @@ class BlockRunCounterHook(_CounterHook):
     """Counts real runs of the module it sits on."""
 
     def pre_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any):
-        self.counter.block_runs += 1
+        self.counter.runs.add_(1)
         return args, kwargs
 
 
@@ -95,8 +101,10 @@ class ForwardObserverHook(_CounterHook):
 
 def install_counter(transformer: torch.nn.Module) -> StepCounter:
     """Attach a fresh :class:`StepCounter` to ``transformer`` (before any cache hook)."""
-    counter = StepCounter()
-    tail_attention = HookRegistry.check_if_exists_or_initialize(transformer.blocks[-1].attn1)
+    tail = transformer.blocks[-1].attn1
+    weight = next(tail.parameters(), None)
+    counter = StepCounter(weight.device if weight is not None and weight.device.type != "meta" else None)
+    tail_attention = HookRegistry.check_if_exists_or_initialize(tail)
     tail_attention.register_hook(BlockRunCounterHook(counter), COUNTER_HOOK)
     root = HookRegistry.check_if_exists_or_initialize(transformer)
     root.register_hook(ForwardObserverHook(counter), OBSERVER_HOOK)

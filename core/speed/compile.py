@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
 COMPILE_STAGE = "compiling (first run only)"
 CACHE_FOLDER = "torch-compile-cache"
@@ -17,7 +18,12 @@ def use_compile_cache(models_dir: Path) -> Path:
 
     Values the user already set in the environment win.
     """
-    folder = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(models_dir) / CACHE_FOLDER)))
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # inductor writes its default folder into the environment the first time it asks for it (any compile
+    # or some imports): that default is no user's choice, so it is replaced
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(models_dir) / CACHE_FOLDER)
+    folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
     import torch._functorch.config as functorch_config

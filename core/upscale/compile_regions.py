@@ -14,14 +14,12 @@ so a later run of the app skips most of the first run's compile time.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-from core.speed.compile import CACHE_FOLDER, use_compile_cache
+from core.speed.compile import use_compile_cache
 from core.upscale.dit import BlockRegions, attention_inputs, attention_outputs
 from core.upscale.loading import FlashVSRModel
 from core.upscale.speed import VSRSpeed
@@ -29,17 +27,6 @@ from core.upscale.speed import VSRSpeed
 RECORD = "_vsr_compile_record"
 RECOMPILE_LIMIT = 64
 """Room for the shapes of several output sizes in one process (torch's default is 8)."""
-
-
-def compile_cache(models_dir: Path) -> Path:
-    """Inductor's caches under ``models_dir``, unless the user chose a folder.
-
-    Inductor writes its default folder into the environment the first time it asks for it (any compile
-    or some imports), which would make that default look like the user's choice: it is replaced."""
-    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(models_dir) / CACHE_FOLDER)
-    return use_compile_cache(models_dir)
 
 
 def compile_flashvsr(model: FlashVSRModel, speed: VSRSpeed, models_dir: Path | None = None) -> dict[str, Any]:
@@ -54,7 +41,7 @@ def compile_flashvsr(model: FlashVSRModel, speed: VSRSpeed, models_dir: Path | N
         return {"compile": False, "cuda_graphs": False}
     record: dict[str, Any] = {"compile": True}
     if models_dir is not None:
-        record["cache"] = str(compile_cache(models_dir))
+        record["cache"] = str(use_compile_cache(models_dir))
     graphs = speed.cuda_graphs and model.device.type == "cuda"
     record["cuda_graphs"] = graphs
     if speed.cuda_graphs and not graphs:
