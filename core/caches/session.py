@@ -48,7 +48,7 @@ class CacheSession:
         self.counters = {}
         try:
             for name, transformer in self.transformers.items():
-                self.counters[name] = install_counter(transformer)
+                self.counters[name] = install_counter(transformer, count_blocks=self.config.enabled)
                 self._install(transformer, self.counters[name])
         except Exception:
             self._remove_all()

@@ -41,8 +41,11 @@ class StepCounter:
     blocks' device: a compiled block adds to it inside its graph, where a Python int would be a constant
     dynamo guards on and recompiles for at every count (until its recompile limit fails the run)."""
 
-    def __init__(self, device: torch.device | None = None) -> None:
+    def __init__(self, device: torch.device | None = None, counts_blocks: bool = True) -> None:
         self.branches: dict[str, BranchStats] = {}
+        self.counts_blocks = counts_blocks
+        """False: no step cache runs, so every forward runs the blocks and no hook counts them (a hook
+        registered inside a compiled block makes each job recompile it)."""
         self.runs = torch.zeros((), dtype=torch.int64, device=device)
         self.manager = StateManager(_NoState)
         self.on_steps: Callable[[int], None] | None = None
@@ -90,7 +93,7 @@ class ForwardObserverHook(_CounterHook):
         _synchronize(args, kwargs)
         seconds = time.perf_counter() - start
         stats = self.counter.branches.setdefault(self.counter.branch(), BranchStats())
-        if self.counter.block_runs > runs_before:
+        if not self.counter.counts_blocks or self.counter.block_runs > runs_before:
             stats.computed += 1
             stats.computed_seconds += seconds
         else:
@@ -99,13 +102,16 @@ class ForwardObserverHook(_CounterHook):
         return output
 
 
-def install_counter(transformer: torch.nn.Module) -> StepCounter:
-    """Attach a fresh :class:`StepCounter` to ``transformer`` (before any cache hook)."""
+def install_counter(transformer: torch.nn.Module, count_blocks: bool = True) -> StepCounter:
+    """Attach a fresh :class:`StepCounter` to ``transformer`` (before any cache hook); ``count_blocks``
+    False (no step cache: every forward computes) leaves the blocks without a hook."""
     tail = transformer.blocks[-1].attn1
     weight = next(tail.parameters(), None)
-    counter = StepCounter(weight.device if weight is not None and weight.device.type != "meta" else None)
-    tail_attention = HookRegistry.check_if_exists_or_initialize(tail)
-    tail_attention.register_hook(BlockRunCounterHook(counter), COUNTER_HOOK)
+    device = weight.device if weight is not None and weight.device.type != "meta" else None
+    counter = StepCounter(device, counts_blocks=count_blocks)
+    if count_blocks:
+        tail_attention = HookRegistry.check_if_exists_or_initialize(tail)
+        tail_attention.register_hook(BlockRunCounterHook(counter), COUNTER_HOOK)
     root = HookRegistry.check_if_exists_or_initialize(transformer)
     root.register_hook(ForwardObserverHook(counter), OBSERVER_HOOK)
     root.invalidate_child_registries_cache()

@@ -58,9 +58,11 @@ def apply_speed(
     fp8_linears = _fp8_linears(config, device, hooks & WEIGHT_HOOKS)
     gelu_epilogue = _gelu_epilogue(config, device, hooks, fp8_linears["on"])
     compile_on, compile_reason = should_compile(config.compile, device)
-    fullgraph = not hooks  # the memory levels' hooks break the graph
-    if compile_on and not fullgraph:
-        compile_reason += "; graph breaks allowed (" + ", ".join(sorted(hooks)) + ")"
+    # graph breaks allowed: the memory levels' hooks break the graph, and a step cache's hooks go into the
+    # compiled blocks after this (TeaCache decides outside the graph), job by job
+    fullgraph = False
+    if compile_on and hooks:
+        compile_reason += "; graph breaks at the memory level's hooks (" + ", ".join(sorted(hooks)) + ")"
 
     if compile_on and models_dir is not None:
         compile_reason += f"; cache in {use_compile_cache(models_dir)}"
