@@ -59,6 +59,7 @@ def test_upscale_clip_to_aligned_size_with_audio(
     assert embedded["status"] == "done" and embedded["frames_written"] == 30 and embedded["scale"] == scale
     assert embedded["encoder"] == f"libx264 crf {quality_to_crf(8)}"
     assert embedded["noise_draw"] == "per-chunk"  # the official whole-video draw is CUDA's default
+    assert embedded["speed"]["overlap_decode"] is True and embedded["speed"]["lossless"] is True
     assert Path(record["path"]).with_suffix(".json").is_file()
 
 

@@ -87,6 +87,7 @@ def _flashvsr_streamer(
         "dtype": _dtype_name(model.dtype),
         "noise_draw": streamer.noise_draw,
         "pipeline": stage_report(model.dit),
+        "speed": DEFAULT_SPEED.record(),
     }
     return streamer, partial(resize_and_crop, size=size), info
 
