@@ -34,6 +34,8 @@ class Row:
     """The row whose frames this one's are compared with (same input, same seed)."""
     short: bool = False
     """Runs the short clip (``--short-frames``): slow rows that would eat the time budget."""
+    gpus: int = 1
+    """The app's pipeline split (``pipeline_gpus``): the DiT's blocks in halves over this many GPUs."""
 
 
 ROWS = {
@@ -52,6 +54,8 @@ ROWS = {
     "full-baseline": Row(variant="full", reference="full-baseline", short=True),
     "full-all": Row(variant="full", speed=ALL_ON, reference="full-baseline", short=True),
     "kv-offload": Row(offload=True, short=True),
+    "pipeline-2gpu": Row(gpus=2),
+    "pipeline-2gpu-overlap": Row(speed=VSRSpeed(overlap_decode=True), gpus=2),
 }
 """In order of use: when the time budget runs out, the last rows are skipped."""
 

@@ -16,6 +16,7 @@ Rows run until ``--budget-s`` is spent; the rest are reported skipped. JSON is r
 
     python bench/upscale_speed.py --json $OUT/upscale.json --profile baseline,all
     python bench/upscale_speed.py --rows baseline,compile --seconds 4     # a quicker look
+    python bench/upscale_speed.py --rows baseline,pipeline-2gpu,pipeline-2gpu-overlap   # on 2 GPUs
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bench.upscale_attention import attention_bench
 from bench.upscale_profile import frames_of, print_profile, profile_chunk
 from bench.upscale_rows import ROWS, Row, random_model, source_pool
 from core.upscale.compile_regions import compile_flashvsr
+from core.upscale.pipeline_split import pipeline_devices, split_dit
 from core.upscale.streamer import FlashVSRStreamer
 
 QUALITY_STRIDE = 4
@@ -89,6 +91,8 @@ def compare(frames: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 def measure(
     name: str, row: Row, args: argparse.Namespace, references: dict[str, np.ndarray]
 ) -> dict[str, Any]:
+    if CUDA and torch.cuda.device_count() < row.gpus:
+        return {"skipped": f"needs {row.gpus} GPUs, {torch.cuda.device_count()} visible"}
     start = time.perf_counter()
     if args.tiny:  # core.tiny imports every tiny builder (transformers...): not on the GPU machine
         from core.tiny.flashvsr import TINY_CONFIG
@@ -96,6 +100,8 @@ def measure(
         model = random_model(row.variant, torch.device("cpu"), torch.float32, TINY_CONFIG)
     else:
         model = random_model(row.variant, torch.device("cuda"), torch.bfloat16)
+    if row.gpus > 1:  # as the Upscale tab's "pipeline_gpus" runs it (the CPU smoke test: the CPU twice)
+        split_dit(model, pipeline_devices(model.device, row.gpus))
     compiled = compile_flashvsr(model, row.speed, args.cache_dir)
     pool = source_pool(row.scale, tiny=args.tiny)
     streamer = FlashVSRStreamer(model, offload_kv_cache=row.offload, speed=row.speed)
@@ -108,7 +114,8 @@ def measure(
         warmup_s = round(time.perf_counter() - start, 2)
     sync()
     if CUDA:
-        torch.cuda.reset_peak_memory_stats()
+        for index in range(row.gpus):
+            torch.cuda.reset_peak_memory_stats(index)
     count = args.short_frames if row.short else args.frames
     result = timed_run(streamer, pool, count)
     kept = result.pop("kept")
@@ -120,7 +127,8 @@ def measure(
         "compile": compiled,
         "build_s": round(built_s, 2),
         "warmup_s": warmup_s,
-        "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if CUDA else None,
+        "peak_vram_gib": round(max_peak_gib(row.gpus), 2) if CUDA else None,
+        "gpus": row.gpus,
         "kv_cache_gib": round(streamer.last_kv_cache_bytes / 2**30, 3),
         "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
     }
@@ -133,6 +141,11 @@ def measure(
         result["profile"] = profile_chunk(streamer, pool)
         print_profile(name, result["profile"])
     return result
+
+
+def max_peak_gib(gpus: int) -> float:
+    """The highest peak of the ``gpus`` GPUs the row ran on."""
+    return max(torch.cuda.max_memory_allocated(index) for index in range(gpus)) / 2**30
 
 
 def warm_start(name: str, args: argparse.Namespace) -> dict[str, Any]:

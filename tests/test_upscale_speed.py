@@ -89,3 +89,31 @@ def test_compiled_regions_match_eager_and_compile_once(
     graphs = counters["stats"]["unique_graphs"]
     again = upscale(model, frames, VSRSpeed(compile=True))
     assert counters["stats"]["unique_graphs"] == graphs and np.array_equal(again, compiled)
+
+
+def test_the_bench_times_the_two_gpu_pipeline_against_one(tmp_path) -> None:
+    """bench/upscale_speed.py's CPU smoke mode: the pipeline split's row (the DiT's halves on two devices,
+    here the CPU twice) gives the baseline's frames exactly; on a GPU machine it needs two GPUs."""
+    import json
+    import subprocess
+    import sys
+
+    from core.settings import ROOT
+
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "bench/upscale_speed.py", "--tiny", "--rows", "baseline,pipeline-2gpu"]
+    command += [
+        "--frames",
+        "9",
+        "--warmup-frames",
+        "0",
+        "--warm-start",
+        "",
+        "--no-attention",
+        "--json",
+        str(out),
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, timeout=300, capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["baseline"]["frames"] == rows["pipeline-2gpu"]["frames"] == 9
+    assert rows["pipeline-2gpu"]["gpus"] == 2 and rows["pipeline-2gpu"]["max_abs_diff"] == 0
