@@ -96,8 +96,29 @@ def download_lora(
     if (repo is None) == (url is None):
         raise ConfigError("a LoRA download needs either a Hub repo and file name, or a URL")
     source: Source = HuggingFaceSource(repo) if repo else UrlSource(url or "", file_name, sha256)
-    pattern = repo_file if repo else file_name
-    staging = loras_dir / STAGING / re.sub(r"[^A-Za-z0-9_.-]", "_", file_name)
+    return fetch_file(
+        loras_dir,
+        file_name,
+        source,
+        repo_file if repo else file_name,
+        on_progress=on_progress,
+        should_cancel=should_cancel,
+    )
+
+
+def fetch_file(
+    folder: Path,
+    file_name: str,
+    source: Source,
+    pattern: str,
+    *,
+    on_progress: Callable[[DownloadProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> Path:
+    """``folder/file_name``: ``source``'s file ``pattern`` fetched into a staging folder (one download at a
+    time, resumable, verified by ``RepoFetch``) and moved in place; kept when it is there already."""
+    final = Path(folder) / file_name
+    staging = Path(folder) / STAGING / re.sub(r"[^A-Za-z0-9_.-]", "_", file_name)
     staging.mkdir(parents=True, exist_ok=True)
     with exclusive(staging, should_cancel):
         if final.is_file():

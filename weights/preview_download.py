@@ -1,16 +1,14 @@
 """A preview decoder's file on this machine (``<models-dir>/preview-decoders/``): placed there by hand, or
 downloaded from the URL its entry gives (pinned to a commit) and verified by its git blob hash at that
-commit before it is moved in place (``weights.download.RepoFetch``). An entry without a URL is used only
+commit before it is moved in place (``weights.lora_download.fetch_file``). An entry without a URL is used only
 when its file is there."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from core.settings import Settings
-from weights.download import RepoFetch, exclusive
-from weights.lora_download import STAGING, UrlSource
+from weights.lora_download import UrlSource, fetch_file
 from weights.preview_decoder import PreviewDecoder
 from weights.sources import Listing, RemoteFile, SourceError
 from weights.store import is_offline
@@ -46,12 +44,6 @@ def ensure_preview_decoder(decoder: PreviewDecoder, settings: Settings) -> Path 
         return final
     if not decoder.url or is_offline(settings):
         return None
-    staging = final.parent / STAGING / decoder.name
-    staging.mkdir(parents=True, exist_ok=True)
-    with exclusive(staging, None):
-        if final.is_file():
-            return final
-        source = GitBlobUrl(decoder.url, decoder.file, decoder.git_sha1)
-        RepoFetch(source, source.list_files(()), staging, {}).run()
-        os.replace(staging / decoder.file, final)
-    return final
+    return fetch_file(
+        final.parent, decoder.file, GitBlobUrl(decoder.url, decoder.file, decoder.git_sha1), decoder.file
+    )
