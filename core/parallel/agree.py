@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from core.parallel.job_patch import patched
+
 
 def broadcast_from_rank0(value: Any) -> Any:
     """``value`` with every tensor in it (nested in tuples / lists) replaced by rank 0's."""
@@ -40,11 +42,8 @@ def _from_rank0(method: Callable[..., Any]) -> Callable[..., Any]:
 def rank0_results(pipe: Any, names: tuple[str, ...]) -> Iterator[None]:
     """While entered, ``pipe``'s methods ``names`` (those it has) return rank 0's results on every rank;
     every rank must call them in the same order, as ranks running the same pipeline do."""
-    wrapped = [name for name in names if callable(getattr(pipe, name, None))]
-    for name in wrapped:
-        setattr(pipe, name, _from_rank0(getattr(pipe, name)))
-    try:
+    with contextlib.ExitStack() as stack:
+        for name in names:
+            if callable(getattr(pipe, name, None)):
+                stack.enter_context(patched(pipe, name, _from_rank0(getattr(pipe, name))))
         yield
-    finally:
-        for name in wrapped:
-            delattr(pipe, name)  # the class's method again
