@@ -18,6 +18,7 @@ from core.background_writer import BackgroundWriter
 from core.cancel import JobCancelledError
 from core.jobs import Job
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
+from core.parallel.job_patch import patched
 from core.speed.config import SpeedConfig
 from core.speed.vae_decode import DecodeSetup, decode_setup, decode_stream
 from core.video_io import VideoWriter
@@ -41,7 +42,6 @@ def stage_clock(pipe: Any, stages: dict[str, float], device: torch.device) -> It
     """Time the pipeline call of the block into ``stages``: ``text`` (its ``encode_prompt`` calls) and
     ``denoise`` (the rest of the call)."""
     encode = pipe.encode_prompt
-    wrapped = vars(pipe).get("encode_prompt")  # someone else's wrapper on this pipeline, put back after
     text = [0.0]
 
     def timed_encode(*args: Any, **kwargs: Any) -> Any:
@@ -51,16 +51,10 @@ def stage_clock(pipe: Any, stages: dict[str, float], device: torch.device) -> It
         text[0] += time.perf_counter() - started
         return result
 
-    pipe.encode_prompt = timed_encode
     started = time.perf_counter()
-    try:
+    with patched(pipe, "encode_prompt", timed_encode):
         yield
         synchronize(device)
-    finally:
-        if wrapped is None:
-            del pipe.encode_prompt  # the class's method again
-        else:
-            pipe.encode_prompt = wrapped
     stages["text"] = round(text[0], 3)
     stages["denoise"] = round(time.perf_counter() - started - text[0], 3)
 
