@@ -279,9 +279,8 @@ def t2v_fields(request: T2VRequest, device: torch.device, level: int, plan: str)
     }
 
 
-def save_frames(worker: Worker, request: Any, record: dict[str, Any], frames: np.ndarray) -> dict:
-    """Write ``frames`` (any Wan-family request's: its task, prompt, seed and card's fps) as the job's mp4
-    with ``record`` embedded, then its sidecar."""
+def save_t2v(worker: Worker, request: T2VRequest, record: dict[str, Any], frames: np.ndarray) -> dict:
+    """Write ``frames`` as the job's mp4 with ``record`` embedded, then its sidecar."""
     return save_output(
         worker.settings.outputs_dir,
         request.task,
