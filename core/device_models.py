@@ -10,6 +10,7 @@ The single-GPU runner, each rank of a split and both upscalers load through this
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -110,6 +111,7 @@ class DeviceModels:
 
     def _release(self) -> None:
         self._loaded = None
+        gc.unfreeze()  # what a job froze (see run_planned) may now be garbage
         free_memory(self.device)
 
     def fetch(self, card: ModelCard, job: ProgressJob) -> Path:
@@ -178,6 +180,10 @@ class DeviceModels:
             )
         finally:
             free_memory(self.device)
+            # What survives a job (the loaded model above all) leaves the collector's view, so the next
+            # job's collection walks only what that job made: a full one over a loaded pipeline took
+            # 0.2-0.5 s of every job. Releasing a model thaws it all again.
+            gc.freeze()
         return result, plan, level[0]
 
 

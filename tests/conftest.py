@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -20,6 +21,14 @@ from core.jobs import Job
 from core.settings import ROOT, Settings
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def thaw_the_heap() -> Iterator[None]:
+    """A job freezes what survives it until its model is released (``core.device_models``); a test's
+    runners are dropped without a release, so thaw after each test to let their cycles be collected."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

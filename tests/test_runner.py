@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -126,3 +127,17 @@ def test_cached_run_calls_the_transformer_less_and_records_it(settings: Settings
     assert stats["steps_computed"] + stats["steps_reused"] == plain_calls == 16
     assert len(calls) - plain_calls == stats["steps_computed"] < plain_calls
     assert probe_video(Path(cached.result["path"])).frames == 9
+
+
+def test_a_job_freezes_what_survives_it_and_unloading_thaws_it(settings: Settings) -> None:
+    """The loaded pipeline leaves the collector's view after a job (the next job's collection walks only
+    what it made), and comes back when the model is released, so its cycles can be collected."""
+    runner = Runner(settings, torch.device("cpu"))
+    gc.unfreeze()
+    job = run_job(runner, {"model": "tiny-wan", "prompt": "a kite", "frames": 5, "steps": 1, "seed": 3})
+    assert job.status == JobStatus.DONE, job.error
+    frozen = gc.get_freeze_count()
+    pipe = loaded_pipeline(runner, job.request, settings.models_dir / "tiny-wan")
+    assert frozen > 0 and not any(obj is pipe for obj in gc.get_objects())
+    runner.models.unload()
+    assert gc.get_freeze_count() == 0

@@ -11,6 +11,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from core.cancel import JobCancelledError
+from core.jobs import Job
+from core.tasks.t2v import T2VRequest
+from core.upscale.cancel_checks import cancel_checks
 from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.loading import FlashVSRModel, load_flashvsr
 from core.upscale.speed import VSRSpeed, parse_vsr_speed
@@ -73,8 +77,9 @@ def test_lossy_options_stay_close_to_the_official_path(tiny_flashvsr, speed: VSR
 def test_compiled_regions_match_eager_and_compile_once(
     tiny_flashvsr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Compile's output is the eager one within the parity tolerance (1/255); a second video reuses
-    every graph (the first chunk's and the steady chunk's shapes, one graph for all blocks)."""
+    """Compile's output is the eager one within the parity tolerance (1/255); later videos reuse every
+    graph (the first chunk's and the steady chunk's shapes, one graph for all blocks), also as jobs that
+    each check their own cancel inside the chunk."""
     frames = clip()
     cpu, dtype = torch.device("cpu"), torch.float32
     eager = upscale(load_flashvsr(tiny_flashvsr_dir, "tiny-long", cpu, dtype), frames, VSRSpeed())
@@ -89,6 +94,14 @@ def test_compiled_regions_match_eager_and_compile_once(
     graphs = counters["stats"]["unique_graphs"]
     again = upscale(model, frames, VSRSpeed(compile=True))
     assert counters["stats"]["unique_graphs"] == graphs and np.array_equal(again, compiled)
+    for job in (Job(T2VRequest(model="tiny-wan", prompt="a")), Job(T2VRequest(model="tiny-wan", prompt="b"))):
+        with cancel_checks(model, job):
+            as_job = upscale(model, frames, VSRSpeed(compile=True))
+        assert np.array_equal(as_job, compiled)
+    assert counters["stats"]["unique_graphs"] == graphs
+    job.cancel()
+    with cancel_checks(model, job), pytest.raises(JobCancelledError):
+        upscale(model, frames, VSRSpeed(compile=True))
 
 
 def test_the_bench_times_the_two_gpu_pipeline_against_one(tmp_path) -> None:
