@@ -102,17 +102,24 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--size", default="832x480")
     parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument("--decode-s", type=float, default=1.7, help="the decode's seconds for the whole video")
+    parser.add_argument(
+        "--decode-s", type=float, default=1.7, help="the decode's seconds for the whole video"
+    )
     parser.add_argument("--noise", type=int, default=0, help="levels of fresh noise per frame (e.g. 64)")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     video = scene(args.frames, width, height, args.noise)
-    print(f"{os.cpu_count()} CPU cores, {args.frames} frames {width}x{height}, decode {args.decode_s} s, noise {args.noise}")
+    print(
+        f"{os.cpu_count()} CPU cores, {args.frames} frames {width}x{height}, "
+        f"decode {args.decode_s} s, noise {args.noise}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_row(name, ROWS[name], video, args.decode_s, Path(tmp)) for name in args.rows.split(",")]
     if args.json:
-        Path(args.json).write_text(json.dumps({"cores": os.cpu_count(), "noise": args.noise, "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"cores": os.cpu_count(), "noise": args.noise, "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":
