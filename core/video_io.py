@@ -18,7 +18,7 @@ from typing import Any
 import av
 import numpy as np
 
-from core.encoders import NVENC, X264, Encoder
+from core.encoders import NVENC, Encoder, x264_at_crf
 
 METADATA_KEY = "comment"
 FRAGMENTED = {
@@ -75,7 +75,7 @@ class VideoWriter:
         """Fragmented mp4 (a fragment a second): a crash keeps the frames of every finished fragment
         (``core.stale_outputs`` recovers them at the next start)."""
         self.metadata = metadata or {}
-        self.encoder = encoder or Encoder(X264, {"crf": str(crf), "preset": "medium"})
+        self.encoder = encoder or x264_at_crf(crf)
         self.frames_written = 0
         self.temp_path = temp_path_for(self.path)
         self._container: av.container.OutputContainer | None = None

@@ -153,3 +153,34 @@ def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -
     assert entry["name"] == "causvid" and entry["strength"] == 0.5 and len(entry["sha256"]) == 64
     again = T2VRequest(**{k: v for k, v in record["request"].items() if k != "task"})
     assert again.loras == request.loras
+
+
+def test_a_job_whose_loras_are_loaded_reads_no_file(
+    settings, loras_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline already carrying the request's LoRAs, the file is not read and converted again (a
+    14B rank-64 LoRA's conversion took about a second of every job); another strength reads it once."""
+    import core.lora.apply
+
+    reads: list[str] = []
+    load = core.lora.apply.load_file
+    monkeypatch.setattr(core.lora.apply, "load_file", lambda path: reads.append(path) or load(path))
+    settings = replace(settings, loras_dir=loras_dir)
+
+    class Worker:
+        pass
+
+    worker = Worker()
+    worker.settings, worker.device = settings, torch.device("cpu")
+    worker.models = DeviceModels(worker.device, settings)
+
+    def run(strength: float) -> dict:
+        loras = [{"name": "lightx2v", "strength": strength}]
+        return T2VTask().run(worker, job(), T2VRequest(model="tiny-wan", prompt="a", steps=1, loras=loras))
+
+    run(1.0)
+    assert len(reads) == 1
+    record = run(1.0)
+    assert len(reads) == 1 and record["loras"][0]["strength"] == 1.0
+    run(0.5)
+    assert len(reads) == 2

@@ -22,7 +22,7 @@ from core.video_io import VideoWriter, probe_video
 
 def test_quality_maps_to_crf_and_cq() -> None:
     assert [quality_to_crf(q) for q in (1, 5, 8, 10)] == [35, 25, 17, 12]
-    assert x264_encoder(8).options == {"crf": "17", "preset": "medium"}
+    assert x264_encoder(8).options == {"crf": "17", "preset": "medium", "x264-params": "rc-lookahead=10"}
     assert nvenc_encoder(8).options == {"rc": "vbr", "cq": "17", "b": "0", "preset": "p5"}
     assert nvenc_encoder(10, gpu=1).options["gpu"] == "1"
     assert nvenc_encoder(10).describe() == "h264_nvenc cq 12"

@@ -23,6 +23,7 @@ def test_written_video_has_asked_frames_size_fps_and_metadata(tmp_path: Path) ->
     assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")
     assert read_record(path) == {"seed": 3} and info.metadata["title"] == "hello"
     assert read_frames(path).shape == (5, 32, 48, 3)
+    assert b"rc_lookahead=10" in path.read_bytes()  # x264's settings line: the short lookahead ran
 
 
 def test_nothing_appears_at_the_target_until_commit(tmp_path: Path) -> None:

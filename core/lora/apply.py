@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -29,21 +30,25 @@ MIN_TARGET_RANK = 64
 FLOATS = (torch.bfloat16, torch.float16, torch.float32)
 
 
+Layout = tuple[tuple[str, ...], frozenset[str], int]
+"""The DiTs a LoRA goes into, the modules it touches and its rank: what a hot-swap must keep the same."""
+_LAYOUTS: dict[tuple[str, str, tuple[str, ...]], Layout] = {}
+"""Layouts of files read before, by (SHA-256, card, DiTs): a job whose LoRAs the pipeline already carries
+reads no file (converting a 14B rank-64 LoRA takes about a second)."""
+
+
 @dataclass(frozen=True)
 class PreparedLora:
-    """A resolved LoRA's tensors in diffusers form (strength folded in) and the DiTs it goes into."""
+    """A resolved LoRA, the DiTs it goes into and its layout; its tensors are read when first needed."""
 
     resolved: ResolvedLora
-    state: dict[str, torch.Tensor]
     into: tuple[str, ...]
-    """``transformer`` and/or ``transformer_2``."""
+    layout: Layout
 
-    @property
-    def layout(self) -> tuple[tuple[str, ...], frozenset[str], int]:
-        """The DiTs, the modules touched and the rank: what a hot-swap must keep the same."""
-        modules = frozenset(k.split(".lora_")[0] for k in self.state)
-        ranks = [v.shape[0] for k, v in self.state.items() if k.endswith("lora_A.weight")]
-        return (self.into, modules, max(ranks, default=0))
+    @cached_property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The file's tensors in diffusers form, strength folded in."""
+        return to_diffusers(load_file(str(self.resolved.path)), self.resolved.spec.strength)
 
 
 def targets(expert: str, two_experts: bool) -> tuple[str, ...]:
@@ -53,14 +58,29 @@ def targets(expert: str, two_experts: bool) -> tuple[str, ...]:
     return {"high": ("transformer",), "low": ("transformer_2",)}.get(expert, ("transformer", "transformer_2"))
 
 
+def _layout(state: dict[str, torch.Tensor], into: tuple[str, ...]) -> Layout:
+    modules = frozenset(k.split(".lora_")[0] for k in state)
+    ranks = [v.shape[0] for k, v in state.items() if k.endswith("lora_A.weight")]
+    return (into, modules, max(ranks, default=0))
+
+
+def _prepare(resolved: ResolvedLora, into: tuple[str, ...], card: ModelCard) -> PreparedLora:
+    key = (resolved.sha256, card.id, into)
+    if key in _LAYOUTS:
+        return PreparedLora(resolved, into, _LAYOUTS[key])
+    state = to_diffusers(load_file(str(resolved.path)), resolved.spec.strength)  # a clear error if unknown
+    prepared = PreparedLora(resolved, into, _layout(state, into))
+    prepared.__dict__["state"] = state  # read already: the first load uses it
+    _LAYOUTS[key] = prepared.layout
+    return prepared
+
+
 def prepare_loras(loras: tuple[ResolvedLora, ...], card: ModelCard) -> tuple[PreparedLora, ...]:
-    """Read and convert each file (a clear error for a file in no known format)."""
+    """Each file's layout (the file read and converted the first time, with a clear error for a file in no
+    known format); the tensors themselves are read when a pipeline needs them."""
     two = bool(card.arch and card.arch.experts > 1)
     check_experts(tuple(r.spec for r in loras), two, card.name)
-    return tuple(
-        PreparedLora(r, to_diffusers(load_file(str(r.path)), r.spec.strength), targets(r.spec.expert, two))
-        for r in loras
-    )
+    return tuple(_prepare(r, targets(r.spec.expert, two), card) for r in loras)
 
 
 def lora_variant(prepared: tuple[PreparedLora, ...], compiled: bool) -> Hashable:
