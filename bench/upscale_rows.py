@@ -43,6 +43,7 @@ ROWS = {
     "compile": Row(speed=VSRSpeed(compile=True)),
     "cuda-graphs": Row(speed=VSRSpeed(compile=True, cuda_graphs=True)),
     "overlap": Row(speed=VSRSpeed(overlap_decode=True)),
+    "compile-overlap": Row(speed=VSRSpeed(compile=True, overlap_decode=True)),
     "kv-fp8": Row(speed=VSRSpeed(kv_cache="fp8")),
     "flex": Row(speed=VSRSpeed(attention="flex")),
     "dense": Row(speed=VSRSpeed(attention="dense")),
