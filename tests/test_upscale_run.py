@@ -60,6 +60,11 @@ def test_upscale_clip_to_aligned_size_with_audio(
     assert embedded["encoder"] == f"libx264 crf {quality_to_crf(8)}"
     assert embedded["noise_draw"] == "per-chunk"  # the official whole-video draw is CUDA's default
     assert embedded["speed"]["overlap_decode"] is True and embedded["speed"]["lossless"] is True
+    assert embedded["speed"]["compile"] == {
+        "compile": False,
+        "reason": "auto: off on cpu (warm-up costs more than it saves)",
+        "cuda_graphs": False,
+    }
     assert Path(record["path"]).with_suffix(".json").is_file()
 
 

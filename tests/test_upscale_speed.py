@@ -14,6 +14,7 @@ from torch._dynamo.utils import counters
 from core.cancel import JobCancelledError
 from core.jobs import Job
 from core.tasks.t2v import T2VRequest
+from core.speed import COMPILE_STAGE
 from core.upscale.cancel_checks import cancel_checks
 from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.loading import FlashVSRModel, load_flashvsr
@@ -46,6 +47,9 @@ def test_defaults_change_nothing_and_bad_values_say_what_to_use() -> None:
         parse_vsr_speed({"fast": True})
     with pytest.raises(ConfigError, match="true or false"):
         VSRSpeed(overlap_decode="yes")
+    with pytest.raises(ConfigError, match="compile must be true, false or auto"):
+        VSRSpeed(compile="yes")
+    assert parse_vsr_speed({"compile": "auto", "cuda_graphs": True}).compile == "auto"
 
 
 def test_decode_overlap_gives_the_same_frames_and_progress(tiny_flashvsr) -> None:
@@ -85,12 +89,22 @@ def test_compiled_regions_match_eager_and_compile_once(
     eager = upscale(load_flashvsr(tiny_flashvsr_dir, "tiny-long", cpu, dtype), frames, VSRSpeed())
     model = load_flashvsr(tiny_flashvsr_dir, "tiny-long", cpu, dtype)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    record = compile_flashvsr(model, VSRSpeed(compile=True, cuda_graphs=True), tmp_path)
+    stages: list[str] = []
+    record = compile_flashvsr(model, VSRSpeed(compile=True, cuda_graphs=True), tmp_path, stages.append)
     assert record["compile"] and not record["cuda_graphs"] and "CUDA" in record["cuda_graphs_reason"]
     assert Path(record["cache"]) == tmp_path / "torch-compile-cache"
     assert compile_flashvsr(model, VSRSpeed()) is record  # compile is not undone
+    auto = compile_flashvsr(
+        load_flashvsr(tiny_flashvsr_dir, "tiny-long", cpu, dtype), VSRSpeed(compile="auto")
+    )
+    assert auto == {
+        "compile": False,
+        "reason": "auto: off on cpu (warm-up costs more than it saves)",
+        "cuda_graphs": False,
+    }
     compiled = upscale(model, frames, VSRSpeed(compile=True))
     assert np.abs(compiled.astype(int) - eager).max() <= 1
+    assert stages == [COMPILE_STAGE]  # the first chunk said it compiles; later ones say nothing
     graphs = counters["stats"]["unique_graphs"]
     again = upscale(model, frames, VSRSpeed(compile=True))
     assert counters["stats"]["unique_graphs"] == graphs and np.array_equal(again, compiled)

@@ -14,12 +14,13 @@ so a later run of the app skips most of the first run's compile time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.speed.compile import use_compile_cache
+from core.speed.compile import announce_first_call, should_compile, use_compile_cache
 from core.upscale.dit import BlockRegions, attention_inputs, attention_outputs
 from core.upscale.loading import FlashVSRModel
 from core.upscale.speed import VSRSpeed
@@ -29,17 +30,24 @@ RECOMPILE_LIMIT = 64
 """Room for the shapes of several output sizes in one process (torch's default is 8)."""
 
 
-def compile_flashvsr(model: FlashVSRModel, speed: VSRSpeed, models_dir: Path | None = None) -> dict[str, Any]:
-    """Compile ``model``'s regions in place as ``speed`` asks; returns what ran, for the record.
+def compile_flashvsr(
+    model: FlashVSRModel,
+    speed: VSRSpeed,
+    models_dir: Path | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Compile ``model``'s regions in place as ``speed`` asks; returns what ran, for the record. ``report``
+    hears :data:`core.speed.compile.COMPILE_STAGE` when the first (compiling) chunk starts.
 
     Compile cannot be undone in place: a second call returns the first call's record and changes nothing.
     """
     done = getattr(model.dit, RECORD, None)
     if done is not None:
         return done
-    if not speed.compile:
-        return {"compile": False, "cuda_graphs": False}
-    record: dict[str, Any] = {"compile": True}
+    on, reason = should_compile(speed.compile, model.device)
+    if not on:
+        return {"compile": False, "reason": reason, "cuda_graphs": False}
+    record: dict[str, Any] = {"compile": True, "reason": reason}
     if models_dir is not None:
         record["cache"] = str(use_compile_cache(models_dir))
     graphs = speed.cuda_graphs and model.device.type == "cuda"
@@ -60,5 +68,7 @@ def compile_flashvsr(model: FlashVSRModel, speed: VSRSpeed, models_dir: Path | N
     if model.tc_decoder is not None:  # keeps per-chunk state in a dict: graph breaks allowed there
         model.tc_decoder._run = torch.compile(model.tc_decoder._run, dynamic=False)
         record["tc_decoder"] = True
+    if report is not None:
+        announce_first_call(dit.blocks[0], report)
     setattr(dit, RECORD, record)
     return record

@@ -28,7 +28,6 @@ from core.job_run import JobRun
 from core.jobs import Job, JobCancelledError
 from core.memory.planner import UpscalePlan, plan_upscale
 from core.outputs import new_output_path, sidecar_path, write_json_atomic
-from core.pipelines import free_memory
 from core.upscale.cancel_checks import cancel_checks
 from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.config import PROMPT_FILE
@@ -65,9 +64,15 @@ def weights_folder(card: ModelCard, job: Job, worker: Worker) -> Path:
 
 
 def _flashvsr_streamer(
-    request: UpscaleRequest, folder: Path, models: DeviceModels, size: OutputSize, plan: UpscalePlan
+    request: UpscaleRequest,
+    folder: Path,
+    models: DeviceModels,
+    size: OutputSize,
+    plan: UpscalePlan,
+    report: Callable[[str], None],
 ) -> tuple[FlashVSRStreamer, Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    """The FlashVSR streamer, its per-frame resize and what the record says about it."""
+    """The FlashVSR streamer, its per-frame resize and what the record says about it (``report`` hears
+    when a first run compiles)."""
     device = models.device
     model = models.get(
         request.card,
@@ -79,7 +84,7 @@ def _flashvsr_streamer(
     )
     split_dit(model, pipeline_devices(device, request.pipeline_gpus))
     offload = plan.kv_offload
-    compile_flashvsr(model, DEFAULT_SPEED, folder.parent)  # the models folder keeps the compile cache
+    compiled = compile_flashvsr(model, DEFAULT_SPEED, folder.parent, report)  # cache in the models folder
     streamer = FlashVSRStreamer(model, offload_kv_cache=offload, speed=DEFAULT_SPEED)
     info = {
         "variant": request.variant,
@@ -87,7 +92,7 @@ def _flashvsr_streamer(
         "dtype": _dtype_name(model.dtype),
         "noise_draw": streamer.noise_draw,
         "pipeline": stage_report(model.dit),
-        "speed": DEFAULT_SPEED.record(),
+        "speed": DEFAULT_SPEED.record() | {"compile": compiled},
     }
     return streamer, partial(resize_and_crop, size=size), info
 
@@ -148,7 +153,9 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
     with run:
         folder = weights_folder(card, job, worker)
         job.report("loading model")
-        make_streamer = _esrgan_streamer if request.engine == "esrgan" else _flashvsr_streamer
+        make_streamer = (
+            _esrgan_streamer if request.engine == "esrgan" else partial(_flashvsr_streamer, report=job.report)
+        )
         streamer, transform, info = make_streamer(request, folder, worker.models, size, plan)
         record |= info
         job.check_cancelled()
@@ -185,7 +192,7 @@ def run_upscale(worker: Worker, run: JobRun) -> dict[str, Any]:
             writer.discard()
             raise
         finally:
-            free_memory(device)
+            worker.models.after_job()
     job.report("writing video")
     record |= {
         "frames_written": writer.frames_written,

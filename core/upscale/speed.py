@@ -3,7 +3,8 @@
 - ``attention``: ``sparse`` (LCSA block-sparse with our Triton kernel, official maths), ``flex`` (the same
   block mask through PyTorch's FlexAttention) or ``dense`` (plain SDPA over every cached window; a
   different output: no top-k selection).
-- ``compile``: regional ``torch.compile`` of the DiT blocks' dense parts and the TC decoder (same maths).
+- ``compile``: regional ``torch.compile`` of the DiT blocks' dense parts and the TC decoder (same maths);
+  ``auto``: on CUDA GPUs only (as the DiT's compile of text to video).
 - ``cuda_graphs``: compile's ``reduce-overhead`` mode; the fixed-shape steady chunk replays CUDA graphs.
 - ``kv_cache``: cached K/V windows in the model dtype (``model``) or fp8 e4m3 with a scale per token and
   head (``fp8``: half the bytes, lossy).
@@ -30,7 +31,7 @@ class VSRSpeed:
     """Which speed options run; see the module docstring. ``cuda_graphs`` needs ``compile``."""
 
     attention: str = "sparse"
-    compile: bool = False
+    compile: bool | str = False
     cuda_graphs: bool = False
     kv_cache: str = "model"
     kv_prefetch: bool = False
@@ -39,9 +40,11 @@ class VSRSpeed:
     def __post_init__(self) -> None:
         as_choice("attention", self.attention, ATTENTION_MODES)
         as_choice("kv_cache", self.kv_cache, KV_STORAGES)
-        for name in ("compile", "cuda_graphs", "kv_prefetch", "overlap_decode"):
+        for name in ("cuda_graphs", "kv_prefetch", "overlap_decode"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.compile, bool) and self.compile != "auto":
+            raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.cuda_graphs and not self.compile:
             raise ConfigError("cuda_graphs runs through torch.compile: turn compile on too")
 
@@ -65,8 +68,9 @@ ALL_ON = VSRSpeed(
 )
 """Every option on (the bench's "all" row)."""
 
-DEFAULT_SPEED = VSRSpeed(overlap_decode=True)
+DEFAULT_SPEED = VSRSpeed(compile="auto", overlap_decode=True)
 """What the Upscale tab runs: the options bench/upscale_speed.py measured faster and lossless on a GPU
-(overlap: identical output, 24.7 -> 25.9 fps overall and 24.9 -> 28.4 steady on an H100, docs/benchmarks.md);
-the rest stay off until measured (compile, CUDA graphs, prefetch) or because they change the output
-(fp8 KV, dense, flex)."""
+(H100, x4 to 1408x768, a 10 s clip, docs/benchmarks.md): compile (on CUDA) and the decode overlap, 24.4 ->
+36.2 fps overall and 12.9 -> 11.2 GiB, first run compiling for about 30 s. Off: CUDA graphs (slower overall
+with overlap: 32.0 fps), the KV prefetch (for the offloaded cache only), and what changes the output
+(fp8 KV, dense attention; flex is the same maths but slower)."""
