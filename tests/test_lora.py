@@ -4,6 +4,7 @@ a hot-swap on a compiled DiT does not recompile, and a Hub LoRA downloads throug
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,5 +183,14 @@ def test_a_job_whose_loras_are_loaded_reads_no_file(
     assert len(reads) == 1
     record = run(1.0)
     assert len(reads) == 1 and record["loras"][0]["strength"] == 1.0
+    assert gc.get_freeze_count() > 0  # the job froze what survived it
+    prepared = prepare_loras(
+        (resolve_lora(parse_loras([{"name": "lightx2v", "strength": 0.5}])[0], loras_dir),),
+        get_card("tiny-wan"),
+    )
+    pipe = worker.models._loaded.model
+    apply_loras(pipe, prepared, get_card("tiny-wan"), hotswap=False)
+    assert gc.get_freeze_count() == 0  # replaced adapters may be collected again
+    assert len(reads) == 2
     run(0.5)
     assert len(reads) == 2

@@ -10,6 +10,7 @@ layout), so a different layout loads a fresh pipeline.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cached_property
@@ -107,6 +108,7 @@ def apply_loras(pipe: Any, prepared: tuple[PreparedLora, ...], card: ModelCard, 
     for prep in prepared:
         for name in prep.into:
             check_fits(prep.resolved.spec.name, prep.state, components[name], card)
+    gc.unfreeze()  # the adapters replaced here were frozen after an earlier job: let them be collected
     swapping = hotswap and getattr(pipe, HOTSWAP_MARK, False) and bool(getattr(pipe, LOADED_MARK, ()))
     if not swapping:
         _unload(pipe)
