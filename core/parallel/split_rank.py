@@ -39,7 +39,7 @@ from core.parallel.rank_options import merge_cache_stats, split_speed_config
 from core.parallel.remote_job import RemoteJob
 from core.parallel.shared_prompt import components_skipped, shared_prompt
 from core.parallel.split_decode import split_decode
-from core.pipelines import free_memory, load_diffusers_pipeline
+from core.pipelines import load_diffusers_pipeline
 from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
 from core.speed.compile import should_compile
@@ -207,7 +207,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
             ):
                 frames = work.generate(pipe, request, stages=stages)
         finally:
-            free_memory(device)
+            pipelines.models.after_job()
     every_rank: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(every_rank, (session.stats(), getattr(pipe, "text_encoder", None) is not None))
     if dist.get_rank() != 0:
