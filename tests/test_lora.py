@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -137,15 +138,15 @@ def test_hotswap_does_not_recompile(models_dir: Path, loras_dir: Path) -> None:
     assert np.abs(a - b).max() > 1e-4
 
 
-def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -> None:
+def cpu_worker(settings, loras_dir: Path) -> SimpleNamespace:
+    """What a task needs of a worker: settings (with ``loras_dir``), the CPU and what is loaded there."""
     settings = replace(settings, loras_dir=loras_dir)
+    device = torch.device("cpu")
+    return SimpleNamespace(settings=settings, device=device, models=DeviceModels(device, settings))
 
-    class Worker:
-        pass
 
-    worker = Worker()
-    worker.settings, worker.device = settings, torch.device("cpu")
-    worker.models = DeviceModels(worker.device, settings)
+def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -> None:
+    worker = cpu_worker(settings, loras_dir)
     request = T2VRequest(
         model="tiny-wan", prompt="a cat", seed=3, steps=2, loras=[{"name": "causvid", "strength": 0.5}]
     )
@@ -166,14 +167,7 @@ def test_a_job_whose_loras_are_loaded_reads_no_file(
     reads: list[str] = []
     load = core.lora.apply.load_file
     monkeypatch.setattr(core.lora.apply, "load_file", lambda path: reads.append(path) or load(path))
-    settings = replace(settings, loras_dir=loras_dir)
-
-    class Worker:
-        pass
-
-    worker = Worker()
-    worker.settings, worker.device = settings, torch.device("cpu")
-    worker.models = DeviceModels(worker.device, settings)
+    worker = cpu_worker(settings, loras_dir)
 
     def run(strength: float) -> dict:
         loras = [{"name": "lightx2v", "strength": strength}]
