@@ -13,8 +13,8 @@ from torch._dynamo.utils import counters
 
 from core.cancel import JobCancelledError
 from core.jobs import Job
-from core.tasks.t2v import T2VRequest
 from core.speed import COMPILE_STAGE
+from core.tasks.t2v import T2VRequest
 from core.upscale.cancel_checks import cancel_checks
 from core.upscale.compile_regions import compile_flashvsr
 from core.upscale.loading import FlashVSRModel, load_flashvsr
