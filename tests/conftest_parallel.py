@@ -82,11 +82,11 @@ def rank_setup_for_tests() -> None:
     from diffusers.models import attention_dispatch
 
     from core.parallel import split_rank
-    from core.tasks import t2v
+    from core.tasks import wan_output
 
     torch.set_num_threads(1)
     attention_dispatch._native_attention_forward_op = _cpu_attention_with_lse
-    t2v.write_video = _write_video_and_frames
+    wan_output.write_video = _write_video_and_frames
     split_rank.run_on_rank = _with_simulated_oom(split_rank.run_on_rank)
 
 
@@ -111,4 +111,3 @@ def split_group(parallel_settings: Settings) -> Iterator:
         yield group
     finally:
         group.close()
-

@@ -14,7 +14,7 @@ from core.continuation import ContinueRequest
 from core.jobs import Job
 from core.runner import Runner
 from core.settings import Settings
-from core.tasks import continue_image, parse_request, task_for
+from core.tasks import parse_request, task_for, wan_output
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
 from tests.conftest_parallel import _write_video_and_frames
@@ -35,7 +35,7 @@ def picture(path: Path, size: tuple[int, int] = (96, 64)) -> Path:
 def test_a_picture_starts_the_continuation(
     continue_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(continue_image, "write_video", _write_video_and_frames)
+    monkeypatch.setattr(wan_output, "write_video", _write_video_and_frames)
     start = picture(tmp_path / "start.png")
     request = parse_request(
         {

@@ -14,7 +14,7 @@ from core.jobs import Job
 from core.parallel.split import SplitGroup
 from core.runner import Runner
 from core.settings import Settings
-from core.tasks import parse_request, t2v, task_for
+from core.tasks import parse_request, task_for, wan_output
 from core.video_io import probe_video, read_record
 from tests.conftest_parallel import _write_video_and_frames
 
@@ -73,7 +73,7 @@ def test_image_to_video_split_matches_single_process(
     modes: tuple[str, ...],
     tolerance: float,
 ) -> None:
-    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    monkeypatch.setattr(wan_output, "write_video", _write_video_and_frames)
     data = request_data(model, pictures)
     reference, expected = single_process(parallel_settings, data)
     job = Job(parse_request(data))
@@ -99,10 +99,10 @@ def perturb_rank_1_conditioning() -> None:
     import torch.distributed as dist
     from diffusers import WanImageToVideoPipeline
 
-    from core.tasks import t2v as t2v_module
+    from core.tasks import wan_output as output_module
 
     torch.set_num_threads(1)
-    t2v_module.write_video = _write_video_and_frames
+    output_module.write_video = _write_video_and_frames
     if dist.get_rank() != 1:
         return
     for name in ("encode_image", "prepare_latents"):
@@ -118,7 +118,7 @@ def perturb_rank_1_conditioning() -> None:
 def test_every_rank_starts_from_rank_0s_image_conditioning(
     parallel_settings: Settings, pictures: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    monkeypatch.setattr(wan_output, "write_video", _write_video_and_frames)
     data = request_data("tiny-wan-i2v", pictures)
     _reference, expected = single_process(parallel_settings, data)
     with SplitGroup(parallel_settings, 2, rank_setup=perturb_rank_1_conditioning) as group:
@@ -152,7 +152,7 @@ def use_two_experts() -> None:
     from core.tasks import i2v
 
     torch.set_num_threads(1)
-    t2v.write_video = _write_video_and_frames
+    wan_output.write_video = _write_video_and_frames
     i2v.i2v_loader = lambda card, worker: two_experts
 
 
@@ -161,7 +161,7 @@ def test_a_two_expert_image_to_video_model_splits_like_one_process(
 ) -> None:
     from core.tasks import i2v
 
-    monkeypatch.setattr(t2v, "write_video", _write_video_and_frames)
+    monkeypatch.setattr(wan_output, "write_video", _write_video_and_frames)
     monkeypatch.setattr(i2v, "i2v_loader", lambda card, worker: two_experts)
     data = request_data("tiny-wan-i2v", pictures) | {"guidance_2": 3.0, "steps": 4}
     _reference, expected = single_process(parallel_settings, data)

@@ -44,7 +44,8 @@ from core.settings import Settings
 from core.speed import SpeedConfig, apply_speed
 from core.speed.compile import should_compile
 from core.tasks import task_for
-from core.tasks.t2v import T2VRequest, WanWork, prepare_request_loras, save_t2v, t2v_fields
+from core.tasks.t2v import T2VRequest, WanWork, prepare_request_loras, t2v_fields
+from core.tasks.wan_output import save_frames
 from weights.registry import ModelCard
 
 
@@ -220,7 +221,7 @@ def run_on_rank(job: RankJob, task: SplitTask, settings: Settings, pipelines: Ra
     }
     record = split_record(run, task, device, applied, work, split_stages(stages, decoded), decoded)
     job.report("writing video")
-    return save_t2v(worker, request, record, frames)
+    return save_frames(worker.settings.outputs_dir, request, record, frames)
 
 
 def split_decode_record(decoded: dict[str, Any]) -> dict[str, Any]:

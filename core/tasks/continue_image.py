@@ -21,12 +21,11 @@ from core.device_models import Worker
 from core.image_input import image_size, prepare_image
 from core.job_run import JobRun
 from core.jobs import Job
-from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.preview import LatentPreview
 from core.tasks.forcing import run_forcing
+from core.tasks.wan_output import save_frames
 from core.video_input import pick_resolution
-from core.video_io import write_video
 
 
 def image_pipeline(pipe: Any) -> Any:
@@ -124,11 +123,4 @@ def run_from_image(worker: Worker, job: Job, request: ContinueRequest) -> dict[s
         status="done",
     )
     job.report("writing video")
-    return save_output(
-        worker.settings.outputs_dir,
-        request.task,
-        request.prompt,
-        request.seed,
-        record,
-        lambda path, metadata: write_video(path, frames, card.fps, metadata),
-    )
+    return save_frames(worker.settings.outputs_dir, request, record, frames)

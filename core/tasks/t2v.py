@@ -25,7 +25,6 @@ from core.lora import (
 )
 from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
-from core.outputs import save_output
 from core.pipelines import set_flow_shift
 from core.preview import LatentPreview
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
@@ -34,7 +33,6 @@ from core.tasks.few_step import few_step_record, few_step_settings, first_step_c
 from core.tasks.registry import Task, register
 from core.tasks.wan_output import DecodedVideo, decode_to_video, save_decoded, stage_clock
 from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
-from core.video_io import write_video
 from weights.registry import ModelCard, get_card
 
 MULTI_GPU_CHOICES = ("auto", "one", "split")
@@ -277,18 +275,6 @@ def t2v_fields(request: T2VRequest, device: torch.device, level: int, plan: str)
         "memory_level": level,
         "memory_plan": plan,
     }
-
-
-def save_t2v(worker: Worker, request: T2VRequest, record: dict[str, Any], frames: np.ndarray) -> dict:
-    """Write ``frames`` as the job's mp4 with ``record`` embedded, then its sidecar."""
-    return save_output(
-        worker.settings.outputs_dir,
-        request.task,
-        request.prompt,
-        request.seed,
-        record,
-        lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
-    )
 
 
 def run_wan(

@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.audio import add_record_and_audio
 from core.background_writer import BackgroundWriter
 from core.cancel import JobCancelledError
 from core.jobs import Job
-from core.outputs import new_output_path, sidecar_path, write_json_atomic
+from core.outputs import new_output_path, save_output, sidecar_path, write_json_atomic
 from core.parallel.job_patch import patched
 from core.speed.config import SpeedConfig
 from core.speed.vae_decode import DecodeSetup, decode_setup, decode_stream
-from core.video_io import VideoWriter
+from core.video_io import VideoWriter, write_video
 
 DECODE_STAGE = "decoding video"
 STAGES = ("text", "denoise", "decode", "write")
@@ -126,3 +127,16 @@ def save_decoded(decoded: DecodedVideo, record: dict[str, Any], title: str) -> d
     write_json_atomic(sidecar_path(decoded.path), record)
     record["path"] = str(decoded.path)
     return record
+
+
+def save_frames(outputs_dir: Path, request: Any, record: dict[str, Any], frames: np.ndarray) -> dict:
+    """Write ``frames`` (already decoded) as a new output video of ``request`` (task, prompt, seed, card
+    fps) with ``record`` embedded, then its sidecar (a split's rank 0, a continuation from an image)."""
+    return save_output(
+        outputs_dir,
+        request.task,
+        request.prompt,
+        request.seed,
+        record,
+        lambda path, metadata: write_video(path, frames, request.card.fps, metadata),
+    )
