@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.jobs import Job, JobQueue, JobStatus
+from core.jobs import Job, JobStatus
 from core.metrics import psnr
 from core.runner import Runner
 from core.settings import Settings
 from core.speed.vae_decode import decode_setup, decode_stream
 from core.tasks import parse_request
 from core.tasks.t2v import generate_t2v
-from core.tasks.wan_output import STAGES
+from core.tasks.wan_output import DECODE_STAGE, STAGES
 from core.video_io import (
     partial_path_for,
     probe_video,
@@ -26,27 +26,9 @@ from core.video_io import (
     to_uint8_frames,
     write_video,
 )
+from tests.test_runner import run_job
 
 REQUEST = {"model": "tiny-wan", "prompt": "a red car", "frames": 13, "width": 48, "height": 64, "steps": 2}
-
-
-def run_job(runner: Runner, data: dict, cancel_at_decode_step: int | None = None) -> Job:
-    queue = JobQueue([runner.execute])
-    job = queue.submit(parse_request(data))
-    if cancel_at_decode_step is not None:
-        report = job.report
-
-        def report_and_cancel(stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
-            report(stage, step, total, detail)
-            if stage == "decoding video" and step == cancel_at_decode_step:
-                job.cancel()
-
-        job.report = report_and_cancel
-    version = -1
-    while not job.finished:
-        version = job.wait_for_change(version, 1.0)
-    queue.shutdown()
-    return job
 
 
 def test_the_streamed_video_is_the_pipelines_and_the_record_says_what_ran(settings: Settings) -> None:
@@ -95,7 +77,7 @@ def test_fast_decode_asked_on_the_cpu_runs_bfloat16_without_reloading(settings: 
 
 def test_cancel_during_the_decode_keeps_the_frames_made(settings: Settings) -> None:
     runner = Runner(settings, torch.device("cpu"))
-    job = run_job(runner, REQUEST | {"seed": 5}, cancel_at_decode_step=2)
+    job = run_job(runner, REQUEST | {"seed": 5}, cancel_at=(DECODE_STAGE, 2))
     assert job.status == JobStatus.CANCELLED
     path = Path(job.result["path"])
     assert path.name.endswith("_partial.mp4") and path.exists()

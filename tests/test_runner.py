@@ -22,9 +22,20 @@ def loaded_pipeline(runner: Runner, request: T2VRequest, folder: Path):
     return runner.models.get(request.card, folder, 0, variant=(request.speed_config, ()))
 
 
-def run_job(runner: Runner, data: dict) -> Job:
+def run_job(runner: Runner, data: dict, cancel_at: tuple[str, int] | None = None) -> Job:
+    """Run ``data`` on ``runner`` through a one-worker queue until it ends; ``cancel_at`` (stage, step):
+    cancel the job when it reports that step of that stage."""
     queue = JobQueue([runner.execute])
     job = queue.submit(parse_request(data))
+    if cancel_at is not None:
+        report = job.report
+
+        def report_and_cancel(stage: str, step: int = 0, total: int = 0, detail: str = "") -> None:
+            report(stage, step, total, detail)
+            if (stage, step) == cancel_at:
+                job.cancel()
+
+        job.report = report_and_cancel
     version = -1
     while not job.finished:
         version = job.wait_for_change(version, 1.0)
@@ -73,24 +84,11 @@ def test_same_seed_gives_the_same_video_and_keeps_the_pipeline_loaded(settings: 
 def test_cancel_stops_within_one_step_and_reports_cancelled(settings: Settings) -> None:
     runner = Runner(settings, torch.device("cpu"))
     card_folder = settings.models_dir / "tiny-wan"
-    request = parse_request({"model": "tiny-wan", "prompt": "a boat", "steps": 20, "seed": 1})
-    pipe = loaded_pipeline(runner, request, card_folder)
+    data = {"model": "tiny-wan", "prompt": "a boat", "steps": 20, "seed": 1}
+    pipe = loaded_pipeline(runner, parse_request(data), card_folder)
     calls = []
     handle = pipe.transformer.register_forward_hook(lambda *args: calls.append(1))
-    queue = JobQueue([runner.execute])
-    job = queue.submit(request)
-    original_report = job.report
-
-    def report_and_cancel_at_step_3(stage: str, step: int = 0, total: int = 0) -> None:
-        original_report(stage, step, total)
-        if stage == "denoising" and step == 3:
-            job.cancel()
-
-    job.report = report_and_cancel_at_step_3
-    version = -1
-    while not job.finished:
-        version = job.wait_for_change(version, 1.0)
-    queue.shutdown()
+    job = run_job(runner, data, cancel_at=("denoising", 3))
     handle.remove()
     assert job.status == JobStatus.CANCELLED
     assert job.progress.step == 3
