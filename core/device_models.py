@@ -111,7 +111,7 @@ class DeviceModels:
 
     def _release(self) -> None:
         self._loaded = None
-        gc.unfreeze()  # what a job froze (see run_planned) may now be garbage
+        gc.unfreeze()  # what a job froze (see after_job) may now be garbage
         free_memory(self.device)
 
     def fetch(self, card: ModelCard, job: ProgressJob) -> Path:

@@ -49,7 +49,12 @@ class PreparedLora:
     @cached_property
     def state(self) -> dict[str, torch.Tensor]:
         """The file's tensors in diffusers form, strength folded in."""
-        return to_diffusers(load_file(str(self.resolved.path)), self.resolved.spec.strength)
+        return _read(self.resolved)
+
+
+def _read(resolved: ResolvedLora) -> dict[str, torch.Tensor]:
+    """``resolved``'s file converted to diffusers keys, strength folded in (a clear error if unknown)."""
+    return to_diffusers(load_file(str(resolved.path)), resolved.spec.strength)
 
 
 def targets(expert: str, two_experts: bool) -> tuple[str, ...]:
@@ -69,7 +74,7 @@ def _prepare(resolved: ResolvedLora, into: tuple[str, ...], card: ModelCard) -> 
     key = (resolved.sha256, card.id, into)
     if key in _LAYOUTS:
         return PreparedLora(resolved, into, _LAYOUTS[key])
-    state = to_diffusers(load_file(str(resolved.path)), resolved.spec.strength)  # a clear error if unknown
+    state = _read(resolved)
     prepared = PreparedLora(resolved, into, _layout(state, into))
     prepared.__dict__["state"] = state  # read already: the first load uses it
     _LAYOUTS[key] = prepared.layout
