@@ -164,7 +164,7 @@ def use_random_weights(folder: Path, dit: str = "") -> None:
     :func:`random_pipeline` instead of loading; every video also saves a frame subsample as ``.npy``."""
     from core import device_models
     from core.parallel import split, split_rank
-    from core.tasks import t2v
+    from core.tasks import t2v, wan_output
 
     def local_folder(card: Any, settings: Any, **kwargs: Any) -> Path:
         return folder
@@ -172,7 +172,7 @@ def use_random_weights(folder: Path, dit: str = "") -> None:
     device_models.ensure_model = split.ensure_model = split_rank.ensure_model = local_folder
     split_rank.load_diffusers_pipeline = partial(random_pipeline, dit=dit)
     split_rank.split_decode = split_decode_keeping_latents
-    t2v.write_video = write_video_keeping_frames
+    wan_output.write_video = write_video_keeping_frames
     t2v.decode_to_video = decode_to_video_keeping_latents
 
 
