@@ -55,8 +55,10 @@ def profile_chunk(streamer: FlashVSRStreamer, pool: list[np.ndarray], top: int =
 
 def print_profile(name: str, result: dict[str, Any]) -> None:
     wall = result["wall_ms"]
-    print(f"\nprofile {name}: one steady chunk {wall:.1f} ms wall, kernels {result['kernels_ms']:.1f} ms, "
-          f"idle {result['idle_ms']:.1f} ms (kernels may overlap on side streams)")
+    print(
+        f"\nprofile {name}: one steady chunk {wall:.1f} ms wall, kernels {result['kernels_ms']:.1f} ms, "
+        f"idle {result['idle_ms']:.1f} ms (kernels may overlap on side streams)"
+    )
     for group, ms in result["groups_ms"].items():
         print(f"  {group:18s} {ms:8.2f} ms  {ms / wall:6.1%}")
     print("  top kernels:")

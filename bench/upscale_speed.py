@@ -151,8 +151,23 @@ def max_peak_gib(gpus: int) -> float:
 def warm_start(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """``name`` in a fresh process with the compile cache on disk: build, first frames, no warm-up."""
     out = Path(args.cache_dir) / f"warm_start_{name}.json"
-    command = [sys.executable, __file__, "--rows", name, "--frames", "41", "--warmup-frames", "0",
-               "--no-attention", "--warm-start", "", "--cache-dir", str(args.cache_dir), "--json", str(out)]
+    command = [
+        sys.executable,
+        __file__,
+        "--rows",
+        name,
+        "--frames",
+        "41",
+        "--warmup-frames",
+        "0",
+        "--no-attention",
+        "--warm-start",
+        "",
+        "--cache-dir",
+        str(args.cache_dir),
+        "--json",
+        str(out),
+    ]
     command += ["--tiny"] if args.tiny else []
     start = time.perf_counter()
     subprocess.run(command, check=True, timeout=300, capture_output=True)
@@ -172,8 +187,10 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         if "vs" in r:
             psnr = f"{r['psnr_db']} dB" if r["psnr_db"] else "identical"
             quality = f"max {r['max_abs_diff']:.0f}, {psnr}"
-        print(f"| {name} | {r['overall_fps']} | {r['steady_fps']} | {r['first_chunk_s']} | {r['warmup_s']} | "
-              f"{r['peak_vram_gib']} | {r['kv_cache_gib']} | {quality} |")
+        print(
+            f"| {name} | {r['overall_fps']} | {r['steady_fps']} | {r['first_chunk_s']} | {r['warmup_s']} | "
+            f"{r['peak_vram_gib']} | {r['kv_cache_gib']} | {quality} |"
+        )
 
 
 def main() -> None:
@@ -204,8 +221,14 @@ def main() -> None:
     begin = time.perf_counter()
     gpu = torch.cuda.get_device_name() if CUDA else "cpu"
     output = "128x128" if args.tiny else "1408x768"
-    results: dict[str, Any] = {"gpu": gpu, "torch": torch.__version__, "tiny": args.tiny,
-                               "output": output, "frames": args.frames, "rows": {}}
+    results: dict[str, Any] = {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "tiny": args.tiny,
+        "output": output,
+        "frames": args.frames,
+        "rows": {},
+    }
     if not args.no_attention and CUDA:
         results["attention"] = attention_bench()
         print(json.dumps(results["attention"]), flush=True)

@@ -7,7 +7,13 @@ GPU and decodes the same random latents of a 480p 81-frame video (16 x 21 x 60 x
 - dtype (bf16, fp16), ``channels_last_3d`` weights and activations, ``cudnn.benchmark`` and a regional
   ``torch.compile`` of the decoder's blocks, alone and together;
 - ``stream``: the same causal loop as diffusers' ``_decode`` with the frames kept in a list (diffusers
-  concatenates the growing output at every latent frame).
+  concatenates the growing output at every latent frame);
+- ``app ...``: the app's own streamed decode (``core.speed.vae_decode.decode_stream``, uint8 frames to
+  pinned host memory included) in bfloat16 channels-last with cuDNN autotuning, per chunk size (latent
+  frames per decoder call after the first) and convolution path (3-D, or 2-D over frames: ``stack``,
+  ``sum``, ``core.speed.frame_convs``).
+
+``--profile NAME`` prints the top CUDA kernels of one more decode of that variant.
 
 PSNR is over frames mapped to [0, 1] against ``plain fp32``. Random weights change no shapes, so time and
 memory are those of the real VAE; PSNR on random weights is a proxy for the real decoder's (say so).
@@ -20,16 +26,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.speed.vae_decode import DecodeSetup, decode_stream, to_uint8
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to decode: dtype, memory layout, convolution autotuning, compile, streamed loop."""
+    """One way to decode: dtype, memory layout, convolution autotuning, compile, streamed loop; or the
+    app's decode (``app``) with its chunk size and convolution path."""
 
     name: str
     dtype: torch.dtype = torch.float32
@@ -37,6 +51,9 @@ class Variant:
     cudnn_benchmark: bool = False
     compile: bool = False
     stream: bool = False
+    app: bool = False
+    chunk: int = 1
+    frame_convs: str | None = None
 
 
 VARIANTS = [
@@ -50,6 +67,11 @@ VARIANTS = [
     Variant("bf16 cl+bench", torch.bfloat16, channels_last=True, cudnn_benchmark=True, stream=True),
     Variant("fp16 cl+bench", torch.float16, channels_last=True, cudnn_benchmark=True, stream=True),
     Variant("bf16 cl+bench+compile", torch.bfloat16, True, True, compile=True, stream=True),
+    *(
+        Variant(f"app chunk{chunk} {convs or '3d'}", app=True, chunk=chunk, frame_convs=convs)
+        for convs in (None, "stack", "sum")
+        for chunk in (1, 2, 4, 5)
+    ),
 ]
 
 
@@ -76,6 +98,8 @@ def build(variant: Variant, base_state: dict) -> Callable[[torch.Tensor], torch.
     with torch.device("cuda"):
         vae = AutoencoderKLWan()
     vae.load_state_dict(base_state)
+    if variant.app:
+        return app_decode(variant, vae.eval().requires_grad_(False))
     vae = vae.to(variant.dtype).eval().requires_grad_(False)
     if variant.channels_last:
         for module in vae.modules():
@@ -97,9 +121,41 @@ def build(variant: Variant, base_state: dict) -> Callable[[torch.Tensor], torch.
     return decode
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two decodes in [-1, 1], over frames mapped to [0, 1]."""
-    mse = ((a.float() - b.float()) / 2).pow(2).mean().item()
+def app_decode(variant: Variant, vae) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The app's streamed decode of the pipeline's (normalized) latents; uint8 frames (T, H, W, 3)."""
+    setup = DecodeSetup(torch.bfloat16, True, True, False, True, "bench", variant.frame_convs, variant.chunk)
+    config = vae.config
+    shape = (1, config.z_dim, 1, 1, 1)
+    mean = torch.tensor(config.latents_mean).view(shape).cuda()
+    inverse_std = 1.0 / torch.tensor(config.latents_std).view(shape).cuda()
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        normalized = (z - mean) * inverse_std  # decode_stream undoes this, as the pipeline's latents
+        parts = [pending.wait() for pending in decode_stream(vae, normalized, setup)]
+        return torch.from_numpy(np.concatenate(parts))
+
+    return decode
+
+
+def as_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """A decode's frames as uint8 (T, H, W, 3): the app rows give them so, the others in [-1, 1]."""
+    return frames.cpu() if frames.dtype == torch.uint8 else to_uint8(frames).cpu()
+
+
+def profile(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, top: int = 25) -> None:
+    """Print the ``top`` CUDA kernels of one decode by total time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        decode(z)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=top, max_name_column_width=70))
+
+
+def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two decodes' uint8 frames."""
+    mse = ((a.float() - b.float()) / 255).pow(2).mean().item()
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
@@ -110,6 +166,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default="", help="comma list of variant names (default: all)")
     parser.add_argument("--json", default="")
+    parser.add_argument("--profile", default="", help="a variant name: print its top CUDA kernels")
     args = parser.parse_args()
     from diffusers import AutoencoderKLWan
 
@@ -139,15 +196,16 @@ def main() -> None:
             torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         seconds = sorted(times)[len(times) // 2]
+        frames = as_uint8(out)
         if reference is None:
-            reference = out.float()
+            reference = frames
         row = {
             "variant": variant.name,
             "seconds": round(seconds, 3),
             "first_call_s": round(first, 2),
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "psnr_db": round(psnr(out, reference), 2),
-            "frames": out.shape[2],
+            "psnr_db": round(psnr_uint8(frames, reference), 2),
+            "frames": frames.shape[0],
         }
         rows.append(row)
         print(
@@ -155,6 +213,8 @@ def main() -> None:
             f"PSNR {row['psnr_db']:6.2f} dB  x{rows[0]['seconds'] / seconds:.2f}",
             flush=True,
         )
+        if variant.name == args.profile:
+            profile(decode, z)
         del decode, out
         torch.cuda.empty_cache()
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "size": args.size, "rows": rows}

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     names = build_space(args.dest, sdk_version=args.sdk_version)
     print(f"Space written to {args.dest} ({len(names)} files). Upload it with:")
-    print(f'  hf upload USER/NAME {args.dest} . --repo-type space')
+    print(f"  hf upload USER/NAME {args.dest} . --repo-type space")
 
 
 if __name__ == "__main__":

@@ -186,4 +186,3 @@ def fp8_attention(
     """
     inputs = quantize_for_fp8_attention(query, key, value, scale)
     return fp8_attention_quantized(*inputs, query.dtype)
-

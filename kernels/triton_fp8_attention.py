@@ -51,7 +51,8 @@ def _prune_for_gpu(configs: list[triton.Config], named_args: dict, **kwargs) -> 
         return configs
     block_m, block_n, warps, stages = HOPPER_CONFIG
     kept = [
-        c for c in configs
+        c
+        for c in configs
         if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps) == (block_m, block_n, warps)
         and c.num_stages in (stages, stages - 1)
     ]
@@ -181,9 +182,7 @@ def _fp8_attention_fwd(
 
 def fp8_attention_triton(inputs: Fp8AttentionInputs, out_dtype: torch.dtype) -> torch.Tensor:
     """Run the kernel on quantized inputs (see :class:`Fp8AttentionInputs`); returns (B, Sq, H, D)."""
-    q, k, v_t, q_scale, k_scale, v_scale = (
-        t if t.stride(-1) == 1 else t.contiguous() for t in inputs
-    )
+    q, k, v_t, q_scale, k_scale, v_scale = (t if t.stride(-1) == 1 else t.contiguous() for t in inputs)
     batch, q_len, heads, head_dim = q.shape
     kv_len = k.shape[1]
     if v_t.shape[-1] < -(-kv_len // SEQ_ALIGN) * SEQ_ALIGN:

@@ -28,7 +28,16 @@ def test_card_settings_are_the_defaults() -> None:
         ("lightx2v/Wan2.2-Lightning", "high"),
         ("lightx2v/Wan2.2-Lightning", "low"),
     ]
-    assert T2VRequest(model="wan2.1-t2v-14b", prompt="a", few_step=True, loras=[]).loras == ()
+    assert all(lora.fuse for lora in fast.loras)  # merged into the DiT: no cost per step
+    style = T2VRequest(
+        model="wan2.1-t2v-14b", prompt="a", few_step=True, loras=[{"name": "style", "strength": 0.8}]
+    )
+    assert [(lora.name, lora.fuse) for lora in style.loras] == [
+        ("loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors", True),
+        ("style", False),
+    ]  # the user's LoRAs go beside the step-distill one, which a listed entry replaces:
+    again = T2VRequest(**{k: v for k, v in style.to_dict().items() if k != "task"})
+    assert again.loras == style.loras
     assert T2VRequest(model="fastwan2.1-t2v-1.3b", prompt="a").steps == 3
     with pytest.raises(ConfigError, match="no few-step mode; models with one"):
         T2VRequest(model="wan2.1-t2v-1.3b", prompt="a", few_step=True)

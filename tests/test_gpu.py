@@ -32,9 +32,7 @@ def test_runner_makes_a_video_on_the_gpu_in_bf16(settings: Settings) -> None:
     assert 0 < job.result["peak_memory_gb"] < 2
     assert probe_video(Path(job.result["path"])).frames == 9
     request = job.request
-    pipe = runner.models.get(
-        request.card, settings.models_dir / "tiny-wan", 0, variant=request.speed_config
-    )
+    pipe = runner.models.get(request.card, settings.models_dir / "tiny-wan", 0, variant=request.speed_config)
     assert pipe.transformer.device.type == "cuda"
     speed = job.result["speed"]
     assert speed["lossless"] and speed["compile"]["on"], speed

@@ -162,8 +162,15 @@ def test_a_lora_applies_to_image_to_video_and_is_recorded(settings: Settings, tm
     write_lora(folder, "style.safetensors", tiny_lora("comfyui"))
     runner = Runner(replace(settings, loras_dir=folder), torch.device("cpu"))
     start = picture(tmp_path / "start.png")
-    record = run(runner, {"model": "tiny-wan-i2v", "image": str(start), "steps": 2,
-                          "loras": [{"name": "style", "strength": 0.7}]})
+    record = run(
+        runner,
+        {
+            "model": "tiny-wan-i2v",
+            "image": str(start),
+            "steps": 2,
+            "loras": [{"name": "style", "strength": 0.7}],
+        },
+    )
     (entry,) = record["loras"]
     assert (entry["name"], entry["strength"]) == ("style", 0.7) and len(entry["sha256"]) == 64
     assert probe_video(Path(record["path"])).frames == record["frames"]

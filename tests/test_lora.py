@@ -25,6 +25,7 @@ from core.lora.keys import to_diffusers
 from core.pipelines import load_diffusers_pipeline
 from core.tasks.t2v import T2VRequest, T2VTask, generate_t2v
 from core.validation import ConfigError
+from core.video_io import read_frames
 from weights.registry import get_card
 
 
@@ -188,3 +189,55 @@ def test_a_job_whose_loras_are_loaded_reads_no_file(
     assert len(reads) == 2
     run(0.5)
     assert len(reads) == 2
+
+
+def test_a_fused_lora_is_merged_into_the_weights_and_makes_the_adapters_video(pipe, loras_dir: Path) -> None:
+    """``fuse`` merges the LoRA into the DiT's weights (no adapter left to run per step), the same video as
+    the adapter within float rounding; an unfused LoRA beside it stays an adapter."""
+    adapter = run_frames(pipe, loras_dir, [{"name": "lightx2v"}, {"name": "comfyui", "strength": 0.5}])
+    card = get_card("tiny-wan")
+    fresh = load_diffusers_pipeline(card, pipe.config._name_or_path, torch.device("cpu"), 0)
+    fused = run_frames(
+        fresh, loras_dir, [{"name": "lightx2v", "fuse": True}, {"name": "comfyui", "strength": 0.5}]
+    )
+    np.testing.assert_allclose(fused, adapter, atol=2e-5)
+    lora_modules = {n.split(".lora_")[0] for n, _ in fresh.transformer.named_parameters() if ".lora_" in n}
+    assert lora_modules and all("lightx2v" not in n for n in lora_modules)
+    assert list(fresh.transformer.peft_config) == ["lora0"]  # only the unfused one is an adapter
+    with pytest.raises(RuntimeError, match="load it anew"):
+        run_frames(fresh, loras_dir, [{"name": "causvid", "fuse": True}])
+
+
+def test_fused_loras_key_the_loaded_pipeline(models_dir: Path, loras_dir: Path) -> None:
+    card = get_card("tiny-wan")
+
+    def prepared(*entries: dict) -> tuple:
+        specs = parse_loras(list(entries))
+        return prepare_loras(tuple(resolve_lora(spec, loras_dir) for spec in specs), card)
+
+    fused = prepared({"name": "lightx2v", "fuse": True})
+    assert lora_variant(fused, False) == lora_variant(
+        prepared({"name": "lightx2v", "fuse": True}, {"name": "comfyui"}), False
+    )  # unfused adapters swap in place
+    assert lora_variant(fused, False) != lora_variant(
+        prepared({"name": "lightx2v", "fuse": True, "strength": 0.5}), False
+    )
+    assert lora_variant(fused, False) != lora_variant(prepared({"name": "lightx2v"}), False)
+    fp8 = load_diffusers_pipeline(card, models_dir / "tiny-wan", torch.device("cpu"), 5)
+    record = apply_loras(fp8, fused, card, hotswap=False)
+    assert record[0]["fused"] is False and list(fp8.transformer.peft_config) == ["lora0"]  # fp8: adapter
+
+
+def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: Path) -> None:
+    worker = cpu_worker(settings, loras_dir)
+
+    def run(loras: list | None) -> tuple[dict, np.ndarray]:
+        request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras)
+        record = T2VTask().run(worker, job(), request)
+        return record, read_frames(Path(record["path"]))
+
+    plain = run(None)[1]
+    record, fused = run([{"name": "lightx2v", "fuse": True}])
+    assert record["loras"][0]["fused"] is True and np.abs(fused.astype(int) - plain).max() > 0
+    assert record["request"]["loras"][0]["fuse"] is True  # a rerun fuses it again
+    assert np.array_equal(run(None)[1], plain)  # the merged weights went with their pipeline

@@ -64,14 +64,22 @@ OFFICIAL_BLOCK_KEYS = [
 ]
 OFFICIAL_KEYS = {
     *(f"{part}.{name}" for part in ("encoder", "decoder") for name in ("cls_token", "pos_embed")),
-    *(f"{part}.{layer}.{p}" for part in ("encoder", "decoder") for layer in ("norm", "last_layer")
-      for p in ("weight", "bias")),
+    *(
+        f"{part}.{layer}.{p}"
+        for part in ("encoder", "decoder")
+        for layer in ("norm", "last_layer")
+        for p in ("weight", "bias")
+    ),
     "encoder.patch_embed.proj.weight",
     "encoder.patch_embed.proj.bias",
     "decoder.proj_in.weight",
     "decoder.proj_in.bias",
-    *(f"{part}.blocks.{i}.{key}" for part in ("encoder", "decoder") for i in range(24)
-      for key in OFFICIAL_BLOCK_KEYS),
+    *(
+        f"{part}.blocks.{i}.{key}"
+        for part in ("encoder", "decoder")
+        for i in range(24)
+        for key in OFFICIAL_BLOCK_KEYS
+    ),
 }
 """The parameter names of the official ``ViTVAE`` (vae_module.py) for the published config."""
 
@@ -228,12 +236,26 @@ def test_allow_patterns_fetch_only_the_variant_vae_and_t5(card_id: str, dit_fold
 
 def test_card_tasks_are_validated() -> None:
     data = {
-        "id": "x", "name": "X", "task": "t2v", "tasks": ["continue", "paint"], "pipeline": "P",
-        "description": "", "fps": 24, "size_multiple": 16, "max_frames": 97, "builder": "b",
+        "id": "x",
+        "name": "X",
+        "task": "t2v",
+        "tasks": ["continue", "paint"],
+        "pipeline": "P",
+        "description": "",
+        "fps": 24,
+        "size_multiple": 16,
+        "max_frames": 97,
+        "builder": "b",
         "defaults": {"resolution": "r", "frames": 97, "steps": 4, "guidance": 1.0},
         "resolutions": [{"name": "r", "width": 64, "height": 64}],
-        "arch": {"heads": 2, "head_dim": 8, "layers": 1, "ffn_dim": 8,
-                 "patch": [1, 2, 2], "vae_stride": [4, 8, 8]},
+        "arch": {
+            "heads": 2,
+            "head_dim": 8,
+            "layers": 1,
+            "ffn_dim": 8,
+            "patch": [1, 2, 2],
+            "vae_stride": [4, 8, 8],
+        },
     }
     with pytest.raises(ConfigError, match="tasks"):
         parse_card(data, where="x.yaml")

@@ -87,8 +87,16 @@ def test_chunking_fit_recovers_known_constants_and_needs_two_token_counts():
         extras = _offload_extras_gib(shape, dit_weights_gib(shape, 5, 2), 5)
         working = min(tokens, DEFAULT_CHUNK_TOKENS) * shape.ffn_dim
         peak = extras + (4.0 * tokens * shape.dim + 3.0 * working) * 2 / 2**30
-        rows.append({"what": "dit_forward", "model": model, "latent": list(latent), "batch": 1, "level": 6,
-                     "peak_gib": peak})
+        rows.append(
+            {
+                "what": "dit_forward",
+                "model": model,
+                "latent": list(latent),
+                "batch": 1,
+                "level": 6,
+                "peak_gib": peak,
+            }
+        )
     assert _fit_chunking(rows, shapes) == pytest.approx((4.0, 3.0))
     with pytest.raises(ConfigError, match="at least two token counts"):
         _fit_chunking(rows[:1], shapes)

@@ -94,10 +94,7 @@ def test_small_or_indivisible_jobs_stay_on_one_gpu() -> None:
     assert "too small" in plan_parallel(1, 2, tiny).reason
     plan = plan_parallel(1, 2, tiny, min_tokens=0)
     assert plan.mode == "task" and "9 tokens" in plan.reason and "do not divide over 2" in plan.reason
-    assert (
-        plan_parallel(1, 2, tiny, geometry=ModelGeometry(2, 8, 4), min_tokens=0).mode
-        == "split"
-    )
+    assert plan_parallel(1, 2, tiny, geometry=ModelGeometry(2, 8, 4), min_tokens=0).mode == "split"
 
 
 def test_child_gpu_pinning_follows_the_parents_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ def model_controls(card):
 def split_control(model, gpus):
     return split_field(model, gpus).props()
 
+
 pytest_plugins = ["conftest_upscale"]
 
 

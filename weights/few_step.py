@@ -25,8 +25,15 @@ class FewStepLora:
     strength: float = 1.0
 
     def entry(self) -> dict[str, Any]:
-        """The request's ``loras`` entry that fetches and loads it."""
-        return {"name": self.file, "repo": self.repo, "expert": self.expert, "strength": self.strength}
+        """The request's ``loras`` entry that fetches it and fuses it into the DiT (it stays for the
+        preset's every job: merged, it costs nothing per step)."""
+        return {
+            "name": self.file,
+            "repo": self.repo,
+            "expert": self.expert,
+            "strength": self.strength,
+            "fuse": True,
+        }
 
 
 @dataclass(frozen=True)

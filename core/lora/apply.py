@@ -1,11 +1,16 @@
-"""Put a request's LoRAs into a loaded Wan pipeline through diffusers' Wan LoRA loader, swapping them in
-place when another set comes: hot-swapped (no recompile) on a compiled DiT, else the old adapters deleted
-and the new ones loaded. Strength is folded into each file's tensors (``core.lora.keys``), so a swap only
-moves tensors and never changes a scaling the compiled graph captured.
+"""Put a request's LoRAs into a loaded Wan pipeline through diffusers' Wan LoRA loader.
+
+LoRAs asked to ``fuse`` (the few-step presets' step-distill LoRAs) are merged into the DiT's weights
+(``fuse_lora``, then their adapters unloaded) when the weights sit whole in a float dtype: no extra work
+per step (unfused, a rank-64 LoRA on every linear of the 14B DiT costs each step its low-rank products).
+The others stay adapters, swapped in place when another set comes: hot-swapped (no recompile) on a
+compiled DiT, else the old adapters deleted and the new ones loaded. Strength is folded into each file's
+tensors (``core.lora.keys``), so a swap only moves tensors and never changes a scaling the compiled graph
+captured.
 
 What is loaded is remembered on the pipeline; :func:`lora_variant` is the part of the
-:class:`core.device_models.DeviceModels` variant that a swap cannot cover (a compiled DiT's adapter
-layout), so a different layout loads a fresh pipeline.
+:class:`core.device_models.DeviceModels` variant that a swap cannot cover (the fused set, a compiled
+DiT's adapter layout), so a different one loads a fresh pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from functools import cached_property
 from typing import Any
 
 import torch
+from diffusers.hooks.group_offloading import _GROUP_OFFLOADING
+from diffusers.hooks.layerwise_casting import _LAYERWISE_CASTING_HOOK
 from safetensors.torch import load_file
 
 from core.lora.keys import check_fits, to_diffusers
@@ -26,7 +33,10 @@ from core.memory.apply import denoisers
 from weights.registry import ModelCard
 
 LOADED_MARK = "_video_studio_loras"
+FUSED_MARK = "_video_studio_fused_loras"
 HOTSWAP_MARK = "_video_studio_lora_hotswap"
+WEIGHT_HOOKS = (_GROUP_OFFLOADING, _LAYERWISE_CASTING_HOOK)
+"""Memory-level hooks that move or recast the DiT's weights: a LoRA is not merged into such weights."""
 MIN_TARGET_RANK = 64
 FLOATS = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -50,6 +60,11 @@ class PreparedLora:
     def state(self) -> dict[str, torch.Tensor]:
         """The file's tensors in diffusers form, strength folded in."""
         return _read(self.resolved)
+
+    @property
+    def identity(self) -> tuple[str, float, tuple[str, ...]]:
+        """What makes its merged weights: file hash, strength and DiTs."""
+        return (self.resolved.sha256, self.resolved.spec.strength, self.into)
 
 
 def _read(resolved: ResolvedLora) -> dict[str, torch.Tensor]:
@@ -90,29 +105,81 @@ def prepare_loras(loras: tuple[ResolvedLora, ...], card: ModelCard) -> tuple[Pre
 
 
 def lora_variant(prepared: tuple[PreparedLora, ...], compiled: bool) -> Hashable:
-    """The DeviceModels variant part: a compiled DiT's adapter layout (a swap keeps it), else nothing
-    (adapters are deleted and loaded in place)."""
-    if not compiled or not prepared:
-        return ()
-    return ("hotswap", tuple(p.layout for p in prepared))
+    """The DeviceModels variant part: the fused LoRAs (merged weights cannot be taken out again) and a
+    compiled DiT's adapter layout (a swap keeps it); unfused adapters are otherwise swapped in place."""
+    fused = tuple(p.identity for p in prepared if p.resolved.spec.fuse)
+    adapters = tuple(p.layout for p in prepared if not p.resolved.spec.fuse)
+    return (("fused", fused) if fused else ()) + (("hotswap", adapters) if compiled and adapters else ())
 
 
 def apply_loras(pipe: Any, prepared: tuple[PreparedLora, ...], card: ModelCard, hotswap: bool) -> list[dict]:
     """Make ``pipe``'s DiT(s) carry exactly ``prepared`` (nothing when empty); returns the record entries.
 
-    ``hotswap``: the DiT will be (or is) compiled, so adapters are prepared for swapping before the first
-    load and later sets replace their tensors in place (same layout, guaranteed by :func:`lora_variant`)."""
-    wanted = tuple((p.resolved.slot, p.into) for p in prepared)
-    if getattr(pipe, LOADED_MARK, ()) == wanted:
-        return [p.resolved.record() for p in prepared]
+    LoRAs asked to fuse are merged on a pipeline that has none merged yet (:func:`lora_variant` keys the
+    loaded pipeline on them), where :func:`can_merge`; the others are adapters. ``hotswap``: the DiT
+    will be (or is) compiled, so adapters are prepared for swapping before the first load and later sets
+    replace their tensors in place (same layout, guaranteed by :func:`lora_variant`)."""
     components = {
         name: getattr(pipe, name)
         for name in ("transformer", "transformer_2")
         if getattr(pipe, name, None) is not None
     }
+    fuse = [p for p in prepared if p.resolved.spec.fuse]
+    if fuse and getattr(pipe, FUSED_MARK, None) is None:
+        _check_fit(fuse, components, card)
+        mergeable = all(can_merge(components[name]) for p in fuse for name in p.into)
+        setattr(pipe, FUSED_MARK, _merge(pipe, fuse) if mergeable else ())
+    merged = getattr(pipe, FUSED_MARK, None) or ()
+    if merged and merged != tuple(p.identity for p in fuse):
+        raise RuntimeError("this pipeline has other LoRAs merged into it: load it anew (lora_variant)")
+    adapters = tuple(p for p in prepared if not merged or not p.resolved.spec.fuse)
+    _load_adapters(pipe, adapters, components, card, hotswap)
+    return [p.resolved.record() | {"fused": bool(merged) and p.resolved.spec.fuse} for p in prepared]
+
+
+def can_merge(model: torch.nn.Module) -> bool:
+    """Whether a LoRA can be merged into ``model``'s weights: all in a float dtype, no memory-level hook
+    moving or recasting them (group offload, fp8 storage)."""
+    if any(param.dtype not in FLOATS for param in model.parameters()):
+        return False
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        if registry is not None and any(registry.get_hook(name) is not None for name in WEIGHT_HOOKS):
+            return False
+    return True
+
+
+def _check_fit(prepared: Any, components: dict[str, torch.nn.Module], card: ModelCard) -> None:
     for prep in prepared:
         for name in prep.into:
             check_fits(prep.resolved.spec.name, prep.state, components[name], card)
+
+
+def _merge(pipe: Any, fuse: list[PreparedLora]) -> tuple:
+    """Merge ``fuse`` into the DiT weights (loaded as adapters, fused, the adapters unloaded)."""
+    gc.unfreeze()
+    _unload(pipe)
+    names = []
+    for index, prep in enumerate(fuse):
+        for name in prep.into:
+            pipe.load_lora_weights(
+                prep.state, adapter_name=f"fused{index}", load_into_transformer_2=name == "transformer_2"
+            )
+        names.append(f"fused{index}")
+    into = sorted({name for prep in fuse for name in prep.into})
+    pipe.fuse_lora(components=into, lora_scale=1.0, adapter_names=names)
+    pipe.unload_lora_weights()
+    return tuple(p.identity for p in fuse)
+
+
+def _load_adapters(
+    pipe: Any, prepared: tuple[PreparedLora, ...], components: dict, card: ModelCard, hotswap: bool
+) -> None:
+    """Make ``prepared`` the pipeline's adapters (unfused LoRAs), swapping them in place when it can."""
+    wanted = tuple((p.resolved.slot, p.into) for p in prepared)
+    if getattr(pipe, LOADED_MARK, ()) == wanted:
+        return
+    _check_fit(prepared, components, card)
     gc.unfreeze()  # the adapters replaced here were frozen after an earlier job: let them be collected
     swapping = hotswap and getattr(pipe, HOTSWAP_MARK, False) and bool(getattr(pipe, LOADED_MARK, ()))
     if not swapping:
@@ -137,7 +204,6 @@ def apply_loras(pipe: Any, prepared: tuple[PreparedLora, ...], card: ModelCard, 
     for model in denoisers(pipe):
         _lora_params_to_compute_dtype(model)
     setattr(pipe, LOADED_MARK, wanted)
-    return [p.resolved.record() for p in prepared]
 
 
 def _unload(pipe: Any) -> None:

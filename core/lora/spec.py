@@ -17,7 +17,10 @@ LORA_SUFFIX = ".safetensors"
 class LoraSpec:
     """One LoRA of a request. ``name``: a file in the loras folder (``.safetensors`` may be left off);
     ``repo`` + ``name`` (a file of that Hub repo) or ``url`` fetch it there first. ``sha256``, when given
-    (a rerun), must match the file."""
+    (a rerun), must match the file. ``fuse``: merged into the DiT's weights where they sit whole in a
+    float dtype (memory levels 0-3), so it costs nothing per step, but another set of fused LoRAs loads
+    the model anew; unfused LoRAs run beside the weights and swap in place (the few-step presets fuse
+    their step-distill LoRAs)."""
 
     name: str
     strength: float = 1.0
@@ -25,6 +28,7 @@ class LoraSpec:
     repo: str | None = None
     url: str | None = None
     sha256: str | None = None
+    fuse: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -38,6 +42,8 @@ class LoraSpec:
         set_(self, "expert", as_choice(f"LoRA {name} expert", self.expert, EXPERTS))
         if self.url is not None and not str(self.url).startswith(("http://", "https://")):
             raise ConfigError(f"LoRA {name}: url must start with http:// or https://, got {self.url!r}")
+        if not isinstance(self.fuse, bool):
+            raise ConfigError(f"LoRA {name}: fuse must be true or false, got {self.fuse!r}")
 
     @property
     def file_name(self) -> str:
@@ -46,12 +52,12 @@ class LoraSpec:
         return base if base.endswith(LORA_SUFFIX) else base + LORA_SUFFIX
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and (k != "fuse" or v)}
 
 
 def parse_loras(value: Any) -> tuple[LoraSpec, ...]:
     """The request's ``loras`` field: None or a list of mappings (``name`` or ``file``, ``strength``,
-    ``expert``, optional ``repo``/``url``/``sha256``)."""
+    ``expert``, optional ``repo``/``url``/``sha256``/``fuse``)."""
     if value is None or value == "":
         return ()
     if isinstance(value, dict) or not isinstance(value, list | tuple):
@@ -66,10 +72,10 @@ def parse_loras(value: Any) -> tuple[LoraSpec, ...]:
         data = dict(entry)
         if "file" in data:
             data.setdefault("name", data.pop("file"))
-        unknown = set(data) - {"name", "strength", "expert", "repo", "url", "sha256"}
+        unknown = set(data) - {"name", "strength", "expert", "repo", "url", "sha256", "fuse"}
         if unknown:
             raise ConfigError(
-                f"LoRA entry: unknown keys {sorted(unknown)} (name, strength, expert, repo, url)"
+                f"LoRA entry: unknown keys {sorted(unknown)} (name, strength, expert, repo, url, fuse)"
             )
         if "name" not in data:
             raise ConfigError("each LoRA needs a name (a file in the loras folder)")

@@ -24,6 +24,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
 from core.speed.config import SpeedConfig
+from core.speed.frame_convs import frame_convs
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
 """Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile), decoder)``."""
@@ -50,6 +51,8 @@ class DecodeSetup:
     compile: bool
     stream: bool
     reason: str
+    frame_convs: str | None = None
+    chunk: int = 1
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,8 @@ class DecodeSetup:
             "channels_last": self.channels_last,
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
+            "frame_convs": self.frame_convs,
+            "chunk": self.chunk,
             "stream": self.stream,
             "reason": self.reason,
         }
@@ -99,8 +104,8 @@ def decode_setup(config: SpeedConfig, vae: Any, latents: torch.Tensor, device: t
 def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
     """``vae.decoder`` converted for ``setup`` (the VAE's own one when nothing changes it), made once per
     loaded VAE and kept on it; a later job asking something else replaces the copy."""
-    key = (setup.dtype, setup.channels_last, setup.compile)
-    if key == (vae.dtype, False, False):
+    key = (setup.dtype, setup.channels_last, setup.compile, setup.frame_convs)
+    if key == (vae.dtype, False, False, None):
         return vae.decoder
     kept = getattr(vae, FAST_DECODER_ATTR, None)
     if kept is not None and kept[0] == key:
@@ -111,6 +116,8 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
         for param in decoder.parameters():
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+    if setup.frame_convs:
+        frame_convs(decoder, setup.frame_convs)
     if setup.compile:
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
@@ -180,9 +187,14 @@ def decode_stream(vae: Any, latents: torch.Tensor, setup: DecodeSetup) -> Iterat
     x = vae.post_quant_conv(z).to(setup.dtype)
     if setup.channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    cache: list[torch.Tensor | None] = [None] * sum(isinstance(m, WanCausalConv3d) for m in decoder.modules())
-    for index in range(x.shape[2]):
-        out = decoder(x[:, :, index : index + 1], feat_cache=cache, feat_idx=[0], first_chunk=index == 0)
+    causal = sum(isinstance(m, WanCausalConv3d) for m in vae.decoder.modules())
+    cache: list[torch.Tensor | None] = [None] * causal
+    index = 0
+    while index < x.shape[2]:
+        size = 1 if index == 0 else setup.chunk
+        part = x[:, :, index : index + size]
+        out = decoder(part, feat_cache=cache, feat_idx=[0], first_chunk=index == 0)
         if vae.config.patch_size is not None:
             out = unpatchify(out, patch_size=vae.config.patch_size)
         yield PendingFrames(to_uint8(out))
+        index += size

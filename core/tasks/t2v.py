@@ -70,7 +70,8 @@ class T2VRequest:
     loras: tuple[LoraSpec, ...] | None = None
     """User LoRAs: entries {name (a file in the loras folder) or repo + name or url, strength, expert}."""
     few_step: bool = False
-    """The card's few-step mode: its steps, CFG, shift, scheduler and step-distill LoRAs as defaults."""
+    """The card's few-step mode: its steps, CFG, shift and scheduler as defaults, and its step-distill
+    LoRAs (fused) before the user's own unless ``loras`` lists them."""
     first_step_guidance: float | None = None
     """CFG on the first step only at this scale (> 1), CFG 1 after it; for few-step runs at CFG 1."""
 
@@ -90,8 +91,9 @@ class T2VRequest:
         fast = few_step_settings(card, self.few_step)
         set_(self, "few_step", fast is not None)
         loras = parse_loras(list(self.loras) if isinstance(self.loras, tuple) else self.loras)
-        if fast is not None and self.loras is None:
-            loras = parse_loras([lora.entry() for lora in fast.loras])
+        if fast is not None:  # the step-distill LoRAs go with the user's own, unless they list them
+            named = {spec.name for spec in loras}
+            loras = parse_loras([lora.entry() for lora in fast.loras if lora.file not in named]) + loras
         set_(self, "loras", loras)
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt

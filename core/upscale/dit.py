@@ -122,9 +122,7 @@ class SelfAttention(Projections):
     ) -> torch.Tensor:
         """Attention output in windows (n, 128, dim) for the chunk's windowed q, k, v."""
         k_win, v_win = chunk.cache.with_new(layer, k_new, v_new)
-        heads = [
-            split_heads(t.reshape(1, -1, t.shape[-1]), self.num_heads) for t in (q_win, k_win, v_win)
-        ]
+        heads = [split_heads(t.reshape(1, -1, t.shape[-1]), self.num_heads) for t in (q_win, k_win, v_win)]
         if chunk.attention == "dense":
             out = F.scaled_dot_product_attention(*heads)
         else:

@@ -129,8 +129,14 @@ def teacache(root: Path) -> dict:
     for model, thresholds, high in (("1.3B", (0.05, 0.08, 0.15), 0.45), ("14B", (0.14, 0.2, 0.3), 0.42)):
         for threshold in thresholds:
             changes = rng.uniform(0.0, high, 29) if model == "1.3B" else rng.uniform(0.1, high, 29)
-            cases.append({"name": f"random-{model}-{threshold}", "model": model, "threshold": threshold,
-                          "changes": changes})
+            cases.append(
+                {
+                    "name": f"random-{model}-{threshold}",
+                    "model": model,
+                    "threshold": threshold,
+                    "changes": changes,
+                }
+            )
     for case in cases:
         case["changes"] = [round(float(c), 6) for c in case["changes"]]
         case["coefficients"] = COEFFICIENTS[case["model"]]
@@ -242,18 +248,29 @@ def flashvsr_noise(root: Path) -> dict:
     )
     _checked(
         root / "diffsynth" / "pipelines" / "base.py",
-        'generator = None if seed is None else torch.Generator(device).manual_seed(seed)',
+        "generator = None if seed is None else torch.Generator(device).manual_seed(seed)",
         "noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)",
     )
     padded, height, width, seed = 41, 128, 128, 3
     generator = torch.Generator("cpu").manual_seed(seed)
-    noise = torch.randn((1, 16, (padded - 1) // 4, height // 8, width // 8), generator=generator,
-                        device="cpu", dtype=torch.bfloat16)
+    noise = torch.randn(
+        (1, 16, (padded - 1) // 4, height // 8, width // 8),
+        generator=generator,
+        device="cpu",
+        dtype=torch.bfloat16,
+    )
     slices = official_noise_slices(padded)
     sums = [float(noise[:, :, a:b].double().sum()) for a, b in slices]
-    return {"reference": FLASHVSR, "padded_frames": padded, "height": height, "width": width, "seed": seed,
-            "slices": slices, "chunk_sums": sums,
-            "slices_by_padded": {str(p): official_noise_slices(p) for p in (25, 33, 49, 81)}}
+    return {
+        "reference": FLASHVSR,
+        "padded_frames": padded,
+        "height": height,
+        "width": width,
+        "seed": seed,
+        "slices": slices,
+        "chunk_sums": sums,
+        "slices_by_padded": {str(p): official_noise_slices(p) for p in (25, 33, 49, 81)},
+    }
 
 
 def main() -> None:
