@@ -10,8 +10,12 @@ frames at 832x480 unless asked otherwise. Rows:
   for 14B, lightx2v's rank-64 step-distill LoRA loaded by ``pipe.load_lora_weights`` (random weights in
   lightx2v's key format);
 - ``ours-few``: the app's runner (``core.runner.Runner``) on the card with ``few_step`` on, default speed
-  options (lossless);
-- ``ours-turbo``: the same with Turbo.
+  options (lossless); the step-distill LoRA (same random file) merged into the DiT as the preset asks;
+- ``ours-adapter``: the same with the LoRA left an adapter (``fuse: false``), what it costs per step;
+- ``ours-turbo``: ``ours-few`` with Turbo.
+
+``--decode-chunk N`` / ``--frame-convs 3d|stack|sum`` set the fast decode's most latent frames per call
+and convolution path for the ``ours`` rows (``core.speed.vae_decode`` ``MAX_CHUNK``, ``FRAME_CONVS``).
 
 Per row: seconds per stage (text, denoise, decode, write; ``other`` is the rest: postprocess, scheduler,
 record) and the whole job. Stages come from the job's record when it has them, else from timers wrapped
@@ -46,8 +50,10 @@ from bench.wan_shapes import WAN_COMMON, wan_config  # noqa: E402
 from core import device_models  # noqa: E402
 from core.hardware import compute_dtype  # noqa: E402
 from core.jobs import Job  # noqa: E402
+from core.lora import parse_loras  # noqa: E402
 from core.runner import Runner  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.speed import vae_decode  # noqa: E402
 from core.tasks.t2v import T2VRequest  # noqa: E402
 from core.tiny.wan import load_tokenizer, umt5_text_encoder  # noqa: E402
 from core.video_io import write_video  # noqa: E402
@@ -75,6 +81,7 @@ SETUPS = {
     "tiny": Setup("fastwan2.1-t2v-1.3b", "tiny", 3.0, lora_rank=4),
 }
 ROWS = ("plain-50", "plain-few", "ours-few", "ours-turbo")
+"""The default rows (``ours-adapter`` on request)."""
 TINY_DIT = {"num_attention_heads": 2, "ffn_dim": 64, "num_layers": 2}
 
 
@@ -142,7 +149,7 @@ def build_pipeline(setup: Setup, folder: Path, scheduler: Any, clock: StageClock
     return clock.wrap(pipe)
 
 
-def random_lora(setup: Setup, folder: Path) -> Path | None:
+def random_lora(setup: Setup, folder: Path, name: str = "random_step_distill.safetensors") -> Path | None:
     """lightx2v-format LoRA of the setup's rank on every block's attention and FFN (random, bf16)."""
     if not setup.lora_rank:
         return None
@@ -153,7 +160,7 @@ def random_lora(setup: Setup, folder: Path) -> Path | None:
     state = tiny_lora(
         "lightx2v", dim=dim, ffn=config["ffn_dim"], layers=config["num_layers"], rank=setup.lora_rank
     )
-    return write_lora(folder, "random_step_distill.safetensors", {k: v.bfloat16() for k, v in state.items()})
+    return write_lora(folder, name, {k: v.bfloat16() for k, v in state.items()})
 
 
 def plain_job(
@@ -216,8 +223,11 @@ def ours_row(name: str, setup: Setup, folder: Path, size: tuple[int, int, int], 
     settings = Settings(
         outputs_dir=folder / "outputs", models_dir=folder / "models", loras_dir=folder / "loras", offline=True
     )
-    lora = random_lora(setup, settings.loras_dir)
-    loras = [{"name": lora.name, "strength": 1.0}] if lora else None
+    card = get_card(setup.card)
+    preset = card.few_step.loras if setup.lora_rank else ()
+    for entry in preset:  # where the preset's download would put it: found there, nothing is fetched
+        random_lora(setup, settings.loras_dir, parse_loras([entry.entry()])[0].file_name)
+    loras = [entry.entry() | {"fuse": False} for entry in preset] if name == "ours-adapter" else None
 
     def loader(card: Any, model_folder: Path, device: torch.device, level: int) -> Any:
         from core.memory.apply import apply_memory_level
@@ -257,7 +267,8 @@ def ours_row(name: str, setup: Setup, folder: Path, size: tuple[int, int, int], 
         seconds = time.perf_counter() - start
         stages = dict(record.get("stages") or timers)
     runner.models.unload()
-    applied = {key: record.get(key) for key in ("speed", "decode", "cache", "memory_level", "memory_plan")}
+    keys = ("speed", "decode", "cache", "memory_level", "memory_plan", "loras")
+    applied = {key: record.get(key) for key in keys}
     return row(name, seconds, stages, timed.steps, timed.guidance, torch_peak()) | {"record": applied}
 
 
@@ -301,7 +312,11 @@ def main() -> None:
     parser.add_argument("--size", default="832x480")
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--json", default="")
+    parser.add_argument("--decode-chunk", type=int, default=vae_decode.MAX_CHUNK)
+    parser.add_argument("--frame-convs", choices=("3d", "stack", "sum"), default=vae_decode.FRAME_CONVS)
     args = parser.parse_args()
+    vae_decode.MAX_CHUNK = args.decode_chunk
+    vae_decode.FRAME_CONVS = None if args.frame_convs == "3d" else args.frame_convs
     setup = SETUPS[args.model]
     width, height = (int(v) for v in args.size.split("x"))
     size = (width, height, args.frames)
@@ -319,7 +334,9 @@ def main() -> None:
             print(f"speed-up against {reference}: {ratios}")
     if args.json:
         gpu = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
-        info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "rows": results}
+        decode = {"max_chunk": args.decode_chunk, "frame_convs": args.frame_convs}
+        info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "decode": decode}
+        info["rows"] = results
         Path(args.json).write_text(json.dumps(info, indent=1))
 
 

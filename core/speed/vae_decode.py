@@ -34,6 +34,15 @@ BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
 """Measured PSNR (dB) of the bfloat16 decode against float32, by GPU name (``bench/wan_vae_speed.py``:
 480p 81 frames, the Wan2.1 VAE's shape with random weights, 2026-12-07; real weights not measured).
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
+FRAME_CONVS = "stack"
+"""The fast decode's convolution path (``core.speed.frame_convs``): 2-D convolutions over the frames,
+stacked; measured faster than cuDNN's 3-D ones (``bench/wan_vae_speed.py``)."""
+MAX_CHUNK = 4
+"""Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
+convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
+CHUNK_BYTES_PER_PIXEL = 1200.0
+"""Extra GPU memory of each further latent frame in a call, per output pixel of a frame (bfloat16; the
+measured peaks of ``bench/wan_vae_speed.py`` at 480p, rounded up)."""
 DECODER_BLOCKS = ("mid_block", "up_blocks")
 """The decoder's children compiled one by one (regional compile, as the DiT's blocks are)."""
 RECOMPILE_LIMIT = 64
@@ -98,7 +107,23 @@ def decode_setup(config: SpeedConfig, vae: Any, latents: torch.Tensor, device: t
     fast, reason = _fast_on(config.fast_decode, device)
     dtype = torch.bfloat16 if fast else vae.dtype
     cuda = device.type == "cuda"
-    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason)
+    convs = FRAME_CONVS if fast else None
+    height, width = (side * vae.spatial_compression_ratio for side in latents.shape[-2:])
+    chunk = decode_chunk(spare_gpu_bytes(device), height * width) if fast and cuda else 1
+    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason, convs, chunk)
+
+
+def decode_chunk(spare_bytes: int, pixels: int) -> int:
+    """Latent frames per decoder call after the first: up to :data:`MAX_CHUNK` while each further one's
+    activations (:data:`CHUNK_BYTES_PER_PIXEL` per output pixel) fit in half the ``spare_bytes``."""
+    extra = CHUNK_BYTES_PER_PIXEL * pixels
+    return max(1, min(MAX_CHUNK, 1 + int(spare_bytes / 2 // extra)))
+
+
+def spare_gpu_bytes(device: torch.device) -> int:
+    """GPU memory free for the decode: free on the device plus what the allocator holds unused."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:

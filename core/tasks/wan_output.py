@@ -92,13 +92,15 @@ def decode_to_video(
     path = new_output_path(outputs_dir, request.task, request.prompt, request.seed)
     video = VideoWriter(path, request.card.fps, {"title": request.prompt})
     writer = BackgroundWriter(video.write)
-    status, started, total = "done", time.perf_counter(), latents.shape[2] if setup.stream else 1
+    status, started = "done", time.perf_counter()
+    total, done = 1 + vae.config.scale_factor_temporal * (latents.shape[2] - 1), 0
     job.report(DECODE_STAGE, 0, total)
     try:
         try:
-            for index, frames in enumerate(decode_stream(vae, latents, setup)):
+            for frames in decode_stream(vae, latents, setup):
                 writer.put(frames.wait)
-                job.report(DECODE_STAGE, index + 1, total)
+                done += frames.count
+                job.report(DECODE_STAGE, done, total)
                 job.check_cancelled()
             synchronize(device)
         except JobCancelledError:
