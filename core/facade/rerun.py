@@ -16,6 +16,7 @@ from core.facade.forms import MATCH_IMAGE
 from core.magi.request import is_magi_card
 from core.validation import ConfigError
 from core.video_io import read_record
+from weights.few_step import FewStepLora
 from weights.registry import ModelCard, get_card
 
 Request = Mapping[str, Any]
@@ -59,10 +60,14 @@ def resolution_label(card: ModelCard, width: Any, height: Any) -> str:
     return f"{width}x{height}"
 
 
-def loras_text(loras: Any) -> str:
-    """The request's ``loras`` as the LoRAs box's ``name:strength[:expert]`` text."""
+def loras_text(loras: Any, preset: tuple[FewStepLora, ...] = ()) -> str:
+    """The request's ``loras`` as the LoRAs box's ``name:strength[:expert]`` text, without the ``preset``
+    step-distill LoRAs (the fast mode adds those itself)."""
+    added = {(lora.repo, lora.file) for lora in preset}
     entries = []
     for lora in loras or ():
+        if (lora.get("repo"), lora["name"]) in added:
+            continue
         expert = lora.get("expert") or "both"
         entry = f"{lora['name']}:{lora.get('strength', 1.0):g}"
         entries.append(entry if expert == "both" else f"{entry}:{expert}")
@@ -109,7 +114,7 @@ def t2v_values(r: Request) -> Values:
         "multi_gpu": r.get("multi_gpu", "auto"),
         "few_step": few_step,
         "first_step_guidance": r.get("first_step_guidance"),
-        "loras_text": loras_text(r.get("loras")),
+        "loras_text": loras_text(r.get("loras"), card.few_step.loras if few_step and card.few_step else ()),
     }
 
 
