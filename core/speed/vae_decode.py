@@ -40,9 +40,10 @@ stacked; measured faster than cuDNN's 3-D ones (``bench/wan_vae_speed.py``)."""
 MAX_CHUNK = 4
 """Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
 convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
-CHUNK_BYTES_PER_PIXEL = 1200.0
-"""Extra GPU memory of each further latent frame in a call, per output pixel of a frame (bfloat16; the
-measured peaks of ``bench/wan_vae_speed.py`` at 480p, rounded up)."""
+CHUNK_BYTES_PER_PIXEL = 5500.0
+"""Extra GPU memory of each further latent frame in a call, per output pixel of a frame (bfloat16): its 4
+frames of the full-size stage's 96 channels held about 7 times at once (input, normed, cached, stacked
+taps, output) in a residual block's convolution."""
 DECODER_BLOCKS = ("mid_block", "up_blocks")
 """The decoder's children compiled one by one (regional compile, as the DiT's blocks are)."""
 RECOMPILE_LIMIT = 64
