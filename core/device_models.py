@@ -33,6 +33,9 @@ from core.settings import Settings
 from weights.registry import ModelCard
 
 T = TypeVar("T")
+SPOILED_MARK = "_video_studio_spoiled"
+"""Set on a loaded model that a failure left unfit to run again (e.g. LoRAs half merged into its
+weights): the next :meth:`DeviceModels.get` loads it anew."""
 Loader = Callable[[ModelCard, Path, torch.device, int], Any]
 """Loads ``card`` from its folder onto a device at a memory level."""
 
@@ -88,12 +91,13 @@ class DeviceModels:
         loader: Loader | None = None,
     ) -> Any:
         """The model of ``card`` at memory ``level`` and ``variant``, loaded from ``folder`` unless it is
-        what this device holds already (offload and casting hooks cannot be undone, so a new level
-        reloads). ``loader`` loads it (default: :attr:`loader`, else by card)."""
+        what this device holds already and not spoiled (offload and casting hooks cannot be undone, so a
+        new level reloads). ``loader`` loads it (default: :attr:`loader`, else by card)."""
         key = (card.id, level, variant)
         with self._lock:
-            if self._loaded is not None and self._loaded.key == key:
-                return self._loaded.model
+            loaded = self._loaded
+            if loaded is not None and loaded.key == key and not getattr(loaded.model, SPOILED_MARK, False):
+                return loaded.model
             self._release()
             load = loader or self.loader or self.default_loader(card)
             try:

@@ -241,3 +241,30 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
     assert record["loras"][0]["fused"] is True and np.abs(fused.astype(int) - plain).max() > 0
     assert record["request"]["loras"][0]["fuse"] is True  # a rerun fuses it again
     assert np.array_equal(run(None)[1], plain)  # the merged weights went with their pipeline
+
+
+def test_a_failed_merge_spoils_the_pipeline_and_the_next_job_reloads_it(
+    settings, loras_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.device_models import SPOILED_MARK
+
+    worker = cpu_worker(settings, loras_dir)
+    fused = [{"name": "lightx2v", "fuse": True}]
+    request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=1, loras=fused)
+    T2VTask().run(worker, job(), request)
+    first = worker.models._loaded.model
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("merge failed half way")
+
+    monkeypatch.setattr(type(first), "fuse_lora", broken)
+    other = T2VRequest(
+        model="tiny-wan", prompt="a cat", seed=2, steps=1, loras=[fused[0] | {"strength": 0.5}]
+    )
+    with pytest.raises(RuntimeError, match="half way"):
+        T2VTask().run(worker, job(), other)
+    spoiled = worker.models._loaded.model
+    assert getattr(spoiled, SPOILED_MARK, False)
+    monkeypatch.undo()
+    record = T2VTask().run(worker, job(), other)
+    assert worker.models._loaded.model is not spoiled and record["loras"][0]["fused"] is True

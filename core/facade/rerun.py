@@ -62,11 +62,11 @@ def resolution_label(card: ModelCard, width: Any, height: Any) -> str:
 
 def loras_text(loras: Any, preset: tuple[FewStepLora, ...] = ()) -> str:
     """The request's ``loras`` as the LoRAs box's ``name:strength[:expert]`` text, without the ``preset``
-    step-distill LoRAs (the fast mode adds those itself)."""
-    added = {(lora.repo, lora.file) for lora in preset}
+    step-distill LoRAs as the fast mode adds them (it adds them again)."""
+    added = [lora.entry() for lora in preset]
     entries = []
     for lora in loras or ():
-        if (lora.get("repo"), lora["name"]) in added:
+        if {k: v for k, v in lora.items() if k != "sha256"} in added:
             continue
         expert = lora.get("expert") or "both"
         entry = f"{lora['name']}:{lora.get('strength', 1.0):g}"

@@ -26,6 +26,7 @@ from diffusers.hooks.group_offloading import _GROUP_OFFLOADING
 from diffusers.hooks.layerwise_casting import _LAYERWISE_CASTING_HOOK
 from safetensors.torch import load_file
 
+from core.device_models import SPOILED_MARK
 from core.lora.keys import check_fits, to_diffusers
 from core.lora.library import ResolvedLora
 from core.lora.spec import check_experts
@@ -156,18 +157,22 @@ def _check_fit(prepared: Any, components: dict[str, torch.nn.Module], card: Mode
 
 
 def _merge(pipe: Any, fuse: list[PreparedLora]) -> tuple:
-    """Merge ``fuse`` into the DiT weights (loaded as adapters, fused, the adapters unloaded)."""
+    """Merge ``fuse`` into the DiT weights (loaded as adapters, fused, the adapters unloaded). A failure
+    may leave the weights half merged: the pipeline is marked spoiled, so the next job loads it anew."""
     gc.unfreeze()
     _unload(pipe)
-    names = []
-    for index, prep in enumerate(fuse):
-        for name in prep.into:
-            pipe.load_lora_weights(
-                prep.state, adapter_name=f"fused{index}", load_into_transformer_2=name == "transformer_2"
-            )
-        names.append(f"fused{index}")
-    into = sorted({name for prep in fuse for name in prep.into})
-    pipe.fuse_lora(components=into, lora_scale=1.0, adapter_names=names)
+    names = [f"fused{index}" for index in range(len(fuse))]
+    try:
+        for name, prep in zip(names, fuse, strict=True):
+            for component in prep.into:
+                pipe.load_lora_weights(
+                    prep.state, adapter_name=name, load_into_transformer_2=component == "transformer_2"
+                )
+        into = sorted({component for prep in fuse for component in prep.into})
+        pipe.fuse_lora(components=into, lora_scale=1.0, adapter_names=names)
+    except BaseException:
+        setattr(pipe, SPOILED_MARK, True)
+        raise
     pipe.unload_lora_weights()
     return tuple(p.identity for p in fuse)
 

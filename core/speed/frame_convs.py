@@ -28,8 +28,8 @@ class FrameConv(nn.Module):
 
     def __init__(self, conv: WanCausalConv3d, mode: str = "stack") -> None:
         super().__init__()
-        if tuple(conv.stride) != (1, 1, 1):
-            raise ValueError(f"only stride-1 causal convolutions run over frames, not {conv.stride}")
+        if not _over_frames(conv):
+            raise ValueError("only stride-1, undilated, ungrouped causal convolutions run over frames")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         out_channels, in_channels, taps, kh, kw = conv.weight.shape
@@ -68,17 +68,21 @@ class FrameConv(nn.Module):
         return out.view(batch, frames_out, *out.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
+def _over_frames(conv: WanCausalConv3d) -> bool:
+    return tuple(conv.stride) == tuple(conv.dilation) == (1, 1, 1) and conv.groups == 1
+
+
 def _frozen(weight: torch.Tensor) -> nn.Parameter:
     return nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
 
 
 def frame_convs(decoder: nn.Module, mode: str = "stack") -> int:
-    """Replace every stride-1 :class:`WanCausalConv3d` in ``decoder`` by a :class:`FrameConv`, in place;
-    returns how many were replaced."""
+    """Replace every stride-1 (undilated, ungrouped) :class:`WanCausalConv3d` in ``decoder`` by a
+    :class:`FrameConv`, in place; returns how many were replaced."""
     count = 0
     for parent in list(decoder.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, WanCausalConv3d) and tuple(child.stride) == (1, 1, 1):
+            if isinstance(child, WanCausalConv3d) and _over_frames(child):
                 setattr(parent, name, FrameConv(child, mode))
                 count += 1
     return count

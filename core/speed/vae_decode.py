@@ -201,8 +201,9 @@ class PendingFrames:
 @torch.inference_mode()
 def decode_stream(vae: Any, latents: torch.Tensor, setup: DecodeSetup) -> Iterator[PendingFrames]:
     """Decode the pipeline's ``latents`` (1, C, F, H, W) as ``setup`` says: one :class:`PendingFrames` per
-    latent frame (the first gives 1 frame, each later one 4), or one for the whole video when the VAE
-    tiles. The GPU is never waited on here: the consumer waits for each copy."""
+    decoder call (the first latent frame gives 1 frame, then ``setup.chunk`` latent frames 4 each), or one
+    for the whole video when the VAE tiles. The GPU is never waited on here: the consumer waits for each
+    copy."""
     if setup.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
     z = denormalize(vae, latents)

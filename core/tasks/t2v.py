@@ -91,9 +91,10 @@ class T2VRequest:
         fast = few_step_settings(card, self.few_step)
         set_(self, "few_step", fast is not None)
         loras = parse_loras(list(self.loras) if isinstance(self.loras, tuple) else self.loras)
-        if fast is not None:  # the step-distill LoRAs go with the user's own, unless they list them
-            named = {spec.name for spec in loras}
-            loras = parse_loras([lora.entry() for lora in fast.loras if lora.file not in named]) + loras
+        if fast is not None:  # the step-distill LoRAs go with the user's own, unless they list the file
+            listed = {spec.file_name for spec in loras}
+            preset = parse_loras([lora.entry() for lora in fast.loras])
+            loras = tuple(spec for spec in preset if spec.file_name not in listed) + loras
         set_(self, "loras", loras)
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
