@@ -313,7 +313,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--json", default="")
     parser.add_argument("--decode-chunk", type=int, default=vae_decode.MAX_CHUNK)
-    parser.add_argument("--frame-convs", choices=("3d", "stack", "sum"), default=vae_decode.FRAME_CONVS)
+    parser.add_argument(
+        "--frame-convs", choices=("3d", "stack", "sum"), default=vae_decode.FRAME_CONVS or "3d"
+    )
     args = parser.parse_args()
     vae_decode.MAX_CHUNK = args.decode_chunk
     vae_decode.FRAME_CONVS = None if args.frame_convs == "3d" else args.frame_convs

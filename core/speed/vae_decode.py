@@ -34,9 +34,10 @@ BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
 """Measured PSNR (dB) of the bfloat16 decode against float32, by GPU name (``bench/wan_vae_speed.py``:
 480p 81 frames, the Wan2.1 VAE's shape with random weights, 2026-12-07; real weights not measured).
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
-FRAME_CONVS = "stack"
-"""The fast decode's convolution path (``core.speed.frame_convs``): 2-D convolutions over the frames,
-stacked; measured faster than cuDNN's 3-D ones (``bench/wan_vae_speed.py``)."""
+FRAME_CONVS: str | None = None
+"""The fast decode's convolution path: None, cuDNN's 3-D convolutions (measured, docs/benchmarks.md), or
+a mode of ``core.speed.frame_convs`` (2-D convolutions over the frames, the same maths; the bench's
+``app ... stack`` / ``sum`` rows), to become the default once measured faster on a GPU."""
 MAX_CHUNK = 4
 """Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
 convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
