@@ -24,7 +24,7 @@ lint_status=0
 imports_status=0
 "$ROOT/.venv/bin/lint-imports" --no-cache || imports_status=$?
 test_status=0
-echo "[test] running pytest: about 11 minutes on 2 idle cores (a fresh install adds 2-3), longer on a busy machine"
+echo "[test] running pytest: about 13 minutes on 2 idle cores (a fresh install adds about 3), longer on a busy machine"
 "$ROOT/.venv/bin/python" -m pytest -q "$@" || test_status=$?
 if ((test_status == 5)); then
     echo "[test] ERROR: pytest collected no tests" >&2
