@@ -16,7 +16,7 @@ DiT's adapter layout), so a different one loads a fresh pipeline.
 from __future__ import annotations
 
 import gc
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -150,7 +150,9 @@ def can_merge(model: torch.nn.Module) -> bool:
     return True
 
 
-def _check_fit(prepared: Any, components: dict[str, torch.nn.Module], card: ModelCard) -> None:
+def _check_fit(
+    prepared: Iterable[PreparedLora], components: dict[str, torch.nn.Module], card: ModelCard
+) -> None:
     for prep in prepared:
         for name in prep.into:
             check_fits(prep.resolved.spec.name, prep.state, components[name], card)

@@ -76,13 +76,10 @@ def _frozen(weight: torch.Tensor) -> nn.Parameter:
     return nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
 
 
-def frame_convs(decoder: nn.Module, mode: str = "stack") -> int:
+def frame_convs(decoder: nn.Module, mode: str = "stack") -> None:
     """Replace every stride-1 (undilated, ungrouped) :class:`WanCausalConv3d` in ``decoder`` by a
-    :class:`FrameConv`, in place; returns how many were replaced."""
-    count = 0
+    :class:`FrameConv`, in place."""
     for parent in list(decoder.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, WanCausalConv3d) and _over_frames(child):
                 setattr(parent, name, FrameConv(child, mode))
-                count += 1
-    return count

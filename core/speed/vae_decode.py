@@ -27,7 +27,8 @@ from core.speed.config import SpeedConfig
 from core.speed.frame_convs import frame_convs
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
-"""Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile), decoder)``."""
+"""Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile, frame_convs),
+decoder)``."""
 MIN_PSNR_DB = 45.0
 """The bar a faster decode must clear against the float32 decode to count as lossless."""
 BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
