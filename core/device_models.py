@@ -154,21 +154,23 @@ class DeviceModels:
         size: tuple[int, int, int],
         memory_level: str,
         generate: Callable[[Any], T],
-        variant: Hashable = None,
+        variant: Hashable | Callable[[int], Hashable] = None,
         decode_frames: int | None = None,
         loader: Loader | None = None,
     ) -> tuple[T, MemoryPlan, int]:
         """Fetch ``card``'s weights, plan memory for ``size`` (width, height, frames), load the model
         (with ``loader`` when given, see :meth:`get`) and return ``generate(model)`` with the plan and the
-        level it ran at: an out-of-memory error reloads one level up and tries once more."""
+        level it ran at: an out-of-memory error reloads one level up and tries once more. ``variant``
+        may be a function of the level (what a level changes in place, e.g. merged LoRAs)."""
         folder = self.fetch(card, job)
         plan = self.plan(card, *size, memory_level, decode_frames)
         level = [plan.level]
+        variant_at = variant if callable(variant) else lambda _: variant
 
         def load(new_level: int) -> Any:
             level[0] = new_level
             job.report(f"loading model (memory level {new_level})")
-            return self.get(card, folder, new_level, variant, loader)
+            return self.get(card, folder, new_level, variant_at(new_level), loader)
 
         loaded = load(plan.level)
         if plan.level >= TEXT_ENCODER_ON_CPU:
@@ -176,7 +178,7 @@ class DeviceModels:
         job.check_cancelled()
         try:
             result = run_with_oom_retry(
-                lambda: generate(self.get(card, folder, level[0], variant, loader)),
+                lambda: generate(self.get(card, folder, level[0], variant_at(level[0]), loader)),
                 plan,
                 load,
                 lambda message: job.report(message),

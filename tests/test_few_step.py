@@ -35,12 +35,15 @@ def test_card_settings_are_the_defaults() -> None:
     assert [(lora.name, lora.fuse) for lora in style.loras] == [
         ("loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors", True),
         ("style", False),
-    ]  # the user's LoRAs go beside the step-distill one, which a listed entry replaces:
+    ]  # the user's LoRAs go beside the step-distill one, whose strength a listed entry sets:
     again = T2VRequest(**{k: v for k, v in style.to_dict().items() if k != "task"})
     assert again.loras == style.loras
     local = "loras__Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors"  # as downloaded
-    mine = T2VRequest(model="wan2.1-t2v-14b", prompt="a", few_step=True, loras=[{"name": local}])
-    assert [(lora.name, lora.fuse) for lora in mine.loras] == [(local, False)]  # the file once, not twice
+    mine = T2VRequest(
+        model="wan2.1-t2v-14b", prompt="a", few_step=True, loras=[{"name": local, "strength": 0.6}]
+    )
+    (only,) = mine.loras  # the file once, not twice, fetched and merged as the preset's, at 0.6
+    assert (only.repo, only.strength, only.fuse) == (style.loras[0].repo, 0.6, True)
     assert T2VRequest(model="fastwan2.1-t2v-1.3b", prompt="a").steps == 3
     with pytest.raises(ConfigError, match="no few-step mode; models with one"):
         T2VRequest(model="wan2.1-t2v-1.3b", prompt="a", few_step=True)

@@ -77,6 +77,11 @@ def test_text_to_video_requests_come_back_as_the_tabs_values(facade: Facade) -> 
     fast = start_values(facade, "t2v", "wan2.1-t2v-14b", prompt_text="a cat", seed_value=7)
     fast = assert_round_trip(facade, "t2v", fast | {"few_step": True, "loras_text": "style:0.8"})
     assert fast["loras_text"] == "style:0.8"  # the step-distill LoRA the fast mode adds is not typed in
+    distill = "loras__Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors"
+    weaker = assert_round_trip(facade, "t2v", fast | {"loras_text": f"{distill}:0.6, style:0.8"})
+    assert weaker["loras_text"] == f"{distill}:0.6, style:0.8"  # the preset's LoRA at another strength
+    preset = parsed(facade, "t2v", fast | weaker)["loras"][0]
+    assert preset["repo"].startswith("lightx2v/") and preset["strength"] == 0.6 and preset["fuse"] is True
 
 
 def test_magi_and_image_to_video_requests_come_back(facade: Facade, picture: str) -> None:

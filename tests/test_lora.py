@@ -124,7 +124,7 @@ def test_hotswap_does_not_recompile(models_dir: Path, loras_dir: Path) -> None:
     second = prepare_loras(
         (resolve_lora(parse_loras([{"name": "diffusers", "strength": 0.7}])[0], loras_dir),), card
     )
-    assert lora_variant(first, True) == lora_variant(second, True)  # same layout: no reload
+    assert lora_variant(first, True, 0) == lora_variant(second, True, 0)  # same layout: no reload
     request = T2VRequest(model="tiny-wan", prompt="a cat", seed=1, steps=2)
     apply_loras(pipe, first, card, hotswap=True)
     pipe.transformer.compile_repeated_blocks(fullgraph=True, backend="eager")
@@ -216,13 +216,14 @@ def test_fused_loras_key_the_loaded_pipeline(models_dir: Path, loras_dir: Path) 
         return prepare_loras(tuple(resolve_lora(spec, loras_dir) for spec in specs), card)
 
     fused = prepared({"name": "lightx2v", "fuse": True})
-    assert lora_variant(fused, False) == lora_variant(
-        prepared({"name": "lightx2v", "fuse": True}, {"name": "comfyui"}), False
+    assert lora_variant(fused, False, 0) == lora_variant(
+        prepared({"name": "lightx2v", "fuse": True}, {"name": "comfyui"}), False, 0
     )  # unfused adapters swap in place
-    assert lora_variant(fused, False) != lora_variant(
-        prepared({"name": "lightx2v", "fuse": True, "strength": 0.5}), False
+    assert lora_variant(fused, False, 0) != lora_variant(
+        prepared({"name": "lightx2v", "fuse": True, "strength": 0.5}), False, 0
     )
-    assert lora_variant(fused, False) != lora_variant(prepared({"name": "lightx2v"}), False)
+    assert lora_variant(fused, False, 0) != lora_variant(prepared({"name": "lightx2v"}), False, 0)
+    assert lora_variant(fused, False, 4) == lora_variant((), False, 4)  # offloaded: nothing merges
     fp8 = load_diffusers_pipeline(card, models_dir / "tiny-wan", torch.device("cpu"), 5)
     record = apply_loras(fp8, fused, card, hotswap=False)
     assert record[0]["fused"] is False and list(fp8.transformer.peft_config) == ["lora0"]  # fp8: adapter
@@ -241,6 +242,23 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
     assert record["loras"][0]["fused"] is True and np.abs(fused.astype(int) - plain).max() > 0
     assert record["request"]["loras"][0]["fuse"] is True  # a rerun fuses it again
     assert np.array_equal(run(None)[1], plain)  # the merged weights went with their pipeline
+
+
+def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(settings, loras_dir: Path) -> None:
+    worker = cpu_worker(settings, loras_dir)
+
+    def run(loras: list | None) -> tuple[dict, np.ndarray]:
+        request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras, memory_level="4")
+        record = T2VTask().run(worker, job(), request)
+        return record, read_frames(Path(record["path"]))
+
+    plain = run(None)[1]
+    loaded = worker.models._loaded.model
+    record, with_lora = run([{"name": "lightx2v", "fuse": True}])
+    assert record["memory_level"] == 4 and record["loras"][0]["fused"] is False
+    assert np.abs(with_lora.astype(int) - plain).max() > 0
+    assert np.array_equal(run(None)[1], plain)  # the adapter went; the fast mode toggled without a reload
+    assert worker.models._loaded.model is loaded
 
 
 def test_a_failed_merge_spoils_the_pipeline_and_the_next_job_reloads_it(

@@ -13,6 +13,7 @@ import av
 
 from core.facade.fields import SPEEDS
 from core.facade.forms import MATCH_IMAGE
+from core.lora.spec import parse_loras
 from core.magi.request import is_magi_card
 from core.validation import ConfigError
 from core.video_io import read_record
@@ -62,15 +63,18 @@ def resolution_label(card: ModelCard, width: Any, height: Any) -> str:
 
 def loras_text(loras: Any, preset: tuple[FewStepLora, ...] = ()) -> str:
     """The request's ``loras`` as the LoRAs box's ``name:strength[:expert]`` text, without the ``preset``
-    step-distill LoRAs as the fast mode adds them (it adds them again)."""
-    added = [lora.entry() for lora in preset]
+    step-distill LoRAs as the fast mode adds them (it adds them again); one at another strength is
+    written by its loras-folder name, which sets the preset's strength again."""
+    added = {(lora.repo, lora.file): lora for lora in preset}
     entries = []
-    for lora in loras or ():
-        if {k: v for k, v in lora.items() if k != "sha256"} in added:
-            continue
-        expert = lora.get("expert") or "both"
-        entry = f"{lora['name']}:{lora.get('strength', 1.0):g}"
-        entries.append(entry if expert == "both" else f"{entry}:{expert}")
+    for spec in parse_loras(list(loras or ())):
+        name = spec.name
+        if (spec.repo, spec.name) in added:
+            if spec.strength == added[spec.repo, spec.name].strength:
+                continue
+            name = spec.file_name
+        entry = f"{name}:{spec.strength:g}"
+        entries.append(entry if spec.expert == "both" else f"{entry}:{spec.expert}")
     return ", ".join(entries)
 
 

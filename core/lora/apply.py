@@ -31,6 +31,7 @@ from core.lora.keys import check_fits, to_diffusers
 from core.lora.library import ResolvedLora
 from core.lora.spec import check_experts
 from core.memory.apply import denoisers
+from core.memory.levels import GROUP_OFFLOAD
 from weights.registry import ModelCard
 
 LOADED_MARK = "_video_studio_loras"
@@ -105,11 +106,14 @@ def prepare_loras(loras: tuple[ResolvedLora, ...], card: ModelCard) -> tuple[Pre
     return tuple(_prepare(r, targets(r.spec.expert, two), card) for r in loras)
 
 
-def lora_variant(prepared: tuple[PreparedLora, ...], compiled: bool) -> Hashable:
-    """The DeviceModels variant part: the fused LoRAs (merged weights cannot be taken out again) and a
-    compiled DiT's adapter layout (a swap keeps it); unfused adapters are otherwise swapped in place."""
-    fused = tuple(p.identity for p in prepared if p.resolved.spec.fuse)
-    adapters = tuple(p.layout for p in prepared if not p.resolved.spec.fuse)
+def lora_variant(prepared: tuple[PreparedLora, ...], compiled: bool, level: int) -> Hashable:
+    """The DeviceModels variant part at memory ``level``: the fused LoRAs (merged weights cannot be taken
+    out again) and a compiled DiT's adapter layout (a swap keeps it); adapters are otherwise swapped in
+    place. From group offload up nothing is merged (:func:`can_merge`), so every LoRA is an adapter there
+    and another fused set (or none: the fast mode off) keeps the loaded pipeline."""
+    merges = level < GROUP_OFFLOAD
+    fused = tuple(p.identity for p in prepared if merges and p.resolved.spec.fuse)
+    adapters = tuple(p.layout for p in prepared if not (merges and p.resolved.spec.fuse))
     return (("fused", fused) if fused else ()) + (("hotswap", adapters) if compiled and adapters else ())
 
 

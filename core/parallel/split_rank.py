@@ -118,7 +118,7 @@ class RankPipelines:
         hotswap = should_compile(speed.compile, self.device)[0]
         loader = work.loader if work is not None and work.loader is not None else None
         load = partial(self._load, config, speed, loras, hotswap, loader)
-        variant = (config, speed, work.variant if work else None, lora_variant(loras, hotswap))
+        variant = (config, speed, work.variant if work else None, lora_variant(loras, hotswap, level))
         pipe = self.models.get(card, folder, level, variant, loader=load)
         self.loras = apply_loras(pipe, loras, card, hotswap)
         return pipe

@@ -4,11 +4,13 @@ on the first step only (Wan2GP's phases: guidance > 1 for step 1 against the neg
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from core.few_step_schedulers import DmdScheduler, few_step_scheduler
+from core.lora.spec import LoraSpec, parse_loras
 from core.validation import ConfigError
 from weights.few_step import FewStep
 from weights.registry import ModelCard, cards_for
@@ -24,6 +26,19 @@ def few_step_settings(card: ModelCard, asked: bool) -> FewStep | None:
         having = ", ".join(c.name for c in cards_for("t2v") if c.few_step is not None)
         raise ConfigError(f"{card.name} has no few-step mode; models with one: {having}")
     return card.few_step
+
+
+def with_preset_loras(preset: FewStep, loras: tuple[LoraSpec, ...]) -> tuple[LoraSpec, ...]:
+    """The preset's step-distill LoRAs first, then the user's. A user entry naming a preset file (its
+    loras-folder name) sets that LoRA's strength (0 drops its effect) and keeps its repo and merge."""
+    listed = {spec.file_name: spec for spec in loras}
+    presets = parse_loras([lora.entry() for lora in preset.loras])
+    names = {spec.file_name for spec in presets}
+    chosen = tuple(
+        replace(spec, strength=listed[spec.file_name].strength) if spec.file_name in listed else spec
+        for spec in presets
+    )
+    return chosen + tuple(spec for spec in loras if spec.file_name not in names)
 
 
 ORIGINAL_SCHEDULER = "_video_studio_scheduler"

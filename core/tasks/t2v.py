@@ -29,7 +29,13 @@ from core.pipelines import set_flow_shift
 from core.preview import LatentPreview
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
 from core.speed.compile import should_compile
-from core.tasks.few_step import few_step_record, few_step_settings, first_step_cfg, use_few_step_scheduler
+from core.tasks.few_step import (
+    few_step_record,
+    few_step_settings,
+    first_step_cfg,
+    use_few_step_scheduler,
+    with_preset_loras,
+)
 from core.tasks.registry import Task, register
 from core.tasks.wan_output import DecodedVideo, decode_to_video, save_decoded, stage_clock
 from core.validation import ConfigError, as_choice, as_float, as_int, as_seed, as_text, random_seed
@@ -91,11 +97,7 @@ class T2VRequest:
         fast = few_step_settings(card, self.few_step)
         set_(self, "few_step", fast is not None)
         loras = parse_loras(list(self.loras) if isinstance(self.loras, tuple) else self.loras)
-        if fast is not None:  # the step-distill LoRAs go with the user's own, unless they list the file
-            listed = {spec.file_name for spec in loras}
-            preset = parse_loras([lora.entry() for lora in fast.loras])
-            loras = tuple(spec for spec in preset if spec.file_name not in listed) + loras
-        set_(self, "loras", loras)
+        set_(self, "loras", loras if fast is None else with_preset_loras(fast, loras))
         set_(self, "prompt", as_text("prompt", self.prompt, required=True))
         negative = card.defaults.negative_prompt if self.negative_prompt is None else self.negative_prompt
         set_(self, "negative_prompt", as_text("negative prompt", negative))
@@ -325,7 +327,7 @@ def run_wan(
             (request.width, request.height, request.frames),
             request.memory_level,
             on_pipe,
-            variant=(loaded, lora_variant(prepared, hotswap)),
+            variant=lambda level: (loaded, lora_variant(prepared, hotswap, level)),
             loader=loader,
         )
     record = run.record(
