@@ -44,6 +44,11 @@ def test_card_settings_are_the_defaults() -> None:
     )
     (only,) = mine.loras  # the file once, not twice, fetched and merged as the preset's, at 0.6
     assert (only.repo, only.strength, only.fuse) == (style.loras[0].repo, 0.6, True)
+    high = "Wan2.2-T2V-A14B-4steps-lora-rank64-Seko-V1.1__high_noise_model.safetensors"
+    with pytest.raises(ConfigError, match="into the high-noise expert; list it with expert high or both"):
+        T2VRequest(
+            model="wan2.2-t2v-a14b", prompt="a", few_step=True, loras=[{"name": high, "expert": "low"}]
+        )
     assert T2VRequest(model="fastwan2.1-t2v-1.3b", prompt="a").steps == 3
     with pytest.raises(ConfigError, match="no few-step mode; models with one"):
         T2VRequest(model="wan2.1-t2v-1.3b", prompt="a", few_step=True)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from core.facade import Facade
 from core.facade.memory import REMEMBERED, remembered
-from core.facade.rerun import read_file_record
+from core.facade.rerun import loras_text, read_file_record
 from core.settings import Settings
 from core.tasks import parse_request
 from core.validation import ConfigError
@@ -82,6 +82,8 @@ def test_text_to_video_requests_come_back_as_the_tabs_values(facade: Facade) -> 
     assert weaker["loras_text"] == f"{distill}:0.6, style:0.8"  # the preset's LoRA at another strength
     preset = parsed(facade, "t2v", fast | weaker)["loras"][0]
     assert preset["repo"].startswith("lightx2v/") and preset["strength"] == 0.6 and preset["fuse"] is True
+    hub = {"name": "sub/style.safetensors", "repo": "someone/loras", "strength": 0.123456789}
+    assert loras_text([hub]) == "sub__style.safetensors:0.123456789"  # fetched: its folder name, exact
 
 
 def test_magi_and_image_to_video_requests_come_back(facade: Facade, picture: str) -> None:

@@ -63,17 +63,15 @@ def resolution_label(card: ModelCard, width: Any, height: Any) -> str:
 
 def loras_text(loras: Any, preset: tuple[FewStepLora, ...] = ()) -> str:
     """The request's ``loras`` as the LoRAs box's ``name:strength[:expert]`` text, without the ``preset``
-    step-distill LoRAs as the fast mode adds them (it adds them again); one at another strength is
-    written by its loras-folder name, which sets the preset's strength again."""
+    step-distill LoRAs as the fast mode adds them (it adds them again). A fetched file is written by its
+    loras-folder name (a preset's at another strength too: that name sets the preset's strength again)."""
     added = {(lora.repo, lora.file): lora for lora in preset}
     entries = []
     for spec in parse_loras(list(loras or ())):
-        name = spec.name
-        if (spec.repo, spec.name) in added:
-            if spec.strength == added[spec.repo, spec.name].strength:
-                continue
-            name = spec.file_name
-        entry = f"{name}:{spec.strength:g}"
+        if (spec.repo, spec.name) in added and spec.strength == added[spec.repo, spec.name].strength:
+            continue
+        name = spec.file_name if spec.repo or spec.url else spec.name  # fetched: in the folder by now
+        entry = f"{name}:{spec.strength:.15g}"
         entries.append(entry if spec.expert == "both" else f"{entry}:{spec.expert}")
     return ", ".join(entries)
 

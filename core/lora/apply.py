@@ -176,10 +176,10 @@ def _merge(pipe: Any, fuse: list[PreparedLora]) -> tuple:
                 )
         into = sorted({component for prep in fuse for component in prep.into})
         pipe.fuse_lora(components=into, lora_scale=1.0, adapter_names=names)
+        pipe.unload_lora_weights()
     except BaseException:
         setattr(pipe, SPOILED_MARK, True)
         raise
-    pipe.unload_lora_weights()
     return tuple(p.identity for p in fuse)
 
 

@@ -34,6 +34,13 @@ def with_preset_loras(preset: FewStep, loras: tuple[LoraSpec, ...]) -> tuple[Lor
     listed = {spec.file_name: spec for spec in loras}
     presets = parse_loras([lora.entry() for lora in preset.loras])
     names = {spec.file_name for spec in presets}
+    for spec in presets:
+        asked = listed.get(spec.file_name)
+        if asked is not None and spec.expert != "both" and asked.expert not in ("both", spec.expert):
+            raise ConfigError(
+                f"LoRA {asked.name}: the fast mode loads it into the {spec.expert}-noise expert; list it "
+                f"with expert {spec.expert} or both"
+            )
     chosen = tuple(
         replace(spec, strength=listed[spec.file_name].strength) if spec.file_name in listed else spec
         for spec in presets
