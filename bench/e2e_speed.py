@@ -14,8 +14,8 @@ frames at 832x480 unless asked otherwise. Rows:
 - ``ours-adapter``: the same with the LoRA left an adapter (``fuse: false``), what it costs per step;
 - ``ours-turbo``: ``ours-few`` with Turbo.
 
-``--decode-chunk N`` / ``--frame-convs 3d|stack|sum`` set the fast decode's most latent frames per call
-and convolution path for the ``ours`` rows (``core.speed.vae_decode`` ``MAX_CHUNK``, ``FRAME_CONVS``).
+``--decode-chunk N`` sets the fast decode's most latent frames per call for the ``ours`` rows
+(``core.speed.vae_decode.MAX_CHUNK``).
 
 Per row: seconds per stage (text, denoise, decode, write; ``other`` is the rest: postprocess, scheduler,
 record) and the whole job. Stages come from the job's record when it has them, else from timers wrapped
@@ -326,12 +326,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--json", default="")
     parser.add_argument("--decode-chunk", type=int, default=vae_decode.MAX_CHUNK)
-    parser.add_argument(
-        "--frame-convs", choices=("3d", "stack", "sum"), default=vae_decode.FRAME_CONVS or "3d"
-    )
     args = parser.parse_args()
     vae_decode.MAX_CHUNK = args.decode_chunk
-    vae_decode.FRAME_CONVS = None if args.frame_convs == "3d" else args.frame_convs
     setup = SETUPS[args.model]
     width, height = (int(v) for v in args.size.split("x"))
     size = (width, height, args.frames)
@@ -349,7 +345,7 @@ def main() -> None:
             print(f"speed-up against {reference}: {ratios}")
     if args.json:
         gpu = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
-        decode = {"max_chunk": args.decode_chunk, "frame_convs": args.frame_convs}
+        decode = {"max_chunk": args.decode_chunk}
         info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "decode": decode}
         info["rows"] = results
         Path(args.json).write_text(json.dumps(info, indent=1))

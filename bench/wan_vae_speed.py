@@ -10,8 +10,7 @@ GPU and decodes the same random latents of a 480p 81-frame video (16 x 21 x 60 x
   concatenates the growing output at every latent frame);
 - ``app ...``: the app's own streamed decode (``core.speed.vae_decode.decode_stream``, uint8 frames to
   pinned host memory included) in bfloat16 channels-last with cuDNN autotuning, per chunk size (latent
-  frames per decoder call after the first) and convolution path (3-D, or 2-D over frames: ``stack``,
-  ``sum``, ``core.speed.frame_convs``).
+  frames per decoder call after the first).
 
 ``--profile NAME`` prints the top CUDA kernels of one more decode of that variant.
 
@@ -43,7 +42,7 @@ from core.speed.vae_decode import DecodeSetup, decode_stream, to_uint8
 @dataclass(frozen=True)
 class Variant:
     """One way to decode: dtype, memory layout, convolution autotuning, compile, streamed loop; or the
-    app's decode (``app``) with its chunk size and convolution path."""
+    app's decode (``app``) with its chunk size."""
 
     name: str
     dtype: torch.dtype = torch.float32
@@ -53,7 +52,6 @@ class Variant:
     stream: bool = False
     app: bool = False
     chunk: int = 1
-    frame_convs: str | None = None
 
 
 VARIANTS = [
@@ -67,11 +65,7 @@ VARIANTS = [
     Variant("bf16 cl+bench", torch.bfloat16, channels_last=True, cudnn_benchmark=True, stream=True),
     Variant("fp16 cl+bench", torch.float16, channels_last=True, cudnn_benchmark=True, stream=True),
     Variant("bf16 cl+bench+compile", torch.bfloat16, True, True, compile=True, stream=True),
-    *(
-        Variant(f"app chunk{chunk} {convs or '3d'}", app=True, chunk=chunk, frame_convs=convs)
-        for convs in (None, "stack", "sum")
-        for chunk in (1, 2, 4, 5)
-    ),
+    *(Variant(f"app chunk{chunk}", app=True, chunk=chunk) for chunk in (1, 2, 4, 5)),
 ]
 
 
@@ -123,7 +117,7 @@ def build(variant: Variant, base_state: dict) -> Callable[[torch.Tensor], torch.
 
 def app_decode(variant: Variant, vae) -> Callable[[torch.Tensor], torch.Tensor]:
     """The app's streamed decode of the pipeline's (normalized) latents; uint8 frames (T, H, W, 3)."""
-    setup = DecodeSetup(torch.bfloat16, True, True, False, True, "bench", variant.frame_convs, variant.chunk)
+    setup = DecodeSetup(torch.bfloat16, True, True, False, True, "bench", variant.chunk)
     config = vae.config
     shape = (1, config.z_dim, 1, 1, 1)
     mean = torch.tensor(config.latents_mean).view(shape).cuda()

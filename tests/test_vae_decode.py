@@ -16,11 +16,9 @@ from diffusers.video_processor import VideoProcessor
 from core.background_writer import BackgroundWriter
 from core.metrics import psnr
 from core.speed import parse_speed_config
-from core.speed.frame_convs import FrameConv
 from core.speed.vae_decode import (
     CHUNK_BYTES_PER_PIXEL,
     FAST_DECODER_ATTR,
-    FRAME_CONVS,
     MAX_CHUNK,
     MIN_PSNR_DB,
     DecodeSetup,
@@ -90,36 +88,28 @@ def test_bfloat16_decode_clears_the_psnr_bar_and_keeps_a_converted_copy(wan22: b
     assert value >= MIN_PSNR_DB
     assert parts == [1, 4, 4, 4] and fast.shape == reference.shape
     key, decoder = getattr(vae, FAST_DECODER_ATTR)
-    assert (
-        key == (torch.bfloat16, True, False, FRAME_CONVS)
-        and next(decoder.parameters()).dtype == torch.bfloat16
-    )
+    assert key == (torch.bfloat16, True, False) and next(decoder.parameters()).dtype == torch.bfloat16
     assert next(vae.decoder.parameters()).dtype == torch.float32  # the original stays float32
     streamed(vae, latents, fast_decode=True)
     assert getattr(vae, FAST_DECODER_ATTR)[1] is decoder  # made once per loaded VAE
 
 
 @pytest.mark.parametrize("wan22", [False, True], ids=["wan2.1-vae", "wan2.2-vae"])
-def test_chunks_of_latent_frames_and_frame_convolutions_make_the_same_frames(wan22: bool) -> None:
-    """Several latent frames per decoder call (the causal cache carries across calls) and the 3-D
-    convolutions run as 2-D ones over stacked frames are the same maths: float32 frames within one level
-    of the pipeline's (summation order), in parts of 1 frame then 4 per latent frame."""
+def test_chunks_of_latent_frames_make_the_same_frames(wan22: bool) -> None:
+    """Several latent frames per decoder call (the causal cache carries across calls) are the same maths:
+    float32 frames within one level of the pipeline's (summation order), in parts of 1 frame then 4 per
+    latent frame."""
     vae = tiny_vae(wan22)
     latents = torch.randn(1, 16, 6, 6, 5, generator=torch.Generator().manual_seed(4))
     expected = pipeline_frames(vae, latents)
-    for convs in (None, "stack", "sum"):
-        for chunk in (2, 3, 5):
-            setup = DecodeSetup(torch.float32, False, False, False, True, "test", convs, chunk)
-            parts = [pending.wait() for pending in decode_stream(vae, latents, setup)]
-            frames = np.concatenate(parts)
-            later = [
-                4 * min(chunk, 5 - start) for start in range(0, 5, chunk)
-            ]  # 5 latent frames after the first
-            assert [len(p) for p in parts] == [1, *later]
-            assert frames.shape == expected.shape
-            assert np.abs(frames.astype(int) - expected).max() <= 1, (convs, chunk)
-    _key, decoder = getattr(vae, FAST_DECODER_ATTR)
-    assert any(isinstance(m, FrameConv) for m in decoder.modules())
+    for chunk in (2, 3, 5):
+        setup = DecodeSetup(torch.float32, False, False, False, True, "test", chunk)
+        parts = [pending.wait() for pending in decode_stream(vae, latents, setup)]
+        frames = np.concatenate(parts)
+        later = [4 * min(chunk, 5 - start) for start in range(0, 5, chunk)]  # 5 latent frames after the first
+        assert [len(p) for p in parts] == [1, *later]
+        assert frames.shape == expected.shape
+        assert np.abs(frames.astype(int) - expected).max() <= 1, chunk
 
 
 def test_decode_chunk_fits_the_spare_memory() -> None:

@@ -24,28 +24,21 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
 from core.speed.config import SpeedConfig
-from core.speed.frame_convs import frame_convs
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
-"""Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile, frame_convs),
-decoder)``."""
+"""Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile), decoder)``."""
 MIN_PSNR_DB = 45.0
 """The bar a faster decode must clear against the float32 decode to count as lossless."""
 BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
 """Measured PSNR (dB) of the bfloat16 decode against float32, by GPU name (``bench/wan_vae_speed.py``:
 480p 81 frames, the Wan2.1 VAE's shape with random weights, 2026-12-07; real weights not measured).
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
-FRAME_CONVS: str | None = None
-"""The fast decode's convolution path: None, cuDNN's 3-D convolutions (measured, docs/benchmarks.md), or
-a mode of ``core.speed.frame_convs`` (2-D convolutions over the frames, the same maths; the bench's
-``app ... stack`` / ``sum`` rows), to become the default once measured faster on a GPU."""
 MAX_CHUNK = 4
 """Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
 convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
 CHUNK_BYTES_PER_PIXEL = 5500.0
-"""Extra GPU memory of each further latent frame in a call, per output pixel of a frame (bfloat16): its 4
-frames of the full-size stage's 96 channels held about 7 times at once (input, normed, cached, stacked
-taps, output) in a residual block's convolution."""
+"""Extra GPU memory of each further latent frame in a call, per output pixel of a frame (bfloat16):
+measured 5.4 KB (H100, 480p: peak 10.98 GiB at 4 latent frames a call against 4.94 GiB at 1)."""
 DECODER_BLOCKS = ("mid_block", "up_blocks")
 """The decoder's children compiled one by one (regional compile, as the DiT's blocks are)."""
 RECOMPILE_LIMIT = 64
@@ -63,7 +56,6 @@ class DecodeSetup:
     compile: bool
     stream: bool
     reason: str
-    frame_convs: str | None = None
     chunk: int = 1
 
     def to_record(self) -> dict[str, Any]:
@@ -72,7 +64,6 @@ class DecodeSetup:
             "channels_last": self.channels_last,
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
-            "frame_convs": self.frame_convs,
             "chunk": self.chunk,
             "stream": self.stream,
             "reason": self.reason,
@@ -110,10 +101,9 @@ def decode_setup(config: SpeedConfig, vae: Any, latents: torch.Tensor, device: t
     fast, reason = _fast_on(config.fast_decode, device)
     dtype = torch.bfloat16 if fast else vae.dtype
     cuda = device.type == "cuda"
-    convs = FRAME_CONVS if fast else None
     height, width = (side * vae.spatial_compression_ratio for side in latents.shape[-2:])
     chunk = decode_chunk(spare_gpu_bytes(device), height * width) if fast and cuda else 1
-    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason, convs, chunk)
+    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason, chunk)
 
 
 def decode_chunk(spare_bytes: int, pixels: int) -> int:
@@ -132,8 +122,8 @@ def spare_gpu_bytes(device: torch.device) -> int:
 def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
     """``vae.decoder`` converted for ``setup`` (the VAE's own one when nothing changes it), made once per
     loaded VAE and kept on it; a later job asking something else replaces the copy."""
-    key = (setup.dtype, setup.channels_last, setup.compile, setup.frame_convs)
-    if key == (vae.dtype, False, False, None):
+    key = (setup.dtype, setup.channels_last, setup.compile)
+    if key == (vae.dtype, False, False):
         return vae.decoder
     kept = getattr(vae, FAST_DECODER_ATTR, None)
     if kept is not None and kept[0] == key:
@@ -144,8 +134,6 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
         for param in decoder.parameters():
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
-    if setup.frame_convs:
-        frame_convs(decoder, setup.frame_convs)
     if setup.compile:
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
