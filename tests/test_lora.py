@@ -237,11 +237,17 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
         record = T2VTask().run(worker, job(), request)
         return record, read_frames(Path(record["path"]))
 
+    def weights() -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in worker.models._loaded.model.transformer.state_dict().items()}
+
     plain = run(None)[1]
+    plain_weights = weights()
     record, fused = run([{"name": "lightx2v", "fuse": True}])
-    assert record["loras"][0]["fused"] is True and np.abs(fused.astype(int) - plain).max() > 0
+    assert record["loras"][0]["fused"] is True and np.abs(fused.astype(int) - plain).max() > 2
     assert record["request"]["loras"][0]["fuse"] is True  # a rerun fuses it again
-    assert np.array_equal(run(None)[1], plain)  # the merged weights went with their pipeline
+    again = run(None)[1]  # the merged weights went with their pipeline:
+    assert all(torch.equal(value, plain_weights[key]) for key, value in weights().items())
+    assert np.abs(again.astype(int) - plain).max() <= 1  # once a level off in a full run; exact: above
 
 
 def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(settings, loras_dir: Path) -> None:
