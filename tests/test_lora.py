@@ -247,7 +247,8 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
     assert record["request"]["loras"][0]["fuse"] is True  # a rerun fuses it again
     again = run(None)[1]  # the merged weights went with their pipeline:
     assert all(torch.equal(value, plain_weights[key]) for key, value in weights().items())
-    assert np.abs(again.astype(int) - plain).max() <= 1  # once a level off in a full run; exact: above
+    off = np.abs(again.astype(int) - plain)
+    assert off.max() <= 1, (off.max(), (off > 0).mean())  # once off in a full run; exact: the weights
 
 
 def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(settings, loras_dir: Path) -> None:
