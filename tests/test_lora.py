@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,6 +147,13 @@ def cpu_worker(settings, loras_dir: Path) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, device=device, models=DeviceModels(device, settings))
 
 
+def task_frames(worker: SimpleNamespace, loras: list | None, **changes) -> tuple[dict, np.ndarray]:
+    """A tiny-wan text-to-video job with ``loras`` on ``worker``: its record and the frames of its file."""
+    request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras, **changes)
+    record = T2VTask().run(worker, job(), request)
+    return record, read_frames(Path(record["path"]))
+
+
 def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -> None:
     worker = cpu_worker(settings, loras_dir)
     request = T2VRequest(
@@ -231,11 +239,7 @@ def test_fused_loras_key_the_loaded_pipeline(models_dir: Path, loras_dir: Path) 
 
 def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: Path) -> None:
     worker = cpu_worker(settings, loras_dir)
-
-    def run(loras: list | None) -> tuple[dict, np.ndarray]:
-        request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras)
-        record = T2VTask().run(worker, job(), request)
-        return record, read_frames(Path(record["path"]))
+    run = partial(task_frames, worker)
 
     def weights() -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in worker.models._loaded.model.transformer.state_dict().items()}
@@ -253,11 +257,7 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
 
 def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(settings, loras_dir: Path) -> None:
     worker = cpu_worker(settings, loras_dir)
-
-    def run(loras: list | None) -> tuple[dict, np.ndarray]:
-        request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras, memory_level="4")
-        record = T2VTask().run(worker, job(), request)
-        return record, read_frames(Path(record["path"]))
+    run = partial(task_frames, worker, memory_level="4")
 
     plain = run(None)[1]
     loaded = worker.models._loaded.model
