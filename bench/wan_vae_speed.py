@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.speed.vae_decode import DecodeSetup, decode_stream, to_uint8
+from kernels import causal_conv3d
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Variant:
     stream: bool = False
     app: bool = False
     chunk: int = 1
+    conv_kernel: str = ""
+    """``pointer`` or ``tma``: the decoder's convolutions on that Triton kernel (kernels.causal_conv3d)."""
 
 
 VARIANTS = [
@@ -66,6 +69,11 @@ VARIANTS = [
     Variant("fp16 cl+bench", torch.float16, channels_last=True, cudnn_benchmark=True, stream=True),
     Variant("bf16 cl+bench+compile", torch.bfloat16, True, True, compile=True, stream=True),
     *(Variant(f"app chunk{chunk}", app=True, chunk=chunk) for chunk in (1, 2, 4, 5)),
+    *(
+        Variant(f"app chunk{chunk} {kernel}", app=True, chunk=chunk, conv_kernel=kernel)
+        for chunk in (1, 4)
+        for kernel in ("pointer", "tma")
+    ),
 ]
 
 
@@ -117,7 +125,10 @@ def build(variant: Variant, base_state: dict) -> Callable[[torch.Tensor], torch.
 
 def app_decode(variant: Variant, vae) -> Callable[[torch.Tensor], torch.Tensor]:
     """The app's streamed decode of the pipeline's (normalized) latents; uint8 frames (T, H, W, 3)."""
-    setup = DecodeSetup(torch.bfloat16, True, True, False, True, "bench", variant.chunk)
+    causal_conv3d.PREFERRED = variant.conv_kernel or causal_conv3d.PREFERRED
+    setup = DecodeSetup(
+        torch.bfloat16, True, True, False, True, "bench", variant.chunk, bool(variant.conv_kernel)
+    )
     config = vae.config
     shape = (1, config.z_dim, 1, 1, 1)
     mean = torch.tensor(config.latents_mean).view(shape).cuda()

@@ -26,8 +26,9 @@ def few_step_fields(cards: list[ModelCard]) -> dict[str, Field]:
             label="Few-step mode (fast)",
             info="The authors' distilled settings, CFG 1: seconds instead of minutes, slower motion; the "
             "negative prompt is unused at CFG 1 unless CFG runs on the first step. A step-distill LoRA is "
-            "merged into the model (switching the mode off reloads it); your LoRAs go beside it (list its "
-            "file to set its strength). "
+            "merged into the model where it sits whole on the GPU (switching the mode off then reloads it; "
+            "under offload it stays an adapter, swapped in place); your LoRAs go beside it (list its file "
+            "to set its strength). "
             f"Models: {having or 'none'}.",
         ),
         "first_step_guidance": Field(

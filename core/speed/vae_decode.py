@@ -24,9 +24,10 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
 from core.speed.config import SpeedConfig
+from core.speed.vae_conv_kernel import use_conv_kernel
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
-"""Where the VAE keeps its converted decoder copy: ``((dtype, channels_last, compile), decoder)``."""
+"""Where the VAE keeps its converted decoder copy: ``(key, decoder)`` (the key: see :func:`fast_decoder`)."""
 MIN_PSNR_DB = 45.0
 """The bar a faster decode must clear against the float32 decode to count as lossless."""
 BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
@@ -57,6 +58,8 @@ class DecodeSetup:
     stream: bool
     reason: str
     chunk: int = 1
+    conv_kernel: bool = False
+    """The decoder's convolutions on our implicit-GEMM kernel (:mod:`core.speed.vae_conv_kernel`)."""
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class DecodeSetup:
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
             "chunk": self.chunk,
+            "conv_kernel": self.conv_kernel,
             "stream": self.stream,
             "reason": self.reason,
         }
@@ -122,8 +126,8 @@ def spare_gpu_bytes(device: torch.device) -> int:
 def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
     """``vae.decoder`` converted for ``setup`` (the VAE's own one when nothing changes it), made once per
     loaded VAE and kept on it; a later job asking something else replaces the copy."""
-    key = (setup.dtype, setup.channels_last, setup.compile)
-    if key == (vae.dtype, False, False):
+    key = (setup.dtype, setup.channels_last, setup.compile, setup.conv_kernel)
+    if key == (vae.dtype, False, False, False):
         return vae.decoder
     kept = getattr(vae, FAST_DECODER_ATTR, None)
     if kept is not None and kept[0] == key:
@@ -134,6 +138,8 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
         for param in decoder.parameters():
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+    if setup.conv_kernel:
+        use_conv_kernel(decoder)
     if setup.compile:
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)

@@ -1,0 +1,61 @@
+"""The Wan VAE decoder's convolutions on our implicit-GEMM kernel (:mod:`kernels.causal_conv3d`).
+
+:func:`use_conv_kernel` rewires a decoder copy (the fast decoder of :mod:`core.speed.vae_decode`) so that
+every causal 3-D convolution (``WanCausalConv3d``) and every 2-D convolution of its upsamplers runs the
+kernel: the causal cache is still concatenated in front as diffusers does, but the zero padding (the
+spatial sides, and the time front before any cache) is the kernel's mask instead of an ``F.pad`` copy of
+the activation. Each convolution's weight is laid out for the kernel once. Convolutions the kernel does
+not take (input channels not a multiple of 32: the first one, on the 16 latent channels) keep their own
+forward, as does everything on the CPU (the kernel's torch fallback is the same maths as diffusers').
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
+
+
+def use_conv_kernel(decoder: torch.nn.Module) -> int:
+    """Route ``decoder``'s convolutions through the kernel in place; returns how many were routed."""
+    routed = 0
+    for module in decoder.modules():
+        if isinstance(module, WanCausalConv3d) and _kernel_takes(module):
+            prepared = prepare_weight(module.weight.detach())
+            module.forward = functools.partial(_causal_forward, module, prepared)
+        elif type(module) is torch.nn.Conv2d and _kernel_takes(module) and isinstance(module.padding, tuple):
+            prepared = prepare_weight(module.weight.detach().unsqueeze(2))
+            module.forward = functools.partial(_frame_forward, module, prepared)
+        else:
+            continue
+        routed += 1
+    return routed
+
+
+def _kernel_takes(conv: torch.nn.Conv2d | torch.nn.Conv3d) -> bool:
+    """A plain stride-1 convolution whose input channels the kernel is built for."""
+    plain = all(s == 1 for s in conv.stride) and all(d == 1 for d in conv.dilation) and conv.groups == 1
+    return plain and conv.in_channels % CHANNEL_MULTIPLE == 0
+
+
+def _causal_forward(
+    module: WanCausalConv3d, prepared: torch.Tensor, x: torch.Tensor, cache_x: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``WanCausalConv3d.forward`` with the padding masked in the kernel instead of copied."""
+    pad_w, _, pad_h, _, pad_t, _ = module._padding
+    if cache_x is not None and pad_t > 0:
+        x = torch.cat([cache_x.to(x.device), x], dim=2)
+        pad_t -= cache_x.shape[2]
+    return conv3d_channels_last(x, module.weight, module.bias, (pad_t, pad_h, pad_w), prepared)
+
+
+def _frame_forward(module: torch.nn.Conv2d, prepared: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A 2-D convolution over (frames, C, H, W) as a one-frame 3-D one."""
+    pad_h, pad_w = module.padding
+    out = conv3d_channels_last(
+        x.unsqueeze(2), module.weight.unsqueeze(2), module.bias, (0, pad_h, pad_w), prepared
+    )
+    return out.squeeze(2)
