@@ -15,7 +15,8 @@ frames at 832x480 unless asked otherwise. Rows:
 - ``ours-turbo``: ``ours-few`` with Turbo.
 
 ``--decode-chunk N`` sets the fast decode's most latent frames per call for the ``ours`` rows
-(``core.speed.vae_decode.MAX_CHUNK``).
+(``core.speed.vae_decode.MAX_CHUNK``); ``--conv-kernel pointer|tma|''`` its convolution kernel on this GPU
+(``core.speed.vae_decode.CONV_KERNELS``; '' for cuDNN).
 
 Per row: seconds per stage (text, denoise, decode, write; ``other`` is the rest: postprocess, scheduler,
 record) and the whole job. Stages come from the job's record when it has them, else from timers wrapped
@@ -59,6 +60,7 @@ from core.speed import vae_decode  # noqa: E402
 from core.tasks.t2v import T2VRequest  # noqa: E402
 from core.tiny.wan import load_tokenizer, umt5_text_encoder  # noqa: E402
 from core.video_io import write_video  # noqa: E402
+from kernels.causal_conv3d import METHODS  # noqa: E402
 from weights.few_step import FewStepLora  # noqa: E402
 from weights.registry import get_card  # noqa: E402
 
@@ -326,8 +328,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--json", default="")
     parser.add_argument("--decode-chunk", type=int, default=vae_decode.MAX_CHUNK)
+    parser.add_argument("--conv-kernel", choices=["", *METHODS], default=None, help="'' for cuDNN")
     args = parser.parse_args()
     vae_decode.MAX_CHUNK = args.decode_chunk
+    if args.conv_kernel is not None:
+        vae_decode.CONV_KERNELS[torch.cuda.get_device_name()] = args.conv_kernel
     setup = SETUPS[args.model]
     width, height = (int(v) for v in args.size.split("x"))
     size = (width, height, args.frames)
@@ -345,7 +350,7 @@ def main() -> None:
             print(f"speed-up against {reference}: {ratios}")
     if args.json:
         gpu = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
-        decode = {"max_chunk": args.decode_chunk}
+        decode = {"max_chunk": args.decode_chunk, "conv_kernel": args.conv_kernel}
         info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "decode": decode}
         info["rows"] = results
         Path(args.json).write_text(json.dumps(info, indent=1))

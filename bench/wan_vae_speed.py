@@ -37,7 +37,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.speed.vae_decode import DecodeSetup, decode_stream, to_uint8
-from kernels import causal_conv3d
 
 
 @dataclass(frozen=True)
@@ -125,10 +124,7 @@ def build(variant: Variant, base_state: dict) -> Callable[[torch.Tensor], torch.
 
 def app_decode(variant: Variant, vae) -> Callable[[torch.Tensor], torch.Tensor]:
     """The app's streamed decode of the pipeline's (normalized) latents; uint8 frames (T, H, W, 3)."""
-    causal_conv3d.PREFERRED = variant.conv_kernel or causal_conv3d.PREFERRED
-    setup = DecodeSetup(
-        torch.bfloat16, True, True, False, True, "bench", variant.chunk, bool(variant.conv_kernel)
-    )
+    setup = DecodeSetup(torch.bfloat16, True, True, False, True, "bench", variant.chunk, variant.conv_kernel)
     config = vae.config
     shape = (1, config.z_dim, 1, 1, 1)
     mean = torch.tensor(config.latents_mean).view(shape).cuda()

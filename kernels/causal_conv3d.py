@@ -18,8 +18,9 @@ CHANNEL_MULTIPLE = 32
 KERNEL_DTYPES = (torch.bfloat16, torch.float16)
 TMA_MIN_CAPABILITY = (9, 0)
 """The TMA kernel (:mod:`kernels.triton_conv3d_tma`) needs Hopper or newer."""
-PREFERRED = "pointer"
-"""``pointer`` (:mod:`kernels.triton_conv3d`) or ``tma`` where that one runs (the benches set it)."""
+METHODS = ("pointer", "tma")
+"""The kernels: ``pointer`` (:mod:`kernels.triton_conv3d`, any CUDA GPU Triton runs on) and ``tma``
+(:mod:`kernels.triton_conv3d_tma`, SM90+; ``pointer`` where its needs are not met)."""
 
 
 @functools.cache
@@ -53,17 +54,19 @@ def conv3d_channels_last(
     bias: torch.Tensor | None = None,
     padding: tuple[int, int, int] = (0, 0, 0),
     prepared: torch.Tensor | None = None,
+    method: str = "pointer",
 ) -> torch.Tensor:
     """Stride-1 convolution of ``x`` (N, C_in, T, H, W) by ``weight`` (C_out, C_in, KT, KH, KW), zero
     padding ``padding`` = (frames at the front, rows per side, columns per side); channels-last output.
     ``prepared`` is ``weight`` already in the kernel's layout (:func:`prepare_weight`),
-    made once by the caller that convolves with the same weight many times."""
+    made once by the caller that convolves with the same weight many times; ``method`` one of
+    :data:`METHODS`."""
     if not runs_kernel(x, weight):
         pt, ph, pw = padding
         return F.conv3d(F.pad(x, (pw, pw, ph, ph, pt, 0)), weight, bias)
     x = x.contiguous(memory_format=torch.channels_last_3d)
     prepared = prepared if prepared is not None else prepare_weight(weight)
-    if PREFERRED == "tma" and _tma_takes(x, weight):
+    if method == "tma" and _tma_takes(x, weight):
         from kernels.triton_conv3d_tma import conv3d_tma
 
         return conv3d_tma(x, prepared, bias, padding)

@@ -49,6 +49,7 @@ def _prune(configs: list[triton.Config], named_args: dict, **kwargs) -> list[tri
     configs=_configs(),
     key=["C_in", "C_out", "T_out", "H_out", "W_out", "KT", "KH", "KW"],
     prune_configs_by={"early_config_prune": _prune},
+    cache_results=True,
 )
 @triton.jit
 def _conv3d_kernel(

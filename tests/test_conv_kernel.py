@@ -12,7 +12,6 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
 from core.speed.vae_conv_kernel import use_conv_kernel
 from core.speed.vae_decode import FAST_DECODER_ATTR, DecodeSetup, decode_stream
-from kernels import causal_conv3d
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight, runs_kernel
 
 GPU = torch.cuda.is_available()
@@ -33,18 +32,18 @@ def test_the_decoders_convolutions_route_through_the_kernel_and_make_the_same_fr
     vae = vae_of_width(32)
     latents = torch.randn(1, 16, 4, 3, 4, generator=torch.Generator().manual_seed(1))
     plain = frames(vae, latents, DecodeSetup(torch.float32, False, False, False, True, "test", 2))
-    kernel_setup = DecodeSetup(torch.float32, False, False, False, True, "test", 2, conv_kernel=True)
+    kernel_setup = DecodeSetup(torch.float32, False, False, False, True, "test", 2, conv_kernel="pointer")
     routed = frames(vae, latents, kernel_setup)
 
     decoder = getattr(vae, FAST_DECODER_ATTR)[1]
     convs = [m for m in decoder.modules() if isinstance(m, (WanCausalConv3d, torch.nn.Conv2d))]
     taken = [m for m in convs if "forward" in vars(m)]
     assert {m.in_channels for m in convs if m not in taken} == {16}  # only the latents' first convolution
-    assert len(taken) == len(convs) - 1 and len(taken) == use_conv_kernel(vae_of_width(32).decoder)
+    assert len(taken) == len(convs) - 1 and len(taken) == use_conv_kernel(vae_of_width(32).decoder, "tma")
     assert routed.shape == plain.shape == (13, 24, 32, 3)
     assert np.abs(routed - plain).max() <= 1  # conv2d and conv3d sum in different orders
     assert vae.decoder is not decoder and "forward" not in vars(vae.decoder.conv_out)  # the original is kept
-    assert kernel_setup.to_record()["conv_kernel"] is True
+    assert kernel_setup.to_record()["conv_kernel"] == "pointer"
 
 
 def test_the_kernel_is_only_asked_for_what_it_is_built_for() -> None:
@@ -68,10 +67,7 @@ def test_the_kernel_is_only_asked_for_what_it_is_built_for() -> None:
         (192, 96, (1, 3, 3), (0, 1, 1), (1, 31, 33)),
     ],
 )
-def test_on_a_gpu_the_triton_kernels_match_cudnn(
-    method, c_in, c_out, kernel, padding, size, monkeypatch
-) -> None:
-    monkeypatch.setattr(causal_conv3d, "PREFERRED", method)
+def test_on_a_gpu_the_triton_kernels_match_cudnn(method, c_in, c_out, kernel, padding, size) -> None:
     device = torch.device("cuda", 0)
     generator = torch.Generator(device).manual_seed(0)
     x = torch.randn(2, c_in, *size, device=device, generator=generator, dtype=torch.bfloat16)
@@ -83,7 +79,7 @@ def test_on_a_gpu_the_triton_kernels_match_cudnn(
     assert runs_kernel(x, weight)
     pt, ph, pw = padding
     reference = F.conv3d(F.pad(x.float(), (pw, pw, ph, ph, pt, 0)), weight.float(), bias.float())
-    out = conv3d_channels_last(x, weight, bias, padding)
+    out = conv3d_channels_last(x, weight, bias, padding, method=method)
     assert out.shape == reference.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
     error = (out.float() - reference).abs().max().item()
     assert error <= 0.02 * reference.abs().max().item(), error

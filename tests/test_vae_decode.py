@@ -88,7 +88,7 @@ def test_bfloat16_decode_clears_the_psnr_bar_and_keeps_a_converted_copy(wan22: b
     assert value >= MIN_PSNR_DB
     assert parts == [1, 4, 4, 4] and fast.shape == reference.shape
     key, decoder = getattr(vae, FAST_DECODER_ATTR)
-    assert key == (torch.bfloat16, True, False) and next(decoder.parameters()).dtype == torch.bfloat16
+    assert key == (torch.bfloat16, True, False, "") and next(decoder.parameters()).dtype == torch.bfloat16
     assert next(vae.decoder.parameters()).dtype == torch.float32  # the original stays float32
     streamed(vae, latents, fast_decode=True)
     assert getattr(vae, FAST_DECODER_ATTR)[1] is decoder  # made once per loaded VAE

@@ -19,16 +19,17 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
 
 
-def use_conv_kernel(decoder: torch.nn.Module) -> int:
-    """Route ``decoder``'s convolutions through the kernel in place; returns how many were routed."""
+def use_conv_kernel(decoder: torch.nn.Module, method: str) -> int:
+    """Route ``decoder``'s convolutions through the kernel ``method`` (one of
+    :data:`kernels.causal_conv3d.METHODS`) in place; returns how many were routed."""
     routed = 0
     for module in decoder.modules():
         if isinstance(module, WanCausalConv3d) and _kernel_takes(module):
             prepared = prepare_weight(module.weight.detach())
-            module.forward = functools.partial(_causal_forward, module, prepared)
+            module.forward = functools.partial(_causal_forward, module, prepared, method)
         elif type(module) is torch.nn.Conv2d and _kernel_takes(module) and isinstance(module.padding, tuple):
             prepared = prepare_weight(module.weight.detach().unsqueeze(2))
-            module.forward = functools.partial(_frame_forward, module, prepared)
+            module.forward = functools.partial(_frame_forward, module, prepared, method)
         else:
             continue
         routed += 1
@@ -42,17 +43,23 @@ def _kernel_takes(conv: torch.nn.Conv2d | torch.nn.Conv3d) -> bool:
 
 
 def _causal_forward(
-    module: WanCausalConv3d, prepared: torch.Tensor, x: torch.Tensor, cache_x: torch.Tensor | None = None
+    module: WanCausalConv3d,
+    prepared: torch.Tensor,
+    method: str,
+    x: torch.Tensor,
+    cache_x: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``WanCausalConv3d.forward`` with the padding masked in the kernel instead of copied."""
     pad_w, _, pad_h, _, pad_t, _ = module._padding
     if cache_x is not None and pad_t > 0:
         x = torch.cat([cache_x.to(x.device), x], dim=2)
         pad_t -= cache_x.shape[2]
-    return conv3d_channels_last(x, module.weight, module.bias, (pad_t, pad_h, pad_w), prepared)
+    return conv3d_channels_last(x, module.weight, module.bias, (pad_t, pad_h, pad_w), prepared, method)
 
 
-def _frame_forward(module: torch.nn.Conv2d, prepared: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _frame_forward(
+    module: torch.nn.Conv2d, prepared: torch.Tensor, method: str, x: torch.Tensor
+) -> torch.Tensor:
     """A 2-D convolution over (frames, C, H, W) as a one-frame 3-D one."""
     pad_h, pad_w = module.padding
     out = conv3d_channels_last(

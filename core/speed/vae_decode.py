@@ -25,6 +25,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, un
 
 from core.speed.config import SpeedConfig
 from core.speed.vae_conv_kernel import use_conv_kernel
+from kernels.causal_conv3d import triton_available
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
 """Where the VAE keeps its converted decoder copy: ``(key, decoder)`` (the key: see :func:`fast_decoder`)."""
@@ -34,6 +35,9 @@ BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
 """Measured PSNR (dB) of the bfloat16 decode against float32, by GPU name (``bench/wan_vae_speed.py``:
 480p 81 frames, the Wan2.1 VAE's shape with random weights, 2026-12-07; real weights not measured).
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
+CONV_KERNELS: dict[str, str] = {}
+"""By GPU name, the implicit-GEMM kernel measured faster than cuDNN for the whole bfloat16 decode
+(``bench/wan_vae_speed.py``; :data:`kernels.causal_conv3d.METHODS`); GPUs not listed keep cuDNN."""
 MAX_CHUNK = 4
 """Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
 convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
@@ -58,8 +62,9 @@ class DecodeSetup:
     stream: bool
     reason: str
     chunk: int = 1
-    conv_kernel: bool = False
-    """The decoder's convolutions on our implicit-GEMM kernel (:mod:`core.speed.vae_conv_kernel`)."""
+    conv_kernel: str = ""
+    """The decoder's convolutions on our implicit-GEMM kernel of that name (:mod:`core.speed.vae_conv_kernel`,
+    :data:`kernels.causal_conv3d.METHODS`); empty: torch's (cuDNN)."""
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -68,7 +73,7 @@ class DecodeSetup:
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
             "chunk": self.chunk,
-            "conv_kernel": self.conv_kernel,
+            "conv_kernel": self.conv_kernel or "torch",
             "stream": self.stream,
             "reason": self.reason,
         }
@@ -107,7 +112,12 @@ def decode_setup(config: SpeedConfig, vae: Any, latents: torch.Tensor, device: t
     cuda = device.type == "cuda"
     height, width = (side * vae.spatial_compression_ratio for side in latents.shape[-2:])
     chunk = decode_chunk(spare_gpu_bytes(device), height * width) if fast and cuda else 1
-    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason, chunk)
+    kernel = (
+        CONV_KERNELS.get(torch.cuda.get_device_name(device), "")
+        if fast and cuda and triton_available()
+        else ""
+    )
+    return DecodeSetup(dtype, fast, fast and cuda, config.compile_decode, True, reason, chunk, kernel)
 
 
 def decode_chunk(spare_bytes: int, pixels: int) -> int:
@@ -127,7 +137,7 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
     """``vae.decoder`` converted for ``setup`` (the VAE's own one when nothing changes it), made once per
     loaded VAE and kept on it; a later job asking something else replaces the copy."""
     key = (setup.dtype, setup.channels_last, setup.compile, setup.conv_kernel)
-    if key == (vae.dtype, False, False, False):
+    if key == (vae.dtype, False, False, ""):
         return vae.decoder
     kept = getattr(vae, FAST_DECODER_ATTR, None)
     if kept is not None and kept[0] == key:
@@ -139,7 +149,7 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
     if setup.conv_kernel:
-        use_conv_kernel(decoder)
+        use_conv_kernel(decoder, setup.conv_kernel)
     if setup.compile:
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
