@@ -27,8 +27,11 @@ TILES = (
     (64, 128, 32, 4, 4),
     (256, 64, 32, 8, 3),
     (128, 256, 32, 8, 3),
+    (128, 16, 32, 4, 4),
+    (256, 16, 32, 4, 3),
 )
-"""(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) the autotuner tries (each shape once)."""
+"""(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) the autotuner tries (each shape once); the 16-wide
+ones are for the last convolution's 3 (or 12) output channels."""
 
 
 def _configs() -> list[triton.Config]:
@@ -38,17 +41,20 @@ def _configs() -> list[triton.Config]:
     ]
 
 
-def _prune(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
-    """Tiles whose ``BLOCK_K`` divides the input channels (a ``K`` step stays inside one tap)."""
-    c_in = named_args["C_in"]
-    kept = [c for c in configs if c_in % c.kwargs["BLOCK_K"] == 0]
+def fitting_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """Tiles whose ``BLOCK_K`` divides the input channels (a ``K`` step stays inside one tap) and whose
+    ``BLOCK_N`` is not wider than the output channels need."""
+    widest = max(16, triton.next_power_of_2(named_args["C_out"]))
+    kept = [
+        c for c in configs if named_args["C_in"] % c.kwargs["BLOCK_K"] == 0 and c.kwargs["BLOCK_N"] <= widest
+    ]
     return kept or configs
 
 
 @triton.autotune(
     configs=_configs(),
     key=["C_in", "C_out", "T_out", "H_out", "W_out", "KT", "KH", "KW"],
-    prune_configs_by={"early_config_prune": _prune},
+    prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
 @triton.jit

@@ -16,6 +16,8 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from .triton_conv3d import fitting_tiles
+
 TILES = (
     (128, 128, 32, 8, 4),
     (128, 128, 64, 8, 3),
@@ -46,16 +48,10 @@ def _configs() -> list[triton.Config]:
     ]
 
 
-def _prune(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
-    """Tiles whose ``BLOCK_K`` divides the input channels (a ``K`` step stays inside one tap)."""
-    kept = [c for c in configs if named_args["C_in"] % c.kwargs["BLOCK_K"] == 0]
-    return kept or configs
-
-
 @triton.autotune(
     configs=_configs(),
     key=["C_in", "C_out", "T_out", "H_out", "W_out", "KT", "KH", "KW"],
-    prune_configs_by={"early_config_prune": _prune},
+    prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
 @triton.jit
