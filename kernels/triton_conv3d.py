@@ -43,17 +43,19 @@ def _configs() -> list[triton.Config]:
 
 def fitting_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
     """Tiles whose ``BLOCK_K`` divides the input channels (a ``K`` step stays inside one tap) and whose
-    ``BLOCK_N`` is not wider than the output channels need."""
+    ``BLOCK_N`` is not wider than the output channels need (the narrowest there is otherwise); a K step
+    that crosses taps would be wrong, so no fitting one is an error."""
+    steps = [c for c in configs if named_args["C_in"] % c.kwargs["BLOCK_K"] == 0]
+    if not steps:
+        raise ValueError(f"no tile's K step divides {named_args['C_in']} input channels")
     widest = max(16, triton.next_power_of_2(named_args["C_out"]))
-    kept = [
-        c for c in configs if named_args["C_in"] % c.kwargs["BLOCK_K"] == 0 and c.kwargs["BLOCK_N"] <= widest
-    ]
-    return kept or configs
+    narrowest = min(c.kwargs["BLOCK_N"] for c in steps)
+    return [c for c in steps if c.kwargs["BLOCK_N"] <= max(widest, narrowest)]
 
 
 @triton.autotune(
     configs=_configs(),
-    key=["C_in", "C_out", "T_out", "H_out", "W_out", "KT", "KH", "KW"],
+    key=["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"],
     prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )

@@ -50,7 +50,7 @@ def _configs() -> list[triton.Config]:
 
 @triton.autotune(
     configs=_configs(),
-    key=["C_in", "C_out", "T_out", "H_out", "W_out", "KT", "KH", "KW"],
+    key=["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"],
     prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
@@ -60,6 +60,7 @@ def _conv3d_tma_kernel(
     w_desc,
     y_desc,
     Bias,
+    M,
     C_in,
     C_out,
     T_out,
@@ -131,6 +132,7 @@ def conv3d_tma(
             w_desc,
             y_desc,
             bias if bias is not None else prepared,
+            batch * t_out * h_out * w_out,
             c_in,
             c_out,
             t_out,

@@ -18,6 +18,9 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
 
+KERNEL_WEIGHT = "_kernel_weight"
+"""The buffer each routed convolution keeps its weight in the kernel's layout in (follows ``.to()``)."""
+
 
 def use_conv_kernel(decoder: torch.nn.Module, method: str) -> int:
     """Route ``decoder``'s convolutions through the kernel ``method`` (one of
@@ -25,11 +28,12 @@ def use_conv_kernel(decoder: torch.nn.Module, method: str) -> int:
     routed = 0
     for module in decoder.modules():
         if isinstance(module, WanCausalConv3d) and _kernel_takes(module):
-            prepared = prepare_weight(module.weight.detach())
-            module.forward = functools.partial(_causal_forward, module, prepared, method)
+            module.register_buffer(KERNEL_WEIGHT, prepare_weight(module.weight.detach()), persistent=False)
+            module.forward = functools.partial(_causal_forward, module, method)
         elif type(module) is torch.nn.Conv2d and _kernel_takes(module) and isinstance(module.padding, tuple):
             prepared = prepare_weight(module.weight.detach().unsqueeze(2))
-            module.forward = functools.partial(_frame_forward, module, prepared, method)
+            module.register_buffer(KERNEL_WEIGHT, prepared, persistent=False)
+            module.forward = functools.partial(_frame_forward, module, method)
         else:
             continue
         routed += 1
@@ -37,32 +41,27 @@ def use_conv_kernel(decoder: torch.nn.Module, method: str) -> int:
 
 
 def _kernel_takes(conv: torch.nn.Conv2d | torch.nn.Conv3d) -> bool:
-    """A plain stride-1 convolution whose input channels the kernel is built for."""
+    """A plain stride-1, zero-padded convolution whose input channels the kernel is built for."""
     plain = all(s == 1 for s in conv.stride) and all(d == 1 for d in conv.dilation) and conv.groups == 1
+    plain = plain and conv.padding_mode == "zeros"
     return plain and conv.in_channels % CHANNEL_MULTIPLE == 0
 
 
 def _causal_forward(
-    module: WanCausalConv3d,
-    prepared: torch.Tensor,
-    method: str,
-    x: torch.Tensor,
-    cache_x: torch.Tensor | None = None,
+    module: WanCausalConv3d, method: str, x: torch.Tensor, cache_x: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``WanCausalConv3d.forward`` with the padding masked in the kernel instead of copied."""
     pad_w, _, pad_h, _, pad_t, _ = module._padding
     if cache_x is not None and pad_t > 0:
         x = torch.cat([cache_x.to(x.device), x], dim=2)
         pad_t -= cache_x.shape[2]
+    prepared = getattr(module, KERNEL_WEIGHT)
     return conv3d_channels_last(x, module.weight, module.bias, (pad_t, pad_h, pad_w), prepared, method)
 
 
-def _frame_forward(
-    module: torch.nn.Conv2d, prepared: torch.Tensor, method: str, x: torch.Tensor
-) -> torch.Tensor:
+def _frame_forward(module: torch.nn.Conv2d, method: str, x: torch.Tensor) -> torch.Tensor:
     """A 2-D convolution over (frames, C, H, W) as a one-frame 3-D one."""
     pad_h, pad_w = module.padding
-    out = conv3d_channels_last(
-        x.unsqueeze(2), module.weight.unsqueeze(2), module.bias, (0, pad_h, pad_w), prepared
-    )
+    weight, prepared = module.weight.unsqueeze(2), getattr(module, KERNEL_WEIGHT)
+    out = conv3d_channels_last(x.unsqueeze(2), weight, module.bias, (0, pad_h, pad_w), prepared, method)
     return out.squeeze(2)
