@@ -1,5 +1,6 @@
-"""The Wan VAE decoder's convolutions on our implicit-GEMM kernel: the wiring (on the CPU through the
-kernel's torch fallback, the same maths) and, on a CUDA GPU, the Triton kernel against cuDNN."""
+"""The Wan VAE decoder on our kernels (implicit-GEMM convolutions, fused RMS norm + SiLU): the wiring (on
+the CPU through the kernels' torch fallbacks, the same maths) and, on a CUDA GPU, the Triton kernels
+against cuDNN and against diffusers' norm."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResidualBlock, WanRMS_norm
 
-from core.speed.vae_conv_kernel import use_conv_kernel
 from core.speed.vae_decode import FAST_DECODER_ATTR, DecodeSetup, decode_stream
+from core.speed.vae_kernels import use_kernels
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight, runs_kernel
+from kernels.rms_norm_silu import rms_norm_silu
+from kernels.rms_norm_silu import runs_kernel as rms_norm_runs_kernel
 
 GPU = torch.cuda.is_available()
 
@@ -28,7 +31,11 @@ def frames(vae: AutoencoderKLWan, latents: torch.Tensor, setup: DecodeSetup) -> 
     return np.concatenate([pending.wait() for pending in decode_stream(vae, latents, setup)]).astype(int)
 
 
-def test_the_decoders_convolutions_route_through_the_kernel_and_make_the_same_frames() -> None:
+def resnets(module: torch.nn.Module) -> list[WanResidualBlock]:
+    return [m for m in module.modules() if isinstance(m, WanResidualBlock)]
+
+
+def test_the_decoder_routes_through_the_kernels_and_makes_the_same_frames() -> None:
     vae = vae_of_width(32)
     latents = torch.randn(1, 16, 4, 3, 4, generator=torch.Generator().manual_seed(1))
     plain = frames(vae, latents, DecodeSetup(torch.float32, False, False, False, True, "test", 2))
@@ -39,7 +46,10 @@ def test_the_decoders_convolutions_route_through_the_kernel_and_make_the_same_fr
     convs = [m for m in decoder.modules() if isinstance(m, (WanCausalConv3d, torch.nn.Conv2d))]
     taken = [m for m in convs if "forward" in vars(m)]
     assert {m.in_channels for m in convs if m not in taken} == {16}  # only the latents' first convolution
-    assert len(taken) == len(convs) - 1 and len(taken) == use_conv_kernel(vae_of_width(32).decoder, "tma")
+    fused = [m for m in decoder.modules() if isinstance(m, WanRMS_norm) and "forward" in vars(m)]
+    assert not any(isinstance(m, torch.nn.SiLU) for m in decoder.modules())  # each folded into its norm
+    assert len(taken) == len(convs) - 1 and len(fused) == 2 * len(resnets(decoder)) + 1
+    assert len(taken) + len(fused) == use_kernels(vae_of_width(32).decoder, "tma")
     assert routed.shape == plain.shape == (13, 24, 32, 3)
     assert np.abs(routed - plain).max() <= 1  # conv2d and conv3d sum in different orders
     assert vae.decoder is not decoder and "forward" not in vars(vae.decoder.conv_out)  # the original is kept
@@ -83,3 +93,21 @@ def test_on_a_gpu_the_triton_kernels_match_cudnn(method, c_in, c_out, kernel, pa
     assert out.shape == reference.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
     error = (out.float() - reference).abs().max().item()
     assert error <= 0.02 * reference.abs().max().item(), error
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (Triton)")
+@pytest.mark.parametrize(("channels", "bias"), [(96, False), (384, True), (12, False)])
+def test_on_a_gpu_the_fused_norm_and_silu_match_diffusers(channels: int, bias: bool) -> None:
+    device = torch.device("cuda", 0)
+    norm = WanRMS_norm(channels, images=False, bias=bias).to(device)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 1.5)
+        if bias:
+            norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(1, channels, 3, 17, 30, device=device, dtype=torch.bfloat16) * 3
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    assert rms_norm_runs_kernel(x)
+    reference = F.silu(norm(x.float()))
+    out = rms_norm_silu(x, norm.gamma.to(x.dtype), norm.bias, norm.scale)
+    assert out.shape == x.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert (out.float() - reference).abs().max().item() <= 0.02 * reference.abs().max().item()

@@ -24,7 +24,7 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
 from core.speed.config import SpeedConfig
-from core.speed.vae_conv_kernel import use_conv_kernel
+from core.speed.vae_kernels import use_kernels
 from kernels.causal_conv3d import triton_available
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
@@ -63,7 +63,7 @@ class DecodeSetup:
     reason: str
     chunk: int = 1
     conv_kernel: str = ""
-    """The decoder's convolutions on our implicit-GEMM kernel of that name (:mod:`core.speed.vae_conv_kernel`,
+    """The decoder's convolutions on our implicit-GEMM kernel of that name (:mod:`core.speed.vae_kernels`,
     :data:`kernels.causal_conv3d.METHODS`); empty: torch's (cuDNN)."""
 
     def to_record(self) -> dict[str, Any]:
@@ -149,7 +149,7 @@ def fast_decoder(vae: Any, setup: DecodeSetup) -> torch.nn.Module:
             if param.dim() == 5:
                 param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
     if setup.conv_kernel:
-        use_conv_kernel(decoder, setup.conv_kernel)
+        use_kernels(decoder, setup.conv_kernel)
     if setup.compile:
         dynamo = torch._dynamo.config
         dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)

@@ -1,12 +1,17 @@
-"""The Wan VAE decoder's convolutions on our implicit-GEMM kernel (:mod:`kernels.causal_conv3d`).
+"""The Wan VAE decoder on our kernels: implicit-GEMM convolutions and a fused RMS norm + SiLU.
 
-:func:`use_conv_kernel` rewires a decoder copy (the fast decoder of :mod:`core.speed.vae_decode`) so that
-every causal 3-D convolution (``WanCausalConv3d``) and every 2-D convolution of its upsamplers runs the
-kernel: the causal cache is still concatenated in front as diffusers does, but the zero padding (the
-spatial sides, and the time front before any cache) is the kernel's mask instead of an ``F.pad`` copy of
-the activation. Each convolution's weight is laid out for the kernel once. Convolutions the kernel does
-not take (input channels not a multiple of 32: the first one, on the 16 latent channels) keep their own
-forward, as does everything on the CPU (the kernel's torch fallback is the same maths as diffusers').
+:func:`use_kernels` rewires a decoder copy (the fast decoder of :mod:`core.speed.vae_decode`):
+
+- every causal 3-D convolution (``WanCausalConv3d``) and every 2-D convolution of its upsamplers runs
+  :func:`kernels.causal_conv3d.conv3d_channels_last`: the causal cache is still concatenated in front as
+  diffusers does, but the zero padding (the spatial sides, and the time front before any cache) is the
+  kernel's mask instead of an ``F.pad`` copy of the activation. Each weight is laid out for the kernel
+  once. Convolutions it does not take (input channels not a multiple of 32: the first one, on the 16
+  latent channels) keep their own forward;
+- every RMS norm that a SiLU follows (the residual blocks' two, the decoder's last) runs
+  :func:`kernels.rms_norm_silu.rms_norm_silu`, and that block's SiLU becomes the identity.
+
+On the CPU both kernels fall back to diffusers' maths in torch.
 """
 
 from __future__ import annotations
@@ -14,17 +19,49 @@ from __future__ import annotations
 import functools
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+from diffusers.models.autoencoders.autoencoder_kl_wan import (
+    WanCausalConv3d,
+    WanDecoder3d,
+    WanResidualBlock,
+    WanRMS_norm,
+)
 
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
+from kernels.rms_norm_silu import rms_norm_silu
 
+_NORMS_BEFORE_SILU = {WanResidualBlock: ("norm1", "norm2"), WanDecoder3d: ("norm_out",)}
+"""Per block type, the RMS norms its ``nonlinearity`` (SiLU) always follows, and nothing else."""
 KERNEL_WEIGHT = "_kernel_weight"
 """The buffer each routed convolution keeps its weight in the kernel's layout in (follows ``.to()``)."""
 
 
-def use_conv_kernel(decoder: torch.nn.Module, method: str) -> int:
+def use_kernels(decoder: torch.nn.Module, method: str) -> int:
     """Route ``decoder``'s convolutions through the kernel ``method`` (one of
-    :data:`kernels.causal_conv3d.METHODS`) in place; returns how many were routed."""
+    :data:`kernels.causal_conv3d.METHODS`) and its norms through the fused norm + SiLU, in place; returns
+    how many modules were routed."""
+    return _fuse_norms(decoder) + _route_convolutions(decoder, method)
+
+
+def _fuse_norms(decoder: torch.nn.Module) -> int:
+    """Fold each SiLU that follows an RMS norm into that norm."""
+    fused = 0
+    for block in decoder.modules():
+        norms = _NORMS_BEFORE_SILU.get(type(block), ())
+        if not norms or not isinstance(block.nonlinearity, torch.nn.SiLU):
+            continue
+        for name in norms:
+            norm = getattr(block, name)
+            norm.forward = functools.partial(_norm_silu_forward, norm)
+            fused += 1
+        block.nonlinearity = torch.nn.Identity()
+    return fused
+
+
+def _norm_silu_forward(norm: WanRMS_norm, x: torch.Tensor) -> torch.Tensor:
+    return rms_norm_silu(x, norm.gamma, norm.bias, norm.scale)
+
+
+def _route_convolutions(decoder: torch.nn.Module, method: str) -> int:
     routed = 0
     for module in decoder.modules():
         if isinstance(module, WanCausalConv3d) and _kernel_takes(module):
