@@ -55,24 +55,28 @@ def conv3d_channels_last(
     padding: tuple[int, int, int] = (0, 0, 0),
     prepared: torch.Tensor | None = None,
     method: str = "pointer",
+    upsample: int = 1,
 ) -> torch.Tensor:
     """Stride-1 convolution of ``x`` (N, C_in, T, H, W) by ``weight`` (C_out, C_in, KT, KH, KW), zero
     padding ``padding`` = (frames at the front, rows per side, columns per side); channels-last output.
     ``prepared`` is ``weight`` already in the kernel's layout (:func:`prepare_weight`),
     made once by the caller that convolves with the same weight many times; ``method`` one of
-    :data:`METHODS`."""
+    :data:`METHODS`. ``upsample`` > 1 first upsamples ``x``'s height and width by nearest neighbour, as
+    diffusers' ``WanUpsample`` does (``pointer`` only: the kernel reads the source pixels)."""
     if not runs_kernel(x, weight):
+        if upsample > 1:
+            x = F.interpolate(x, scale_factor=(1, upsample, upsample), mode="nearest-exact")
         pt, ph, pw = padding
         return F.conv3d(F.pad(x, (pw, pw, ph, ph, pt, 0)), weight, bias)
     x = x.contiguous(memory_format=torch.channels_last_3d)
     prepared = prepared if prepared is not None else prepare_weight(weight)
-    if method == "tma" and _tma_takes(x, weight):
+    if method == "tma" and upsample == 1 and _tma_takes(x, weight):
         from kernels.triton_conv3d_tma import conv3d_tma
 
         return conv3d_tma(x, prepared, bias, padding)
     from kernels.triton_conv3d import conv3d_triton
 
-    return conv3d_triton(x, prepared, bias, padding)
+    return conv3d_triton(x, prepared, bias, padding, upsample)
 
 
 def _tma_takes(x: torch.Tensor, weight: torch.Tensor) -> bool:

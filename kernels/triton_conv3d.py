@@ -85,6 +85,7 @@ def _conv3d_kernel(
     KH: tl.constexpr,
     KW: tl.constexpr,
     HAS_BIAS: tl.constexpr,
+    UP: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -128,9 +129,14 @@ def _conv3d_kernel(
         t_i = t_o + kt - PT
         h_i = h_o + kh - PH
         w_i = w_o + kw - PW
-        ok = row_ok & (t_i >= 0) & (t_i < T_in) & (h_i >= 0) & (h_i < H_in) & (w_i >= 0) & (w_i < W_in)
-        shift = kt * stride_xt + kh * stride_xh + kw * stride_xw + c0
-        a = tl.load(X + base[:, None] + shift + offs_k[None, :], mask=ok[:, None], other=0.0)
+        ok = row_ok & (t_i >= 0) & (t_i < T_in)
+        ok = ok & (h_i >= 0) & (h_i < H_in * UP) & (w_i >= 0) & (w_i < W_in * UP)
+        if UP == 1:
+            rows = base + (kt * stride_xt + kh * stride_xh + kw * stride_xw)
+        else:  # nearest upsampling: upsampled row h reads input row h // UP
+            rows = n.to(tl.int64) * stride_xn + t_i.to(tl.int64) * stride_xt
+            rows += (h_i // UP).to(tl.int64) * stride_xh + (w_i // UP).to(tl.int64) * stride_xw
+        a = tl.load(X + rows[:, None] + (c0 + offs_k)[None, :], mask=ok[:, None], other=0.0)
         w_rows = tap * C_in + c0 + offs_k
         b = tl.load(Wt + w_rows[:, None] * C_out + offs_n[None, :], mask=col_ok[None, :], other=0.0)
         acc = tl.dot(a, b, acc)
@@ -142,12 +148,17 @@ def _conv3d_kernel(
 
 
 def conv3d_triton(
-    x: torch.Tensor, prepared: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int, int]
+    x: torch.Tensor,
+    prepared: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: tuple[int, int, int],
+    upsample: int = 1,
 ) -> torch.Tensor:
     """Stride-1 convolution of channels-last ``x`` (N, C_in, T, H, W) by a weight laid out by
-    :func:`kernels.causal_conv3d.prepare_weight`,
-    zero padding ``padding`` = (front frames, rows per side, columns per side); the time axis is padded at
-    the front only (causal). Returns (N, C_out, T_out, H_out, W_out) channels-last, ``x``'s dtype."""
+    :func:`kernels.causal_conv3d.prepare_weight`, zero padding ``padding`` = (front frames, rows per side,
+    columns per side; the time axis is padded at the front only: causal), of ``x`` first upsampled
+    ``upsample`` times in height and width by nearest neighbour (never made: the loads read the source
+    pixel). Returns (N, C_out, T_out, H_out, W_out) channels-last, ``x``'s dtype."""
     kt, kh, kw, c_in, c_out = prepared.shape
     batch, channels, t_in, h_in, w_in = x.shape
     if channels != c_in or x.stride(1) != 1:
@@ -155,7 +166,8 @@ def conv3d_triton(
             f"expected channels-last input of {c_in} channels; got {tuple(x.shape)} {x.stride()}"
         )
     pt, ph, pw = padding
-    t_out, h_out, w_out = t_in + pt - kt + 1, h_in + 2 * ph - kh + 1, w_in + 2 * pw - kw + 1
+    t_out = t_in + pt - kt + 1
+    h_out, w_out = h_in * upsample + 2 * ph - kh + 1, w_in * upsample + 2 * pw - kw + 1
     out = torch.empty((batch, t_out, h_out, w_out, c_out), dtype=x.dtype, device=x.device)
     m = batch * t_out * h_out * w_out
 
@@ -188,5 +200,6 @@ def conv3d_triton(
             KH=kh,
             KW=kw,
             HAS_BIAS=bias is not None,
+            UP=upsample,
         )
     return out.permute(0, 4, 1, 2, 3)

@@ -12,7 +12,7 @@ from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResidualBlock, WanRMS_norm
 
 from core.speed.vae_decode import FAST_DECODER_ATTR, DecodeSetup, decode_stream
-from core.speed.vae_kernels import use_kernels
+from core.speed.vae_kernels import KERNEL_WEIGHT, use_kernels
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight, runs_kernel
 from kernels.rms_norm_silu import rms_norm_silu
 from kernels.rms_norm_silu import runs_kernel as rms_norm_runs_kernel
@@ -44,11 +44,13 @@ def test_the_decoder_routes_through_the_kernels_and_makes_the_same_frames() -> N
 
     decoder = getattr(vae, FAST_DECODER_ATTR)[1]
     convs = [m for m in decoder.modules() if isinstance(m, (WanCausalConv3d, torch.nn.Conv2d))]
-    taken = [m for m in convs if "forward" in vars(m)]
+    taken = [m for m in convs if hasattr(m, KERNEL_WEIGHT)]
+    upsamplers = [m for m in decoder.modules() if isinstance(m, torch.nn.Sequential) and "forward" in vars(m)]
     assert {m.in_channels for m in convs if m not in taken} == {16}  # only the latents' first convolution
     fused = [m for m in decoder.modules() if isinstance(m, WanRMS_norm) and "forward" in vars(m)]
     assert not any(isinstance(m, torch.nn.SiLU) for m in decoder.modules())  # each folded into its norm
     assert len(taken) == len(convs) - 1 and len(fused) == 2 * len(resnets(decoder)) + 1
+    assert len(upsamplers) == 3  # each upsampling and its convolution in one kernel call
     assert len(taken) + len(fused) == use_kernels(vae_of_width(32).decoder, "tma")
     assert routed.shape == plain.shape == (13, 24, 32, 3)
     assert np.abs(routed - plain).max() <= 1  # conv2d and conv3d sum in different orders

@@ -24,6 +24,7 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanDecoder3d,
     WanResidualBlock,
     WanRMS_norm,
+    WanUpsample,
 )
 
 from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
@@ -64,7 +65,14 @@ def _norm_silu_forward(norm: WanRMS_norm, x: torch.Tensor) -> torch.Tensor:
 def _route_convolutions(decoder: torch.nn.Module, method: str) -> int:
     routed = 0
     for module in decoder.modules():
-        if isinstance(module, WanCausalConv3d) and _kernel_takes(module):
+        if hasattr(module, KERNEL_WEIGHT):
+            continue  # an upsampler's convolution, taken with its upsampling below
+        if _upsample_then_conv(module):
+            conv = module[1]
+            prepared = prepare_weight(conv.weight.detach().unsqueeze(2))
+            conv.register_buffer(KERNEL_WEIGHT, prepared, persistent=False)
+            module.forward = functools.partial(_upsampled_frame_forward, conv, module[0].scale_factor)
+        elif isinstance(module, WanCausalConv3d) and _kernel_takes(module):
             module.register_buffer(KERNEL_WEIGHT, prepare_weight(module.weight.detach()), persistent=False)
             module.forward = functools.partial(_causal_forward, module, method)
         elif type(module) is torch.nn.Conv2d and _kernel_takes(module) and isinstance(module.padding, tuple):
@@ -75,6 +83,21 @@ def _route_convolutions(decoder: torch.nn.Module, method: str) -> int:
             continue
         routed += 1
     return routed
+
+
+def _upsample_then_conv(module: torch.nn.Module) -> bool:
+    """An upsampler's ``Sequential(WanUpsample(x2, nearest-exact), Conv2d)`` the kernel takes whole."""
+    if not isinstance(module, torch.nn.Sequential) or len(module) != 2:
+        return False
+    upsample, conv = module
+    return (
+        isinstance(upsample, WanUpsample)
+        and upsample.mode in ("nearest", "nearest-exact")
+        and upsample.scale_factor == (2.0, 2.0)
+        and type(conv) is torch.nn.Conv2d
+        and _kernel_takes(conv)
+        and isinstance(conv.padding, tuple)
+    )
 
 
 def _kernel_takes(conv: torch.nn.Conv2d | torch.nn.Conv3d) -> bool:
@@ -96,9 +119,18 @@ def _causal_forward(
     return conv3d_channels_last(x, module.weight, module.bias, (pad_t, pad_h, pad_w), prepared, method)
 
 
-def _frame_forward(module: torch.nn.Conv2d, method: str, x: torch.Tensor) -> torch.Tensor:
-    """A 2-D convolution over (frames, C, H, W) as a one-frame 3-D one."""
+def _frame_forward(module: torch.nn.Conv2d, method: str, x: torch.Tensor, upsample: int = 1) -> torch.Tensor:
+    """A 2-D convolution over (frames, C, H, W) as a one-frame 3-D one, of ``x`` upsampled ``upsample``
+    times by nearest neighbour first."""
     pad_h, pad_w = module.padding
     weight, prepared = module.weight.unsqueeze(2), getattr(module, KERNEL_WEIGHT)
-    out = conv3d_channels_last(x.unsqueeze(2), weight, module.bias, (0, pad_h, pad_w), prepared, method)
+    padding = (0, pad_h, pad_w)
+    out = conv3d_channels_last(x.unsqueeze(2), weight, module.bias, padding, prepared, method, upsample)
     return out.squeeze(2)
+
+
+def _upsampled_frame_forward(
+    conv: torch.nn.Conv2d, scale: tuple[float, float], x: torch.Tensor
+) -> torch.Tensor:
+    """``Sequential(WanUpsample, Conv2d)`` in one kernel call (``pointer``: it reads the source pixels)."""
+    return _frame_forward(conv, "pointer", x, int(scale[0]))
