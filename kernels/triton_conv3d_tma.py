@@ -6,7 +6,9 @@ tensor-memory-accelerator copy of the input box ``(1, 1, 1, BLOCK_W, BLOCK_K)`` 
 coordinates: the copy engine fills what lies outside the tensor (the zero padding, before the first frame)
 with zeros, so the kernel computes no addresses or masks. The weight tiles and the output tile move by TMA
 too. TMA needs every stride but the channels' to be a multiple of 16 bytes: ``C_in`` and ``C_out``
-multiples of 8 (bfloat16).
+multiples of 8 (bfloat16). The descriptors are made on the host and take each config's box shape in a
+``pre_hook``; Triton keeps no disk cache of tunings whose configs have hooks, so each process tunes again
+on its first decode of a size, and ``torch.compile`` breaks its graph at this kernel.
 """
 
 from __future__ import annotations
