@@ -53,6 +53,7 @@ from bench.wan_shapes import WAN_COMMON, wan_config  # noqa: E402
 from core import device_models  # noqa: E402
 from core.hardware import compute_dtype  # noqa: E402
 from core.jobs import Job  # noqa: E402
+from core.kernels.causal_conv3d import METHODS  # noqa: E402
 from core.lora import parse_loras  # noqa: E402
 from core.runner import Runner  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -60,7 +61,6 @@ from core.speed import vae_decode  # noqa: E402
 from core.tasks.t2v import T2VRequest  # noqa: E402
 from core.tiny.wan import load_tokenizer, umt5_text_encoder  # noqa: E402
 from core.video_io import write_video  # noqa: E402
-from kernels.causal_conv3d import METHODS  # noqa: E402
 from weights.few_step import FewStepLora  # noqa: E402
 from weights.registry import get_card  # noqa: E402
 

@@ -3,9 +3,10 @@
 Records every ``F.conv3d`` / ``F.conv2d`` call of one app decode (``core.speed.vae_decode.decode_stream``:
 bfloat16, channels-last, 4 latent frames a call) of a 480p 81-frame video on the Wan2.1 VAE with random
 weights, then times each distinct call alone (cuDNN, autotuned) and prints its count, milliseconds, share
-of the total and TFLOP/s. With ``--triton`` it also times our two Triton kernels (``kernels.triton_conv3d``,
-``kernels.triton_conv3d_tma``) on each and checks them against cuDNN; they take the causal convolutions'
-input without the spatial padding diffusers copies in (they mask it), so the copy they save is not timed.
+of the total and TFLOP/s. With ``--triton`` it also times our two Triton kernels
+(``core.kernels.triton_conv3d``, ``core.kernels.triton_conv3d_tma``) on each and checks them against
+cuDNN; they take the causal convolutions' input without the spatial padding diffusers copies in (they
+mask it), so the copy they save is not timed.
 
 Example (one H100): python bench/vae_conv_census.py --triton --json census.json
 """
@@ -25,10 +26,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.kernels.causal_conv3d import prepare_weight, runs_kernel
+from core.kernels.triton_conv3d import conv3d_triton
+from core.kernels.triton_conv3d_tma import conv3d_tma
 from core.speed.vae_decode import DecodeSetup, decode_stream
-from kernels.causal_conv3d import prepare_weight, runs_kernel
-from kernels.triton_conv3d import conv3d_triton
-from kernels.triton_conv3d_tma import conv3d_tma
 
 
 def census(size: str, frames: int) -> Counter:
@@ -102,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="832x480")
     parser.add_argument("--frames", type=int, default=81)
-    parser.add_argument("--triton", action="store_true", help="also time kernels.causal_conv3d")
+    parser.add_argument("--triton", action="store_true", help="also time core.kernels.causal_conv3d")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True

@@ -53,7 +53,7 @@ class Variant:
     app: bool = False
     chunk: int = 1
     conv_kernel: str = ""
-    """``pointer`` or ``tma``: the decoder's convolutions on that Triton kernel (kernels.causal_conv3d)."""
+    """``pointer`` or ``tma``: the decoder on that Triton kernel (``core.kernels.causal_conv3d``)."""
 
 
 VARIANTS = [

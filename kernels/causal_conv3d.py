@@ -1,6 +1,6 @@
 """Stride-1 3-D convolution with causal time padding, on channels-last tensors: the Wan VAE's convolution.
 
-:func:`conv3d_channels_last` runs the Triton implicit-GEMM kernel (:mod:`kernels.triton_conv3d`) on CUDA
+:func:`conv3d_channels_last` runs the Triton implicit-GEMM kernel (:mod:`core.kernels.triton_conv3d`) on CUDA
 for bfloat16/float16 inputs whose channel counts it is built for, and otherwise the same maths in torch
 (``F.pad`` + ``F.conv3d``, as diffusers' ``WanCausalConv3d`` does), so CPU tests check the wiring and GPU
 tests compare the kernel with cuDNN.
@@ -17,10 +17,10 @@ CHANNEL_MULTIPLE = 32
 """Input channel counts the kernel takes: a multiple of its smallest ``K`` tile."""
 KERNEL_DTYPES = (torch.bfloat16, torch.float16)
 TMA_MIN_CAPABILITY = (9, 0)
-"""The TMA kernel (:mod:`kernels.triton_conv3d_tma`) needs Hopper or newer."""
+"""The TMA kernel (:mod:`core.kernels.triton_conv3d_tma`) needs Hopper or newer."""
 METHODS = ("pointer", "tma")
-"""The kernels: ``pointer`` (:mod:`kernels.triton_conv3d`, any CUDA GPU Triton runs on) and ``tma``
-(:mod:`kernels.triton_conv3d_tma`, SM90+; ``pointer`` where its needs are not met)."""
+"""The kernels: ``pointer`` (:mod:`core.kernels.triton_conv3d`, any CUDA GPU Triton runs on) and ``tma``
+(:mod:`core.kernels.triton_conv3d_tma`, SM90+; ``pointer`` where its needs are not met)."""
 
 
 @functools.cache
@@ -71,10 +71,10 @@ def conv3d_channels_last(
     x = x.contiguous(memory_format=torch.channels_last_3d)
     prepared = prepared if prepared is not None else prepare_weight(weight)
     if method == "tma" and upsample == 1 and _tma_takes(x, weight):
-        from kernels.triton_conv3d_tma import conv3d_tma
+        from .triton_conv3d_tma import conv3d_tma
 
         return conv3d_tma(x, prepared, bias, padding)
-    from kernels.triton_conv3d import conv3d_triton
+    from .triton_conv3d import conv3d_triton
 
     return conv3d_triton(x, prepared, bias, padding, upsample)
 

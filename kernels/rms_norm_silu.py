@@ -3,7 +3,7 @@
 diffusers' ``WanRMS_norm`` normalizes in float32 (``F.normalize`` over the channels, cast back), then
 multiplies by ``sqrt(C)`` and ``gamma``, adds ``bias`` and the block applies SiLU: about ten passes over
 the activation, several in float32. :func:`rms_norm_silu` reads it once and writes it once on CUDA (the
-Triton kernel in :mod:`kernels.triton_rms_norm_silu`, all in float32, rounded once) and does diffusers'
+Triton kernel in :mod:`core.kernels.triton_rms_norm_silu`, all in float32, rounded once) and does diffusers'
 maths in torch elsewhere, so CPU tests check the wiring and GPU tests compare the kernel with it.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels.causal_conv3d import KERNEL_DTYPES, triton_available
+from .causal_conv3d import KERNEL_DTYPES, triton_available
 
 EPS = 1e-12
 """``F.normalize``'s floor on the norm."""
@@ -32,7 +32,7 @@ def rms_norm_silu(
     if not runs_kernel(x):
         normalized = F.normalize(x.float() if x.dtype in KERNEL_DTYPES else x, dim=1).to(x.dtype)
         return F.silu(normalized * scale * gamma + bias)
-    from kernels.triton_rms_norm_silu import rms_norm_silu_triton
+    from .triton_rms_norm_silu import rms_norm_silu_triton
 
     bias_tensor = bias.reshape(-1) if isinstance(bias, torch.Tensor) else None
     return rms_norm_silu_triton(x, gamma.reshape(-1), bias_tensor, scale, EPS)

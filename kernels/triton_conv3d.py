@@ -1,12 +1,13 @@
 """Triton implicit-GEMM 3-D convolution (stride 1, zero padding) on channels-last bfloat16 tensors.
 
-Used on CUDA by :func:`kernels.causal_conv3d.conv3d_channels_last`. The convolution is one matrix product
+Used on CUDA by :func:`core.kernels.causal_conv3d.conv3d_channels_last`. The convolution is one matrix product
 ``out[M, C_out] = patches[M, K] @ weight[K, C_out]`` with ``M`` the output positions (batch, frames, rows,
 columns) and ``K`` the taps times the input channels; the patches are never built: each step of the single
 ``K`` loop loads a ``BLOCK_M x BLOCK_K`` tile of one tap's input channels straight from the channels-last
 input, shifted by that tap's offset, with the padding as a mask (zeros). ``C_in`` must be a multiple of
 ``BLOCK_K`` so a step never crosses taps. The weight is prepared once as ``(KT, KH, KW, C_in, C_out)``
-(:func:`kernels.causal_conv3d.prepare_weight`). Accumulation is float32; the bias is added in the epilogue.
+(:func:`core.kernels.causal_conv3d.prepare_weight`). Accumulation is float32; the bias is added in the
+epilogue.
 """
 
 from __future__ import annotations
@@ -155,8 +156,8 @@ def conv3d_triton(
     upsample: int = 1,
 ) -> torch.Tensor:
     """Stride-1 convolution of channels-last ``x`` (N, C_in, T, H, W) by a weight laid out by
-    :func:`kernels.causal_conv3d.prepare_weight`, zero padding ``padding`` = (front frames, rows per side,
-    columns per side; the time axis is padded at the front only: causal), of ``x`` first upsampled
+    :func:`core.kernels.causal_conv3d.prepare_weight`, zero padding ``padding`` = (front frames, rows per
+    side, columns per side; the time axis is padded at the front only: causal), of ``x`` first upsampled
     ``upsample`` times in height and width by nearest neighbour (never made: the loads read the source
     pixel). Returns (N, C_out, T_out, H_out, W_out) channels-last, ``x``'s dtype."""
     kt, kh, kw, c_in, c_out = prepared.shape

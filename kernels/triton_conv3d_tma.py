@@ -1,6 +1,6 @@
 """Triton implicit-GEMM 3-D convolution whose tiles move by TMA (Hopper and newer).
 
-The same product as :mod:`kernels.triton_conv3d` (``out[M, C_out] = patches[M, K] @ weight[K, C_out]``),
+The same product as :mod:`core.kernels.triton_conv3d` (``out[M, C_out] = patches[M, K] @ weight[K, C_out]``),
 but each output tile is ``BLOCK_W`` consecutive columns of one row of one frame, and each ``K`` step is one
 tensor-memory-accelerator copy of the input box ``(1, 1, 1, BLOCK_W, BLOCK_K)`` at the tap's shifted
 coordinates: the copy engine fills what lies outside the tensor (the zero padding, before the first frame)
@@ -113,7 +113,7 @@ def _conv3d_tma_kernel(
 def conv3d_tma(
     x: torch.Tensor, prepared: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int, int]
 ) -> torch.Tensor:
-    """As :func:`kernels.triton_conv3d.conv3d_triton`, by TMA (SM90+, channel counts multiples of 8)."""
+    """As :func:`core.kernels.triton_conv3d.conv3d_triton`, by TMA (SM90+, channel counts multiples of 8)."""
     kt, kh, kw, c_in, c_out = prepared.shape
     batch, _, t_in, h_in, w_in = x.shape
     pt, ph, pw = padding

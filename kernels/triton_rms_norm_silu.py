@@ -1,4 +1,4 @@
-"""Triton channel RMS norm + SiLU over a channels-last activation (used by :mod:`kernels.rms_norm_silu`).
+"""Triton channel RMS norm + SiLU over a channels-last activation (used by :mod:`core.kernels.rms_norm_silu`).
 
 A channels-last (N, C, T, H, W) tensor is (positions, C) rows in memory; each program normalizes
 ``BLOCK_P`` rows of all ``C`` channels in float32 (``x / max(||x||, eps) * scale * gamma + bias``), applies

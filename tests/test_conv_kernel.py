@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResidualBlock, WanRMS_norm
 
+from core.kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight, runs_kernel
+from core.kernels.rms_norm_silu import rms_norm_silu
+from core.kernels.rms_norm_silu import runs_kernel as rms_norm_runs_kernel
 from core.speed.vae_decode import FAST_DECODER_ATTR, DecodeSetup, decode_stream
 from core.speed.vae_kernels import KERNEL_WEIGHT, use_kernels
-from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight, runs_kernel
-from kernels.rms_norm_silu import rms_norm_silu
-from kernels.rms_norm_silu import runs_kernel as rms_norm_runs_kernel
 
 GPU = torch.cuda.is_available()
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
+from core.kernels.causal_conv3d import triton_available
 from core.speed.config import SpeedConfig
 from core.speed.vae_kernels import use_kernels
-from kernels.causal_conv3d import triton_available
 
 FAST_DECODER_ATTR = "_video_studio_fast_decoder"
 """Where the VAE keeps its converted decoder copy: ``(key, decoder)`` (the key: see :func:`fast_decoder`)."""
@@ -37,7 +37,7 @@ BF16_DECODE_PSNR_DB: dict[str, float] = {"NVIDIA H100 80GB HBM3": 48.3}
 Until a GPU has its figure, ``auto`` turns bfloat16 on for every CUDA GPU."""
 CONV_KERNELS: dict[str, str] = {}
 """By GPU name, the implicit-GEMM kernel measured faster than cuDNN for the whole bfloat16 decode
-(``bench/wan_vae_speed.py``; :data:`kernels.causal_conv3d.METHODS`); GPUs not listed keep cuDNN."""
+(``bench/wan_vae_speed.py``; :data:`core.kernels.causal_conv3d.METHODS`); GPUs not listed keep cuDNN."""
 MAX_CHUNK = 4
 """Latent frames per decoder call after the first, on a GPU with memory for them: fewer, larger
 convolutions than one latent frame at a time (the same maths: the causal cache carries across calls)."""
@@ -64,7 +64,7 @@ class DecodeSetup:
     chunk: int = 1
     conv_kernel: str = ""
     """The decoder's convolutions on our implicit-GEMM kernel of that name (:mod:`core.speed.vae_kernels`,
-    :data:`kernels.causal_conv3d.METHODS`); empty: torch's (cuDNN)."""
+    :data:`core.kernels.causal_conv3d.METHODS`); empty: torch's (cuDNN)."""
 
     def to_record(self) -> dict[str, Any]:
         return {

@@ -3,13 +3,13 @@
 :func:`use_kernels` rewires a decoder copy (the fast decoder of :mod:`core.speed.vae_decode`):
 
 - every causal 3-D convolution (``WanCausalConv3d``) and every 2-D convolution of its upsamplers runs
-  :func:`kernels.causal_conv3d.conv3d_channels_last`: the causal cache is still concatenated in front as
+  :func:`core.kernels.causal_conv3d.conv3d_channels_last`: the causal cache is still concatenated in front as
   diffusers does, but the zero padding (the spatial sides, and the time front before any cache) is the
   kernel's mask instead of an ``F.pad`` copy of the activation. Each weight is laid out for the kernel
   once. Convolutions it does not take (input channels not a multiple of 32: the first one, on the 16
   latent channels) keep their own forward;
 - every RMS norm that a SiLU follows (the residual blocks' two, the decoder's last) runs
-  :func:`kernels.rms_norm_silu.rms_norm_silu`, and that block's SiLU becomes the identity.
+  :func:`core.kernels.rms_norm_silu.rms_norm_silu`, and that block's SiLU becomes the identity.
 
 On the CPU both kernels fall back to diffusers' maths in torch.
 """
@@ -27,8 +27,8 @@ from diffusers.models.autoencoders.autoencoder_kl_wan import (
     WanUpsample,
 )
 
-from kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
-from kernels.rms_norm_silu import rms_norm_silu
+from core.kernels.causal_conv3d import CHANNEL_MULTIPLE, conv3d_channels_last, prepare_weight
+from core.kernels.rms_norm_silu import rms_norm_silu
 
 _NORMS_BEFORE_SILU = {WanResidualBlock: ("norm1", "norm2"), WanDecoder3d: ("norm_out",)}
 """Per block type, the RMS norms its ``nonlinearity`` (SiLU) always follows, and nothing else."""
@@ -38,7 +38,7 @@ KERNEL_WEIGHT = "_kernel_weight"
 
 def use_kernels(decoder: torch.nn.Module, method: str) -> int:
     """Route ``decoder``'s convolutions through the kernel ``method`` (one of
-    :data:`kernels.causal_conv3d.METHODS`) and its norms through the fused norm + SiLU, in place; returns
+    :data:`core.kernels.causal_conv3d.METHODS`) and its norms through the fused norm + SiLU, in place; returns
     how many modules were routed."""
     return _fuse_norms(decoder) + _route_convolutions(decoder, method)
 
