@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.upscale_attention import cuda_time
 from core.kernels.causal_conv3d import prepare_weight, runs_kernel
 from core.kernels.triton_conv3d import conv3d_triton
 from core.kernels.triton_conv3d_tma import conv3d_tma
@@ -61,21 +62,6 @@ def census(size: str, frames: int) -> Counter:
         for pending in decode_stream(vae, z, setup):
             pending.wait()
     return calls
-
-
-def timed(fn, repeats: int = 10) -> float:
-    """Median milliseconds of ``fn`` on the GPU."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def flops(x_shape, w_shape, padding) -> float:
@@ -115,7 +101,7 @@ def main() -> None:
         w = torch.randn(w_shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=memory) * 0.05
         b = torch.randn(w_shape[0], device="cuda", dtype=torch.bfloat16) if has_bias else None
         conv = getattr(F, name)
-        ms = timed(lambda conv=conv, x=x, w=w, b=b, pad=pad: conv(x, w, b, 1, pad))
+        ms = cuda_time(lambda conv=conv, x=x, w=w, b=b, pad=pad: conv(x, w, b, 1, pad))
         work = flops(x_shape, w_shape, pad)
         row = {
             "conv": name,
@@ -143,7 +129,7 @@ def main() -> None:
                     continue
                 ours = ours.squeeze(2) if name == "conv2d" else ours
                 row[f"{label}_ms"] = round(
-                    timed(lambda f=frames, q=prepared, b=b, p=padding, m=method: m(f, q, b, p)), 3
+                    cuda_time(lambda f=frames, q=prepared, b=b, p=padding, m=method: m(f, q, b, p)), 3
                 )
                 row[f"{label}_tflops"] = round(work / row[f"{label}_ms"] / 1e9, 1)
                 row[f"{label}_max_err"] = (ours.float() - reference.float()).abs().max().item()

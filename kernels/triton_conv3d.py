@@ -54,9 +54,23 @@ def fitting_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> l
     return [c for c in steps if c.kwargs["BLOCK_N"] <= max(widest, narrowest)]
 
 
+TUNING_KEY = ["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"]
+"""What a tuning is kept for: the problem's size and shape (not the padding, which barely moves the best
+tile)."""
+
+
+@triton.jit
+def k_step(step, steps_per_tap, KH: tl.constexpr, KW: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Step ``step`` of the K loop: its tap (flat, and as time, row and column offsets) and first input
+    channel; taps in (KT, KH, KW) order, ``steps_per_tap`` channel blocks each."""
+    tap = step // steps_per_tap
+    c0 = (step % steps_per_tap) * BLOCK_K
+    return tap, c0, tap // (KW * KH), (tap // KW) % KH, tap % KW
+
+
 @triton.autotune(
     configs=_configs(),
-    key=["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"],
+    key=TUNING_KEY,
     prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
@@ -122,11 +136,7 @@ def _conv3d_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     steps_per_tap = C_in // BLOCK_K
     for step in range(0, KT * KH * KW * steps_per_tap):
-        tap = step // steps_per_tap
-        c0 = (step % steps_per_tap) * BLOCK_K
-        kw = tap % KW
-        kh = (tap // KW) % KH
-        kt = tap // (KW * KH)
+        tap, c0, kt, kh, kw = k_step(step, steps_per_tap, KH, KW, BLOCK_K)
         t_i = t_o + kt - PT
         h_i = h_o + kh - PH
         w_i = w_o + kw - PW

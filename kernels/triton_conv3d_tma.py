@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .triton_conv3d import fitting_tiles
+from .triton_conv3d import TUNING_KEY, fitting_tiles, k_step
 
 TILES = (
     (128, 128, 32, 8, 4),
@@ -52,7 +52,7 @@ def _configs() -> list[triton.Config]:
 
 @triton.autotune(
     configs=_configs(),
-    key=["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"],
+    key=TUNING_KEY,
     prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
@@ -95,11 +95,7 @@ def _conv3d_tma_kernel(
     acc = tl.zeros((BLOCK_W, BLOCK_N), dtype=tl.float32)
     steps_per_tap = C_in // BLOCK_K
     for step in range(0, KT * KH * KW * steps_per_tap):
-        tap = step // steps_per_tap
-        c0 = (step % steps_per_tap) * BLOCK_K
-        kw = tap % KW
-        kh = (tap // KW) % KH
-        kt = tap // (KW * KH)
+        tap, c0, kt, kh, kw = k_step(step, steps_per_tap, KH, KW, BLOCK_K)
         a = x_desc.load([n, t + kt - PT, h + kh - PH, w0 + kw - PW, c0]).reshape(BLOCK_W, BLOCK_K)
         b = w_desc.load([tap * C_in + c0, n0])
         acc = tl.dot(a, b, acc)

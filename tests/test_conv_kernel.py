@@ -113,3 +113,17 @@ def test_on_a_gpu_the_fused_norm_and_silu_match_diffusers(channels: int, bias: b
     out = rms_norm_silu(x, norm.gamma.to(x.dtype), norm.bias, norm.scale)
     assert out.shape == x.shape and out.is_contiguous(memory_format=torch.channels_last_3d)
     assert (out.float() - reference).abs().max().item() <= 0.02 * reference.abs().max().item()
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU (Triton)")
+def test_on_a_gpu_an_upsampler_convolves_the_upsampled_frames_without_making_them() -> None:
+    device = torch.device("cuda", 0)
+    generator = torch.Generator(device).manual_seed(0)
+    x = torch.randn(4, 192, 1, 15, 26, device=device, generator=generator, dtype=torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last_3d)
+    weight = torch.randn(96, 192, 1, 3, 3, device=device, generator=generator, dtype=torch.bfloat16) * 0.05
+    upsampled = F.interpolate(x.float(), scale_factor=(1, 2, 2), mode="nearest-exact")
+    reference = F.conv3d(F.pad(upsampled, (1, 1, 1, 1)), weight.float())
+    out = conv3d_channels_last(x, weight, None, (0, 1, 1), upsample=2)
+    assert out.shape == reference.shape == (4, 96, 1, 30, 52)
+    assert (out.float() - reference).abs().max().item() <= 0.02 * reference.abs().max().item()
