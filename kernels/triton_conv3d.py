@@ -12,8 +12,6 @@ epilogue.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
@@ -158,6 +156,23 @@ def _conv3d_kernel(
     tl.store(y_ptrs, acc.to(Y.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
+def output_buffer(
+    x: torch.Tensor, prepared: torch.Tensor, padding: tuple[int, int, int], upsample: int = 1
+) -> torch.Tensor:
+    """The empty (N, T_out, H_out, W_out, C_out) output of convolving channels-last ``x`` by ``prepared``
+    (see :func:`conv3d_triton` for ``padding`` and ``upsample``)."""
+    kt, kh, kw, c_in, c_out = prepared.shape
+    batch, channels, t_in, h_in, w_in = x.shape
+    if channels != c_in or x.stride(1) != 1:
+        raise ValueError(
+            f"expected channels-last input of {c_in} channels; got {tuple(x.shape)} {x.stride()}"
+        )
+    pt, ph, pw = padding
+    t_out = t_in + pt - kt + 1
+    h_out, w_out = h_in * upsample + 2 * ph - kh + 1, w_in * upsample + 2 * pw - kw + 1
+    return torch.empty((batch, t_out, h_out, w_out, c_out), dtype=x.dtype, device=x.device)
+
+
 def conv3d_triton(
     x: torch.Tensor,
     prepared: torch.Tensor,
@@ -171,21 +186,15 @@ def conv3d_triton(
     ``upsample`` times in height and width by nearest neighbour (never made: the loads read the source
     pixel). Returns (N, C_out, T_out, H_out, W_out) channels-last, ``x``'s dtype."""
     kt, kh, kw, c_in, c_out = prepared.shape
-    batch, channels, t_in, h_in, w_in = x.shape
-    if channels != c_in or x.stride(1) != 1:
-        raise ValueError(
-            f"expected channels-last input of {c_in} channels; got {tuple(x.shape)} {x.stride()}"
-        )
-    pt, ph, pw = padding
-    t_out = t_in + pt - kt + 1
-    h_out, w_out = h_in * upsample + 2 * ph - kh + 1, w_in * upsample + 2 * pw - kw + 1
-    out = torch.empty((batch, t_out, h_out, w_out, c_out), dtype=x.dtype, device=x.device)
+    _, _, t_in, h_in, w_in = x.shape
+    out = output_buffer(x, prepared, padding, upsample)
+    batch, t_out, h_out, w_out, _ = out.shape
     m = batch * t_out * h_out * w_out
 
     def grid(meta: dict) -> tuple[int]:
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(c_out, meta["BLOCK_N"]),)
 
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    with torch.cuda.device(x.device):
         _conv3d_kernel[grid](
             x,
             prepared,
@@ -204,9 +213,9 @@ def conv3d_triton(
             x.stride(2),
             x.stride(3),
             x.stride(4),
-            PT=pt,
-            PH=ph,
-            PW=pw,
+            PT=padding[0],
+            PH=padding[1],
+            PW=padding[2],
             KT=kt,
             KH=kh,
             KW=kw,

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .triton_conv3d import TUNING_KEY, fitting_tiles, k_step
+from .triton_conv3d import TUNING_KEY, fitting_tiles, k_step, output_buffer
 
 TILES = (
     (128, 128, 32, 8, 4),
@@ -111,10 +111,9 @@ def conv3d_tma(
 ) -> torch.Tensor:
     """As :func:`core.kernels.triton_conv3d.conv3d_triton`, by TMA (SM90+, channel counts multiples of 8)."""
     kt, kh, kw, c_in, c_out = prepared.shape
-    batch, _, t_in, h_in, w_in = x.shape
-    pt, ph, pw = padding
-    t_out, h_out, w_out = t_in + pt - kt + 1, h_in + 2 * ph - kh + 1, w_in + 2 * pw - kw + 1
-    out = torch.empty((batch, t_out, h_out, w_out, c_out), dtype=x.dtype, device=x.device)
+    _, _, t_in, h_in, w_in = x.shape
+    out = output_buffer(x, prepared, padding)
+    batch, t_out, h_out, w_out, _ = out.shape
     x_strides = [x.stride(0), x.stride(2), x.stride(3), x.stride(4), 1]
     x_desc = TensorDescriptor(x, [batch, t_in, h_in, w_in, c_in], x_strides, [1, 1, 1, 8, 8])
     w_desc = TensorDescriptor.from_tensor(prepared.view(-1, c_out), [8, 8])
@@ -136,9 +135,9 @@ def conv3d_tma(
             t_out,
             h_out,
             w_out,
-            PT=pt,
-            PH=ph,
-            PW=pw,
+            PT=padding[0],
+            PH=padding[1],
+            PW=padding[2],
             KT=kt,
             KH=kh,
             KW=kw,

@@ -7,8 +7,6 @@ SiLU and writes the input's dtype.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
@@ -56,7 +54,7 @@ def rms_norm_silu_triton(
     block_c = triton.next_power_of_2(channels)
     block_p = max(1, TILE_ELEMENTS // block_c)
     grid = (triton.cdiv(rows, block_p),)
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    with torch.cuda.device(x.device):
         _rms_norm_silu_kernel[grid](
             x,
             gamma,

@@ -32,6 +32,8 @@ from core.kernels.rms_norm_silu import rms_norm_silu
 
 _NORMS_BEFORE_SILU = {WanResidualBlock: ("norm1", "norm2"), WanDecoder3d: ("norm_out",)}
 """Per block type, the RMS norms its ``nonlinearity`` (SiLU) always follows, and nothing else."""
+UPSAMPLE = 2
+"""The upsamplers' nearest upsampling factor in height and width, folded into their convolution."""
 KERNEL_WEIGHT = "_kernel_weight"
 """The buffer each routed convolution keeps its weight in the kernel's layout in (follows ``.to()``)."""
 
@@ -67,22 +69,26 @@ def _route_convolutions(decoder: torch.nn.Module, method: str) -> int:
     for module in decoder.modules():
         if hasattr(module, KERNEL_WEIGHT):
             continue  # an upsampler's convolution, taken with its upsampling below
-        if _upsample_then_conv(module):
-            conv = module[1]
-            prepared = prepare_weight(conv.weight.detach().unsqueeze(2))
-            conv.register_buffer(KERNEL_WEIGHT, prepared, persistent=False)
-            module.forward = functools.partial(_upsampled_frame_forward, conv, module[0].scale_factor)
+        if _upsample_then_conv(module):  # pointer only: it reads the source pixels
+            _keep_kernel_weight(module[1])
+            module.forward = functools.partial(_frame_forward, module[1], "pointer", upsample=UPSAMPLE)
         elif isinstance(module, WanCausalConv3d) and _kernel_takes(module):
-            module.register_buffer(KERNEL_WEIGHT, prepare_weight(module.weight.detach()), persistent=False)
+            _keep_kernel_weight(module)
             module.forward = functools.partial(_causal_forward, module, method)
         elif type(module) is torch.nn.Conv2d and _kernel_takes(module) and isinstance(module.padding, tuple):
-            prepared = prepare_weight(module.weight.detach().unsqueeze(2))
-            module.register_buffer(KERNEL_WEIGHT, prepared, persistent=False)
+            _keep_kernel_weight(module)
             module.forward = functools.partial(_frame_forward, module, method)
         else:
             continue
         routed += 1
     return routed
+
+
+def _keep_kernel_weight(conv: torch.nn.Conv2d | torch.nn.Conv3d) -> None:
+    """Lay ``conv``'s weight out for the kernel once (a 2-D one as one frame), as a buffer."""
+    weight = conv.weight.detach()
+    prepared = prepare_weight(weight.unsqueeze(2) if weight.dim() == 4 else weight)
+    conv.register_buffer(KERNEL_WEIGHT, prepared, persistent=False)
 
 
 def _upsample_then_conv(module: torch.nn.Module) -> bool:
@@ -93,7 +99,7 @@ def _upsample_then_conv(module: torch.nn.Module) -> bool:
     return (
         isinstance(upsample, WanUpsample)
         and upsample.mode in ("nearest", "nearest-exact")
-        and upsample.scale_factor == (2.0, 2.0)
+        and upsample.scale_factor == (float(UPSAMPLE),) * 2
         and type(conv) is torch.nn.Conv2d
         and _kernel_takes(conv)
         and isinstance(conv.padding, tuple)
@@ -127,10 +133,3 @@ def _frame_forward(module: torch.nn.Conv2d, method: str, x: torch.Tensor, upsamp
     padding = (0, pad_h, pad_w)
     out = conv3d_channels_last(x.unsqueeze(2), weight, module.bias, padding, prepared, method, upsample)
     return out.squeeze(2)
-
-
-def _upsampled_frame_forward(
-    conv: torch.nn.Conv2d, scale: tuple[float, float], x: torch.Tensor
-) -> torch.Tensor:
-    """``Sequential(WanUpsample, Conv2d)`` in one kernel call (``pointer``: it reads the source pixels)."""
-    return _frame_forward(conv, "pointer", x, int(scale[0]))
