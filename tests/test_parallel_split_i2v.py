@@ -3,6 +3,7 @@ and TI2V tiny models (CFG parallel exactly, Ulysses within float noise)."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from core.device_models import Loader
 from core.jobs import Job
 from core.parallel.split import SplitGroup
+from core.pipelines import load_diffusers_pipeline
 from core.runner import Runner
 from core.settings import Settings
 from core.tasks import parse_request, task_for, wan_output
@@ -36,18 +39,21 @@ def request_data(model: str, pictures: dict[str, str]) -> dict:
     return data | ({"end_image": pictures["end_image"]} if model == "tiny-wan-flf2v" else {})
 
 
-def single_process(settings: Settings, data: dict) -> tuple[dict, np.ndarray]:
-    """``data`` through the plain single-process Runner (its record), and the raw frames the same pipeline
-    makes for it (the runner streams its decode into the mp4; the ranks keep raw frames), on one thread
-    as the ranks run (the image's VAE encode sums in thread order)."""
+def single_process(settings: Settings, data: dict, loader: Loader | None = None) -> tuple[dict, np.ndarray]:
+    """``data`` through the plain single-process Runner (its record; its models loaded by ``loader`` when
+    given), and the raw frames the same pipeline makes for it (the runner streams its decode into the mp4;
+    the ranks keep raw frames), on one thread as the ranks run (the image's VAE encode sums in thread
+    order)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         runner = Runner(settings, torch.device("cpu"))
+        runner.models.loader = loader
         record = runner.execute(Job(parse_request(data)))
         request = parse_request(data)
         work = task_for(request).work(runner, Job(request), request, None)
-        pipe = runner.models.get(request.card, settings.models_dir / request.card.id, 0, None, work.loader)
+        opened_as = partial(load_diffusers_pipeline, pipeline=work.pipeline) if work.pipeline else None
+        pipe = runner.models.get(request.card, settings.models_dir / request.card.id, 0, None, opened_as)
         return record, work.generate(pipe, request)
     finally:
         torch.set_num_threads(threads)
@@ -79,6 +85,7 @@ def test_image_to_video_split_matches_single_process(
     job = Job(parse_request(data))
     record = split_group.run(job, job.request, modes)
     assert record["task"] == "i2v" and record["parallel"]["world_size"] == 2
+    assert record["split_work"] == {"text_encoder_ranks": [0]}  # TI2V-5B opened as I2V too
     assert record["image"] == reference["image"] and record.get("end_image") == reference.get("end_image")
     path = Path(record["path"])
     assert read_record(path)["request"]["image"] == pictures["image"]
@@ -128,16 +135,15 @@ def test_every_rank_starts_from_rank_0s_image_conditioning(
     assert np.array_equal(frames, expected)
 
 
-def two_experts(card, folder, device, level):
-    """tiny-wan-i2v laid out as Wan2.2 I2V A14B: no image encoder, a second expert for the low-noise half
-    (the DiT with its output halved, so the switch shows) and ``boundary_ratio``."""
+def two_experts(card, folder, device, level, **options):
+    """tiny-wan-i2v laid out as Wan2.2 I2V A14B (loaded with ``load_diffusers_pipeline``'s ``options``): no
+    image encoder, a second expert for the low-noise half (the DiT with its output halved, so the switch
+    shows) and ``boundary_ratio``."""
     import copy
 
     from diffusers import WanImageToVideoPipeline
 
-    from core.pipelines import load_diffusers_pipeline
-
-    pipe = load_diffusers_pipeline(card, folder, device, level)
+    pipe = load_diffusers_pipeline(card, folder, device, level, **options)
     pipe.transformer.register_to_config(image_dim=None)  # Wan2.2's DiT takes no image embedding
     low_noise = copy.deepcopy(pipe.transformer)
     low_noise.proj_out.weight.data.mul_(0.5)
@@ -148,23 +154,20 @@ def two_experts(card, folder, device, level):
 
 
 def use_two_experts() -> None:
-    """This process's image-to-video tasks load :func:`two_experts` (and keep their frames)."""
-    from core.tasks import i2v
+    """This rank's pipelines load as :func:`two_experts` (and keep their frames)."""
+    from core.parallel import split_rank
 
     torch.set_num_threads(1)
     wan_output.write_video = _write_video_and_frames
-    i2v.i2v_loader = lambda card, worker: two_experts
+    split_rank.load_diffusers_pipeline = two_experts
 
 
 def test_a_two_expert_image_to_video_model_splits_like_one_process(
     parallel_settings: Settings, pictures: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.tasks import i2v
-
     monkeypatch.setattr(wan_output, "write_video", _write_video_and_frames)
-    monkeypatch.setattr(i2v, "i2v_loader", lambda card, worker: two_experts)
     data = request_data("tiny-wan-i2v", pictures) | {"guidance_2": 3.0, "steps": 4}
-    _reference, expected = single_process(parallel_settings, data)
+    _reference, expected = single_process(parallel_settings, data, two_experts)
     with SplitGroup(parallel_settings, 2, rank_setup=use_two_experts) as group:
         job = Job(parse_request(data))
         record = group.run(job, job.request, ("cfg",))

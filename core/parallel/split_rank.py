@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh
 
 from core.caches import apply_cache
-from core.device_models import DeviceModels, Loader
+from core.device_models import DeviceModels
 from core.job_run import JobRun
 from core.jobs import JobCancelledError
 from core.lora import PreparedLora, apply_loras, lora_variant
@@ -113,11 +113,11 @@ class RankPipelines:
         work: WanWork | None = None,
     ) -> Any:
         """The rank's pipeline carrying ``loras`` (loaded before compile, swapped in place later), opened
-        by ``work``'s loader (default: the card's own pipeline)."""
+        as ``work``'s pipeline class (default: the card's own), without the components this rank is handed
+        (:func:`core.parallel.shared_prompt.components_skipped`)."""
         folder = ensure_model(card, self.settings)
         hotswap = should_compile(speed.compile, self.device)[0]
-        loader = work.loader if work is not None and work.loader is not None else None
-        load = partial(self._load, config, speed, loras, hotswap, loader)
+        load = partial(self._load, config, speed, loras, hotswap, work.pipeline if work else None)
         variant = (config, speed, work.variant if work else None, lora_variant(loras, hotswap, level))
         pipe = self.models.get(card, folder, level, variant, loader=load)
         self.loras = apply_loras(pipe, loras, card, hotswap)
@@ -129,19 +129,17 @@ class RankPipelines:
         speed: SpeedConfig,
         loras: tuple[PreparedLora, ...],
         hotswap: bool,
-        loader: Loader | None,
+        pipeline: str | None,
         card: ModelCard,
         folder: Path,
         device: torch.device,
         level: int,
     ) -> Any:
-        if loader is None:
-            without = components_skipped(dist.get_rank())
-            pipe = load_diffusers_pipeline(
-                card, folder, device, level, models_dir=self.settings.models_dir, without=without
-            )
-        else:
-            pipe = loader(card, folder, device, level)
+        without = components_skipped(dist.get_rank())
+        models_dir = self.settings.models_dir
+        pipe = load_diffusers_pipeline(
+            card, folder, device, level, models_dir=models_dir, pipeline=pipeline, without=without
+        )
         apply_loras(pipe, loras, card, hotswap)
         self.mesh = build_mesh(config, device)
         if self.mesh is not None and config.context > 1:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from core.device_models import Loader, Worker
+from core.device_models import Worker
 from core.image_input import image_size, prepare_image
 from core.jobs import Job
-from core.pipelines import load_diffusers_pipeline
 from core.preview import LatentPreview
 from core.tasks.registry import register
 from core.tasks.t2v import T2VRequest, WanTask, WanWork, generate_t2v
@@ -87,12 +85,10 @@ class I2VRequest(T2VRequest):
         super().__post_init__()
 
 
-def i2v_loader(card: ModelCard, worker: Worker) -> Loader | None:
-    """A loader opening ``card`` as ``WanImageToVideoPipeline`` when its folder is another pipeline's
-    (TI2V-5B's ``WanPipeline``); None: the card's own pipeline."""
-    if card.pipeline == I2V_PIPELINE:
-        return None
-    return partial(load_diffusers_pipeline, models_dir=worker.settings.models_dir, pipeline=I2V_PIPELINE)
+def i2v_pipeline(card: ModelCard) -> str | None:
+    """``WanImageToVideoPipeline`` when ``card``'s folder is another pipeline's (TI2V-5B's ``WanPipeline``);
+    None: the card's own pipeline."""
+    return None if card.pipeline == I2V_PIPELINE else I2V_PIPELINE
 
 
 @register
@@ -119,7 +115,7 @@ class I2VTask(WanTask):
 
         return WanWork(
             generate,
-            loader=i2v_loader(request.card, worker),
+            pipeline=i2v_pipeline(request.card),
             variant=(request.speed_config.loaded_variant, I2V_PIPELINE),
             fields=lambda seeded: fields,
             rank0_steps=IMAGE_CONDITIONING,

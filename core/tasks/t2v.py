@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from core.caches import CacheConfig, apply_cache, parse_cache_config
-from core.device_models import Loader, Worker
+from core.device_models import Worker
 from core.job_run import JobRun
 from core.jobs import Job
 from core.lora import (
@@ -25,7 +26,7 @@ from core.lora import (
 )
 from core.magi.request import is_magi_card
 from core.memory.levels import parse_override
-from core.pipelines import set_flow_shift
+from core.pipelines import load_diffusers_pipeline, set_flow_shift
 from core.preview import LatentPreview
 from core.speed import SpeedConfig, apply_speed, parse_speed_config
 from core.speed.compile import should_compile
@@ -288,11 +289,12 @@ def run_wan(
     request: T2VRequest,
     generate: Callable[..., torch.Tensor],
     *,
-    loader: Loader | None = None,
+    pipeline: str | None = None,
     variant: Hashable = None,
     fields: Callable[[T2VRequest], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run a Wan-family ``request`` on one device: concrete seed, speed options and step cache on the
+    """Run a Wan-family ``request`` on one device (its card's folder opened as the diffusers class
+    ``pipeline``; None: the card's own): concrete seed, speed options and step cache on the
     pipeline, ``generate(pipe, request, latents=True, stages=stages)`` (the denoised latents; it times
     ``text`` and ``denoise`` into ``stages``) within the memory plan, the latents decoded into the video
     as the writer encodes it (:func:`core.tasks.wan_output.decode_to_video`), then the record (with
@@ -328,7 +330,9 @@ def run_wan(
             request.memory_level,
             on_pipe,
             variant=lambda level: (loaded, lora_variant(prepared, hotswap, level)),
-            loader=loader,
+            loader=partial(load_diffusers_pipeline, models_dir=worker.settings.models_dir, pipeline=pipeline)
+            if pipeline
+            else None,
         )
     record = run.record(
         request.card,
@@ -349,13 +353,13 @@ def run_wan(
 class WanWork:
     """What a Wan-family task runs on a loaded pipeline, on one device or on every rank of a split:
     ``generate(pipe, seeded_request, latents=..., stages=...)`` (frames; with ``latents=True`` the denoised
-    latents for the streamed decode, ``text`` and ``denoise`` timed into ``stages``), the pipeline's
-    ``loader`` and ``variant`` (None: the card's own), the record's extra ``fields`` of the seeded request,
-    and the pipeline methods whose results a split's ranks take from rank 0 (``rank0_steps``: the
-    conditioning every rank must start from alike)."""
+    latents for the streamed decode, ``text`` and ``denoise`` timed into ``stages``), the diffusers class
+    the card's folder opens as (``pipeline``) and the loaded ``variant`` (None: the card's own), the
+    record's extra ``fields`` of the seeded request, and the pipeline methods whose results a split's
+    ranks take from rank 0 (``rank0_steps``: the conditioning every rank must start from alike)."""
 
     generate: Callable[..., Any]
-    loader: Loader | None = None
+    pipeline: str | None = None
     variant: Hashable = None
     fields: Callable[[T2VRequest], dict[str, Any]] | None = None
     rank0_steps: tuple[str, ...] = ()
@@ -374,9 +378,8 @@ class WanTask(Task):
     def run(self, worker: Worker, job: Job, request: Any) -> dict[str, Any]:
         preview = LatentPreview.for_run(worker.settings, job, request.card)
         work = self.work(worker, job, request, preview)
-        return run_wan(
-            worker, job, request, work.generate, loader=work.loader, variant=work.variant, fields=work.fields
-        )
+        options = {"pipeline": work.pipeline, "variant": work.variant, "fields": work.fields}
+        return run_wan(worker, job, request, work.generate, **options)
 
 
 @register
