@@ -52,36 +52,6 @@ def fitting_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> l
     return [c for c in steps if c.kwargs["BLOCK_N"] <= max(widest, narrowest)]
 
 
-HOPPER_TILES = frozenset(
-    {
-        (128, 128, 64, 8, 3),
-        (64, 128, 32, 4, 4),
-        (128, 64, 64, 4, 3),
-        (256, 128, 32, 8, 3),
-        (128, 128, 32, 4, 4),
-        (128, 16, 32, 4, 4),
-        (256, 16, 32, 4, 3),
-    }
-)
-"""The tiles that were the best for at least one of the Wan2.1 decoder's 32 convolution shapes at 480p on
-an H100 (7 of the 11; bench/wan_vae_speed.py, 2026-12-07). Hopper tries only these, so a new video size
-tunes in about two thirds of the time."""
-
-
-def tile_of(config: triton.Config) -> tuple[int, int, int, int, int]:
-    """``config`` as a :data:`TILES` entry."""
-    meta = config.kwargs
-    return meta["BLOCK_M"], meta["BLOCK_N"], meta["BLOCK_K"], config.num_warps, config.num_stages
-
-
-def fitting_gpu_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
-    """:func:`fitting_tiles`, on Hopper only those in :data:`HOPPER_TILES` (all that fit when none is)."""
-    fitting = fitting_tiles(configs, named_args)
-    if torch.cuda.get_device_capability()[0] != 9:
-        return fitting
-    return [c for c in fitting if tile_of(c) in HOPPER_TILES] or fitting
-
-
 TUNING_KEY = ["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"]
 """What a tuning is kept for: the problem's size and shape (not the padding, which barely moves the best
 tile)."""
@@ -99,7 +69,7 @@ def k_step(step, steps_per_tap, KH: tl.constexpr, KW: tl.constexpr, BLOCK_K: tl.
 @triton.autotune(
     configs=_configs(),
     key=TUNING_KEY,
-    prune_configs_by={"early_config_prune": fitting_gpu_tiles},
+    prune_configs_by={"early_config_prune": fitting_tiles},
     cache_results=True,
 )
 @triton.jit

@@ -127,16 +127,3 @@ def test_on_a_gpu_an_upsampler_convolves_the_upsampled_frames_without_making_the
     out = conv3d_channels_last(x, weight, None, (0, 1, 1), upsample=2)
     assert out.shape == reference.shape == (4, 96, 1, 30, 52)
     assert (out.float() - reference).abs().max().item() <= 0.02 * reference.abs().max().item()
-
-
-def test_hopper_tunes_only_the_tiles_that_won_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    conv = pytest.importorskip("core.kernels.triton_conv3d", reason="needs Triton")
-    configs, shape = conv._configs(), {"C_in": 96, "C_out": 96}
-    assert conv.HOPPER_TILES.issubset(conv.TILES) and len(conv.HOPPER_TILES) < len(conv.TILES)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
-    hopper = conv.fitting_gpu_tiles(configs, shape)
-    assert hopper and {conv.tile_of(c) for c in hopper} <= conv.HOPPER_TILES
-    assert all(96 % c.kwargs["BLOCK_K"] == 0 and c.kwargs["BLOCK_N"] <= 128 for c in hopper)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (8, 0))
-    assert conv.fitting_gpu_tiles(configs, shape) == conv.fitting_tiles(configs, shape)
-    assert len(conv.fitting_tiles(configs, shape)) > len(hopper)
