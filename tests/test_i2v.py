@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,11 @@ from core.frame_grab import extract_frame
 from core.jobs import Job
 from core.memory.estimate import estimate_memory
 from core.memory.levels import TEXT_ENCODER_ON_CPU
-from core.pipelines import load_diffusers_pipeline
 from core.runner import Runner
 from core.settings import Settings
 from core.tasks import parse_request, task_for
 from core.tasks.i2v import I2VRequest, i2v_pipeline
+from core.tasks.t2v import pipeline_loader
 from core.validation import ConfigError
 from core.video_io import probe_video, read_frames, read_record
 from tests.lora_files import tiny_lora, write_lora
@@ -83,7 +82,7 @@ def test_ti2v_card_runs_its_wanpipeline_folder_as_image_to_video(runner: Runner,
     record = run(runner, {"model": "tiny-wan-ti2v", "image": str(start)})
     assert (record["width"], record["height"]) == (48, 64)
     card = get_card("tiny-wan-ti2v")
-    opened_as = partial(load_diffusers_pipeline, pipeline=i2v_pipeline(card))
+    opened_as = pipeline_loader(i2v_pipeline(card))
     pipe = runner.models.get(card, runner.settings.models_dir / card.id, 0, "i2v", opened_as)
     assert type(pipe).__name__ == "WanImageToVideoPipeline" and pipe.config.expand_timesteps
     assert i2v_pipeline(get_card("tiny-wan-i2v")) is None

@@ -3,7 +3,6 @@ and TI2V tiny models (CFG parallel exactly, Ulysses within float noise)."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from core.pipelines import load_diffusers_pipeline
 from core.runner import Runner
 from core.settings import Settings
 from core.tasks import parse_request, task_for, wan_output
+from core.tasks.t2v import pipeline_loader
 from core.video_io import probe_video, read_record
 from tests.conftest_parallel import _write_video_and_frames
 
@@ -52,7 +52,7 @@ def single_process(settings: Settings, data: dict, loader: Loader | None = None)
         record = runner.execute(Job(parse_request(data)))
         request = parse_request(data)
         work = task_for(request).work(runner, Job(request), request, None)
-        opened_as = partial(load_diffusers_pipeline, pipeline=work.pipeline) if work.pipeline else None
+        opened_as = pipeline_loader(work.pipeline)
         pipe = runner.models.get(request.card, settings.models_dir / request.card.id, 0, None, opened_as)
         return record, work.generate(pipe, request)
     finally:

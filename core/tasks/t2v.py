@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from core.caches import CacheConfig, apply_cache, parse_cache_config
-from core.device_models import Worker
+from core.device_models import Loader, Worker
 from core.job_run import JobRun
 from core.jobs import Job
 from core.lora import (
@@ -283,23 +284,21 @@ def t2v_fields(request: T2VRequest, device: torch.device, level: int, plan: str)
     }
 
 
-def run_wan(
-    worker: Worker,
-    job: Job,
-    request: T2VRequest,
-    generate: Callable[..., torch.Tensor],
-    *,
-    pipeline: str | None = None,
-    variant: Hashable = None,
-    fields: Callable[[T2VRequest], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Run a Wan-family ``request`` on one device (its card's folder opened as the diffusers class
-    ``pipeline``; None: the card's own): concrete seed, speed options and step cache on the
-    pipeline, ``generate(pipe, request, latents=True, stages=stages)`` (the denoised latents; it times
-    ``text`` and ``denoise`` into ``stages``) within the memory plan, the latents decoded into the video
-    as the writer encodes it (:func:`core.tasks.wan_output.decode_to_video`), then the record (with
-    ``fields`` of the seeded request, the ``decode`` that ran and the ``stages``) embedded. Text and
-    image to video share it."""
+def pipeline_loader(pipeline: str | None, models_dir: Path | None = None) -> Loader | None:
+    """A loader opening a card's folder as the diffusers class ``pipeline``; None (the device's own
+    loader: the card's pipeline) when ``pipeline`` is None."""
+    if pipeline is None:
+        return None
+    return partial(load_diffusers_pipeline, models_dir=models_dir, pipeline=pipeline)
+
+
+def run_wan(worker: Worker, job: Job, request: T2VRequest, work: WanWork) -> dict[str, Any]:
+    """Run a Wan-family ``request`` on one device as ``work`` says (see :class:`WanWork`): concrete seed,
+    speed options and step cache on the pipeline, ``work.generate(pipe, request, latents=True,
+    stages=stages)`` (the denoised latents; it times ``text`` and ``denoise`` into ``stages``) within the
+    memory plan, the latents decoded into the video as the writer encodes it
+    (:func:`core.tasks.wan_output.decode_to_video`), then the record (with ``work.fields`` of the seeded
+    request, the ``decode`` that ran and the ``stages``) embedded. Text and image to video share it."""
     applied: dict[str, Any] = {}
     stages: dict[str, float] = {}
     with JobRun(request.task, job, request, worker.device) as run:
@@ -317,12 +316,12 @@ def run_wan(
                 report=job.report,
             )
             with apply_cache(pipe, request.card, request.cache_config) as session:
-                latents = generate(pipe, request, latents=True, stages=stages)
+                latents = work.generate(pipe, request, latents=True, stages=stages)
             applied["cache"] = session.stats()
             outputs = worker.settings.outputs_dir
             return decode_to_video(job, outputs, request, pipe.vae, latents, request.speed_config, stages)
 
-        loaded = request.speed_config.loaded_variant if variant is None else variant
+        loaded = request.speed_config.loaded_variant if work.variant is None else work.variant
         decoded, plan, level = worker.models.run_planned(
             job,
             request.card,
@@ -330,14 +329,12 @@ def run_wan(
             request.memory_level,
             on_pipe,
             variant=lambda level: (loaded, lora_variant(prepared, hotswap, level)),
-            loader=partial(load_diffusers_pipeline, models_dir=worker.settings.models_dir, pipeline=pipeline)
-            if pipeline
-            else None,
+            loader=pipeline_loader(work.pipeline, worker.settings.models_dir),
         )
     record = run.record(
         request.card,
         **t2v_fields(request, worker.device, level, plan.reason),
-        **(fields(request) if fields else {}),
+        **(work.fields(request) if work.fields else {}),
         **applied,
         decode=decoded.record(),
         stages=stages,
@@ -377,9 +374,7 @@ class WanTask(Task):
 
     def run(self, worker: Worker, job: Job, request: Any) -> dict[str, Any]:
         preview = LatentPreview.for_run(worker.settings, job, request.card)
-        work = self.work(worker, job, request, preview)
-        options = {"pipeline": work.pipeline, "variant": work.variant, "fields": work.fields}
-        return run_wan(worker, job, request, work.generate, **options)
+        return run_wan(worker, job, request, self.work(worker, job, request, preview))
 
 
 @register
