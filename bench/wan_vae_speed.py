@@ -168,7 +168,17 @@ def main() -> None:
     parser.add_argument("--variants", default="", help="comma list of variant names (default: all)")
     parser.add_argument("--json", default="")
     parser.add_argument("--profile", default="", help="a variant name: print its top CUDA kernels")
+    parser.add_argument(
+        "--full-tuning",
+        action="store_true",
+        help="time every tile of the pointer kernel, not the table's (kernels/conv3d_tiles.json); the "
+        "winners go into the JSON as pointer_tiles (bench/conv_tiles.py merges them into the table)",
+    )
     args = parser.parse_args()
+    if args.full_tuning:
+        from core.kernels import triton_conv3d
+
+        triton_conv3d.USE_MEASURED_TILES = False
     from diffusers import AutoencoderKLWan
 
     width, height = (int(v) for v in args.size.split("x"))
@@ -219,6 +229,10 @@ def main() -> None:
         del decode, out
         torch.cuda.empty_cache()
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "size": args.size, "rows": rows}
+    if args.full_tuning:
+        from bench.conv_tiles import tuned_rows
+
+        info["pointer_tiles"] = tuned_rows()
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(info, handle, indent=1)

@@ -12,25 +12,13 @@ epilogue.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
-TILES = (
-    (128, 128, 32, 8, 3),
-    (128, 128, 64, 8, 3),
-    (128, 128, 32, 4, 4),
-    (256, 128, 32, 8, 3),
-    (128, 64, 32, 4, 4),
-    (128, 64, 64, 4, 3),
-    (64, 128, 32, 4, 4),
-    (256, 64, 32, 8, 3),
-    (128, 256, 32, 8, 3),
-    (128, 16, 32, 4, 4),
-    (256, 16, 32, 4, 3),
-)
-"""(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) the autotuner tries (each shape once); the 16-wide
-ones are for the last convolution's 3 (or 12) output channels."""
+from .conv3d_tiles import TILES, Tile, measured_tile
 
 
 def _configs() -> list[triton.Config]:
@@ -52,6 +40,36 @@ def fitting_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> l
     return [c for c in steps if c.kwargs["BLOCK_N"] <= max(widest, narrowest)]
 
 
+USE_MEASURED_TILES = True
+"""Whether a GPU and shape in :mod:`core.kernels.conv3d_tiles` tries only its measured tile
+(``bench/wan_vae_speed.py --full-tuning`` turns this off to time every tile again)."""
+
+
+@functools.cache
+def _gpu_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def pointer_tiles(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
+    """:func:`fitting_tiles`, narrowed to the one tile measured best on this GPU for this convolution
+    (:func:`core.kernels.conv3d_tiles.measured_tile`) where there is one: a first decode then compiles
+    and times one tile per shape instead of all of them."""
+    fitting = fitting_tiles(configs, named_args, **kwargs)
+    if not USE_MEASURED_TILES:
+        return fitting
+    args = {**named_args, **kwargs}
+    taps = (args["KT"], args["KH"], args["KW"])
+    tile = measured_tile(_gpu_name(args["X"].device.index or 0), args["C_in"], args["C_out"], taps, args["M"])
+    chosen = [config for config in fitting if tile_of(config) == tile]
+    return chosen or fitting
+
+
+def tile_of(config: triton.Config) -> Tile:
+    """A config as a :data:`TILES` row."""
+    kw = config.kwargs
+    return (kw["BLOCK_M"], kw["BLOCK_N"], kw["BLOCK_K"], config.num_warps, config.num_stages)
+
+
 TUNING_KEY = ["M", "C_in", "C_out", "H_out", "W_out", "KT", "KH", "KW"]
 """What a tuning is kept for: the problem's size and shape (not the padding, which barely moves the best
 tile)."""
@@ -69,7 +87,7 @@ def k_step(step, steps_per_tap, KH: tl.constexpr, KW: tl.constexpr, BLOCK_K: tl.
 @triton.autotune(
     configs=_configs(),
     key=TUNING_KEY,
-    prune_configs_by={"early_config_prune": fitting_tiles},
+    prune_configs_by={"early_config_prune": pointer_tiles},
     cache_results=True,
 )
 @triton.jit
