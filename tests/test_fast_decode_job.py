@@ -31,7 +31,9 @@ from tests.test_runner import run_job
 REQUEST = {"model": "tiny-wan", "prompt": "a red car", "frames": 13, "width": 48, "height": 64, "steps": 2}
 
 
-def test_the_streamed_video_is_the_pipelines_and_the_record_says_what_ran(settings: Settings) -> None:
+def test_the_streamed_video_is_the_pipelines_and_the_record_says_what_ran(
+    settings: Settings, encoded_frames
+) -> None:
     runner = Runner(settings, torch.device("cpu"))
     job = run_job(runner, REQUEST | {"seed": 11})
     assert job.status == JobStatus.DONE, job.error
@@ -57,8 +59,9 @@ def test_the_streamed_video_is_the_pipelines_and_the_record_says_what_ran(settin
     setup = decode_setup(request.speed_config, pipe.vae, latents, torch.device("cpu"))
     new_frames = np.concatenate([pending.wait() for pending in decode_stream(pipe.vae, latents, setup)])
     assert np.array_equal(new_frames, old_frames)
+    assert np.array_equal(encoded_frames(path), old_frames)  # exact: what went to the encoder
     old = write_video(settings.outputs_dir.parent / "old.mp4", old_frames, 16.0)
-    assert np.array_equal(read_frames(path), read_frames(old))
+    assert psnr(read_frames(path), read_frames(old)) > 45  # x264 is not always bit-reproducible
 
 
 def test_fast_decode_asked_on_the_cpu_runs_bfloat16_without_reloading(settings: Settings) -> None:

@@ -5,6 +5,7 @@ a hot-swap on a compiled DiT does not recompile, and a Hub LoRA downloads throug
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,6 @@ from core.lora.keys import to_diffusers
 from core.pipelines import load_diffusers_pipeline
 from core.tasks.t2v import T2VRequest, T2VTask, generate_t2v
 from core.validation import ConfigError
-from core.video_io import read_frames
 from weights.registry import get_card
 
 
@@ -147,11 +147,14 @@ def cpu_worker(settings, loras_dir: Path) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, device=device, models=DeviceModels(device, settings))
 
 
-def task_frames(worker: SimpleNamespace, loras: list | None, **changes) -> tuple[dict, np.ndarray]:
-    """A tiny-wan text-to-video job with ``loras`` on ``worker``: its record and the frames of its file."""
+def task_frames(
+    worker: SimpleNamespace, frames_of: Callable[[Path], np.ndarray], loras: list | None, **changes
+) -> tuple[dict, np.ndarray]:
+    """A tiny-wan text-to-video job with ``loras`` on ``worker``: its record and its file's frames as
+    ``frames_of`` gives them (the ``encoded_frames`` fixture: exact)."""
     request = T2VRequest(model="tiny-wan", prompt="a cat", seed=2, steps=2, loras=loras, **changes)
     record = T2VTask().run(worker, job(), request)
-    return record, read_frames(Path(record["path"]))
+    return record, frames_of(Path(record["path"]))
 
 
 def test_task_records_loras_and_rerun_restores_them(settings, loras_dir: Path) -> None:
@@ -237,9 +240,9 @@ def test_fused_loras_key_the_loaded_pipeline(models_dir: Path, loras_dir: Path) 
     assert record[0]["fused"] is False and list(fp8.transformer.peft_config) == ["lora0"]  # fp8: adapter
 
 
-def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: Path) -> None:
+def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: Path, encoded_frames) -> None:
     worker = cpu_worker(settings, loras_dir)
-    run = partial(task_frames, worker)
+    run = partial(task_frames, worker, encoded_frames)
 
     def weights() -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in worker.models._loaded.model.transformer.state_dict().items()}
@@ -255,9 +258,11 @@ def test_a_job_after_a_fused_lora_job_runs_the_plain_model(settings, loras_dir: 
     assert off.max() <= 1, (off.max(), (off > 0).mean())  # once off in a full run; exact: the weights
 
 
-def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(settings, loras_dir: Path) -> None:
+def test_offloaded_fused_loras_are_adapters_and_keep_the_loaded_pipeline(
+    settings, loras_dir: Path, encoded_frames
+) -> None:
     worker = cpu_worker(settings, loras_dir)
-    run = partial(task_frames, worker, memory_level="4")
+    run = partial(task_frames, worker, encoded_frames, memory_level="4")
 
     plain = run(None)[1]
     loaded = worker.models._loaded.model

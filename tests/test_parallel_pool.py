@@ -194,6 +194,7 @@ def test_cancel_a_queued_job_and_a_running_one(pool_and_queue) -> None:
 
 
 def test_shutdown_ends_every_worker(tmp_path) -> None:
+    before = {p.pid for p in spawned_children()}  # e.g. a split group's ranks kept for the session
     pool = WorkerPool(Settings(outputs_dir=tmp_path), [0, 1, None], make_executor=fake_executor)
     queue = JobQueue(pool.executors())
     busy = queue.submit({"steps": 500, "sleep": 0.02})
@@ -207,4 +208,4 @@ def test_shutdown_ends_every_worker(tmp_path) -> None:
     assert not any(
         psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
     )
-    assert spawned_children() == []
+    assert {p.pid for p in spawned_children()} <= before
