@@ -67,7 +67,8 @@ def encoded_frames(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], np.ndarr
     """The frames this test's writers handed to the encoder, by the mp4's path: what to compare exactly.
     Two mp4s of the same frames are not always the same: libx264's macroblock tree (crf with lookahead)
     reads uninitialised memory and now and then encodes the same frames differently (about 1 encode in
-    100-200 in a long-running process; a few pixels off by up to 15, about 57 dB)."""
+    100-200 in a long-running process; a few pixels off by up to 15, about 57 dB). Split ranks run in other
+    processes and keep theirs next to the mp4 instead (``conftest_parallel._write_video_and_frames``)."""
     written: dict[Path, list[np.ndarray]] = defaultdict(list)
     write = VideoWriter.write
 

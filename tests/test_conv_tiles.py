@@ -23,13 +23,8 @@ TABLE = {
 
 def test_the_tile_is_the_one_measured_at_the_nearest_size_of_the_same_convolution() -> None:
     assert measured_tile("GPU A", 96, 96, (3, 3, 3), 300_000, TABLE) == (64, 128, 32, 4, 4)
-    assert measured_tile("GPU A", 96, 96, (3, 3, 3), 3_000_000, TABLE) == (
-        256,
-        128,
-        32,
-        8,
-        3,
-    )  # nearer by ratio
+    nearer_by_ratio = measured_tile("GPU A", 96, 96, (3, 3, 3), 3_000_000, TABLE)
+    assert nearer_by_ratio == (256, 128, 32, 8, 3)
     assert measured_tile("GPU A", 192, 96, (1, 3, 3), 10, TABLE) == (128, 128, 64, 8, 3)
 
 
