@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test requirements into .venv, then runs ruff, lint-imports (the layer contracts in
 # pyproject.toml) and pytest (extra arguments go to pytest). All always run; exits non-zero when any
-# fails, including a pytest run that collected no tests.
+# fails, including a pytest run that collected no tests. pytest runs on TEST_WORKERS processes (default
+# 2; each test file stays on one process); TEST_WORKERS=0 runs it in this process alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +25,9 @@ lint_status=0
 imports_status=0
 "$ROOT/.venv/bin/lint-imports" --no-cache || imports_status=$?
 test_status=0
-echo "[test] running pytest: about 13 minutes on 2 idle cores (a fresh install adds about 3), longer on a busy machine"
-"$ROOT/.venv/bin/python" -m pytest -q "$@" || test_status=$?
+workers="${TEST_WORKERS:-2}"
+echo "[test] running pytest on $workers workers: about 10 minutes on 2 idle cores (a fresh install adds about 3), longer on a busy machine"
+"$ROOT/.venv/bin/python" -m pytest -q -n "$workers" --dist loadfile "$@" || test_status=$?
 if ((test_status == 5)); then
     echo "[test] ERROR: pytest collected no tests" >&2
 fi
