@@ -24,7 +24,7 @@ around ``encode_prompt`` and ``vae.decode``.
 
     python3 bench/e2e_speed.py --model 1.3b --json $OUT/e2e_1.3b.json
     python3 bench/e2e_speed.py --model 14b --rows plain-few,ours-few,ours-turbo --size 832x480
-    python3 bench/e2e_speed.py --model tiny --rows plain-few,ours-few   # CPU smoke test
+    python3 bench/e2e_speed.py --model tiny --size 64x48 --frames 9 --rows plain-few,ours-few  # CPU smoke
 """
 
 from __future__ import annotations
@@ -337,23 +337,22 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     size = (width, height, args.frames)
     clock = StageClock()
-    results = []
+    gpu = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
+    decode = {"max_chunk": args.decode_chunk, "conv_kernel": args.conv_kernel}
+    info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "decode": decode}
+    results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in args.rows.split(","):
             build = plain_row if name.startswith("plain") else ours_row
             results.append(build(name, setup, folder, size, clock))
+            if args.json:  # after every row: a run cut short by a time limit keeps the rows it finished
+                Path(args.json).write_text(json.dumps(info | {"rows": results}, indent=1))
     base = {r["row"]: r["seconds"] for r in results}
     for reference in ("plain-50", "plain-few"):
         if reference in base:
             ratios = ", ".join(f"{r['row']} {base[reference] / r['seconds']:.1f}x" for r in results)
             print(f"speed-up against {reference}: {ratios}")
-    if args.json:
-        gpu = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
-        decode = {"max_chunk": args.decode_chunk, "conv_kernel": args.conv_kernel}
-        info = {"gpu": gpu, "torch": torch.__version__, "model": args.model, "size": size, "decode": decode}
-        info["rows"] = results
-        Path(args.json).write_text(json.dumps(info, indent=1))
 
 
 if __name__ == "__main__":
