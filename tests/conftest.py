@@ -25,6 +25,11 @@ from core.video_io import VideoWriter, to_uint8_frames
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Test modules import the shared fixture modules (tests/conftest_*.py, their ``pytest_plugins``) before
+# pytest loads them as plugins: mark them for assert rewriting before that happens.
+SHARED_FIXTURES = [f"tests.{path.stem}" for path in Path(__file__).parent.glob("conftest_*.py")]
+pytest.register_assert_rewrite(*SHARED_FIXTURES)
+
 
 @pytest.fixture(autouse=True)
 def thaw_the_heap() -> Iterator[None]:

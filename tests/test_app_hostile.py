@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import LaunchedApp
-from conftest_upscale import make_clip
 from gradio_client import Client, handle_file
 from test_compare_stream import audio_only
 from test_continue_input import phone_clip
 
 from core.batch_files import refusal
+from tests.conftest_upscale import make_clip
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 from weights.registry import get_card
 
-pytest_plugins = ["conftest_weights"]
+pytest_plugins = ["tests.conftest_weights"]
 
 
 def test_card_settings_are_the_defaults() -> None:

@@ -13,7 +13,7 @@ from core.facade.lora_files import LoraFiles, add_to_box, parse_source
 from core.settings import Settings
 from core.validation import ConfigError
 
-pytest_plugins = ["conftest_weights"]
+pytest_plugins = ["tests.conftest_weights"]
 
 
 def test_sources_people_paste() -> None:

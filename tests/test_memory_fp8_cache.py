@@ -23,7 +23,7 @@ from core.settings import Settings
 from weights.registry import get_card
 from weights.store import delete_model, fp8_cache_dir
 
-pytest_plugins = ["conftest_memory"]
+pytest_plugins = ["tests.conftest_memory"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FP8 = torch.float8_e4m3fn

@@ -16,7 +16,7 @@ from core.memory.planner import plan_memory
 from core.pipelines import load_diffusers_pipeline
 from core.settings import Settings
 
-pytest_plugins = ["conftest_memory"]
+pytest_plugins = ["tests.conftest_memory"]
 
 CPU = torch.device("cpu")
 LOSSLESS_TOLERANCE = 1e-5  # float32 on the CPU: only summation order may change

@@ -27,7 +27,7 @@ from core.memory.low_ram_load import (
 )
 from core.pipelines import load_diffusers_pipeline
 
-pytest_plugins = ["conftest_memory"]
+pytest_plugins = ["tests.conftest_memory"]
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from core.memory.planner import maps_fp8_dit, plan_memory
 from core.validation import ConfigError
 from weights.registry import get_card
 
-pytest_plugins = ["conftest_memory"]
+pytest_plugins = ["tests.conftest_memory"]
 
 WAN_1_3B = get_card("wan2.1-t2v-1.3b")
 WAN_14B = get_card("wan2.1-t2v-14b")

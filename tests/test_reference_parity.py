@@ -25,7 +25,7 @@ from core.upscale.sparse_mask import draft_block_mask, local_window_mask  # noqa
 from core.upscale.streamer import FlashVSRStreamer, plan_frames  # noqa: E402
 from tests.conftest_magi import StandInVAE  # noqa: E402
 
-pytest_plugins = ["tests.conftest_magi", "conftest_upscale"]
+pytest_plugins = ["tests.conftest_magi", "tests.conftest_upscale"]
 
 GOLDEN = Path(__file__).parent / "data" / "reference"
 

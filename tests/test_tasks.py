@@ -27,7 +27,7 @@ from core.tasks.upscale import UpscaleTask
 from core.validation import ConfigError
 from weights.registry import get_card
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 CPU = torch.device("cpu")
 
 

@@ -16,7 +16,7 @@ from core.memory.planner import MemoryPlan, encoders_gib, plan_memory
 from core.settings import Settings
 from weights.registry import get_card
 
-pytest_plugins = ["conftest_memory"]
+pytest_plugins = ["tests.conftest_memory"]
 SIZE = (832, 480, 81)
 
 

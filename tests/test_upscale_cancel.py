@@ -12,7 +12,7 @@ from core.tasks import task_for
 from core.upscale.request import UpscaleRequest
 from core.upscale.streamer import FlashVSRStreamer
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def test_cancel_inside_the_first_chunk_stops_before_the_next_block(

@@ -21,7 +21,7 @@ from core.upscale.sizing import plan_size
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def test_real_sizes_match_the_published_files() -> None:

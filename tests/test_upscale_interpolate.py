@@ -15,7 +15,7 @@ from core.upscale.request import UpscaleRequest
 from core.video_io import probe_video, read_record
 from tests.rife_weights import save_tiny_flownet
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 @pytest.mark.parametrize("method", ["blend", "rife"])

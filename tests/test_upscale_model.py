@@ -25,7 +25,7 @@ from core.upscale.lq_projection import CausalLQProjection
 from core.upscale.streamer import FlashVSRStreamer
 from core.upscale.tc_decoder import TinyConditionalDecoder
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 OFFICIAL = json.loads((Path(__file__).parent / "data" / "flashvsr_official_keys.json").read_text())
 

@@ -25,7 +25,7 @@ from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 from core.video_io import probe_video, read_record
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def audio_streams(path: Path) -> int:

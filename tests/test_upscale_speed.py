@@ -22,7 +22,7 @@ from core.upscale.speed import VSRSpeed, parse_vsr_speed
 from core.upscale.streamer import FlashVSRStreamer
 from core.validation import ConfigError
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def clip(count: int = 33, size: tuple[int, int] = (128, 128)) -> list[np.ndarray]:

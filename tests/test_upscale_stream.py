@@ -19,7 +19,7 @@ from core.upscale.streamer import plan_frames
 from core.upscale.tc_decoder import TinyConditionalDecoder, pixel_unshuffle_cond
 from core.validation import ConfigError
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def test_tc_decoder_chunked_equals_one_call() -> None:

@@ -26,7 +26,7 @@ def split_control(model, gpus):
     return split_field(model, gpus).props()
 
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 
 
 def test_size_preview_names_the_aligned_output(clip_64: Path) -> None:

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
-from conftest_upscale import make_clip
 from test_upscale_run import stream_seconds
 
 from core.jobs import Job
@@ -19,8 +18,9 @@ from core.tasks import task_for
 from core.upscale.request import UpscaleRequest
 from core.validation import ConfigError
 from core.video_io import probe_video
+from tests.conftest_upscale import make_clip
 
-pytest_plugins = ["conftest_upscale"]
+pytest_plugins = ["tests.conftest_upscale"]
 TICK = Fraction(1, 90000)
 
 

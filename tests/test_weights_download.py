@@ -26,7 +26,7 @@ from weights import download as download_module
 from weights.download import READY_MARKER, WORK_DIR, DownloadError, NotEnoughDiskError, download_model
 from weights.store import ModelMissingError, ensure_model, model_status
 
-pytest_plugins = ["conftest_weights"]
+pytest_plugins = ["tests.conftest_weights"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -15,7 +15,7 @@ from weights.registry import get_card
 from weights.sources import RemoteFile
 from weights.store import delete_model, ensure_model, list_models, model_status
 
-pytest_plugins = ["conftest_weights"]
+pytest_plugins = ["tests.conftest_weights"]
 
 
 def test_states_missing_partial_ready_and_delete(hub, hub_settings):
