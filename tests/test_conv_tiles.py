@@ -37,6 +37,8 @@ def test_an_unmeasured_gpu_or_convolution_has_no_tile() -> None:
 def test_the_shipped_table_has_the_h100s_480p_decode_and_only_known_tiles() -> None:
     rows = measured_tiles()[H100]
     assert {tuple(row["tile"]) for row in rows} <= set(TILES)
+    shapes = [(row["c_in"], row["c_out"], tuple(row["taps"]), row["m"]) for row in rows]
+    assert len(set(shapes)) == len(shapes)  # one tile per convolution and M, as merge() keeps them
     assert measured_tile(H100, 96, 3, (3, 3, 3), 6_389_760) == (256, 16, 32, 4, 3)  # the last convolution
 
 
